@@ -1,0 +1,69 @@
+// Fold-in: the bias and factor vector of one user (or item) from their
+// ratings, with everything else in the model held fixed.
+//
+// For a user with ratings {(i, r)}, x = [b_u, p_u] solves the regularised
+// least-squares problem ALS solves for that row:
+//   min  sum_i (r - mu - b_i - x . [1, q_i])^2
+//        + n * (reg_bias * b_u^2 + reg * |p_u|^2)
+// i.e. (Y^T Y + n * diag(reg_bias, reg, ..., reg)) x = Y^T t with rows
+// y_i = [1, q_i] and targets t_i = r - mu - b_i. Items are symmetric. Models
+// without factors fit the bias alone with the baseline's ridge penalty.
+//
+//   std::vector<IndexedRating> mine = {{item, 4.0f}, ...};
+//   RECSYS_ASSIGN_OR_RETURN(FoldInResult row, FoldInUser(model, mine));
+//   float r = model.mu + row.bias + model.item_bias[i] +
+//             row.factors.dot(model.item_factors.row(i));
+#ifndef RECSYS_MODELS_FOLD_IN_H_
+#define RECSYS_MODELS_FOLD_IN_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "Eigen/Core"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "models/model.h"
+
+namespace recsys {
+
+// A rating against a row of the other side: (item, value) for a user,
+// (user, value) for an item.
+struct IndexedRating {
+  int32_t index = 0;
+  float value = 0;
+};
+
+struct FoldInResult {
+  float bias = 0;
+  Eigen::VectorXf factors;  // [model.factors()]
+};
+
+// Fails with INVALID_ARGUMENT on an index outside the model or a non-finite
+// value. An empty list gives a zero bias and zero vector.
+absl::StatusOr<FoldInResult> FoldInUser(
+    const Model& model, absl::Span<const IndexedRating> ratings);
+absl::StatusOr<FoldInResult> FoldInItem(
+    const Model& model, absl::Span<const IndexedRating> ratings);
+
+namespace internal {
+
+// The shared solve behind fold-in and each ALS half-step. `other_factors`
+// and `other_bias` are the fixed side; `offset` is mu. Writes the bias to
+// *bias and the vector to `out` (length other_factors.cols()). `scratch`
+// avoids reallocation across calls. Indices must be valid.
+struct SolveScratch {
+  Eigen::MatrixXf y;
+  Eigen::MatrixXf a;
+  Eigen::VectorXf b;
+  Eigen::VectorXf x;
+};
+void SolveBiasedRow(const RowMatrix& other_factors,
+                    const Eigen::VectorXf& other_bias, float offset,
+                    absl::Span<const int32_t> cols,
+                    absl::Span<const float> values, float reg, float reg_bias,
+                    SolveScratch* scratch, float* bias, float* out);
+
+}  // namespace internal
+}  // namespace recsys
+
+#endif  // RECSYS_MODELS_FOLD_IN_H_

@@ -1,0 +1,71 @@
+#include "models/model.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace recsys {
+
+namespace {
+constexpr std::pair<ModelKind, absl::string_view> kKindNames[] = {
+    {ModelKind::kBaseline, "baseline"},
+    {ModelKind::kPopularity, "popularity"},
+    {ModelKind::kSgd, "sgd"},
+    {ModelKind::kAls, "als"},
+};
+}  // namespace
+
+absl::string_view ModelKindName(ModelKind kind) {
+  for (const auto& [k, name] : kKindNames) {
+    if (k == kind) return name;
+  }
+  return "unknown";
+}
+
+absl::StatusOr<ModelKind> ParseModelKind(absl::string_view name) {
+  std::vector<absl::string_view> names;
+  for (const auto& [k, n] : kKindNames) {
+    if (n == name) return k;
+    names.push_back(n);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown model kind '", name,
+                   "' (expected one of: ", absl::StrJoin(names, ", "), ")"));
+}
+
+float Model::Predict(int32_t u, int32_t i) const {
+  float s = mu;
+  if (u >= 0) s += user_bias[u];
+  if (i >= 0) s += item_bias[i];
+  if (u >= 0 && i >= 0 && factors() > 0) {
+    s += user_factors.row(u).dot(item_factors.row(i));
+  }
+  return scale.Clip(s);
+}
+
+void InitModelFrom(const RatingData& data, ModelKind kind,
+                   const Hyperparameters& params, int32_t factors, Model* m) {
+  m->kind = kind;
+  m->params = params;
+  m->params.factors = factors;
+  m->scale = data.scale;
+  m->users = data.users;
+  m->items = data.items;
+  m->item_info = data.item_info;
+  m->item_info.resize(data.items.size());
+  m->watermark = ComputeWatermark(data);
+  m->user_bias = Eigen::VectorXf::Zero(data.num_users());
+  m->item_bias = Eigen::VectorXf::Zero(data.num_items());
+  m->user_factors = RowMatrix::Zero(data.num_users(), factors);
+  m->item_factors = RowMatrix::Zero(data.num_items(), factors);
+  m->user_ratings = BuildRows(data, /*by_item=*/false);
+  m->item_counts.assign(data.num_items(), 0);
+  for (const Rating& r : data.ratings) ++m->item_counts[r.item];
+  double sum = 0;
+  for (const Rating& r : data.ratings) sum += r.value;
+  m->mu =
+      data.ratings.empty()
+          ? 0.5f * (data.scale.min + data.scale.max)
+          : static_cast<float>(sum / static_cast<double>(data.ratings.size()));
+}
+
+}  // namespace recsys

@@ -1,0 +1,99 @@
+// A trained factor model and what it needs to serve: biases, factors, id maps
+// and the item catalogue.
+//
+// Every kind predicts r(u, i) = mu + b_u + b_i + p_u . q_i, clipped to the
+// rating scale. Baselines simply have zero factor columns. Factors are
+// row-major float matrices: user u's vector is user_factors.row(u), one
+// contiguous run of `factors` floats (the layout the whole library assumes).
+//
+//   RECSYS_ASSIGN_OR_RETURN(Model m, TrainModel(data, params));
+//   float r = m.Predict(u, i);
+#ifndef RECSYS_MODELS_MODEL_H_
+#define RECSYS_MODELS_MODEL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "Eigen/Core"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "models/ratings.h"
+
+namespace recsys {
+
+using RowMatrix =
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Numbers are stable: they are written into model files.
+enum class ModelKind : uint32_t {
+  kBaseline = 1,    // mu + b_u + b_i, biases fitted by regularised ALS
+  kPopularity = 2,  // ranks by rating count; predicts like the baseline
+  kSgd = 3,         // biased matrix factorisation trained by SGD
+  kAls = 4,         // biased MF trained by ALS, weighted-lambda regularisation
+};
+
+absl::string_view ModelKindName(ModelKind kind);
+absl::StatusOr<ModelKind> ParseModelKind(absl::string_view name);
+
+// Training settings for every kind (fields a kind does not use are ignored).
+// The defaults are the shipped defaults; README.md gives the evidence.
+struct Hyperparameters {
+  int32_t factors = 128;         // length of p_u and q_i (sgd, als)
+  int32_t epochs = 30;           // SGD epochs or ALS iterations
+  float learning_rate = 0.015f;  // SGD step size at epoch 1
+  float lr_decay = 0.97f;        // SGD step size multiplier per epoch
+  float reg = 0.04f;             // L2 on factors: SGD per update; ALS and
+                                 // fold-in as lambda * (ratings of the row)
+  float reg_bias = 0.03f;        // L2 on biases, same convention as `reg`
+  float init_std = 0.01f;        // std of the Gaussian factor initialisation
+  // Baseline biases: ridge penalties (not scaled by counts), as in Koren's
+  // baseline predictor; also used by kBaseline and kPopularity.
+  float baseline_reg_item = 10.0f;
+  float baseline_reg_user = 15.0f;
+  uint64_t seed = 42;  // all randomness derives from it
+};
+
+struct Model {
+  ModelKind kind = ModelKind::kBaseline;
+  Hyperparameters params;
+  RatingScale scale;
+  float mu = 0;                      // global mean of the training ratings
+  Eigen::VectorXf user_bias;         // [num_users]
+  Eigen::VectorXf item_bias;         // [num_items]
+  RowMatrix user_factors;            // [num_users x factors]
+  RowMatrix item_factors;            // [num_items x factors]
+  std::vector<int32_t> item_counts;  // training ratings per item
+  // The training ratings by user (item indices sorted, with values): what a
+  // user has already rated, so serving can exclude it and fold-in can start
+  // from it.
+  SparseRows user_ratings;
+  IdMap users;
+  IdMap items;
+  std::vector<ItemInfo> item_info;  // [num_items]
+  DataWatermark watermark;          // of the training data
+  double train_seconds = 0;         // wall time of the fit
+
+  int32_t num_users() const { return users.size(); }
+  int32_t num_items() const { return items.size(); }
+  int32_t factors() const { return static_cast<int32_t>(item_factors.cols()); }
+
+  // Unclipped model output for known indices.
+  float Score(int32_t u, int32_t i) const {
+    float s = mu + user_bias[u] + item_bias[i];
+    if (factors() > 0) s += user_factors.row(u).dot(item_factors.row(i));
+    return s;
+  }
+  // Predicted rating; u or i may be -1 (unknown), in which case the missing
+  // terms are dropped (cold start falls back to the biases).
+  float Predict(int32_t u, int32_t i) const;
+};
+
+// Copies id maps, catalogue and scale from `data` and sizes the parameter
+// arrays (zeros) for `factors` columns.
+void InitModelFrom(const RatingData& data, ModelKind kind,
+                   const Hyperparameters& params, int32_t factors, Model* m);
+
+}  // namespace recsys
+
+#endif  // RECSYS_MODELS_MODEL_H_

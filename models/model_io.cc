@@ -1,0 +1,675 @@
+#include "models/model_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "models/crc32c.h"
+#include "models/status_macros.h"
+
+namespace recsys {
+namespace {
+
+// Scalars and arrays are copied in their in-memory representation, which is
+// the file's only on little-endian IEEE-754 hosts (every server we target).
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "model_io.cc copies memory as little-endian file data");
+static_assert(std::numeric_limits<float>::is_iec559 &&
+                  std::numeric_limits<double>::is_iec559,
+              "model files store IEEE-754 floats");
+// A field added to these structs is silently left out of model files unless
+// VisitScalars writes it, and old files cannot supply it: update
+// VisitScalars, the table in model_io.h and kModelFormatVersion, then these.
+static_assert(sizeof(Hyperparameters) == 48, "update the model file format");
+static_assert(sizeof(RatingScale) == 8, "update the model file format");
+static_assert(sizeof(DataWatermark) == 16, "update the model file format");
+
+// --- Serialization helpers.
+
+// Appends values in file representation to a byte string.
+class Writer {
+ public:
+  explicit Writer(std::string* out) : out_(out) {}
+
+  template <typename T>
+  void operator()(const T& value) {
+    static_assert(std::is_arithmetic_v<T>);
+    Bytes(&value, sizeof(value));
+  }
+  void Bytes(const void* data, size_t size) {
+    out_->append(static_cast<const char*>(data), size);
+  }
+  void String(const std::string& s) {
+    (*this)(static_cast<uint32_t>(s.size()));
+    Bytes(s.data(), s.size());
+  }
+
+ private:
+  std::string* out_;
+};
+
+// Consumes a payload front to back. Every read checks the bytes left first,
+// and counts are checked by division, so a corrupt count can neither overflow
+// the check nor make the caller allocate more than the file could hold.
+class Reader {
+ public:
+  explicit Reader(absl::string_view bytes) : rest_(bytes) {}
+
+  size_t remaining() const { return rest_.size(); }
+
+  // Unchecked, for the fixed part only: the caller checks its size once.
+  template <typename T>
+  void operator()(T& value) {
+    static_assert(std::is_arithmetic_v<T>);
+    std::memcpy(&value, rest_.data(), sizeof(value));
+    rest_.remove_prefix(sizeof(value));
+  }
+
+  // Fails unless `count` items of at least `min_bytes` each can still follow.
+  absl::Status CheckCount(uint64_t count, size_t min_bytes,
+                          absl::string_view what) const {
+    if (count > rest_.size() / min_bytes) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s: %d entries of %d bytes do not fit in the %d bytes left", what,
+          count, min_bytes, rest_.size()));
+    }
+    return absl::OkStatus();
+  }
+
+  // The next `count * size` bytes.
+  absl::StatusOr<const char*> Take(uint64_t count, size_t size,
+                                   absl::string_view what) {
+    RECSYS_RETURN_IF_ERROR(CheckCount(count, size, what));
+    const char* data = rest_.data();
+    rest_.remove_prefix(count * size);
+    return data;
+  }
+
+  absl::Status U32(uint32_t* value, absl::string_view what) {
+    RECSYS_ASSIGN_OR_RETURN(const char* data, Take(1, sizeof(*value), what));
+    std::memcpy(value, data, sizeof(*value));
+    return absl::OkStatus();
+  }
+
+  absl::Status String(std::string* s, absl::string_view what) {
+    uint32_t size = 0;
+    RECSYS_RETURN_IF_ERROR(U32(&size, what));
+    RECSYS_ASSIGN_OR_RETURN(const char* data, Take(size, 1, what));
+    s->assign(data, size);
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::string_view rest_;
+};
+
+// The fixed-width fields after `kind`, in file order. Writer and reader share
+// this one list so they cannot drift apart. `M` is Model or const Model.
+template <typename M, typename Io>
+void VisitScalars(M& m, Io& io) {
+  io(m.params.factors);
+  io(m.params.epochs);
+  io(m.params.learning_rate);
+  io(m.params.lr_decay);
+  io(m.params.reg);
+  io(m.params.reg_bias);
+  io(m.params.init_std);
+  io(m.params.baseline_reg_item);
+  io(m.params.baseline_reg_user);
+  io(m.params.seed);
+  io(m.scale.min);
+  io(m.scale.max);
+  io(m.mu);
+  io(m.train_seconds);
+  io(m.watermark.num_ratings);
+  io(m.watermark.hash);
+}
+
+// Adds up the sizes of the fields VisitScalars visits.
+struct SizeCounter {
+  size_t bytes = 0;
+  template <typename T>
+  void operator()(const T&) {
+    bytes += sizeof(T);
+  }
+};
+
+// Bytes of the payload's fixed part: kind, VisitScalars, shape.
+size_t FixedPayloadBytes() {
+  static const size_t bytes = [] {
+    SizeCounter counter;
+    const Model empty;
+    VisitScalars(empty, counter);
+    return 4 + counter.bytes + 12;
+  }();
+  return bytes;
+}
+
+// The kind table in model.cc is the one list of kinds; a value names a kind
+// exactly when its name parses back.
+bool IsKnownKind(uint32_t value) {
+  const ModelKind kind = static_cast<ModelKind>(value);
+  const absl::StatusOr<ModelKind> parsed = ParseModelKind(ModelKindName(kind));
+  return parsed.ok() && *parsed == kind;
+}
+
+absl::Status CheckSavable(const Model& m) {
+  const int64_t users = m.num_users(), items = m.num_items();
+  auto mismatch = [](absl::string_view what, int64_t size,
+                     absl::string_view side, int64_t expected) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "model %s has %d entries for %d %s", what, size, expected, side));
+  };
+  if (!IsKnownKind(static_cast<uint32_t>(m.kind))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown model kind ", static_cast<uint32_t>(m.kind)));
+  }
+  if (m.user_bias.size() != users) {
+    return mismatch("user_bias", m.user_bias.size(), "users", users);
+  }
+  if (m.item_bias.size() != items) {
+    return mismatch("item_bias", m.item_bias.size(), "items", items);
+  }
+  if (m.user_factors.rows() != users) {
+    return mismatch("user_factors", m.user_factors.rows(), "users", users);
+  }
+  if (m.item_factors.rows() != items) {
+    return mismatch("item_factors", m.item_factors.rows(), "items", items);
+  }
+  if (m.user_factors.cols() != m.item_factors.cols()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("model user_factors has %d columns, item_factors %d",
+                        m.user_factors.cols(), m.item_factors.cols()));
+  }
+  if (static_cast<int64_t>(m.item_counts.size()) != items) {
+    return mismatch("item_counts", m.item_counts.size(), "items", items);
+  }
+  if (static_cast<int64_t>(m.item_info.size()) != items) {
+    return mismatch("item_info", m.item_info.size(), "items", items);
+  }
+  const SparseRows& rated = m.user_ratings;
+  if (static_cast<int64_t>(rated.offsets.size()) != users + 1) {
+    return mismatch("user_ratings offsets", rated.offsets.size(), "users + 1",
+                    users + 1);
+  }
+  if (rated.cols.size() != rated.values.size() ||
+      static_cast<int64_t>(rated.cols.size()) != rated.offsets.back()) {
+    return absl::InvalidArgumentError(
+        "model user_ratings: offsets, cols and values disagree");
+  }
+  return absl::OkStatus();
+}
+
+// Bytes the variable-length strings take, or an error when one is too long
+// for its u32 length field.
+absl::StatusOr<size_t> StringBytes(const Model& m) {
+  constexpr size_t kMax = std::numeric_limits<uint32_t>::max();
+  size_t total = 0;
+  auto add = [&](const std::string& s) {
+    total += 4 + s.size();
+    return s.size() <= kMax;
+  };
+  for (const std::string& id : m.users.ids()) {
+    if (!add(id)) return absl::InvalidArgumentError("user id too long");
+  }
+  for (const std::string& id : m.items.ids()) {
+    if (!add(id)) return absl::InvalidArgumentError("item id too long");
+  }
+  for (const ItemInfo& info : m.item_info) {
+    if (!add(info.title)) return absl::InvalidArgumentError("title too long");
+    if (info.genres.size() > kMax) {
+      return absl::InvalidArgumentError("too many genres");
+    }
+    total += 4;
+    for (const std::string& genre : info.genres) {
+      if (!add(genre)) return absl::InvalidArgumentError("genre too long");
+    }
+  }
+  return total;
+}
+
+// A model in file form without copies of its arrays: small buffers owned
+// here plus views of the model's own memory. Saving writes the pieces one by
+// one, so a 130 MB model is never duplicated in memory.
+struct FileImage {
+  const Model* model = nullptr;
+  std::string header;   // kModelHeaderBytes
+  std::string fixed;    // kind, VisitScalars and shape
+  std::string rated;    // N, the number of entries in user_ratings
+  std::string strings;  // ids and catalogue
+
+  template <typename T>
+  static absl::string_view Raw(const std::vector<T>& v) {
+    return absl::string_view(reinterpret_cast<const char*>(v.data()),
+                             v.size() * sizeof(T));
+  }
+
+  // The file's bytes in order. Views are made on each call, so a moved
+  // FileImage stays valid.
+  std::vector<absl::string_view> Pieces() const {
+    const Model& m = *model;
+    auto floats = [](const float* data, size_t count) {
+      return absl::string_view(reinterpret_cast<const char*>(data),
+                               count * sizeof(float));
+    };
+    return {header,
+            fixed,
+            floats(m.user_bias.data(), m.user_bias.size()),
+            floats(m.item_bias.data(), m.item_bias.size()),
+            floats(m.user_factors.data(), m.user_factors.size()),
+            floats(m.item_factors.data(), m.item_factors.size()),
+            Raw(m.item_counts),
+            rated,
+            Raw(m.user_ratings.offsets),
+            Raw(m.user_ratings.cols),
+            Raw(m.user_ratings.values),
+            strings};
+  }
+  size_t size() const {
+    size_t total = 0;
+    for (absl::string_view piece : Pieces()) total += piece.size();
+    return total;
+  }
+};
+
+absl::StatusOr<FileImage> MakeFileImage(const Model& m) {
+  RECSYS_RETURN_IF_ERROR(CheckSavable(m));
+  RECSYS_ASSIGN_OR_RETURN(const size_t string_bytes, StringBytes(m));
+  FileImage image;
+  image.model = &m;
+  Writer fixed(&image.fixed);
+  fixed(static_cast<uint32_t>(m.kind));
+  VisitScalars(m, fixed);
+  fixed(static_cast<uint32_t>(m.num_users()));
+  fixed(static_cast<uint32_t>(m.num_items()));
+  fixed(static_cast<uint32_t>(m.factors()));
+
+  Writer (&image.rated)(static_cast<uint64_t>(m.user_ratings.cols.size()));
+
+  image.strings.reserve(string_bytes);
+  Writer strings(&image.strings);
+  for (const std::string& id : m.users.ids()) strings.String(id);
+  for (const std::string& id : m.items.ids()) strings.String(id);
+  for (const ItemInfo& info : m.item_info) {
+    strings.String(info.title);
+    strings(static_cast<uint32_t>(info.genres.size()));
+    for (const std::string& genre : info.genres) strings.String(genre);
+  }
+
+  uint64_t payload_size = 0;
+  uint32_t crc = 0;
+  for (absl::string_view piece : image.Pieces()) {  // header still empty
+    payload_size += piece.size();
+    crc = Crc32c(piece.data(), piece.size(), crc);
+  }
+  Writer header(&image.header);
+  header.Bytes(kModelMagic, sizeof(kModelMagic));
+  header(kModelFormatVersion);
+  header(uint32_t{0});  // flags
+  header(payload_size);
+  header(uint64_t{crc});
+  return image;
+}
+
+// What each user rated: offsets must run from 0 to N without going back, and
+// every item index must be inside the catalogue, so serving can index with
+// them unchecked.
+absl::Status ParseUserRatings(Reader& r, uint32_t users, uint32_t items,
+                              SparseRows* rated) {
+  uint64_t n = 0;
+  {
+    RECSYS_ASSIGN_OR_RETURN(const char* data, r.Take(1, 8, "rating count"));
+    std::memcpy(&n, data, 8);
+  }
+  const uint64_t offsets = uint64_t{users} + 1;
+  RECSYS_ASSIGN_OR_RETURN(const char* off, r.Take(offsets, 8, "user_ratings"));
+  rated->offsets.resize(offsets);
+  std::memcpy(rated->offsets.data(), off, offsets * 8);
+  for (uint64_t u = 0; u < offsets; ++u) {
+    const int64_t o = rated->offsets[u];
+    const bool ok = u == 0 ? o == 0 : o >= rated->offsets[u - 1];
+    if (!ok || o < 0 || static_cast<uint64_t>(o) > n) {
+      return absl::DataLossError(absl::StrFormat(
+          "user_ratings offset %d of user %d is invalid", o, u));
+    }
+  }
+  if (static_cast<uint64_t>(rated->offsets.back()) != n) {
+    return absl::DataLossError("user_ratings offsets do not end at the count");
+  }
+  RECSYS_ASSIGN_OR_RETURN(const char* cols, r.Take(n, 4, "user_ratings items"));
+  rated->cols.resize(n);
+  if (n > 0) std::memcpy(rated->cols.data(), cols, n * 4);
+  for (int32_t c : rated->cols) {
+    if (c < 0 || static_cast<uint32_t>(c) >= items) {
+      return absl::DataLossError(absl::StrFormat(
+          "user_ratings item index %d outside %d items", c, items));
+    }
+  }
+  RECSYS_ASSIGN_OR_RETURN(const char* vals,
+                          r.Take(n, 4, "user_ratings values"));
+  rated->values.resize(n);
+  if (n > 0) std::memcpy(rated->values.data(), vals, n * 4);
+  return absl::OkStatus();
+}
+
+absl::Status ParsePayload(absl::string_view payload, Model* m) {
+  Reader r(payload);
+  if (r.remaining() < FixedPayloadBytes()) {
+    return absl::DataLossError(
+        absl::StrFormat("fixed fields need %d bytes, payload has %d",
+                        FixedPayloadBytes(), r.remaining()));
+  }
+  uint32_t kind = 0, users = 0, items = 0, factors = 0;
+  r(kind);
+  VisitScalars(*m, r);
+  r(users);
+  r(items);
+  r(factors);
+  if (!IsKnownKind(kind)) {
+    return absl::DataLossError(absl::StrCat("unknown model kind ", kind));
+  }
+  m->kind = static_cast<ModelKind>(kind);
+  constexpr uint32_t kMaxIndex = std::numeric_limits<int32_t>::max();
+  if (users > kMaxIndex || items > kMaxIndex || factors > kMaxIndex) {
+    return absl::DataLossError(
+        absl::StrFormat("shape %d users x %d items x %d factors exceeds int32",
+                        users, items, factors));
+  }
+
+  auto read_floats = [&r](uint64_t count, float* dst,
+                          absl::string_view what) -> absl::Status {
+    RECSYS_ASSIGN_OR_RETURN(const char* data, r.Take(count, 4, what));
+    if (count > 0) std::memcpy(dst, data, count * 4);
+    return absl::OkStatus();
+  };
+  // Each size is checked before the array is allocated.
+  RECSYS_RETURN_IF_ERROR(r.CheckCount(users, 4, "user_bias"));
+  m->user_bias.resize(users);
+  RECSYS_RETURN_IF_ERROR(read_floats(users, m->user_bias.data(), "user_bias"));
+  RECSYS_RETURN_IF_ERROR(r.CheckCount(items, 4, "item_bias"));
+  m->item_bias.resize(items);
+  RECSYS_RETURN_IF_ERROR(read_floats(items, m->item_bias.data(), "item_bias"));
+  const uint64_t user_cells = uint64_t{users} * factors;
+  RECSYS_RETURN_IF_ERROR(r.CheckCount(user_cells, 4, "user_factors"));
+  m->user_factors.resize(users, factors);
+  RECSYS_RETURN_IF_ERROR(
+      read_floats(user_cells, m->user_factors.data(), "user_factors"));
+  const uint64_t item_cells = uint64_t{items} * factors;
+  RECSYS_RETURN_IF_ERROR(r.CheckCount(item_cells, 4, "item_factors"));
+  m->item_factors.resize(items, factors);
+  RECSYS_RETURN_IF_ERROR(
+      read_floats(item_cells, m->item_factors.data(), "item_factors"));
+  {
+    RECSYS_ASSIGN_OR_RETURN(const char* data, r.Take(items, 4, "item_counts"));
+    m->item_counts.resize(items);
+    if (items > 0) std::memcpy(m->item_counts.data(), data, items * 4);
+  }
+  RECSYS_RETURN_IF_ERROR(ParseUserRatings(r, users, items, &m->user_ratings));
+
+  // The maps are rebuilt rather than trusted: an id that maps to an earlier
+  // index would make two rows answer to one name.
+  std::string s;
+  auto read_ids = [&](uint32_t count, IdMap* map,
+                      absl::string_view side) -> absl::Status {
+    RECSYS_RETURN_IF_ERROR(r.CheckCount(count, 4, side));
+    for (uint32_t index = 0; index < count; ++index) {
+      RECSYS_RETURN_IF_ERROR(r.String(&s, side));
+      if (map->Insert(s) != static_cast<int32_t>(index)) {
+        return absl::DataLossError(
+            absl::StrFormat("%s '%s' at index %d duplicates index %d", side, s,
+                            index, map->Find(s)));
+      }
+    }
+    return absl::OkStatus();
+  };
+  m->users = IdMap();
+  m->items = IdMap();
+  RECSYS_RETURN_IF_ERROR(read_ids(users, &m->users, "user id"));
+  RECSYS_RETURN_IF_ERROR(read_ids(items, &m->items, "item id"));
+
+  // A title length and a genre count are at least 8 bytes per item.
+  RECSYS_RETURN_IF_ERROR(r.CheckCount(items, 8, "item info"));
+  m->item_info.clear();
+  m->item_info.resize(items);
+  for (ItemInfo& info : m->item_info) {
+    RECSYS_RETURN_IF_ERROR(r.String(&info.title, "item title"));
+    uint32_t genres = 0;
+    RECSYS_RETURN_IF_ERROR(r.U32(&genres, "genre count"));
+    RECSYS_RETURN_IF_ERROR(r.CheckCount(genres, 4, "genres"));
+    info.genres.resize(genres);
+    for (std::string& genre : info.genres) {
+      RECSYS_RETURN_IF_ERROR(r.String(&genre, "genre"));
+    }
+  }
+  if (r.remaining() != 0) {
+    return absl::DataLossError(absl::StrFormat(
+        "%d unread bytes at the end of the payload", r.remaining()));
+  }
+  return absl::OkStatus();
+}
+
+// Keeps the code and puts `path` first, so every error names its file.
+absl::Status WithPath(absl::string_view path, absl::string_view what,
+                      const absl::Status& status) {
+  return absl::Status(status.code(),
+                      absl::StrCat(path, ": ", what, status.message()));
+}
+
+absl::Status ErrnoError(int error, absl::string_view path,
+                        absl::string_view what) {
+  return absl::ErrnoToStatus(error, absl::StrCat(path, ": ", what));
+}
+
+// --- Files.
+
+// A file's contents in a buffer left uninitialised until read: zero-filling
+// a large model first would cost as much as a memcpy of it.
+struct FileBytes {
+  std::unique_ptr<char[]> data;
+  size_t size = 0;
+};
+
+absl::StatusOr<FileBytes> ReadWholeFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, path, "cannot open");
+  absl::Status status;
+  FileBytes file;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    status = ErrnoError(errno, path, "cannot stat");
+  } else if (!S_ISREG(st.st_mode)) {
+    status = absl::FailedPreconditionError(
+        absl::StrCat(path, ": not a regular file"));
+  } else {
+    file.data.reset(new char[st.st_size]);
+    while (file.size < static_cast<size_t>(st.st_size)) {
+      const ssize_t n =
+          ::read(fd, file.data.get() + file.size, st.st_size - file.size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        status = ErrnoError(errno, path, "cannot read");
+        break;
+      }
+      if (n == 0) break;  // shrank since fstat; the size checks will tell
+      file.size += n;
+    }
+  }
+  ::close(fd);
+  if (!status.ok()) return status;
+  return file;
+}
+
+absl::Status WriteAll(int fd, const std::vector<absl::string_view>& pieces,
+                      const std::string& path, const std::string& tmp) {
+  for (absl::string_view bytes : pieces) {
+    while (!bytes.empty()) {
+      // Linux writes at most ~2 GB per call.
+      const size_t chunk = std::min<size_t>(bytes.size(), size_t{1} << 30);
+      const ssize_t n = ::write(fd, bytes.data(), chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        return ErrnoError(errno, path, absl::StrCat("cannot write ", tmp));
+      }
+      bytes.remove_prefix(n);
+    }
+  }
+  if (::fsync(fd) != 0) {
+    return ErrnoError(errno, path, absl::StrCat("cannot fsync ", tmp));
+  }
+  return absl::OkStatus();
+}
+
+std::string DirName(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// Makes the rename itself durable: until the directory entry is on disk, a
+// crash can bring back the old file (or none).
+absl::Status SyncDirectory(const std::string& path) {
+  const std::string dir = DirName(path);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoError(errno, path, absl::StrCat("cannot open directory ", dir));
+  }
+  absl::Status status;
+  // EINVAL: the file system cannot sync directories, so there is nothing to
+  // wait for.
+  if (::fsync(fd) != 0 && errno != EINVAL) {
+    status =
+        ErrnoError(errno, path, absl::StrCat("cannot fsync directory ", dir));
+  }
+  ::close(fd);
+  return status;
+}
+
+// The temporary file lives beside `path` so the rename stays within one file
+// system (and so is atomic). The sequence number keeps concurrent saves of
+// one path from one process out of each other's way.
+absl::Status WriteFileAtomically(const std::string& path,
+                                 const std::vector<absl::string_view>& pieces) {
+  static std::atomic<uint64_t> sequence{0};
+  const std::string tmp =
+      absl::StrCat(path, ".tmp.", ::getpid(), ".", sequence.fetch_add(1));
+  const int fd =
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return ErrnoError(errno, path, absl::StrCat("cannot create ", tmp));
+  }
+  absl::Status status = WriteAll(fd, pieces, path, tmp);
+  // close() can report a failed delayed write; it must not go unnoticed.
+  if (::close(fd) != 0 && status.ok()) {
+    status = ErrnoError(errno, path, absl::StrCat("cannot close ", tmp));
+  }
+  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    status = ErrnoError(errno, path, absl::StrCat("cannot rename ", tmp));
+  }
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());
+    return status;
+  }
+  return SyncDirectory(path);
+}
+
+template <typename T>
+T LoadScalar(const char* data) {
+  T value;
+  std::memcpy(&value, data, sizeof(value));
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SerializeModel(const Model& model) {
+  RECSYS_ASSIGN_OR_RETURN(const FileImage image, MakeFileImage(model));
+  std::string out;
+  out.reserve(image.size());
+  for (absl::string_view piece : image.Pieces()) {
+    if (!piece.empty()) out.append(piece.data(), piece.size());
+  }
+  return out;
+}
+
+absl::StatusOr<Model> ParseModel(absl::string_view bytes,
+                                 absl::string_view source) {
+  const size_t size = bytes.size();
+  // Judge the magic on whatever part of it is present, so a short text file
+  // is "not a model" rather than "truncated".
+  const absl::string_view magic(kModelMagic, sizeof(kModelMagic));
+  if (bytes.substr(0, magic.size()) != magic.substr(0, size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": not a recsys model file (bad magic)"));
+  }
+  if (size < kModelHeaderBytes) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s: truncated: the header needs %d bytes, the file has %d", source,
+        kModelHeaderBytes, size));
+  }
+  const char* header = bytes.data();
+  const auto version = LoadScalar<uint32_t>(header + 8);
+  const auto flags = LoadScalar<uint32_t>(header + 12);
+  const auto payload_size = LoadScalar<uint64_t>(header + 16);
+  const auto checksum = LoadScalar<uint64_t>(header + 24);
+  if (version != kModelFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s: model format version %d, this build reads version %d", source,
+        version, kModelFormatVersion));
+  }
+  // Version 1 defines no flags; a later writer that needs them bumps the
+  // version, so a set bit here is damage.
+  if (flags != 0) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s: reserved header field is 0x%08x, expected 0 (file corrupted)",
+        source, flags));
+  }
+  const size_t available = size - kModelHeaderBytes;
+  if (payload_size > available) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s: truncated: expected %d + %d bytes, the file has %d", source,
+        kModelHeaderBytes, payload_size, size));
+  }
+  if (payload_size < available) {
+    return absl::DataLossError(
+        absl::StrFormat("%s: %d trailing bytes after the %d-byte payload",
+                        source, available - payload_size, payload_size));
+  }
+  const absl::string_view payload = bytes.substr(kModelHeaderBytes);
+  const uint32_t actual = Crc32c(payload.data(), payload.size());
+  if (checksum != actual) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s: checksum mismatch (file corrupted): stored 0x%08x, computed "
+        "0x%08x",
+        source, checksum, actual));
+  }
+  Model model;
+  const absl::Status status = ParsePayload(payload, &model);
+  if (!status.ok()) return WithPath(source, "corrupt payload: ", status);
+  return model;
+}
+
+absl::Status SaveModel(const Model& model, const std::string& path) {
+  absl::StatusOr<FileImage> image = MakeFileImage(model);
+  if (!image.ok()) return WithPath(path, "cannot save: ", image.status());
+  return WriteFileAtomically(path, image->Pieces());
+}
+
+absl::StatusOr<Model> LoadModel(const std::string& path) {
+  RECSYS_ASSIGN_OR_RETURN(FileBytes file, ReadWholeFile(path));
+  return ParseModel(absl::string_view(file.data.get(), file.size), path);
+}
+
+}  // namespace recsys

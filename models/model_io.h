@@ -1,0 +1,87 @@
+// Saving and loading trained models: one versioned binary file per model.
+//
+// SaveModel never leaves a partial file at `path` (it writes a temporary file
+// beside it, fsyncs it and renames it into place); LoadModel checks the magic,
+// version, lengths and checksum before trusting a byte, and validates every
+// count against the bytes left before allocating for it.
+//
+//   RECSYS_RETURN_IF_ERROR(SaveModel(model, "/srv/recsys/als.model"));
+//   RECSYS_ASSIGN_OR_RETURN(Model loaded, LoadModel("/srv/recsys/als.model"));
+//
+// File format, version 1. All integers and floats little-endian, floats
+// IEEE-754; offsets in bytes.
+//
+//   Header (kModelHeaderBytes = 32)
+//   0   char[8]  magic "RECSYSMF"
+//   8   u32      format version (kModelFormatVersion)
+//   12  u32      flags, must be 0 (reserved for future use)
+//   16  u64      payload length P
+//   24  u64      CRC-32C (Castagnoli) of the P payload bytes, upper 32 bits 0
+//   Payload (P bytes, then end of file)
+//       u32      kind (ModelKind)
+//       i32 i32  params.factors, params.epochs
+//       f32 x7   params.learning_rate, lr_decay, reg, reg_bias, init_std,
+//                baseline_reg_item, baseline_reg_user
+//       u64      params.seed
+//       f32 f32  scale.min, scale.max
+//       f32      mu
+//       f64      train_seconds
+//       i64 u64  watermark.num_ratings, watermark.hash
+//       u32 x3   U = num_users, I = num_items, F = factor columns
+//       f32[U]   user_bias
+//       f32[I]   item_bias
+//       f32[U*F] user_factors, row-major
+//       f32[I*F] item_factors, row-major
+//       i32[I]   item_counts
+//       u64      N = training ratings kept in user_ratings
+//       i64[U+1] user_ratings.offsets (0 first, N last, non-decreasing)
+//       i32[N]   user_ratings.cols (item indices < I)
+//       f32[N]   user_ratings.values
+//       str[U]   user external ids, by index
+//       str[I]   item external ids, by index
+//       I times  str title, u32 genre count G, str[G] genres
+//   where str = u32 byte length + that many bytes (no terminator).
+//
+// Every array's length follows from the shape (U, I, F), so a loaded model is
+// consistent by construction; SaveModel refuses a Model whose arrays disagree.
+#ifndef RECSYS_MODELS_MODEL_IO_H_
+#define RECSYS_MODELS_MODEL_IO_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "models/model.h"
+
+namespace recsys {
+
+// The only format version this build writes and reads.
+inline constexpr uint32_t kModelFormatVersion = 1;
+inline constexpr char kModelMagic[8] = {'R', 'E', 'C', 'S', 'Y', 'S', 'M', 'F'};
+inline constexpr size_t kModelHeaderBytes = 32;
+
+// Writes `model` to `path` atomically: readers see the old file or the new
+// one, never a mix. Errors name the path and the OS reason; InvalidArgument
+// when the model's arrays disagree with its id maps.
+absl::Status SaveModel(const Model& model, const std::string& path);
+
+// Reads a model written by SaveModel. Errors start with the path: NotFound
+// (no file), DataLoss (truncated, trailing bytes, checksum mismatch, corrupt
+// payload), InvalidArgument (not a model file), FailedPrecondition (another
+// format version).
+absl::StatusOr<Model> LoadModel(const std::string& path);
+
+// The whole file as SaveModel would write it, and the reverse (with the same
+// checks and error codes as LoadModel; `source` opens error messages). For
+// tests and for callers that move models through something other than a
+// local file.
+absl::StatusOr<std::string> SerializeModel(const Model& model);
+absl::StatusOr<Model> ParseModel(absl::string_view bytes,
+                                 absl::string_view source);
+
+}  // namespace recsys
+
+#endif  // RECSYS_MODELS_MODEL_IO_H_

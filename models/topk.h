@@ -1,0 +1,50 @@
+// Scoring one user against the whole catalogue and keeping the best k.
+//
+//   Eigen::VectorXf scores;
+//   ScoreAllItems(model, model.user_bias[u], model.user_factors.row(u).data(),
+//                 &scores);
+//   std::vector<ScoredItem> best = TopK(scores, /*k=*/10, rated_items);
+//
+// Scores are the model's unclipped predicted ratings (for kPopularity, the
+// item's training rating count), so ranking never suffers from ties created
+// by clipping; clip with model.scale for display.
+#ifndef RECSYS_MODELS_TOPK_H_
+#define RECSYS_MODELS_TOPK_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "Eigen/Core"
+#include "absl/types/span.h"
+#include "models/model.h"
+
+namespace recsys {
+
+struct ScoredItem {
+  int32_t item = 0;
+  float score = 0;
+};
+
+// Writes one score per item into `scores` (resized to num_items): one
+// matrix-vector product over the item factors plus the biases.
+// `user_vector` points to model.factors() floats (ignored without factors).
+void ScoreAllItems(const Model& model, float user_bias,
+                   const float* user_vector, Eigen::VectorXf* scores);
+
+// The k highest scores, best first; ties go to the lower item index. Items in
+// `exclude` (any order, duplicates and out-of-range values ignored) are
+// skipped; fewer than k come back when the catalogue runs out.
+std::vector<ScoredItem> TopK(const Eigen::VectorXf& scores, int k,
+                             absl::Span<const int32_t> exclude);
+
+// The k best items for user index `u` of the model, skipping what the user
+// rated in training when `exclude_rated`. u = -1 is a user the model has
+// never seen: items rank by their biases (or counts, for kPopularity).
+// `scores` is scratch space the caller may reuse across calls.
+std::vector<ScoredItem> RecommendForUser(const Model& model, int32_t u, int k,
+                                         bool exclude_rated,
+                                         Eigen::VectorXf* scores);
+
+}  // namespace recsys
+
+#endif  // RECSYS_MODELS_TOPK_H_

@@ -1,0 +1,275 @@
+#include "models/train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "models/fold_in.h"
+#include "models/parallel.h"
+#include "models/status_macros.h"
+
+namespace recsys {
+
+Hyperparameters DefaultHyperparameters(ModelKind kind) {
+  Hyperparameters p;
+  switch (kind) {
+    case ModelKind::kBaseline:
+    case ModelKind::kPopularity:
+      p.factors = 0;
+      p.epochs = 15;
+      break;
+    case ModelKind::kSgd:
+      break;  // the struct's defaults are SGD's
+    case ModelKind::kAls:
+      p.factors = 32;
+      p.epochs = 25;
+      p.reg = 0.15f;
+      p.reg_bias = 0.03f;
+      p.init_std = 0.1f;
+      break;
+  }
+  return p;
+}
+
+absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
+  auto bad = [](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("hyper-parameter ", what));
+  };
+  const bool factored = kind == ModelKind::kSgd || kind == ModelKind::kAls;
+  if (factored && (p.factors < 1 || p.factors > 4096)) {
+    return bad("factors must be in 1..4096");
+  }
+  if (p.epochs < 1 || p.epochs > 100000) return bad("epochs must be >= 1");
+  for (float v : {p.learning_rate, p.lr_decay, p.reg, p.reg_bias, p.init_std,
+                  p.baseline_reg_item, p.baseline_reg_user}) {
+    if (!std::isfinite(v) || v < 0) {
+      return bad("rates and penalties must be finite and >= 0");
+    }
+  }
+  if (kind == ModelKind::kSgd && p.learning_rate <= 0) {
+    return bad("learning_rate must be > 0");
+  }
+  if (kind == ModelKind::kAls && (p.reg <= 0 || p.reg_bias <= 0)) {
+    return bad("reg and reg_bias must be > 0 for ALS");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+double Rmse(const Model& m, const std::vector<Rating>& ratings) {
+  if (ratings.empty()) return 0;
+  double se = 0;
+  for (const Rating& r : ratings) {
+    const double e = m.scale.Clip(m.Score(r.user, r.item)) - r.value;
+    se += e * e;
+  }
+  return std::sqrt(se / static_cast<double>(ratings.size()));
+}
+
+void Report(const TrainOptions& opt, const Model& m, int epoch, int epochs,
+            double train_rmse, Clock::time_point start) {
+  if (!opt.on_epoch) return;
+  EpochReport r;
+  r.epoch = epoch;
+  r.epochs = epochs;
+  r.train_rmse = train_rmse;
+  if (opt.validation != nullptr)
+    r.validation_rmse = Rmse(m, opt.validation->ratings);
+  r.elapsed_seconds = Seconds(start);
+  opt.on_epoch(r);
+}
+
+// Koren's baseline: alternating ridge estimates of item then user biases.
+void FitBiases(const RatingData& data, const SparseRows& by_user,
+               const SparseRows& by_item, Model* m, const TrainOptions& opt,
+               Clock::time_point start) {
+  const Hyperparameters& p = m->params;
+  for (int epoch = 1; epoch <= p.epochs; ++epoch) {
+    for (int32_t i = 0; i < by_item.rows(); ++i) {
+      double sum = 0;
+      for (int64_t k = by_item.offsets[i]; k < by_item.offsets[i + 1]; ++k) {
+        sum += by_item.values[k] - m->mu - m->user_bias[by_item.cols[k]];
+      }
+      m->item_bias[i] =
+          static_cast<float>(sum / (p.baseline_reg_item + by_item.size(i)));
+    }
+    for (int32_t u = 0; u < by_user.rows(); ++u) {
+      double sum = 0;
+      for (int64_t k = by_user.offsets[u]; k < by_user.offsets[u + 1]; ++k) {
+        sum += by_user.values[k] - m->mu - m->item_bias[by_user.cols[k]];
+      }
+      m->user_bias[u] =
+          static_cast<float>(sum / (p.baseline_reg_user + by_user.size(u)));
+    }
+    if (opt.on_epoch)
+      Report(opt, *m, epoch, p.epochs, Rmse(*m, data.ratings), start);
+  }
+}
+
+void GaussianInit(RowMatrix* m, float std, std::mt19937_64* rng) {
+  std::normal_distribution<float> gauss(0.0f, std);
+  for (int64_t i = 0; i < m->size(); ++i) m->data()[i] = gauss(*rng);
+}
+
+void TrainSgd(const RatingData& data, Model* m, int threads,
+              const TrainOptions& opt, Clock::time_point start) {
+  const Hyperparameters& p = m->params;
+  const int k = p.factors;
+  std::mt19937_64 rng(p.seed);
+  GaussianInit(&m->user_factors, p.init_std, &rng);
+  GaussianInit(&m->item_factors, p.init_std, &rng);
+
+  // Shuffled ids spread heavy users and items evenly over the groups.
+  const int groups = threads;
+  auto group_of = [&](int32_t n) {
+    std::vector<int32_t> perm(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int32_t& g : perm) g %= groups;
+    return perm;
+  };
+  const std::vector<int32_t> user_group = group_of(m->num_users());
+  const std::vector<int32_t> item_group = group_of(m->num_items());
+  std::vector<std::vector<Rating>> blocks(groups * groups);
+  for (const Rating& r : data.ratings) {
+    blocks[user_group[r.user] * groups + item_group[r.item]].push_back(r);
+  }
+  for (auto& b : blocks) std::shuffle(b.begin(), b.end(), rng);
+
+  float* P = m->user_factors.data();
+  float* Q = m->item_factors.data();
+  float* bu = m->user_bias.data();
+  float* bi = m->item_bias.data();
+  const float mu = m->mu;
+  std::vector<double> block_se(blocks.size());
+  std::vector<int> strata(groups);
+  std::iota(strata.begin(), strata.end(), 0);
+
+  float lr = p.learning_rate;
+  for (int epoch = 1; epoch <= p.epochs; ++epoch) {
+    std::shuffle(strata.begin(), strata.end(), rng);
+    for (int s : strata) {
+      ParallelChunks(groups, groups, [&](int64_t, int64_t, int t) {
+        const int b = t * groups + (t + s) % groups;
+        Eigen::VectorXf old_p(k);
+        double se = 0;
+        for (const Rating& r : blocks[b]) {
+          Eigen::Map<Eigen::VectorXf> pu(P + static_cast<int64_t>(r.user) * k,
+                                         k);
+          Eigen::Map<Eigen::VectorXf> qi(Q + static_cast<int64_t>(r.item) * k,
+                                         k);
+          const float e = r.value - (mu + bu[r.user] + bi[r.item] + pu.dot(qi));
+          se += static_cast<double>(e) * e;
+          bu[r.user] += lr * (e - p.reg_bias * bu[r.user]);
+          bi[r.item] += lr * (e - p.reg_bias * bi[r.item]);
+          // Both updates use the old p_u: keep it in the per-thread scratch.
+          old_p.noalias() = pu;
+          pu = (1.0f - lr * p.reg) * pu + (lr * e) * qi;
+          qi = (1.0f - lr * p.reg) * qi + (lr * e) * old_p;
+        }
+        block_se[b] = se;
+      });
+    }
+    lr *= p.lr_decay;
+    if (opt.on_epoch) {
+      const double se = std::accumulate(block_se.begin(), block_se.end(), 0.0);
+      Report(opt, *m, epoch, p.epochs,
+             std::sqrt(se / std::max<size_t>(1, data.ratings.size())), start);
+    }
+  }
+}
+
+// One ALS half-step: every row of `solve` from the fixed other side.
+void AlsHalfStep(const SparseRows& rows, const RowMatrix& other_factors,
+                 const Eigen::VectorXf& other_bias, float mu, float reg,
+                 float reg_bias, int threads, RowMatrix* factors,
+                 Eigen::VectorXf* bias) {
+  ParallelChunks(rows.rows(), threads, [&](int64_t begin, int64_t end, int) {
+    internal::SolveScratch scratch;
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = rows.offsets[r];
+      const size_t n = static_cast<size_t>(rows.offsets[r + 1] - b);
+      internal::SolveBiasedRow(other_factors, other_bias, mu,
+                               absl::MakeConstSpan(rows.cols.data() + b, n),
+                               absl::MakeConstSpan(rows.values.data() + b, n),
+                               reg, reg_bias, &scratch, &(*bias)[r],
+                               factors->row(r).data());
+    }
+  });
+}
+
+void TrainAls(const RatingData& data, const SparseRows& by_user,
+              const SparseRows& by_item, Model* m, int threads,
+              const TrainOptions& opt, Clock::time_point start) {
+  const Hyperparameters& p = m->params;
+  std::mt19937_64 rng(p.seed);
+  GaussianInit(&m->user_factors, p.init_std, &rng);
+  for (int epoch = 1; epoch <= p.epochs; ++epoch) {
+    AlsHalfStep(by_item, m->user_factors, m->user_bias, m->mu, p.reg,
+                p.reg_bias, threads, &m->item_factors, &m->item_bias);
+    AlsHalfStep(by_user, m->item_factors, m->item_bias, m->mu, p.reg,
+                p.reg_bias, threads, &m->user_factors, &m->user_bias);
+    if (opt.on_epoch)
+      Report(opt, *m, epoch, p.epochs, Rmse(*m, data.ratings), start);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
+                                 const Hyperparameters& params,
+                                 const TrainOptions& options) {
+  RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(kind, params));
+  if (data.ratings.empty()) {
+    return absl::InvalidArgumentError("cannot train on an empty rating set");
+  }
+  if (!data.scale.valid()) {
+    return absl::InvalidArgumentError("rating scale is empty");
+  }
+  const Clock::time_point start = Clock::now();
+  const int threads = ResolveThreads(options.threads);
+  const bool factored = kind == ModelKind::kSgd || kind == ModelKind::kAls;
+  Model m;
+  InitModelFrom(data, kind, params, factored ? params.factors : 0, &m);
+
+  switch (kind) {
+    case ModelKind::kBaseline:
+    case ModelKind::kPopularity:
+      FitBiases(data, BuildRows(data, false), BuildRows(data, true), &m,
+                options, start);
+      break;
+    case ModelKind::kSgd:
+      TrainSgd(data, &m, threads, options, start);
+      break;
+    case ModelKind::kAls:
+      TrainAls(data, BuildRows(data, false), BuildRows(data, true), &m, threads,
+               options, start);
+      break;
+  }
+  // Rows nobody rated carry only their random start; zero them so unseen
+  // users and items score as the biases say.
+  if (factored) {
+    std::vector<bool> user_seen(m.num_users(), false);
+    for (const Rating& r : data.ratings) user_seen[r.user] = true;
+    for (int32_t u = 0; u < m.num_users(); ++u) {
+      if (!user_seen[u]) m.user_factors.row(u).setZero();
+    }
+    for (int32_t i = 0; i < m.num_items(); ++i) {
+      if (m.item_counts[i] == 0) m.item_factors.row(i).setZero();
+    }
+  }
+  m.train_seconds = Seconds(start);
+  return m;
+}
+
+}  // namespace recsys

@@ -1,0 +1,64 @@
+// Training every model kind from a RatingData.
+//
+//   Hyperparameters p = DefaultHyperparameters(ModelKind::kSgd);
+//   TrainOptions opt;
+//   opt.threads = 2;
+//   opt.on_epoch = [](const EpochReport& r) { ... };
+//   RECSYS_ASSIGN_OR_RETURN(Model m, TrainModel(data, ModelKind::kSgd, p,
+//   opt));
+//
+// Kinds:
+//  - kBaseline: mu + b_u + b_i, biases by alternating ridge regression.
+//  - kPopularity: baseline predictions; ranks items by rating count.
+//  - kSgd: biased MF by SGD. Lock-free in parallel by stratification: users
+//    and items are shuffled into T groups each, making a T x T grid of blocks;
+//    an epoch runs T strata, stratum s giving thread t the block
+//    (t, (t + s) mod T). Blocks of one stratum share no user and no item, so
+//    threads never touch the same factor row, and because each block is run
+//    in a fixed order by one thread the result depends only on the seed and
+//    the thread count, never on timing.
+//  - kAls: biased MF by alternating least squares with weighted-lambda
+//    regularisation (the penalty of a row scales with its rating count);
+//    each half-step solves every row independently, in parallel. The last
+//    half-step solves users, so user rows are exactly what fold-in computes.
+#ifndef RECSYS_MODELS_TRAIN_H_
+#define RECSYS_MODELS_TRAIN_H_
+
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "models/model.h"
+#include "models/ratings.h"
+
+namespace recsys {
+
+// The shipped defaults for `kind` (see README.md for how they were chosen).
+Hyperparameters DefaultHyperparameters(ModelKind kind);
+
+struct EpochReport {
+  int epoch = 0;  // 1-based
+  int epochs = 0;
+  double train_rmse = 0;        // on the training ratings
+  double validation_rmse = -1;  // < 0 when no validation set
+  double elapsed_seconds = 0;   // since training started
+};
+
+struct TrainOptions {
+  int threads = 0;  // 0 = one per hardware thread
+  // Optional ratings scored after every epoch; they must use the same id
+  // maps as the training data (RandomSplit guarantees it).
+  const RatingData* validation = nullptr;
+  std::function<void(const EpochReport&)> on_epoch;
+};
+
+absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
+                                 const Hyperparameters& params,
+                                 const TrainOptions& options);
+
+// Checks that hyper-parameters are usable (positive sizes, finite rates).
+absl::Status ValidateHyperparameters(ModelKind kind,
+                                     const Hyperparameters& params);
+
+}  // namespace recsys
+
+#endif  // RECSYS_MODELS_TRAIN_H_

@@ -1,0 +1,99 @@
+#include "tests/test_util.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "Eigen/Core"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace recsys::testing {
+
+std::string SharedDataDir() {
+  std::string dir;
+  if (const char* env = std::getenv("RECSYS_TEST_DATA_DIR"); env && *env) {
+    dir = env;
+  } else {
+    dir = RECSYS_SOURCE_DIR "/../shared/data";
+  }
+  return std::filesystem::is_directory(dir) ? dir : "";
+}
+
+std::string SharedDataset(const std::string& name) {
+  const std::string root = SharedDataDir();
+  if (root.empty()) return "";
+  const std::string dir = root + "/" + name;
+  return std::filesystem::is_directory(dir) ? dir : "";
+}
+
+std::string MakeTempDir(const std::string& tag) {
+  static int counter = 0;
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = absl::StrCat("recsys_", info ? info->name() : "test", "_",
+                                  tag, "_", ::getpid(), "_", counter++);
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary);
+  out << contents;
+}
+
+RatingData PlantedData(int32_t users, int32_t items, int32_t rank,
+                       double density, double noise, uint64_t seed,
+                       bool round_to_stars) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  std::uniform_real_distribution<double> coin(0.0, 1.0);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(rank));
+  Eigen::MatrixXf p(users, rank), q(items, rank);
+  for (int32_t u = 0; u < users; ++u)
+    for (int32_t f = 0; f < rank; ++f) p(u, f) = gauss(rng) * scale;
+  for (int32_t i = 0; i < items; ++i)
+    for (int32_t f = 0; f < rank; ++f) q(i, f) = gauss(rng) * scale;
+  Eigen::VectorXf bu(users), bi(items);
+  for (int32_t u = 0; u < users; ++u) bu[u] = 0.3f * gauss(rng);
+  for (int32_t i = 0; i < items; ++i) bi[i] = 0.5f * gauss(rng);
+
+  RatingData data;
+  data.scale = {1.0f, 5.0f};
+  for (int32_t u = 0; u < users; ++u) data.users.Insert(absl::StrCat("u", u));
+  for (int32_t i = 0; i < items; ++i) data.items.Insert(absl::StrCat("i", i));
+  data.SyncItemInfo();
+  for (int32_t i = 0; i < items; ++i) {
+    data.item_info[i].title = absl::StrCat("Item ", i);
+  }
+  std::vector<bool> item_seen(items, false);
+  auto add = [&](int32_t u, int32_t i, int64_t ts) {
+    float r = 3.5f + bu[u] + bi[i] + p.row(u).dot(q.row(i)) +
+              static_cast<float>(noise) * gauss(rng);
+    if (round_to_stars) r = std::round(r);
+    r = data.scale.Clip(r);
+    data.ratings.push_back({u, i, r, ts});
+    item_seen[i] = true;
+  };
+  int64_t ts = 1000000000;
+  for (int32_t u = 0; u < users; ++u) {
+    bool any = false;
+    for (int32_t i = 0; i < items; ++i) {
+      if (coin(rng) < density) {
+        add(u, i, ts++);
+        any = true;
+      }
+    }
+    if (!any) add(u, static_cast<int32_t>(rng() % items), ts++);
+  }
+  for (int32_t i = 0; i < items; ++i) {
+    if (!item_seen[i]) add(static_cast<int32_t>(rng() % users), i, ts++);
+  }
+  data.stats.lines = static_cast<int64_t>(data.ratings.size());
+  return data;
+}
+
+}  // namespace recsys::testing

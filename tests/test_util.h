@@ -1,0 +1,33 @@
+// Helpers shared by the tests: where the MovieLens copies live, temporary
+// directories, and generated rating data with planted structure.
+#ifndef RECSYS_TESTS_TEST_UTIL_H_
+#define RECSYS_TESTS_TEST_UTIL_H_
+
+#include <cstdint>
+#include <string>
+
+#include "models/ratings.h"
+
+namespace recsys::testing {
+
+// The shared MovieLens directory (RECSYS_TEST_DATA_DIR, else the project's
+// ../shared/data), or "" when it does not exist.
+std::string SharedDataDir();
+// SharedDataDir()/name when that directory exists, else "".
+std::string SharedDataset(const std::string& name);
+
+// A fresh empty directory under the test's temporary directory.
+std::string MakeTempDir(const std::string& tag);
+void WriteFile(const std::string& path, const std::string& contents);
+
+// Ratings r = clip(round(mu + b_u + b_i + p_u.q_i + noise)) with rank-`rank`
+// factors, for a random fraction `density` of the users x items pairs, on the
+// 1..5 scale. External ids are "u<index>" / "i<index>"; every user and item
+// has at least one rating.
+RatingData PlantedData(int32_t users, int32_t items, int32_t rank,
+                       double density, double noise, uint64_t seed,
+                       bool round_to_stars = false);
+
+}  // namespace recsys::testing
+
+#endif  // RECSYS_TESTS_TEST_UTIL_H_

@@ -1,0 +1,143 @@
+#include "models/topk.h"
+
+#include <algorithm>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "models/train.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+// The oracle: sort everything by (score desc, index asc), drop exclusions.
+std::vector<ScoredItem> FullSort(const Eigen::VectorXf& scores, int k,
+                                 const std::vector<int32_t>& exclude) {
+  std::vector<ScoredItem> all;
+  for (int32_t i = 0; i < scores.size(); ++i) {
+    if (std::find(exclude.begin(), exclude.end(), i) != exclude.end()) continue;
+    all.push_back({i, scores[i]});
+  }
+  std::sort(
+      all.begin(), all.end(), [](const ScoredItem& a, const ScoredItem& b) {
+        return a.score > b.score || (a.score == b.score && a.item < b.item);
+      });
+  if (static_cast<int>(all.size()) > k) all.resize(k);
+  return all;
+}
+
+void ExpectSame(const std::vector<ScoredItem>& got,
+                const std::vector<ScoredItem>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t r = 0; r < got.size(); ++r) {
+    EXPECT_EQ(got[r].item, want[r].item) << "rank " << r;
+    EXPECT_EQ(got[r].score, want[r].score) << "rank " << r;
+  }
+}
+
+TEST(TopKTest, MatchesFullSortWithTiesAndExclusions) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 300);
+    Eigen::VectorXf scores(n);
+    // Few distinct values so ties are common.
+    for (int i = 0; i < n; ++i) scores[i] = static_cast<float>(rng() % 17) / 4;
+    std::vector<int32_t> exclude;
+    const int ex = static_cast<int>(rng() % (n + 1)) / 3;
+    for (int j = 0; j < ex; ++j)
+      exclude.push_back(static_cast<int32_t>(rng() % n));
+    const int k = 1 + static_cast<int>(rng() % 40);
+    ExpectSame(TopK(scores, k, exclude), FullSort(scores, k, exclude));
+  }
+}
+
+TEST(TopKTest, KLargerThanCatalogueReturnsEverythingSorted) {
+  Eigen::VectorXf scores(4);
+  scores << 0.5f, 2.0f, -1.0f, 2.0f;
+  const std::vector<ScoredItem> got = TopK(scores, 10, {});
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0].item, 1);
+  EXPECT_EQ(got[1].item, 3);
+  EXPECT_EQ(got[2].item, 0);
+  EXPECT_EQ(got[3].item, 2);
+}
+
+TEST(TopKTest, EdgeCases) {
+  Eigen::VectorXf scores(3);
+  scores << 1, 2, 3;
+  EXPECT_TRUE(TopK(scores, 0, {}).empty());
+  EXPECT_TRUE(TopK(scores, -1, {}).empty());
+  EXPECT_TRUE(TopK(Eigen::VectorXf(), 5, {}).empty());
+  // Everything excluded, with duplicates and out-of-range ids ignored.
+  const std::vector<int32_t> all = {0, 1, 2, 2, -5, 99};
+  EXPECT_TRUE(TopK(scores, 3, all).empty());
+  const std::vector<int32_t> top = {2, 2};
+  const std::vector<ScoredItem> got = TopK(scores, 5, top);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].item, 1);
+}
+
+class ScoringTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = testing::PlantedData(40, 60, 3, 0.3, 0.1, 11);
+    Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
+    p.factors = 4;
+    p.epochs = 5;
+    TrainOptions opt;
+    opt.threads = 1;
+    auto m = TrainModel(data_, ModelKind::kAls, p, opt);
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = *std::move(m);
+  }
+  RatingData data_;
+  Model model_;
+};
+
+TEST_F(ScoringTest, ScoreAllItemsEqualsPerItemScore) {
+  Eigen::VectorXf scores;
+  for (int32_t u = 0; u < model_.num_users(); u += 7) {
+    ScoreAllItems(model_, model_.user_bias[u],
+                  model_.user_factors.row(u).data(), &scores);
+    ASSERT_EQ(scores.size(), model_.num_items());
+    for (int32_t i = 0; i < model_.num_items(); ++i) {
+      EXPECT_NEAR(scores[i], model_.Score(u, i), 1e-5);
+    }
+  }
+}
+
+TEST_F(ScoringTest, RecommendForUserNeverReturnsRatedItems) {
+  Eigen::VectorXf scores;
+  for (int32_t u = 0; u < model_.num_users(); ++u) {
+    const SparseRows& r = model_.user_ratings;
+    std::vector<int32_t> rated(r.cols.begin() + r.offsets[u],
+                               r.cols.begin() + r.offsets[u + 1]);
+    const auto got = RecommendForUser(model_, u, 1000, true, &scores);
+    EXPECT_EQ(got.size(), model_.num_items() - rated.size());
+    for (const ScoredItem& s : got) {
+      EXPECT_EQ(std::count(rated.begin(), rated.end(), s.item), 0);
+    }
+    ExpectSame(RecommendForUser(model_, u, 10, true, &scores),
+               FullSort(scores, 10, rated));
+  }
+}
+
+TEST_F(ScoringTest, PopularityRanksByCountAndServesUnknownUsers) {
+  Hyperparameters p = DefaultHyperparameters(ModelKind::kPopularity);
+  TrainOptions opt;
+  auto m = TrainModel(data_, ModelKind::kPopularity, p, opt);
+  ASSERT_TRUE(m.ok());
+  Eigen::VectorXf scores;
+  const auto got = RecommendForUser(*m, -1, 5, true, &scores);
+  ASSERT_EQ(got.size(), 5u);
+  for (size_t r = 1; r < got.size(); ++r) {
+    EXPECT_GE(m->item_counts[got[r - 1].item], m->item_counts[got[r].item]);
+  }
+  const int32_t best = static_cast<int32_t>(
+      std::max_element(m->item_counts.begin(), m->item_counts.end()) -
+      m->item_counts.begin());
+  EXPECT_EQ(got[0].item, best);
+}
+
+}  // namespace
+}  // namespace recsys

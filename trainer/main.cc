@@ -1,0 +1,233 @@
+// recsys-trainer: train, evaluate and query factor models offline.
+//
+//   recsys-trainer train --data=ml-100k --model=sgd --out=model.rsm
+//   recsys-trainer evaluate --data=ml-100k --models=sgd,als,baseline,popularity
+//   recsys-trainer evaluate --train=u1.base --test=u1.test
+//       --predictions-out=pred.tsv --recommendations-out=recs.tsv
+//   recsys-trainer recommend --model-file=model.rsm --user=1
+//
+// Flag names accept dashes or underscores (--skip-bad-lines, --skip_bad_lines).
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "models/status_macros.h"
+#include "trainer/trainer.h"
+
+// Data.
+ABSL_FLAG(std::string, data, "",
+          "Dataset name (ml-100k, ml-latest-small, ml-1m, ml-25m, ml-32m) or a "
+          "path to a ratings file or dataset directory");
+ABSL_FLAG(std::string, format, "auto",
+          "auto, ml-100k, ml-dat, ml-csv or delimited");
+ABSL_FLAG(std::string, delimiter, "",
+          "Field delimiter for --format=delimited (',', 'tab', 'space', '::'); "
+          "empty = detect");
+ABSL_FLAG(bool, skip_bad_lines, false,
+          "Skip and count malformed lines instead of failing");
+ABSL_FLAG(std::string, scale, "",
+          "Rating scale 'min,max' (e.g. 0.5,5); ratings outside it are bad "
+          "lines. Empty = taken from the data");
+ABSL_FLAG(std::string, data_dir, "",
+          "Directory for named datasets (default $RECSYS_DATA_DIR, else "
+          "~/.cache/recsys)");
+ABSL_FLAG(bool, download, true,
+          "Download a named dataset from GroupLens when it is missing");
+// Models.
+ABSL_FLAG(std::string, model, "sgd",
+          "Model kind to train: sgd, als, baseline or popularity");
+ABSL_FLAG(std::string, models, "sgd,als,baseline,popularity",
+          "evaluate: comma-separated model kinds");
+ABSL_FLAG(std::optional<int32_t>, factors, std::nullopt, "Latent factors");
+ABSL_FLAG(std::optional<int32_t>, epochs, std::nullopt,
+          "SGD epochs / ALS iterations");
+ABSL_FLAG(std::optional<float>, lr, std::nullopt, "SGD learning rate");
+ABSL_FLAG(std::optional<float>, lr_decay, std::nullopt,
+          "SGD learning-rate multiplier per epoch");
+ABSL_FLAG(std::optional<float>, reg, std::nullopt, "L2 penalty on factors");
+ABSL_FLAG(std::optional<float>, reg_bias, std::nullopt, "L2 penalty on biases");
+ABSL_FLAG(std::optional<float>, init_std, std::nullopt,
+          "Std of the random factor initialisation");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "Random seed");
+ABSL_FLAG(int, threads, 0, "Training threads (0 = one per core)");
+// train.
+ABSL_FLAG(std::string, out, "", "train: model file to write");
+ABSL_FLAG(double, validation_fraction, 0,
+          "train: hold out this share of the ratings at random and report "
+          "validation RMSE per epoch");
+ABSL_FLAG(bool, quiet, false, "train: no per-epoch progress");
+// evaluate.
+ABSL_FLAG(std::string, folds, "1,2,3,4,5", "evaluate: which uN folds");
+ABSL_FLAG(std::string, train, "", "evaluate: training ratings file");
+ABSL_FLAG(std::string, test, "", "evaluate: test ratings file");
+ABSL_FLAG(
+    std::string, predictions_out, "",
+    "evaluate --train/--test: write user\\titem\\tprediction per test pair");
+ABSL_FLAG(
+    std::string, recommendations_out, "",
+    "evaluate --train/--test: write user\\titem\\trank (top k per test user)");
+ABSL_FLAG(std::optional<float>, relevant_min, std::nullopt,
+          "evaluate: test ratings >= this are relevant (default 4 on 1..5)");
+// recommend.
+ABSL_FLAG(std::string, model_file, "", "recommend: model file to read");
+ABSL_FLAG(std::string, user, "", "recommend: external user id");
+ABSL_FLAG(int, k, 10, "How many items to recommend / evaluate at");
+ABSL_FLAG(bool, include_rated, false,
+          "recommend: also show items the user already rated");
+
+namespace recsys {
+namespace {
+
+constexpr char kUsage[] =
+    "recsys-trainer <command> [flags]\n"
+    "commands:\n"
+    "  train      --data=D --out=FILE [--model=sgd|als|baseline|popularity]\n"
+    "  evaluate   --data=ml-100k [--models=...]   protocols R and T on u1..u5\n"
+    "  evaluate   --train=F --test=F [--predictions-out=F] "
+    "[--recommendations-out=F]\n"
+    "  recommend  --model-file=FILE --user=U [--k=10]\n"
+    "Run with --helpfull for every flag.";
+
+// Abseil wants underscores; people type dashes. Rewrite "--a-b=c" to
+// "--a_b=c" (only the name part).
+std::vector<char*> NormalizeFlagNames(int argc, char** argv,
+                                      std::vector<std::string>* storage) {
+  storage->reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.size() > 2 && arg[0] == '-') {
+      const size_t start = arg[1] == '-' ? 2 : 1;
+      const size_t end = std::min(arg.find('='), arg.size());
+      for (size_t j = start; j < end; ++j) {
+        if (arg[j] == '-') arg[j] = '_';
+      }
+    }
+    storage->push_back(std::move(arg));
+    out.push_back(storage->back().data());
+  }
+  return out;
+}
+
+absl::StatusOr<DataSource> SourceFromFlags() {
+  DataSource s;
+  s.data = absl::GetFlag(FLAGS_data);
+  RECSYS_ASSIGN_OR_RETURN(s.load.format,
+                          ParseDataFormat(absl::GetFlag(FLAGS_format)));
+  std::string delim = absl::GetFlag(FLAGS_delimiter);
+  if (delim == "tab" || delim == "\\t") delim = "\t";
+  if (delim == "space") delim = " ";
+  s.load.delimiter = delim;
+  s.load.skip_bad_lines = absl::GetFlag(FLAGS_skip_bad_lines);
+  const std::string scale = absl::GetFlag(FLAGS_scale);
+  if (!scale.empty()) {
+    std::vector<std::string> parts = absl::StrSplit(scale, ',');
+    RatingScale rs;
+    if (parts.size() != 2 || !absl::SimpleAtof(parts[0], &rs.min) ||
+        !absl::SimpleAtof(parts[1], &rs.max) || !rs.valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--scale='", scale, "': expected 'min,max' with min < max"));
+    }
+    s.load.scale = rs;
+  }
+  s.dataset.data_dir = absl::GetFlag(FLAGS_data_dir);
+  s.dataset.download = absl::GetFlag(FLAGS_download);
+  return s;
+}
+
+ParamOverrides ParamsFromFlags() {
+  ParamOverrides o;
+  o.factors = absl::GetFlag(FLAGS_factors);
+  o.epochs = absl::GetFlag(FLAGS_epochs);
+  o.learning_rate = absl::GetFlag(FLAGS_lr);
+  o.lr_decay = absl::GetFlag(FLAGS_lr_decay);
+  o.reg = absl::GetFlag(FLAGS_reg);
+  o.reg_bias = absl::GetFlag(FLAGS_reg_bias);
+  o.init_std = absl::GetFlag(FLAGS_init_std);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  return o;
+}
+
+absl::Status Run(const std::string& command) {
+  if (command == "train") {
+    TrainCommand cmd;
+    RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
+    RECSYS_ASSIGN_OR_RETURN(cmd.kind,
+                            ParseModelKind(absl::GetFlag(FLAGS_model)));
+    cmd.params = ParamsFromFlags();
+    cmd.threads = absl::GetFlag(FLAGS_threads);
+    cmd.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+    cmd.out = absl::GetFlag(FLAGS_out);
+    cmd.quiet = absl::GetFlag(FLAGS_quiet);
+    return RunTrain(cmd, std::cout);
+  }
+  if (command == "evaluate") {
+    EvaluateCommand cmd;
+    RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
+    if (cmd.source.data.empty()) cmd.source.data = "ml-100k";
+    cmd.kinds.clear();
+    for (absl::string_view name :
+         absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
+      RECSYS_ASSIGN_OR_RETURN(ModelKind kind, ParseModelKind(name));
+      cmd.kinds.push_back(kind);
+    }
+    cmd.folds.clear();
+    for (absl::string_view f :
+         absl::StrSplit(absl::GetFlag(FLAGS_folds), ',', absl::SkipEmpty())) {
+      int fold = 0;
+      if (!absl::SimpleAtoi(f, &fold) || fold < 1 || fold > 5) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--folds: '", f, "' is not a fold number 1..5"));
+      }
+      cmd.folds.push_back(fold);
+    }
+    cmd.params = ParamsFromFlags();
+    cmd.threads = absl::GetFlag(FLAGS_threads);
+    cmd.k = absl::GetFlag(FLAGS_k);
+    cmd.relevant_min = absl::GetFlag(FLAGS_relevant_min);
+    cmd.train_file = absl::GetFlag(FLAGS_train);
+    cmd.test_file = absl::GetFlag(FLAGS_test);
+    cmd.predictions_out = absl::GetFlag(FLAGS_predictions_out);
+    cmd.recommendations_out = absl::GetFlag(FLAGS_recommendations_out);
+    return RunEvaluate(cmd, std::cout);
+  }
+  if (command == "recommend") {
+    RecommendCommand cmd;
+    cmd.model_file = absl::GetFlag(FLAGS_model_file);
+    cmd.user = absl::GetFlag(FLAGS_user);
+    cmd.k = absl::GetFlag(FLAGS_k);
+    cmd.include_rated = absl::GetFlag(FLAGS_include_rated);
+    return RunRecommend(cmd, std::cout);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command '", command, "'\n", kUsage));
+}
+
+}  // namespace
+}  // namespace recsys
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(recsys::kUsage);
+  std::vector<std::string> storage;
+  std::vector<char*> args = recsys::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (positional.size() != 2) {
+    std::cerr << recsys::kUsage << "\n";
+    return 2;
+  }
+  const absl::Status status = recsys::Run(positional[1]);
+  if (!status.ok()) {
+    std::cerr << "recsys-trainer: " << status.message() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,306 @@
+#include "trainer/trainer.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "models/evaluation.h"
+#include "models/metrics.h"
+#include "models/model_io.h"
+#include "models/status_macros.h"
+#include "models/topk.h"
+#include "models/train.h"
+
+namespace recsys {
+
+absl::StatusOr<std::string> ResolveDataPath(const DataSource& source) {
+  if (source.data.empty()) {
+    return absl::InvalidArgumentError(
+        "no data given: pass --data with a dataset name (e.g. ml-100k) or a "
+        "path");
+  }
+  if (FindDataset(source.data) != nullptr &&
+      !std::filesystem::exists(source.data)) {
+    return ResolveDataset(source.data, source.dataset);
+  }
+  return source.data;
+}
+
+absl::StatusOr<RatingData> LoadSource(const DataSource& source) {
+  RECSYS_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(source));
+  return LoadRatings(path, source.load);
+}
+
+Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
+  Hyperparameters p = DefaultHyperparameters(kind);
+  if (o.factors) p.factors = *o.factors;
+  if (o.epochs) p.epochs = *o.epochs;
+  if (o.learning_rate) p.learning_rate = *o.learning_rate;
+  if (o.lr_decay) p.lr_decay = *o.lr_decay;
+  if (o.reg) p.reg = *o.reg;
+  if (o.reg_bias) p.reg_bias = *o.reg_bias;
+  if (o.init_std) p.init_std = *o.init_std;
+  if (o.seed) p.seed = *o.seed;
+  return p;
+}
+
+namespace {
+
+void PrintLoadSummary(const std::string& what, const RatingData& d,
+                      std::ostream& out) {
+  out << absl::StrFormat("%s: %d ratings, %d users, %d items, scale [%g, %g]",
+                         what, d.ratings.size(), d.num_users(), d.num_items(),
+                         d.scale.min, d.scale.max);
+  if (d.stats.duplicates_replaced > 0) {
+    out << absl::StrFormat(", %d duplicates replaced by the later rating",
+                           d.stats.duplicates_replaced);
+  }
+  if (d.stats.bad_lines_skipped > 0) {
+    out << absl::StrFormat(", %d bad lines skipped", d.stats.bad_lines_skipped);
+  }
+  out << "\n";
+}
+
+std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
+  switch (kind) {
+    case ModelKind::kBaseline:
+    case ModelKind::kPopularity:
+      return absl::StrFormat(
+          "epochs=%d baseline_reg_item=%g baseline_reg_user=%g", p.epochs,
+          p.baseline_reg_item, p.baseline_reg_user);
+    case ModelKind::kSgd:
+      return absl::StrFormat(
+          "factors=%d epochs=%d lr=%g lr_decay=%g reg=%g reg_bias=%g "
+          "init_std=%g seed=%d",
+          p.factors, p.epochs, p.learning_rate, p.lr_decay, p.reg, p.reg_bias,
+          p.init_std, p.seed);
+    case ModelKind::kAls:
+      return absl::StrFormat(
+          "factors=%d iterations=%d reg=%g reg_bias=%g init_std=%g seed=%d",
+          p.factors, p.epochs, p.reg, p.reg_bias, p.init_std, p.seed);
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
+  if (cmd.out.empty()) {
+    return absl::InvalidArgumentError("--out (the model file) is required");
+  }
+  if (cmd.validation_fraction < 0 || cmd.validation_fraction >= 1) {
+    return absl::InvalidArgumentError(
+        "--validation-fraction must be in [0, 1)");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  RECSYS_ASSIGN_OR_RETURN(RatingData all, LoadSource(cmd.source));
+  PrintLoadSummary("loaded", all, out);
+
+  const Hyperparameters params = ResolveParams(cmd.kind, cmd.params);
+  RatingData train, validation;
+  const RatingData* fit = &all;
+  TrainOptions opt;
+  opt.threads = cmd.threads;
+  if (cmd.validation_fraction > 0) {
+    RandomSplit(all, cmd.validation_fraction, params.seed ^ 0x5eed, &train,
+                &validation);
+    out << absl::StrFormat("validation split: %d train / %d held out\n",
+                           train.ratings.size(), validation.ratings.size());
+    fit = &train;
+    opt.validation = &validation;
+  }
+  out << "training " << ModelKindName(cmd.kind) << ": "
+      << DescribeParams(cmd.kind, params) << "\n";
+  if (!cmd.quiet) {
+    opt.on_epoch = [&out](const EpochReport& r) {
+      out << absl::StrFormat("epoch %3d/%d  train RMSE %.4f", r.epoch, r.epochs,
+                             r.train_rmse);
+      if (r.validation_rmse >= 0) {
+        out << absl::StrFormat("  validation RMSE %.4f", r.validation_rmse);
+      }
+      out << absl::StrFormat("  %.2fs\n", r.elapsed_seconds);
+      out.flush();
+    };
+  }
+  RECSYS_ASSIGN_OR_RETURN(Model model, TrainModel(*fit, cmd.kind, params, opt));
+  RECSYS_RETURN_IF_ERROR(SaveModel(model, cmd.out));
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  out << absl::StrFormat("wrote %s (fit %.3fs, total %.3fs)\n", cmd.out,
+                         model.train_seconds, total);
+  return absl::OkStatus();
+}
+
+namespace {
+
+struct FoldResult {
+  RatingMetrics rating;
+  RankingMetrics ranking;
+  double fit_seconds = 0;
+};
+
+absl::StatusOr<FoldResult> EvaluateOne(const RatingData& train,
+                                       const RatingData& test, ModelKind kind,
+                                       const EvaluateCommand& cmd,
+                                       std::ostream* predictions,
+                                       std::ostream* recommendations) {
+  TrainOptions opt;
+  opt.threads = cmd.threads;
+  RECSYS_ASSIGN_OR_RETURN(
+      Model model,
+      TrainModel(train, kind, ResolveParams(kind, cmd.params), opt));
+  FoldResult r;
+  r.fit_seconds = model.train_seconds;
+  RECSYS_ASSIGN_OR_RETURN(r.rating, EvaluateRatings(model, test, predictions));
+  TopNOptions topn;
+  topn.k = cmd.k;
+  topn.relevant_min =
+      cmd.relevant_min.value_or(DefaultRelevanceThreshold(model.scale));
+  RECSYS_ASSIGN_OR_RETURN(r.ranking,
+                          EvaluateTopN(model, test, topn, recommendations));
+  return r;
+}
+
+absl::StatusOr<std::ofstream> OpenOutput(const std::string& path) {
+  std::ofstream f(path, std::ios::trunc);
+  if (!f)
+    return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
+  return f;
+}
+
+absl::Status EvaluateFiles(const EvaluateCommand& cmd, std::ostream& out) {
+  if (cmd.test_file.empty()) {
+    return absl::InvalidArgumentError("--train needs --test");
+  }
+  if (cmd.kinds.size() != 1 &&
+      (!cmd.predictions_out.empty() || !cmd.recommendations_out.empty())) {
+    return absl::InvalidArgumentError(
+        "--predictions-out/--recommendations-out need exactly one --models");
+  }
+  LoadOptions load = cmd.source.load;
+  RECSYS_ASSIGN_OR_RETURN(RatingData train, LoadRatings(cmd.train_file, load));
+  // The test file is matched by ids; its own metadata adds nothing.
+  load.load_metadata = false;
+  if (!load.scale) load.scale = train.scale;
+  RECSYS_ASSIGN_OR_RETURN(RatingData test, LoadRatings(cmd.test_file, load));
+  PrintLoadSummary(cmd.train_file, train, out);
+  PrintLoadSummary(cmd.test_file, test, out);
+  std::ofstream pred_file, rec_file;
+  if (!cmd.predictions_out.empty()) {
+    RECSYS_ASSIGN_OR_RETURN(pred_file, OpenOutput(cmd.predictions_out));
+  }
+  if (!cmd.recommendations_out.empty()) {
+    RECSYS_ASSIGN_OR_RETURN(rec_file, OpenOutput(cmd.recommendations_out));
+  }
+  out << absl::StrFormat("%-11s %8s %8s %8s %8s %8s %8s %7s %8s\n", "model",
+                         "RMSE", "MAE", "P@10", "R@10", "nDCG@10", "MAP@10",
+                         "users", "fit s");
+  for (ModelKind kind : cmd.kinds) {
+    RECSYS_ASSIGN_OR_RETURN(
+        FoldResult r,
+        EvaluateOne(train, test, kind, cmd,
+                    cmd.predictions_out.empty() ? nullptr : &pred_file,
+                    cmd.recommendations_out.empty() ? nullptr : &rec_file));
+    out << absl::StrFormat(
+        "%-11s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7d %8.3f\n",
+        ModelKindName(kind), r.rating.rmse, r.rating.mae, r.ranking.precision,
+        r.ranking.recall, r.ranking.ndcg, r.ranking.map, r.ranking.users,
+        r.fit_seconds);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunEvaluate(const EvaluateCommand& cmd, std::ostream& out) {
+  if (!cmd.train_file.empty()) return EvaluateFiles(cmd, out);
+  if (cmd.folds.empty()) return absl::InvalidArgumentError("no folds given");
+  RECSYS_ASSIGN_OR_RETURN(std::string dir, ResolveDataPath(cmd.source));
+  if (!std::filesystem::is_directory(dir)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, " is not a directory with the u1.base..u5.test folds"));
+  }
+  // Load every fold once; all models see the same data.
+  std::vector<std::pair<RatingData, RatingData>> folds;
+  for (int f : cmd.folds) {
+    LoadOptions load = cmd.source.load;
+    load.format = DataFormat::kMl100k;
+    RECSYS_ASSIGN_OR_RETURN(
+        RatingData train,
+        LoadRatings(absl::StrCat(dir, "/u", f, ".base"), load));
+    load.load_metadata = false;
+    load.scale = train.scale;
+    RECSYS_ASSIGN_OR_RETURN(
+        RatingData test,
+        LoadRatings(absl::StrCat(dir, "/u", f, ".test"), load));
+    folds.emplace_back(std::move(train), std::move(test));
+  }
+  out << absl::StrFormat(
+      "Protocols R and T (../shared/PROTOCOLS.md) on %s, folds u%s; mean ± sd "
+      "over folds\n",
+      dir, absl::StrJoin(cmd.folds, ",u"));
+  out << absl::StrFormat("%-11s %-16s %-16s %-16s %-16s %-16s %-16s %s\n",
+                         "model", "RMSE", "MAE", "P@10", "R@10", "nDCG@10",
+                         "MAP@10", "fit s/fold");
+  for (ModelKind kind : cmd.kinds) {
+    std::vector<double> rmse, mae, p, r, ndcg, map, fit;
+    for (const auto& [train, test] : folds) {
+      RECSYS_ASSIGN_OR_RETURN(
+          FoldResult fr, EvaluateOne(train, test, kind, cmd, nullptr, nullptr));
+      rmse.push_back(fr.rating.rmse);
+      mae.push_back(fr.rating.mae);
+      p.push_back(fr.ranking.precision);
+      r.push_back(fr.ranking.recall);
+      ndcg.push_back(fr.ranking.ndcg);
+      map.push_back(fr.ranking.map);
+      fit.push_back(fr.fit_seconds);
+    }
+    auto cell = [](const std::vector<double>& v) {
+      const MeanSd s = Summarize(v);
+      return absl::StrFormat("%.4f ± %.4f", s.mean, s.sd);
+    };
+    out << absl::StrFormat("%-11s %-16s %-16s %-16s %-16s %-16s %-16s %.3f\n",
+                           ModelKindName(kind), cell(rmse), cell(mae), cell(p),
+                           cell(r), cell(ndcg), cell(map), Summarize(fit).mean);
+    out.flush();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunRecommend(const RecommendCommand& cmd, std::ostream& out) {
+  if (cmd.model_file.empty())
+    return absl::InvalidArgumentError("--model is required");
+  if (cmd.k <= 0 || cmd.k > 10000) {
+    return absl::InvalidArgumentError("-k must be in 1..10000");
+  }
+  RECSYS_ASSIGN_OR_RETURN(Model model, LoadModel(cmd.model_file));
+  const int32_t u = model.users.Find(cmd.user);
+  Eigen::VectorXf scores;
+  const std::vector<ScoredItem> best =
+      RecommendForUser(model, u, cmd.k, !cmd.include_rated, &scores);
+  const int64_t rated = u >= 0 ? model.user_ratings.size(u) : 0;
+  if (u < 0) {
+    out << "user " << cmd.user
+        << " is unknown to the model: showing the best items for a new user\n";
+  } else {
+    out << absl::StrFormat(
+        "top %d for user %s (%s model; %d rated films excluded)\n", cmd.k,
+        cmd.user, ModelKindName(model.kind), cmd.include_rated ? 0 : rated);
+  }
+  out << absl::StrFormat("%4s  %-8s  %-6s  %-55s  %s\n", "rank", "item",
+                         "rating", "title", "genres");
+  int rank = 0;
+  for (const ScoredItem& s : best) {
+    const ItemInfo& info = model.item_info[s.item];
+    out << absl::StrFormat(
+        "%4d  %-8s  %6.2f  %-55s  %s\n", ++rank, model.items.External(s.item),
+        model.Predict(u, s.item), info.title, absl::StrJoin(info.genres, "|"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace recsys
