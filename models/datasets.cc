@@ -229,8 +229,10 @@ absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,
                                std::string* output) {
   if (argv.empty()) return absl::InvalidArgumentError("empty command");
   std::vector<char*> args;
-  for (const std::string& a : argv)
+  for (const std::string& a : argv) {
+    // posix_spawn's signature predates const; it does not write to them.
     args.push_back(const_cast<char*>(a.c_str()));
+  }
   args.push_back(nullptr);
 
   int pipe_fds[2] = {-1, -1};
@@ -282,6 +284,7 @@ absl::StatusOr<std::string> FetchAndUnpack(const DatasetInfo& info,
   std::error_code ec;
   // Checked before downloading: the final rename could not replace it, and
   // it may hold files the user put there by hand.
+  if (fs::exists(InstalledFile(info, data_dir), ec)) return target.string();
   if (fs::exists(target, ec)) {
     return absl::FailedPreconditionError(
         absl::StrCat(target.string(), " exists but has no ", info.ratings_file,

@@ -429,8 +429,9 @@ absl::Status ParseRatings(const std::string& path, absl::string_view text,
     hi = any ? std::max(hi, value) : value;
     any = true;
   }
-  if (!any)
+  if (!any) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": no ratings"));
+  }
 
   if (options.scale) {
     data->scale = *options.scale;

@@ -1,6 +1,7 @@
 #include "models/loaders.h"
 
 #include <algorithm>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -193,6 +194,9 @@ struct DelimiterCase {
   std::string contents;
 };
 
+// Names the case in test listings (CTest shows GetParam()).
+void PrintTo(const DelimiterCase& c, std::ostream* os) { *os << c.name; }
+
 class GenericDelimiterTest : public ::testing::TestWithParam<DelimiterCase> {};
 
 TEST_P(GenericDelimiterTest, SniffsDelimiterAndKeepsStringIds) {
@@ -273,6 +277,8 @@ struct BadLineCase {
   std::string contents;
   std::string expected;  // message after "<path>:"
 };
+
+void PrintTo(const BadLineCase& c, std::ostream* os) { *os << c.name; }
 
 class BadLineTest : public ::testing::TestWithParam<BadLineCase> {};
 

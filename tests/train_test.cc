@@ -62,8 +62,10 @@ TEST_F(PlantedTest, SgdRecoversPlantedLowRankMatrix) {
   Hyperparameters p = DefaultHyperparameters(ModelKind::kSgd);
   p.factors = 8;
   p.epochs = 60;
-  p.learning_rate = 0.02f;
-  p.reg = 0.02f;
+  p.learning_rate = 0.05f;
+  p.lr_decay = 0.97f;
+  p.reg = 0.01f;
+  p.init_std = 0.1f;
   const Model m = Train(ModelKind::kSgd, p, 1);
   const double rmse = TestRmse(m, *test_);
   EXPECT_LT(rmse, 0.25);
@@ -97,8 +99,10 @@ TEST_F(PlantedTest, ParallelSgdMatchesSingleThreadedQuality) {
   Hyperparameters p = DefaultHyperparameters(ModelKind::kSgd);
   p.factors = 8;
   p.epochs = 60;
-  p.learning_rate = 0.02f;
-  p.reg = 0.02f;
+  p.learning_rate = 0.05f;
+  p.lr_decay = 0.97f;
+  p.reg = 0.01f;
+  p.init_std = 0.1f;
   const double one = TestRmse(Train(ModelKind::kSgd, p, 1), *test_);
   const double two = TestRmse(Train(ModelKind::kSgd, p, 2), *test_);
   const double four = TestRmse(Train(ModelKind::kSgd, p, 4), *test_);

@@ -1,0 +1,171 @@
+// The trainer's commands end to end on generated data written to files.
+#include "trainer/trainer.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/model_io.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Writes `data` as "user,item,rating,timestamp" lines.
+std::string WriteCsv(const RatingData& data, const std::string& path) {
+  std::ostringstream out;
+  for (const Rating& r : data.ratings) {
+    out << data.users.External(r.user) << ',' << data.items.External(r.item)
+        << ',' << r.value << ',' << r.timestamp << '\n';
+  }
+  testing::WriteFile(path, out.str());
+  return path;
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("trainer");
+    RatingData all = testing::PlantedData(120, 90, 3, 0.2, 0.3, 17, true);
+    RatingData train, test;
+    RandomSplit(all, 0.2, 3, &train, &test);
+    train_file_ = WriteCsv(train, dir_ + "/train.csv");
+    test_file_ = WriteCsv(test, dir_ + "/test.csv");
+  }
+  std::string dir_, train_file_, test_file_;
+};
+
+TEST_F(TrainerTest, TrainWritesAModelThatRecommendsUnratedItems) {
+  TrainCommand cmd;
+  cmd.source.data = train_file_;
+  cmd.kind = ModelKind::kSgd;
+  cmd.params.epochs = 10;
+  cmd.threads = 2;
+  cmd.validation_fraction = 0.1;
+  cmd.out = dir_ + "/model.rsm";
+  std::ostringstream log;
+  ASSERT_EQ(RunTrain(cmd, log), absl::OkStatus());
+  EXPECT_THAT(log.str(), HasSubstr("epoch  10/10"));
+  EXPECT_THAT(log.str(), HasSubstr("validation RMSE"));
+
+  absl::StatusOr<Model> model = LoadModel(cmd.out);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->kind, ModelKind::kSgd);
+  EXPECT_GT(model->watermark.num_ratings, 0);
+
+  RecommendCommand rec;
+  rec.model_file = cmd.out;
+  rec.user = "u5";
+  rec.k = 10;
+  std::ostringstream shown;
+  ASSERT_EQ(RunRecommend(rec, shown), absl::OkStatus());
+  const int32_t u = model->users.Find("u5");
+  ASSERT_GE(u, 0);
+  // Ten result lines after the two header lines, none an item u5 rated, each
+  // rating on the 1..5 scale.
+  std::vector<std::string> lines =
+      absl::StrSplit(shown.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 12u) << shown.str();
+  const SparseRows& rated = model->user_ratings;
+  for (size_t l = 2; l < lines.size(); ++l) {
+    std::vector<std::string> f =
+        absl::StrSplit(lines[l], ' ', absl::SkipEmpty());
+    const int32_t item = model->items.Find(f[1]);
+    ASSERT_GE(item, 0) << lines[l];
+    for (int64_t k = rated.offsets[u]; k < rated.offsets[u + 1]; ++k) {
+      EXPECT_NE(rated.cols[k], item) << "already rated: " << lines[l];
+    }
+    const float r = std::stof(f[2]);
+    EXPECT_GE(r, 1.0f);
+    EXPECT_LE(r, 5.0f);
+  }
+}
+
+TEST_F(TrainerTest, EvaluateFilesWritesEveryPredictionAndTopTen) {
+  EvaluateCommand cmd;
+  cmd.kinds = {ModelKind::kAls};
+  cmd.params.factors = 4;
+  cmd.params.epochs = 5;
+  cmd.train_file = train_file_;
+  cmd.test_file = test_file_;
+  cmd.predictions_out = dir_ + "/pred.tsv";
+  cmd.recommendations_out = dir_ + "/recs.tsv";
+  std::ostringstream out;
+  ASSERT_EQ(RunEvaluate(cmd, out), absl::OkStatus());
+  EXPECT_THAT(out.str(), HasSubstr("als"));
+
+  std::ifstream test(test_file_), pred(cmd.predictions_out);
+  std::string line;
+  int test_lines = 0, pred_lines = 0;
+  while (std::getline(test, line)) ++test_lines;
+  while (std::getline(pred, line)) {
+    ++pred_lines;
+    EXPECT_EQ(std::vector<std::string>(absl::StrSplit(line, '\t')).size(), 3u);
+  }
+  EXPECT_EQ(pred_lines, test_lines);
+  std::ifstream recs(cmd.recommendations_out);
+  int rec_lines = 0;
+  while (std::getline(recs, line)) ++rec_lines;
+  EXPECT_GT(rec_lines, 0);
+  EXPECT_EQ(rec_lines % 10, 0);  // full lists: the catalogue is large enough
+}
+
+TEST_F(TrainerTest, ClearErrors) {
+  TrainCommand cmd;
+  cmd.source.data = dir_ + "/missing.csv";
+  cmd.out = dir_ + "/m.rsm";
+  std::ostringstream log;
+  const absl::Status missing = RunTrain(cmd, log);
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("missing.csv"));
+
+  cmd.source.data = train_file_;
+  cmd.out = "";
+  EXPECT_EQ(RunTrain(cmd, log).code(), absl::StatusCode::kInvalidArgument);
+
+  RecommendCommand rec;
+  rec.model_file = dir_ + "/nothing.rsm";
+  rec.user = "1";
+  EXPECT_EQ(RunRecommend(rec, log).code(), absl::StatusCode::kNotFound);
+}
+
+TEST(TrainerRealDataTest, MovieLens100kShowcaseNeverRepeatsRatedFilms) {
+  const std::string ml = testing::SharedDataset("ml-100k");
+  if (ml.empty()) {
+    GTEST_SKIP() << "MovieLens copy not found: ../shared/data/ml-100k (set "
+                    "RECSYS_TEST_DATA_DIR)";
+  }
+  const std::string dir = testing::MakeTempDir("showcase");
+  TrainCommand cmd;
+  cmd.source.data = ml;
+  cmd.out = dir + "/ml-100k.rsm";
+  cmd.quiet = true;
+  cmd.threads = 2;
+  std::ostringstream log;
+  ASSERT_EQ(RunTrain(cmd, log), absl::OkStatus());
+  absl::StatusOr<Model> model = LoadModel(cmd.out);
+  ASSERT_TRUE(model.ok());
+  RecommendCommand rec;
+  rec.model_file = cmd.out;
+  rec.user = "1";
+  std::ostringstream shown;
+  ASSERT_EQ(RunRecommend(rec, shown), absl::OkStatus());
+  EXPECT_THAT(shown.str(), HasSubstr("272 rated films excluded"));
+  // Ten films with titles and release years.
+  std::vector<std::string> lines =
+      absl::StrSplit(shown.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 12u);
+  for (size_t l = 2; l < lines.size(); ++l) {
+    EXPECT_THAT(lines[l], ::testing::ContainsRegex("\\(19[0-9][0-9]\\)"));
+  }
+  // Toy Story (item 1) is rated by user 1: it must not be shown.
+  EXPECT_THAT(shown.str(), ::testing::Not(HasSubstr("Toy Story")));
+}
+
+}  // namespace
+}  // namespace recsys
