@@ -47,6 +47,36 @@ void SolveBiasedRow(const RowMatrix& other_factors,
 
 namespace {
 
+// The solve shared by both entry points: `cols` index `other_factors` and
+// `other_bias`.
+FoldInResult FoldInRows(const Model& model, bool user_side,
+                        const RowMatrix& other_factors,
+                        const Eigen::VectorXf& other_bias,
+                        absl::Span<const int32_t> cols,
+                        absl::Span<const float> values) {
+  FoldInResult result;
+  result.factors = Eigen::VectorXf::Zero(other_factors.cols());
+  if (other_factors.cols() == 0) {
+    // Bias-only kinds: the baseline's ridge estimate.
+    double sum = 0;
+    for (size_t j = 0; j < cols.size(); ++j) {
+      sum += values[j] - model.mu - other_bias[cols[j]];
+    }
+    const float reg = user_side ? model.params.baseline_reg_user
+                                : model.params.baseline_reg_item;
+    result.bias = static_cast<float>(sum / (reg + cols.size()));
+    return result;
+  }
+  internal::SolveScratch scratch;
+  const Hyperparameters& p = model.params;
+  internal::SolveBiasedRow(
+      other_factors, other_bias, model.mu, cols, values,
+      p.fold_in_reg > 0 ? p.fold_in_reg : p.reg,
+      p.fold_in_reg_bias > 0 ? p.fold_in_reg_bias : p.reg_bias, &scratch,
+      &result.bias, result.factors.data());
+  return result;
+}
+
 absl::StatusOr<FoldInResult> FoldIn(const Model& model,
                                     absl::Span<const IndexedRating> ratings,
                                     bool user_side) {
@@ -71,24 +101,7 @@ absl::StatusOr<FoldInResult> FoldIn(const Model& model,
     cols.push_back(r.index);
     values.push_back(r.value);
   }
-  FoldInResult result;
-  result.factors = Eigen::VectorXf::Zero(model.factors());
-  if (model.factors() == 0) {
-    // Bias-only kinds: the baseline's ridge estimate.
-    double sum = 0;
-    for (size_t j = 0; j < cols.size(); ++j) {
-      sum += values[j] - model.mu - other_bias[cols[j]];
-    }
-    const float reg = user_side ? model.params.baseline_reg_user
-                                : model.params.baseline_reg_item;
-    result.bias = static_cast<float>(sum / (reg + cols.size()));
-    return result;
-  }
-  internal::SolveScratch scratch;
-  internal::SolveBiasedRow(other_factors, other_bias, model.mu, cols, values,
-                           model.params.reg, model.params.reg_bias, &scratch,
-                           &result.bias, result.factors.data());
-  return result;
+  return FoldInRows(model, user_side, other_factors, other_bias, cols, values);
 }
 
 }  // namespace
@@ -101,6 +114,15 @@ absl::StatusOr<FoldInResult> FoldInUser(
 absl::StatusOr<FoldInResult> FoldInItem(
     const Model& model, absl::Span<const IndexedRating> ratings) {
   return FoldIn(model, ratings, /*user_side=*/false);
+}
+
+FoldInResult FoldInGathered(const Model& model, bool user_side,
+                            const RowMatrix& factors,
+                            const Eigen::VectorXf& bias,
+                            absl::Span<const float> values) {
+  std::vector<int32_t> cols(values.size());
+  for (size_t j = 0; j < cols.size(); ++j) cols[j] = static_cast<int32_t>(j);
+  return FoldInRows(model, user_side, factors, bias, cols, values);
 }
 
 }  // namespace recsys

@@ -5,6 +5,7 @@
 // least-squares problem ALS solves for that row:
 //   min  sum_i (r - mu - b_i - x . [1, q_i])^2
 //        + n * (reg_bias * b_u^2 + reg * |p_u|^2)
+// (with the model's fold_in_reg / fold_in_reg_bias when set)
 // i.e. (Y^T Y + n * diag(reg_bias, reg, ..., reg)) x = Y^T t with rows
 // y_i = [1, q_i] and targets t_i = r - mu - b_i. Items are symmetric. Models
 // without factors fit the bias alone with the baseline's ridge penalty.
@@ -44,6 +45,15 @@ absl::StatusOr<FoldInResult> FoldInUser(
     const Model& model, absl::Span<const IndexedRating> ratings);
 absl::StatusOr<FoldInResult> FoldInItem(
     const Model& model, absl::Span<const IndexedRating> ratings);
+
+// Fold-in against rows the caller gathered: row j of `factors` and entry j
+// of `bias` belong to the item (or user, when !user_side) rated values[j].
+// For a server whose catalogue has grown past the trained model. Uses the
+// model's penalties (and, for models without factors, the baseline's).
+FoldInResult FoldInGathered(const Model& model, bool user_side,
+                            const RowMatrix& factors,
+                            const Eigen::VectorXf& bias,
+                            absl::Span<const float> values);
 
 namespace internal {
 

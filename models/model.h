@@ -51,6 +51,12 @@ struct Hyperparameters {
   // baseline predictor; also used by kBaseline and kPopularity.
   float baseline_reg_item = 10.0f;
   float baseline_reg_user = 15.0f;
+  // Fold-in penalties (same count-scaled convention as `reg`); 0 means "use
+  // reg / reg_bias", which ALS needs so that fold-in reproduces its rows. SGD
+  // fits its factors with early stopping rather than the exact penalty, so
+  // an exact solve for one new row wants a stronger one.
+  float fold_in_reg = 0.0f;
+  float fold_in_reg_bias = 0.0f;
   uint64_t seed = 42;  // all randomness derives from it
 };
 
@@ -73,6 +79,11 @@ struct Model {
   std::vector<ItemInfo> item_info;  // [num_items]
   DataWatermark watermark;          // of the training data
   double train_seconds = 0;         // wall time of the fit
+  // Serving: the last rating-log record this model already contains (its
+  // ratings are in user_ratings); a server replays only later records.
+  uint64_t log_sequence = 0;
+  // RMSE on the held-out share of the last training run, -1 if none.
+  double last_validation_rmse = -1;
 
   int32_t num_users() const { return users.size(); }
   int32_t num_items() const { return items.size(); }

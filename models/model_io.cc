@@ -32,7 +32,7 @@ static_assert(std::numeric_limits<float>::is_iec559 &&
 // A field added to these structs is silently left out of model files unless
 // VisitScalars writes it, and old files cannot supply it: update
 // VisitScalars, the table in model_io.h and kModelFormatVersion, then these.
-static_assert(sizeof(Hyperparameters) == 48, "update the model file format");
+static_assert(sizeof(Hyperparameters) == 56, "update the model file format");
 static_assert(sizeof(RatingScale) == 8, "update the model file format");
 static_assert(sizeof(DataWatermark) == 16, "update the model file format");
 
@@ -128,6 +128,8 @@ void VisitScalars(M& m, Io& io) {
   io(m.params.init_std);
   io(m.params.baseline_reg_item);
   io(m.params.baseline_reg_user);
+  io(m.params.fold_in_reg);
+  io(m.params.fold_in_reg_bias);
   io(m.params.seed);
   io(m.scale.min);
   io(m.scale.max);
@@ -135,6 +137,8 @@ void VisitScalars(M& m, Io& io) {
   io(m.train_seconds);
   io(m.watermark.num_ratings);
   io(m.watermark.hash);
+  io(m.log_sequence);
+  io(m.last_validation_rmse);
 }
 
 // Adds up the sizes of the fields VisitScalars visits.

@@ -20,13 +20,16 @@
 //   Payload (P bytes, then end of file)
 //       u32      kind (ModelKind)
 //       i32 i32  params.factors, params.epochs
-//       f32 x7   params.learning_rate, lr_decay, reg, reg_bias, init_std,
-//                baseline_reg_item, baseline_reg_user
+//       f32 x9   params.learning_rate, lr_decay, reg, reg_bias, init_std,
+//                baseline_reg_item, baseline_reg_user, fold_in_reg,
+//                fold_in_reg_bias
 //       u64      params.seed
 //       f32 f32  scale.min, scale.max
 //       f32      mu
 //       f64      train_seconds
 //       i64 u64  watermark.num_ratings, watermark.hash
+//       u64      log_sequence (last server log record the model contains)
+//       f64      last_validation_rmse (-1 when not measured)
 //       u32 x3   U = num_users, I = num_items, F = factor columns
 //       f32[U]   user_bias
 //       f32[I]   item_bias

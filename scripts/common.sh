@@ -8,6 +8,7 @@ RECSYS_BUILD="${RECSYS_BUILD:-$RECSYS_ROOT/build/release}"
 RECSYS_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libabsl-dev libeigen3-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
   curl ca-certificates unzip python3
 )

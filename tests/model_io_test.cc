@@ -22,8 +22,8 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 // Payload offsets from the table in model_io.h: kind (4 bytes) and the
-// fixed-width fields (80 bytes) come before the shape.
-constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 80;
+// fixed-width fields (104 bytes) come before the shape.
+constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 104;
 
 std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -69,11 +69,15 @@ Model RichModel() {
   m.params.init_std = 0.11f;
   m.params.baseline_reg_item = 3.5f;
   m.params.baseline_reg_user = 7.25f;
+  m.params.fold_in_reg = 0.125f;
+  m.params.fold_in_reg_bias = 0.0625f;
   m.params.seed = 0xFEEDFACE12345678ULL;
   m.scale = {0.5f, 10.0f};
   m.mu = 3.5172f;
   m.train_seconds = 12.375;
   m.watermark = {123456789, 0xDEADBEEFCAFEF00DULL};
+  m.log_sequence = 987654321012ULL;
+  m.last_validation_rmse = 0.875;
   for (const char* id : {"alice", "bob", "u-3", "ユーザー4"})
     m.users.Insert(id);
   for (const char* id : {"tt0095765", "42", "i/3"}) m.items.Insert(id);
@@ -111,6 +115,8 @@ void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.params.init_std, want.params.init_std);
   EXPECT_EQ(got.params.baseline_reg_item, want.params.baseline_reg_item);
   EXPECT_EQ(got.params.baseline_reg_user, want.params.baseline_reg_user);
+  EXPECT_EQ(got.params.fold_in_reg, want.params.fold_in_reg);
+  EXPECT_EQ(got.params.fold_in_reg_bias, want.params.fold_in_reg_bias);
   EXPECT_EQ(got.params.seed, want.params.seed);
   EXPECT_EQ(got.scale.min, want.scale.min);
   EXPECT_EQ(got.scale.max, want.scale.max);
@@ -118,6 +124,8 @@ void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.train_seconds, want.train_seconds);
   EXPECT_EQ(got.watermark.num_ratings, want.watermark.num_ratings);
   EXPECT_EQ(got.watermark.hash, want.watermark.hash);
+  EXPECT_EQ(got.log_sequence, want.log_sequence);
+  EXPECT_EQ(got.last_validation_rmse, want.last_validation_rmse);
 
   ASSERT_EQ(got.num_users(), want.num_users());
   ASSERT_EQ(got.num_items(), want.num_items());

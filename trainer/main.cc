@@ -57,6 +57,10 @@ ABSL_FLAG(std::optional<float>, reg_bias, std::nullopt, "L2 penalty on biases");
 ABSL_FLAG(std::optional<float>, init_std, std::nullopt,
           "Std of the random factor initialisation");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "Random seed");
+ABSL_FLAG(std::optional<float>, fold_in_reg, std::nullopt,
+          "Fold-in penalty on factors (0 = use --reg)");
+ABSL_FLAG(std::optional<float>, fold_in_reg_bias, std::nullopt,
+          "Fold-in penalty on biases (0 = use --reg_bias)");
 ABSL_FLAG(int, threads, 0, "Training threads (0 = one per core)");
 // train.
 ABSL_FLAG(std::string, out, "", "train: model file to write");
@@ -153,6 +157,8 @@ ParamOverrides ParamsFromFlags() {
   o.reg_bias = absl::GetFlag(FLAGS_reg_bias);
   o.init_std = absl::GetFlag(FLAGS_init_std);
   o.seed = absl::GetFlag(FLAGS_seed);
+  o.fold_in_reg = absl::GetFlag(FLAGS_fold_in_reg);
+  o.fold_in_reg_bias = absl::GetFlag(FLAGS_fold_in_reg_bias);
   return o;
 }
 

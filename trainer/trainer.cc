@@ -43,6 +43,8 @@ Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
   if (o.reg) p.reg = *o.reg;
   if (o.reg_bias) p.reg_bias = *o.reg_bias;
   if (o.init_std) p.init_std = *o.init_std;
+  if (o.fold_in_reg) p.fold_in_reg = *o.fold_in_reg;
+  if (o.fold_in_reg_bias) p.fold_in_reg_bias = *o.fold_in_reg_bias;
   if (o.seed) p.seed = *o.seed;
   return p;
 }
@@ -74,9 +76,9 @@ std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
     case ModelKind::kSgd:
       return absl::StrFormat(
           "factors=%d epochs=%d lr=%g lr_decay=%g reg=%g reg_bias=%g "
-          "init_std=%g seed=%d",
+          "init_std=%g fold_in_reg=%g fold_in_reg_bias=%g seed=%d",
           p.factors, p.epochs, p.learning_rate, p.lr_decay, p.reg, p.reg_bias,
-          p.init_std, p.seed);
+          p.init_std, p.fold_in_reg, p.fold_in_reg_bias, p.seed);
     case ModelKind::kAls:
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g reg_bias=%g init_std=%g seed=%d",
@@ -125,7 +127,16 @@ absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
       out.flush();
     };
   }
+  double last_validation = -1;
+  if (opt.validation != nullptr) {
+    auto print = opt.on_epoch;
+    opt.on_epoch = [print, &last_validation](const EpochReport& r) {
+      last_validation = r.validation_rmse;
+      if (print) print(r);
+    };
+  }
   RECSYS_ASSIGN_OR_RETURN(Model model, TrainModel(*fit, cmd.kind, params, opt));
+  model.last_validation_rmse = last_validation;
   RECSYS_RETURN_IF_ERROR(SaveModel(model, cmd.out));
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)

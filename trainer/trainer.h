@@ -38,6 +38,7 @@ absl::StatusOr<RatingData> LoadSource(const DataSource& source);
 struct ParamOverrides {
   std::optional<int32_t> factors, epochs;
   std::optional<float> learning_rate, lr_decay, reg, reg_bias, init_std;
+  std::optional<float> fold_in_reg, fold_in_reg_bias;
   std::optional<uint64_t> seed;
 };
 Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o);

@@ -1,0 +1,675 @@
+#include "client/client.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
+#include "models/status_macros.h"
+
+namespace recsys {
+namespace {
+
+// DescribeFailure needs to know where a status came from; a payload carries
+// that without inventing a status type of our own.
+constexpr char kOriginUrl[] = "recsys.client/origin";
+constexpr char kOriginUsage[] = "usage";
+constexpr char kOriginRpc[] = "rpc";
+constexpr char kOriginOutcome[] = "outcome";
+
+std::string Origin(const absl::Status& status) {
+  auto payload = status.GetPayload(kOriginUrl);
+  return payload ? std::string(*payload) : "";
+}
+
+// Terminal columns taken by UTF-8 text, counting one per code point: titles
+// such as "Misérables, Les" would otherwise push later columns right.
+size_t DisplayWidth(absl::string_view s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+// Columns padded to their widest cell; the last column is left unpadded so
+// that long genre lists do not produce trailing blanks.
+class Table {
+ public:
+  Table(std::vector<std::string> header, std::vector<bool> right_aligned)
+      : right_(std::move(right_aligned)) {
+    rows_.push_back(std::move(header));
+  }
+  void AddRow(std::vector<std::string> cells) {
+    rows_.push_back(std::move(cells));
+  }
+  void Print(std::ostream& out) const {
+    std::vector<size_t> width(right_.size(), 0);
+    for (const auto& row : rows_) {
+      for (size_t c = 0; c < row.size(); ++c) {
+        width[c] = std::max(width[c], DisplayWidth(row[c]));
+      }
+    }
+    for (const auto& row : rows_) {
+      std::string line;
+      for (size_t c = 0; c < row.size(); ++c) {
+        const std::string pad(width[c] - DisplayWidth(row[c]), ' ');
+        if (c > 0) line += "  ";
+        if (right_[c]) {
+          absl::StrAppend(&line, pad, row[c]);
+        } else {
+          absl::StrAppend(&line, row[c], c + 1 < row.size() ? pad : "");
+        }
+      }
+      out << absl::StripTrailingAsciiWhitespace(line) << "\n";
+    }
+  }
+
+ private:
+  std::vector<bool> right_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+std::string Genres(const v1::Item& item) {
+  return absl::StrJoin(item.genres(), "|");
+}
+
+std::string StrategyName(v1::Strategy strategy) {
+  switch (strategy) {
+    case v1::STRATEGY_PERSONALIZED:
+      return "personalized";
+    case v1::STRATEGY_POPULARITY:
+      return "popularity";
+    default:
+      return "unspecified strategy";
+  }
+}
+
+absl::Status RequireFlag(const std::string& value, absl::string_view flag,
+                         absl::string_view command) {
+  if (!value.empty()) return absl::OkStatus();
+  return UsageError(absl::StrCat(command, " needs --", flag));
+}
+
+void PrintRecommendations(const RecommendOptions& command,
+                          const v1::RecommendResponse& response,
+                          std::ostream& out) {
+  out << absl::StrFormat("top %d for user %s: %s", response.items_size(),
+                         command.user, StrategyName(response.strategy()));
+  if (response.strategy() == v1::STRATEGY_POPULARITY) {
+    out << " (the user has no ratings yet)";
+  }
+  out << absl::StrFormat(", model version %d\n", response.model_version());
+  if (response.unknown_item_ids_size() > 0) {
+    out << "unknown candidates: "
+        << absl::StrJoin(response.unknown_item_ids(), ", ") << "\n";
+  }
+  if (response.items_size() == 0) {
+    out << "(no items)\n";
+    return;
+  }
+  Table table({"rank", "item", "rating", "title", "genres"},
+              {true, false, true, false, false});
+  int rank = 0;
+  for (const v1::ScoredItem& s : response.items()) {
+    table.AddRow({absl::StrCat(++rank), s.item().id(),
+                  absl::StrFormat("%.2f", s.predicted_rating()),
+                  s.item().title(), Genres(s.item())});
+  }
+  table.Print(out);
+}
+
+void PrintEvent(const v1::TrainingEvent& e, std::ostream& out) {
+  if (e.state() == v1::TrainingEvent::STATE_RUNNING) {
+    if (e.epoch() == 0) {
+      out << absl::StrFormat("job %s running, %d epochs\n", e.job_id(),
+                             e.epochs());
+      return;
+    }
+    out << absl::StrFormat("epoch %3d/%d  train RMSE %.4f", e.epoch(),
+                           e.epochs(), e.train_rmse());
+    if (e.validation_rmse() >= 0) {
+      out << absl::StrFormat("  validation RMSE %.4f", e.validation_rmse());
+    }
+    out << absl::StrFormat("  %.2fs\n", e.elapsed_seconds());
+  } else if (e.state() == v1::TrainingEvent::STATE_SUCCEEDED) {
+    out << absl::StrFormat(
+        "job %s SUCCEEDED in %.2fs: serving model version %d", e.job_id(),
+        e.elapsed_seconds(), e.model_version());
+    if (e.validation_rmse() >= 0) {
+      out << absl::StrFormat(", validation RMSE %.4f", e.validation_rmse());
+    }
+    out << absl::StrFormat(" (%d ratings accepted during training folded in)\n",
+                           e.ratings_folded_after());
+  } else {
+    out << absl::StrFormat("job %s %s after %.2fs: %s\n", e.job_id(),
+                           v1::TrainingEvent::State_Name(e.state()),
+                           e.elapsed_seconds(), e.error());
+  }
+}
+
+absl::Status WatchTraining(const ClientOptions& options,
+                           const std::string& job_id, RecommenderStub& stub,
+                           const Streams& io) {
+  grpc::ClientContext context;  // no deadline: see client.h
+  v1::WatchTrainingRequest request;
+  request.set_job_id(job_id);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::TrainingEvent>> reader =
+      stub.WatchTraining(&context, request);
+  v1::TrainingEvent event;
+  std::optional<v1::TrainingEvent> last;
+  while (reader->Read(&event)) {
+    if (options.json) {
+      *io.out << internal::ToJson(event) << "\n";
+    } else {
+      PrintEvent(event, *io.out);
+    }
+    io.out->flush();
+    last = event;
+  }
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) return internal::RpcError(status);
+  if (!last || last->state() == v1::TrainingEvent::STATE_RUNNING) {
+    return absl::DataLossError(
+        absl::StrCat("the server ended the watch of job ", job_id,
+                     " before the job finished"));
+  }
+  if (last->state() != v1::TrainingEvent::STATE_SUCCEEDED) {
+    return internal::OutcomeError(
+        absl::StatusCode::kAborted,
+        absl::StrCat("training job ", job_id, " ",
+                     v1::TrainingEvent::State_Name(last->state()), ": ",
+                     last->error()));
+  }
+  return absl::OkStatus();
+}
+
+std::string FormatTimestamp(int64_t seconds) {
+  if (seconds == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M", absl::FromUnixSeconds(seconds),
+                          absl::UTCTimeZone());
+}
+
+std::string HealthStatusName(int status) {
+  switch (status) {
+    case 1:
+      return "SERVING";
+    case 2:
+      return "NOT_SERVING";
+    case 3:
+      return "SERVICE_UNKNOWN";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7F) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+bool ReadVarint(absl::string_view* in, uint64_t* v) {
+  *v = 0;
+  for (int shift = 0; shift < 64 && !in->empty(); shift += 7) {
+    const auto byte = static_cast<unsigned char>(in->front());
+    in->remove_prefix(1);
+    *v |= static_cast<uint64_t>(byte & 0x7F) << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status UsageError(absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kOriginUrl, absl::Cord(kOriginUsage));
+  return status;
+}
+
+namespace internal {
+
+absl::Status RpcError(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  // gRPC and Abseil share the canonical code numbering.
+  absl::Status out(static_cast<absl::StatusCode>(status.error_code()),
+                   status.error_message());
+  out.SetPayload(kOriginUrl, absl::Cord(kOriginRpc));
+  return out;
+}
+
+absl::Status OutcomeError(absl::StatusCode code, absl::string_view message) {
+  absl::Status status(code, message);
+  status.SetPayload(kOriginUrl, absl::Cord(kOriginOutcome));
+  return status;
+}
+
+void SetDeadline(const ClientOptions& options, grpc::ClientContext* context) {
+  if (options.timeout <= absl::ZeroDuration()) return;
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(options.timeout));
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions json;
+  json.always_print_primitive_fields = true;
+  json.preserve_proto_field_names = true;
+  std::string out;
+  // Printing a message we built ourselves cannot fail.
+  (void)google::protobuf::util::MessageToJsonString(message, &out, json);
+  return out;
+}
+
+std::string JsonQuote(absl::string_view s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrFormat("\\u%04x", static_cast<int>(c));
+        } else {
+          out += c;  // UTF-8 passes through
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+void JsonObject::Key(absl::string_view key) {
+  if (!body_.empty()) body_ += ',';
+  absl::StrAppend(&body_, JsonQuote(key), ":");
+}
+
+JsonObject& JsonObject::AddString(absl::string_view key,
+                                  absl::string_view value) {
+  Key(key);
+  body_ += JsonQuote(value);
+  return *this;
+}
+
+JsonObject& JsonObject::AddInt(absl::string_view key, int64_t value) {
+  Key(key);
+  absl::StrAppend(&body_, value);
+  return *this;
+}
+
+JsonObject& JsonObject::AddDouble(absl::string_view key, double value) {
+  Key(key);
+  // JSON has no NaN or infinity.
+  body_ += std::isfinite(value) ? absl::StrFormat("%.6g", value) : "null";
+  return *this;
+}
+
+JsonObject& JsonObject::AddRaw(absl::string_view key, absl::string_view json) {
+  Key(key);
+  absl::StrAppend(&body_, json);
+  return *this;
+}
+
+std::string EncodeHealthCheckRequest(absl::string_view service) {
+  std::string out;
+  if (service.empty()) return out;  // proto3 omits default values
+  out.push_back('\x0A');            // field 1, length-delimited
+  AppendVarint(service.size(), &out);
+  out.append(service.data(), service.size());
+  return out;
+}
+
+int DecodeHealthCheckResponse(absl::string_view bytes) {
+  int status = 0;  // absent field = UNKNOWN
+  while (!bytes.empty()) {
+    uint64_t key = 0, value = 0;
+    if (!ReadVarint(&bytes, &key)) return -1;
+    switch (key & 7) {
+      case 0:  // varint
+        if (!ReadVarint(&bytes, &value)) return -1;
+        if (key >> 3 == 1) status = static_cast<int>(value);
+        break;
+      case 1:  // 64-bit
+        if (bytes.size() < 8) return -1;
+        bytes.remove_prefix(8);
+        break;
+      case 2:  // length-delimited
+        if (!ReadVarint(&bytes, &value) || value > bytes.size()) return -1;
+        bytes.remove_prefix(value);
+        break;
+      case 5:  // 32-bit
+        if (bytes.size() < 4) return -1;
+        bytes.remove_prefix(4);
+        break;
+      default:
+        return -1;
+    }
+  }
+  return status;
+}
+
+}  // namespace internal
+
+absl::Status RunRecommend(const ClientOptions& options,
+                          const RecommendOptions& command,
+                          RecommenderStub& stub, const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "user", "recommend"));
+  v1::RecommendRequest request;
+  request.set_user_id(command.user);
+  request.set_k(command.k);
+  request.set_genre(command.genre);
+  request.set_include_rated(command.include_rated);
+  for (const auto& id : command.exclude) request.add_exclude_item_ids(id);
+  for (const auto& id : command.candidates) request.add_candidate_item_ids(id);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::RecommendResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.Recommend(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+  } else {
+    PrintRecommendations(command, response, *io.out);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunRate(const ClientOptions& options, const RateOptions& command,
+                     RecommenderStub& stub, const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "user", "rate"));
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.item, "item", "rate"));
+  if (!command.rating) {
+    return UsageError("rate needs --rating (or --file to stream a file)");
+  }
+  v1::RateRequest request;
+  request.set_user_id(command.user);
+  request.set_item_id(command.item);
+  request.set_rating(*command.rating);
+  request.set_timestamp(command.timestamp);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::RateResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.Rate(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+  } else {
+    *io.out << absl::StrFormat(
+        "accepted: user %s rated item %s %g at log sequence %d (new user: "
+        "%s, new item: %s)\n",
+        command.user, command.item, *command.rating, response.sequence(),
+        response.new_user() ? "yes" : "no", response.new_item() ? "yes" : "no");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunSimilar(const ClientOptions& options,
+                        const SimilarOptions& command, RecommenderStub& stub,
+                        const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.item, "item", "similar"));
+  v1::SimilarItemsRequest request;
+  request.set_item_id(command.item);
+  request.set_k(command.k);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::SimilarItemsResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.SimilarItems(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+    return absl::OkStatus();
+  }
+  std::ostream& out = *io.out;
+  out << "items most similar to " << response.item().id();
+  if (!response.item().title().empty()) out << " " << response.item().title();
+  out << absl::StrFormat(", model version %d\n", response.model_version());
+  if (response.items_size() == 0) {
+    out << "(no items)\n";
+    return absl::OkStatus();
+  }
+  Table table({"rank", "item", "similarity", "title", "genres"},
+              {true, false, true, false, false});
+  int rank = 0;
+  for (const v1::SimilarItem& s : response.items()) {
+    table.AddRow({absl::StrCat(++rank), s.item().id(),
+                  absl::StrFormat("%.3f", s.similarity()), s.item().title(),
+                  Genres(s.item())});
+  }
+  table.Print(out);
+  return absl::OkStatus();
+}
+
+absl::Status RunTrain(const ClientOptions& options, const TrainOptions& command,
+                      RecommenderStub& stub, const Streams& io) {
+  v1::TrainRequest request;
+  request.set_model_kind(command.model);
+  if (command.factors) request.set_factors(*command.factors);
+  if (command.epochs) request.set_epochs(*command.epochs);
+  if (command.learning_rate) request.set_learning_rate(*command.learning_rate);
+  if (command.reg) request.set_reg(*command.reg);
+  if (command.reg_bias) request.set_reg_bias(*command.reg_bias);
+  if (command.seed) request.set_seed(*command.seed);
+  if (command.validation_fraction) {
+    request.set_validation_fraction(*command.validation_fraction);
+  }
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::TrainResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.Train(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+  } else {
+    *io.out << "started training job " << response.job_id() << "\n";
+  }
+  io.out->flush();
+  if (!command.wait) return absl::OkStatus();
+  return WatchTraining(options, response.job_id(), stub, io);
+}
+
+absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
+                     RecommenderStub& stub, const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "user", "user"));
+  v1::GetUserRequest request;
+  request.set_user_id(command.user);
+  request.set_recent(command.recent);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::GetUserResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.GetUser(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+    return absl::OkStatus();
+  }
+  std::ostream& out = *io.out;
+  out << absl::StrFormat(
+      "user %s: %d ratings, %s\n", response.user_id(), response.rating_count(),
+      response.personalized() ? "personalized" : "no vector of their own");
+  if (response.recent_size() == 0) return absl::OkStatus();
+  out << absl::StrFormat("%d most recent:\n", response.recent_size());
+  Table table({"item", "rating", "time (UTC)", "title"},
+              {false, true, false, false});
+  for (const v1::UserRating& r : response.recent()) {
+    table.AddRow({r.item().id(), absl::StrFormat("%g", r.rating()),
+                  FormatTimestamp(r.timestamp()), r.item().title()});
+  }
+  table.Print(out);
+  return absl::OkStatus();
+}
+
+absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
+                     const Streams& io) {
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::ModelInfo info;
+  RECSYS_RETURN_IF_ERROR(internal::RpcError(
+      stub.GetModelInfo(&context, v1::GetModelInfoRequest(), &info)));
+  if (options.json) {
+    *io.out << internal::ToJson(info) << "\n";
+    return absl::OkStatus();
+  }
+  std::ostream& out = *io.out;
+  out << "kind: " << info.kind() << "\n"
+      << "version: " << info.version() << "\n"
+      << "factors: " << info.factors() << "\n"
+      << "users: " << info.users() << "\n"
+      << "items: " << info.items() << "\n"
+      << "ratings: " << info.ratings() << "\n"
+      << absl::StrFormat("train_seconds: %.3f\n", info.train_seconds())
+      << absl::StrFormat("scale: %g..%g\n", info.scale().min(),
+                         info.scale().max())
+      << "last_validation_rmse: "
+      << (info.last_validation_rmse() < 0
+              ? std::string("none")
+              : absl::StrFormat("%.4f", info.last_validation_rmse()))
+      << "\n"
+      << "ratings_since_training: " << info.ratings_since_training() << "\n"
+      << "log_sequence: " << info.log_sequence() << "\n"
+      << "training_job_id: "
+      << (info.training_job_id().empty() ? "none" : info.training_job_id())
+      << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunHealth(const ClientOptions& options,
+                       const HealthOptions& command,
+                       const std::shared_ptr<grpc::ChannelInterface>& channel,
+                       const Streams& io) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  grpc::Slice slice(internal::EncodeHealthCheckRequest(command.service));
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable done_cv;
+  bool done = false;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
+                 &request, &response, [&](grpc::Status s) {
+                   std::lock_guard<std::mutex> lock(mu);
+                   status = std::move(s);
+                   done = true;
+                   done_cv.notify_one();
+                 });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    done_cv.wait(lock, [&] { return done; });
+  }
+  RECSYS_RETURN_IF_ERROR(internal::RpcError(status));
+  std::vector<grpc::Slice> slices;
+  if (!response.Dump(&slices).ok()) {
+    return absl::DataLossError("unreadable health check response");
+  }
+  std::string bytes;
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  const int code = internal::DecodeHealthCheckResponse(bytes);
+  if (code < 0) {
+    return absl::DataLossError("malformed grpc.health.v1 response");
+  }
+  const std::string name = HealthStatusName(code);
+  if (options.json) {
+    *io.out << internal::JsonObject()
+                   .AddString("service", command.service)
+                   .AddString("status", name)
+                   .Build()
+            << "\n";
+  } else {
+    *io.out << name << "\n";
+  }
+  if (code == 1) return absl::OkStatus();
+  return internal::OutcomeError(
+      absl::StatusCode::kUnavailable,
+      absl::StrCat("service \"", command.service, "\" is ", name));
+}
+
+absl::Status RunInteractive(const ClientOptions& options,
+                            const RecommendOptions& base, RecommenderStub& stub,
+                            const Streams& io) {
+  // Asking first what is served both greets the user and finds an
+  // unreachable server before they type anything.
+  {
+    grpc::ClientContext context;
+    internal::SetDeadline(options, &context);
+    v1::ModelInfo info;
+    RECSYS_RETURN_IF_ERROR(internal::RpcError(
+        stub.GetModelInfo(&context, v1::GetModelInfoRequest(), &info)));
+    if (!options.json) {
+      *io.out << absl::StrFormat(
+          "connected to %s: %s model version %d, %d users, %d items\n",
+          options.target, info.kind(), info.version(), info.users(),
+          info.items());
+    }
+  }
+  RecommendOptions command = base;
+  std::string line;
+  while (true) {
+    *io.out << "Enter user id (blank to quit): " << std::flush;
+    if (!std::getline(*io.in, line)) {
+      *io.out << "\n";
+      break;
+    }
+    command.user = std::string(absl::StripAsciiWhitespace(line));
+    if (command.user.empty()) break;
+    const absl::Status status = RunRecommend(options, command, stub, io);
+    if (status.ok()) continue;
+    if (status.code() == absl::StatusCode::kUnavailable) return status;
+    *io.err << DescribeFailure("recommend", status, options).message << "\n";
+  }
+  return absl::OkStatus();
+}
+
+Failure DescribeFailure(absl::string_view command, const absl::Status& status,
+                        const ClientOptions& options, bool channel_ready) {
+  const std::string origin = Origin(status);
+  const std::string code = absl::StatusCodeToString(status.code());
+  if (origin == kOriginUsage) {
+    return {absl::StrCat("recsys-client: ", status.message()), 2};
+  }
+  if (origin == kOriginOutcome) {
+    return {absl::StrCat("recsys-client: ", command, ": ", status.message()),
+            1};
+  }
+  if (origin == kOriginRpc &&
+      (status.code() == absl::StatusCode::kUnavailable ||
+       (status.code() == absl::StatusCode::kDeadlineExceeded &&
+        !channel_ready))) {
+    return {absl::StrCat("recsys-client: cannot reach recsys server at ",
+                         options.target, " (", code, ": ", status.message(),
+                         "): is recsys-server running?"),
+            1};
+  }
+  return {absl::StrCat("recsys-client: ", command, " failed: ", code, ": ",
+                       status.message()),
+          1};
+}
+
+}  // namespace recsys

@@ -1,0 +1,237 @@
+// The recsys-client commands as a library: each one talks to a recsys server
+// through a Recommender stub, writes its result to the given streams (a table
+// for people, or one JSON object per result with `json`) and returns a status.
+// Flags live in client/main.cc; nothing here parses a command line.
+//
+//   auto channel = grpc::CreateChannel("localhost:50051",
+//                                      grpc::InsecureChannelCredentials());
+//   auto stub = recsys::v1::Recommender::NewStub(channel);
+//   recsys::ClientOptions options;
+//   recsys::RecommendOptions rec;
+//   rec.user = "1";
+//   absl::Status s = recsys::RunRecommend(options, rec, *stub, {});
+//   if (!s.ok()) {
+//     recsys::Failure f = recsys::DescribeFailure("recommend", s, options);
+//     std::cerr << f.message << "\n";
+//     return f.exit_code;
+//   }
+//
+// Deadlines: every unary call gets `timeout`. `rate --file` streams for as
+// long as the file lasts, so `timeout` there bounds how long the client waits
+// for the next acknowledgement while ratings are in flight. `train --wait`
+// has no deadline, since one epoch on a large data set can outlast any
+// sensible default; interrupt the client to stop watching (the job goes on).
+//
+// Exit codes (DescribeFailure): 0 success; 1 an RPC failed, the server is
+// unreachable, a rating was rejected or a line unparsable, training FAILED or
+// the health check is not SERVING; 2 a usage error.
+#ifndef RECSYS_CLIENT_CLIENT_H_
+#define RECSYS_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "proto/recsys.grpc.pb.h"
+
+namespace recsys {
+
+using RecommenderStub = v1::Recommender::StubInterface;
+
+// Settings every command shares.
+struct ClientOptions {
+  std::string target = "localhost:50051";      // named in error messages
+  absl::Duration timeout = absl::Seconds(10);  // <= 0: no deadline
+  bool json = false;
+};
+
+// Where commands read and write. `err` takes diagnostics and, when
+// `err_is_tty`, the live progress line of `rate --file`.
+struct Streams {
+  std::istream* in = &std::cin;
+  std::ostream* out = &std::cout;
+  std::ostream* err = &std::cerr;
+  bool err_is_tty = false;
+};
+
+struct RecommendOptions {
+  std::string user;
+  int k = 10;
+  std::string genre;
+  bool include_rated = false;
+  std::vector<std::string> exclude;
+  std::vector<std::string> candidates;
+};
+
+struct RateOptions {
+  std::string user;
+  std::string item;
+  std::optional<float> rating;
+  int64_t timestamp = 0;  // 0 = the server's clock
+};
+
+struct RateFileOptions {
+  std::string path;  // "-" reads Streams::in
+  // Ratings sent but not yet acknowledged; bounds the client's memory and
+  // the server's backlog however large the file is.
+  int max_in_flight = 1024;
+  int max_reported = 5;  // rejections and bad lines listed in the summary
+};
+
+// One reported line of a ratings file.
+struct LineProblem {
+  int64_t line = 0;  // 1-based line in the file
+  std::string code;  // e.g. "INVALID_ARGUMENT"; empty for unparsable lines
+  std::string message;
+};
+
+struct RateFileSummary {
+  std::string file;
+  int64_t lines = 0;  // lines read, header and blank ones included
+  int64_t sent = 0;
+  int64_t accepted = 0;
+  int64_t rejected = 0;
+  int64_t unparsable = 0;  // not sent
+  // Protocol breaches: acknowledgements for no rating in flight (unknown or
+  // repeated index), and ratings the server never acknowledged.
+  int64_t unexpected_acks = 0;
+  int64_t unacknowledged = 0;
+  double elapsed_seconds = 0;
+  std::vector<LineProblem> rejections;  // the earliest lines, in line order
+  std::vector<LineProblem> bad_lines;   // the earliest lines, in line order
+};
+
+struct SimilarOptions {
+  std::string item;
+  int k = 10;
+};
+
+struct TrainOptions {
+  std::string model;  // empty = the server's current kind
+  std::optional<int32_t> factors;
+  std::optional<int32_t> epochs;
+  std::optional<float> learning_rate;
+  std::optional<float> reg;
+  std::optional<float> reg_bias;
+  std::optional<uint64_t> seed;
+  std::optional<double> validation_fraction;
+  bool wait = false;
+};
+
+struct UserOptions {
+  std::string user;
+  int recent = 10;
+};
+
+struct HealthOptions {
+  std::string service;  // "" = the whole server
+};
+
+absl::Status RunRecommend(const ClientOptions& options,
+                          const RecommendOptions& command,
+                          RecommenderStub& stub, const Streams& io);
+absl::Status RunRate(const ClientOptions& options, const RateOptions& command,
+                     RecommenderStub& stub, const Streams& io);
+// Streams a ratings file through RateStream. Lines are
+// `user,item,rating[,timestamp]` with ",", tab or "::" between fields (the
+// first non-blank line decides); that line is skipped as a header when its
+// rating is not a number. Prints a summary; `summary`, when given, receives
+// it too. Fails when any rating was rejected or any line unparsable.
+absl::Status RunRateFile(const ClientOptions& options,
+                         const RateFileOptions& command, RecommenderStub& stub,
+                         const Streams& io, RateFileSummary* summary = nullptr);
+absl::Status RunSimilar(const ClientOptions& options,
+                        const SimilarOptions& command, RecommenderStub& stub,
+                        const Streams& io);
+// Starts a job and, with `wait`, prints its progress until it ends; fails
+// when the job FAILED.
+absl::Status RunTrain(const ClientOptions& options, const TrainOptions& command,
+                      RecommenderStub& stub, const Streams& io);
+absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
+                     RecommenderStub& stub, const Streams& io);
+absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
+                     const Streams& io);
+// grpc.health.v1.Health/Check. Prints SERVING, NOT_SERVING, UNKNOWN or
+// SERVICE_UNKNOWN and succeeds only on SERVING. Needs the channel itself:
+// Debian ships no generated health stub, so the call is made generically.
+absl::Status RunHealth(const ClientOptions& options,
+                       const HealthOptions& command,
+                       const std::shared_ptr<grpc::ChannelInterface>& channel,
+                       const Streams& io);
+// The prototype's loop: prompts for a user id on `io.in` and prints their
+// recommendations (with `base`'s other settings) until a blank line or EOF.
+absl::Status RunInteractive(const ClientOptions& options,
+                            const RecommendOptions& base, RecommenderStub& stub,
+                            const Streams& io);
+
+// The stderr text and exit code for a command that failed. `channel_ready`
+// is whether the channel was connected when the command ended: a deadline
+// that passed before any connection means the server was never reached.
+struct Failure {
+  std::string message;
+  int exit_code = 1;
+};
+Failure DescribeFailure(absl::string_view command, const absl::Status& status,
+                        const ClientOptions& options,
+                        bool channel_ready = true);
+
+// A usage error (exit code 2), for main's own flag checks.
+absl::Status UsageError(absl::string_view message);
+
+namespace internal {
+
+// Statuses of failed calls: the gRPC code and message, marked as coming from
+// the call so DescribeFailure can tell them from local errors.
+absl::Status RpcError(const grpc::Status& status);
+// A failure the command has already reported on its output (a rejected
+// rating, a failed job, NOT_SERVING): the status only sets the exit code.
+absl::Status OutcomeError(absl::StatusCode code, absl::string_view message);
+// Sets `options.timeout` as the call's deadline.
+void SetDeadline(const ClientOptions& options, grpc::ClientContext* context);
+// One line of JSON with the proto field names, zero values included.
+std::string ToJson(const google::protobuf::Message& message);
+
+// A JSON object for results that are not messages (the stream summary, the
+// health status). Written by hand rather than through
+// google::protobuf::Struct, whose map crashes in Debian's protobuf under
+// ThreadSanitizer builds.
+class JsonObject {
+ public:
+  JsonObject& AddString(absl::string_view key, absl::string_view value);
+  JsonObject& AddInt(absl::string_view key, int64_t value);
+  JsonObject& AddDouble(absl::string_view key, double value);
+  // `json` must already be valid JSON (an object or an array).
+  JsonObject& AddRaw(absl::string_view key, absl::string_view json);
+  std::string Build() const { return "{" + body_ + "}"; }
+
+ private:
+  void Key(absl::string_view key);
+  std::string body_;
+};
+// `s` as a quoted JSON string.
+std::string JsonQuote(absl::string_view s);
+
+// "::", tab or "," (tried in that order), or "" when the line has none.
+std::string DetectDelimiter(absl::string_view line);
+// Parses `user<d>item<d>rating[<d>timestamp]`, fields trimmed.
+absl::Status ParseRatingLine(absl::string_view line,
+                             absl::string_view delimiter,
+                             v1::RateRequest* request);
+
+// grpc.health.v1 messages, hand-serialised: the request has one string field
+// (service, 1) and the response one enum field (status, 1).
+std::string EncodeHealthCheckRequest(absl::string_view service);
+// The status value, or -1 when the bytes are not a HealthCheckResponse.
+int DecodeHealthCheckResponse(absl::string_view bytes);
+
+}  // namespace internal
+}  // namespace recsys
+
+#endif  // RECSYS_CLIENT_CLIENT_H_

@@ -1,0 +1,226 @@
+// recsys-client: talk to a recsys server from the command line.
+//
+//   recsys-client recommend --user=1 -k 10 [--genre=Comedy] [--json]
+//   recsys-client rate --user=1 --item=50 --rating=4.5
+//   recsys-client rate --file=ratings.csv        # or --file=- for stdin
+//   recsys-client train --model=als --wait
+//   recsys-client health --target=recsys:50051 --timeout=2
+//   recsys-client                                # interactive prompt
+//
+// Flag names accept dashes or underscores (--include-rated,
+// --include_rated). Exit codes: 0 success, 1 failure, 2 usage error (see
+// client/client.h).
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+// Every command.
+ABSL_FLAG(std::string, target, "localhost:50051", "Server address host:port");
+ABSL_FLAG(double, timeout, 10,
+          "Seconds allowed for each call (rate --file: for each "
+          "acknowledgement; train --wait: not applied); 0 = no limit");
+ABSL_FLAG(bool, json, false, "Print one JSON object per result");
+// recommend, rate, user.
+ABSL_FLAG(std::string, user, "", "User id");
+ABSL_FLAG(int, k, 10, "recommend, similar: how many items");
+ABSL_FLAG(std::string, genre, "", "recommend: only items of this genre");
+ABSL_FLAG(bool, include_rated, false,
+          "recommend: also return items the user rated");
+ABSL_FLAG(std::vector<std::string>, exclude, {},
+          "recommend: item ids never to return (comma-separated)");
+ABSL_FLAG(std::vector<std::string>, candidates, {},
+          "recommend: rank only these item ids (comma-separated)");
+// rate, similar.
+ABSL_FLAG(std::string, item, "", "rate, similar: item id");
+ABSL_FLAG(std::optional<float>, rating, std::nullopt, "rate: the rating");
+ABSL_FLAG(int64_t, timestamp, 0,
+          "rate: seconds since the epoch (0 = the server's clock)");
+ABSL_FLAG(std::string, file, "",
+          "rate: stream this file of user,item,rating[,timestamp] lines "
+          "(',', tab or '::' separated; '-' = stdin)");
+ABSL_FLAG(int, max_in_flight, 1024,
+          "rate --file: ratings sent but not yet acknowledged, at most");
+// train.
+ABSL_FLAG(std::string, model, "",
+          "train: sgd, als, baseline or popularity (empty = current kind)");
+ABSL_FLAG(std::optional<int32_t>, factors, std::nullopt, "train: factors");
+ABSL_FLAG(std::optional<int32_t>, epochs, std::nullopt,
+          "train: epochs / ALS iterations");
+ABSL_FLAG(std::optional<float>, learning_rate, std::nullopt,
+          "train: SGD learning rate");
+ABSL_FLAG(std::optional<float>, reg, std::nullopt, "train: factor penalty");
+ABSL_FLAG(std::optional<float>, reg_bias, std::nullopt, "train: bias penalty");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "train: random seed");
+ABSL_FLAG(std::optional<double>, validation_fraction, std::nullopt,
+          "train: share held out for validation RMSE");
+ABSL_FLAG(bool, wait, false, "train: follow the job until it ends");
+// user.
+ABSL_FLAG(int, recent, 10, "user: how many recent ratings");
+// health.
+ABSL_FLAG(std::string, service, "",
+          "health: service name (\"\" = the whole server)");
+
+namespace recsys {
+namespace {
+
+constexpr char kUsage[] =
+    "recsys-client [command] [flags]\n"
+    "commands:\n"
+    "  recommend --user=U [-k 10] [--genre=G] [--include-rated]\n"
+    "            [--exclude=ID,ID] [--candidates=ID,ID]\n"
+    "  rate      --user=U --item=I --rating=R [--timestamp=T]\n"
+    "  rate      --file=ratings.csv|-   stream user,item,rating[,timestamp]\n"
+    "  similar   --item=I [-k 10]\n"
+    "  train     [--model=als] [--factors=N] [--epochs=N] [--wait]\n"
+    "  user      --user=U [--recent=10]\n"
+    "  info      what the server is serving\n"
+    "  health    grpc.health.v1 check (exit 0 only when SERVING)\n"
+    "  (none)    interactive: recommendations for each user id typed\n"
+    "global: --target=localhost:50051 --timeout=10 --json\n"
+    "Run with --helpfull for every flag.";
+
+// Abseil wants underscores; people type dashes. Rewrite "--a-b=c" to
+// "--a_b=c" (only the name part).
+std::vector<char*> NormalizeFlagNames(int argc, char** argv,
+                                      std::vector<std::string>* storage) {
+  storage->reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.size() > 2 && arg[0] == '-') {
+      const size_t start = arg[1] == '-' ? 2 : 1;
+      const size_t end = std::min(arg.find('='), arg.size());
+      for (size_t j = start; j < end; ++j) {
+        if (arg[j] == '-') arg[j] = '_';
+      }
+    }
+    // "--file -" would make Abseil ask whether "-" was meant as a value;
+    // it was (stdin), so say so with "--file=-".
+    if (i + 1 < argc && std::string(argv[i + 1]) == "-" &&
+        (arg == "--file" || arg == "-file")) {
+      arg += "=-";
+      ++i;
+    }
+    storage->push_back(std::move(arg));
+  }
+  for (std::string& s : *storage) out.push_back(s.data());
+  return out;
+}
+
+RecommendOptions RecommendFromFlags() {
+  RecommendOptions o;
+  o.user = absl::GetFlag(FLAGS_user);
+  o.k = absl::GetFlag(FLAGS_k);
+  o.genre = absl::GetFlag(FLAGS_genre);
+  o.include_rated = absl::GetFlag(FLAGS_include_rated);
+  o.exclude = absl::GetFlag(FLAGS_exclude);
+  o.candidates = absl::GetFlag(FLAGS_candidates);
+  return o;
+}
+
+absl::Status Run(const std::string& command, const ClientOptions& options,
+                 const std::shared_ptr<grpc::Channel>& channel,
+                 const Streams& io) {
+  std::unique_ptr<v1::Recommender::Stub> stub =
+      v1::Recommender::NewStub(channel);
+  if (command.empty()) {
+    return RunInteractive(options, RecommendFromFlags(), *stub, io);
+  }
+  if (command == "recommend") {
+    return RunRecommend(options, RecommendFromFlags(), *stub, io);
+  }
+  if (command == "rate") {
+    if (!absl::GetFlag(FLAGS_file).empty()) {
+      RateFileOptions o;
+      o.path = absl::GetFlag(FLAGS_file);
+      o.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+      return RunRateFile(options, o, *stub, io);
+    }
+    RateOptions o;
+    o.user = absl::GetFlag(FLAGS_user);
+    o.item = absl::GetFlag(FLAGS_item);
+    o.rating = absl::GetFlag(FLAGS_rating);
+    o.timestamp = absl::GetFlag(FLAGS_timestamp);
+    return RunRate(options, o, *stub, io);
+  }
+  if (command == "similar") {
+    SimilarOptions o;
+    o.item = absl::GetFlag(FLAGS_item);
+    o.k = absl::GetFlag(FLAGS_k);
+    return RunSimilar(options, o, *stub, io);
+  }
+  if (command == "train") {
+    TrainOptions o;
+    o.model = absl::GetFlag(FLAGS_model);
+    o.factors = absl::GetFlag(FLAGS_factors);
+    o.epochs = absl::GetFlag(FLAGS_epochs);
+    o.learning_rate = absl::GetFlag(FLAGS_learning_rate);
+    o.reg = absl::GetFlag(FLAGS_reg);
+    o.reg_bias = absl::GetFlag(FLAGS_reg_bias);
+    o.seed = absl::GetFlag(FLAGS_seed);
+    o.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+    o.wait = absl::GetFlag(FLAGS_wait);
+    return RunTrain(options, o, *stub, io);
+  }
+  if (command == "user") {
+    UserOptions o;
+    o.user = absl::GetFlag(FLAGS_user);
+    o.recent = absl::GetFlag(FLAGS_recent);
+    return RunUser(options, o, *stub, io);
+  }
+  if (command == "info") return RunInfo(options, *stub, io);
+  if (command == "health") {
+    HealthOptions o;
+    o.service = absl::GetFlag(FLAGS_service);
+    return RunHealth(options, o, channel, io);
+  }
+  return UsageError(absl::StrCat("unknown command '", command, "'"));
+}
+
+}  // namespace
+}  // namespace recsys
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(recsys::kUsage);
+  std::vector<std::string> storage;
+  std::vector<char*> args = recsys::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (positional.size() > 2) {
+    std::cerr << recsys::kUsage << "\n";
+    return 2;
+  }
+  const std::string command = positional.size() == 2 ? positional[1] : "";
+
+  recsys::ClientOptions options;
+  options.target = absl::GetFlag(FLAGS_target);
+  options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  options.json = absl::GetFlag(FLAGS_json);
+  recsys::Streams io;
+  io.err_is_tty = isatty(STDERR_FILENO) != 0;
+
+  const std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(options.target, grpc::InsecureChannelCredentials());
+  const absl::Status status = recsys::Run(command, options, channel, io);
+  if (status.ok()) return 0;
+  const bool ready = channel->GetState(false) == GRPC_CHANNEL_READY;
+  const recsys::Failure failure = recsys::DescribeFailure(
+      command.empty() ? "recommend" : command, status, options, ready);
+  std::cerr << failure.message << "\n";
+  if (failure.exit_code == 2) std::cerr << recsys::kUsage << "\n";
+  return failure.exit_code;
+}

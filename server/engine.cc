@@ -1,0 +1,906 @@
+#include "server/engine.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <regex>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "models/fold_in.h"
+#include "models/model_io.h"
+#include "models/status_macros.h"
+#include "models/topk.h"
+
+namespace recsys {
+namespace internal {
+
+// What a user has rated since the model was trained, and the vector folded
+// in from it. Immutable once published.
+struct UserState {
+  struct Entry {
+    int32_t item;  // global item index (base items, then new items)
+    float value;
+    int64_t timestamp;
+    uint64_t seq;  // log sequence, 0 for training data
+  };
+  int32_t base = -1;  // row in the model, -1 for a user the model lacks
+  float bias = 0;
+  Eigen::VectorXf vec;
+  std::vector<Entry> ratings;  // one per item
+};
+
+// Items that arrived after training. Immutable once published; writers copy.
+struct NewItems {
+  IdMap ids;  // global index = model items + local index
+  std::vector<ItemInfo> info;
+  RowMatrix factors;
+  Eigen::VectorXf bias;
+  std::vector<int32_t> counts;
+  // Who rated each new item, so its vector can be folded in again.
+  std::vector<std::vector<std::pair<std::string, float>>> raters;
+};
+
+struct Generation {
+  static constexpr size_t kShards = 64;
+  struct Shard {
+    mutable std::mutex mu;  // guards `users` (pointer copies only)
+    absl::flat_hash_map<std::string, std::shared_ptr<const UserState>> users;
+  };
+
+  std::shared_ptr<const Model> model;
+  uint64_t version = 0;
+  Eigen::VectorXf item_norms;  // |q_i| of the model's items
+  std::array<Shard, kShards> shards;
+  // Writers of one shard's users go one at a time, so two ratings of a user
+  // never fold in from the same old state.
+  std::array<std::mutex, kShards> write_mu;
+  std::shared_ptr<const NewItems> new_items;  // std::atomic_load/store
+  std::mutex new_items_mu;                    // writers
+  std::atomic<int64_t> accepted{0};
+
+  explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
+      : model(std::move(m)), version(v) {
+    if (model->factors() > 0) {
+      item_norms = model->item_factors.rowwise().norm();
+    }
+    auto ni = std::make_shared<NewItems>();
+    ni->factors.resize(0, model->factors());
+    new_items = std::move(ni);
+  }
+
+  size_t ShardOf(absl::string_view user) const {
+    return absl::Hash<absl::string_view>{}(user) % kShards;
+  }
+  std::shared_ptr<const UserState> FindUser(const std::string& user) const {
+    const Shard& s = shards[ShardOf(user)];
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto it = s.users.find(user);
+    return it == s.users.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<const NewItems> items() const {
+    return std::atomic_load(&new_items);
+  }
+  int32_t FindItem(absl::string_view id, const NewItems& ni) const {
+    const int32_t base = model->items.Find(id);
+    if (base >= 0) return base;
+    const int32_t local = ni.ids.Find(id);
+    return local < 0 ? -1 : model->num_items() + local;
+  }
+};
+
+// A user's current row, wherever it lives.
+struct UserView {
+  bool known = false;
+  float bias = 0;
+  Eigen::VectorXf vec;
+  std::vector<UserState::Entry> ratings;
+};
+
+UserView ViewUser(const Generation& g, const std::string& user) {
+  UserView v;
+  if (auto st = g.FindUser(user)) {
+    v.known = true;
+    v.bias = st->bias;
+    v.vec = st->vec;
+    v.ratings = st->ratings;
+    return v;
+  }
+  const Model& m = *g.model;
+  const int32_t u = m.users.Find(user);
+  if (u < 0) return v;
+  v.known = true;
+  v.bias = m.user_bias[u];
+  v.vec = m.user_factors.row(u).transpose();
+  const SparseRows& r = m.user_ratings;
+  for (int64_t k = r.offsets[u]; k < r.offsets[u + 1]; ++k) {
+    v.ratings.push_back({r.cols[k], r.values[k], 0, 0});
+  }
+  return v;
+}
+
+struct TrainingJob {
+  std::string id;
+  mutable std::mutex mu;
+  mutable std::condition_variable cv;
+  std::vector<TrainingUpdate> updates;
+  bool done = false;
+
+  void Push(const TrainingUpdate& u, bool last) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      updates.push_back(u);
+      done = done || last;
+    }
+    cv.notify_all();
+  }
+};
+
+}  // namespace internal
+
+using internal::Generation;
+using internal::NewItems;
+using internal::UserState;
+
+namespace {
+
+ItemView ViewItem(const Generation& g, const NewItems& ni, int32_t i) {
+  const Model& m = *g.model;
+  ItemView v;
+  if (i < m.num_items()) {
+    v.id = m.items.External(i);
+    v.title = m.item_info[i].title;
+    v.genres = m.item_info[i].genres;
+  } else {
+    const int32_t local = i - m.num_items();
+    v.id = ni.ids.External(local);
+    v.title = ni.info[local].title;
+    v.genres = ni.info[local].genres;
+  }
+  return v;
+}
+
+absl::Status CheckId(absl::string_view what, absl::string_view id) {
+  if (id.empty())
+    return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  if (id.size() > kMaxIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s is %d bytes, more than the limit of %d", what,
+                        id.size(), kMaxIdBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckK(int k) {
+  if (k <= 0 || k > kMaxK) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("k must be in 1..%d, got %d", kMaxK, k));
+  }
+  return absl::OkStatus();
+}
+
+std::string SnapshotName(uint64_t generation, uint64_t seq) {
+  return absl::StrFormat("snapshot-%08d-%020d.rsm", generation, seq);
+}
+
+struct SnapshotFile {
+  std::string path;
+  uint64_t generation = 0;
+  uint64_t seq = 0;
+};
+
+std::vector<SnapshotFile> ListSnapshots(const std::string& dir) {
+  std::vector<SnapshotFile> out;
+  static const std::regex kName(R"(snapshot-(\d{8})-(\d{20})\.rsm)");
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::smatch m;
+    const std::string name = entry.path().filename().string();
+    if (!std::regex_match(name, m, kName)) continue;
+    out.push_back(
+        {entry.path().string(), std::stoull(m[1]), std::stoull(m[2])});
+  }
+  std::sort(
+      out.begin(), out.end(), [](const SnapshotFile& a, const SnapshotFile& b) {
+        return std::tie(a.generation, a.seq) < std::tie(b.generation, b.seq);
+      });
+  return out;
+}
+
+int64_t NowSeconds() { return absl::ToUnixSeconds(absl::Now()); }
+
+}  // namespace
+
+Model Materialize(const Generation& g, uint64_t log_sequence) {
+  Model m = *g.model;  // copy: the trained rows are the starting point
+  const std::shared_ptr<const NewItems> ni = g.items();
+  const int32_t base_items = m.num_items();
+  const int32_t added = ni->ids.size();
+  if (added > 0) {
+    for (int32_t j = 0; j < added; ++j) m.items.Insert(ni->ids.External(j));
+    m.item_info.insert(m.item_info.end(), ni->info.begin(), ni->info.end());
+    m.item_factors.conservativeResize(base_items + added, Eigen::NoChange);
+    m.item_factors.bottomRows(added) = ni->factors;
+    m.item_bias.conservativeResize(base_items + added);
+    m.item_bias.tail(added) = ni->bias;
+  }
+  // Folded users: trained users get their rows replaced, new users appended.
+  std::vector<std::pair<int32_t, std::shared_ptr<const UserState>>> folded;
+  for (const auto& shard : g.shards) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (const auto& [id, st] : shard.users) {
+      const int32_t u = st->base >= 0 ? st->base : m.users.Insert(id);
+      folded.emplace_back(u, st);
+    }
+  }
+  const int32_t users = m.users.size();
+  m.user_bias.conservativeResize(users);
+  m.user_factors.conservativeResize(users, Eigen::NoChange);
+  std::vector<const UserState*> by_user(users, nullptr);
+  for (const auto& [u, st] : folded) {
+    m.user_bias[u] = st->bias;
+    if (m.factors() > 0) m.user_factors.row(u) = st->vec.transpose();
+    by_user[u] = st.get();
+  }
+  // Every rating, old and new, in user order.
+  const SparseRows& old = g.model->user_ratings;
+  SparseRows rows;
+  rows.offsets.assign(1, 0);
+  std::vector<std::pair<int32_t, float>> tmp;
+  for (int32_t u = 0; u < users; ++u) {
+    tmp.clear();
+    if (by_user[u] != nullptr) {
+      for (const auto& e : by_user[u]->ratings)
+        tmp.emplace_back(e.item, e.value);
+    } else if (u < old.rows()) {
+      for (int64_t k = old.offsets[u]; k < old.offsets[u + 1]; ++k) {
+        tmp.emplace_back(old.cols[k], old.values[k]);
+      }
+    }
+    std::sort(tmp.begin(), tmp.end());
+    for (const auto& [i, v] : tmp) {
+      rows.cols.push_back(i);
+      rows.values.push_back(v);
+    }
+    rows.offsets.push_back(static_cast<int64_t>(rows.cols.size()));
+  }
+  m.user_ratings = std::move(rows);
+  m.item_counts.assign(m.num_items(), 0);
+  for (int32_t i : m.user_ratings.cols) ++m.item_counts[i];
+  m.log_sequence = log_sequence;
+  return m;
+}
+
+RatingData RatingsOf(const Model& m) {
+  RatingData d;
+  d.users = m.users;
+  d.items = m.items;
+  d.item_info = m.item_info;
+  d.scale = m.scale;
+  const SparseRows& r = m.user_ratings;
+  d.ratings.reserve(r.cols.size());
+  for (int32_t u = 0; u < r.rows(); ++u) {
+    for (int64_t k = r.offsets[u]; k < r.offsets[u + 1]; ++k) {
+      d.ratings.push_back({u, r.cols[k], r.values[k], 0});
+    }
+  }
+  return d;
+}
+
+Engine::Engine(const EngineOptions& options) : options_(options) {}
+
+Engine::~Engine() {
+  WaitForTraining();
+  if (log_) log_->Sync().IgnoreError();
+}
+
+std::shared_ptr<Generation> Engine::current() const {
+  return std::atomic_load(&current_);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
+    const EngineOptions& options,
+    const std::function<absl::StatusOr<Model>()>& first_model) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot create data directory ", options.data_dir, ": ", ec.message()));
+  }
+  std::unique_ptr<Engine> e(new Engine(options));
+  const std::vector<SnapshotFile> snaps = ListSnapshots(options.data_dir);
+  Model model;
+  uint64_t generation = 1;
+  if (!snaps.empty()) {
+    RECSYS_ASSIGN_OR_RETURN(model, LoadModel(snaps.back().path));
+    generation = snaps.back().generation;
+  } else {
+    RECSYS_ASSIGN_OR_RETURN(model, first_model());
+    RECSYS_RETURN_IF_ERROR(SaveModel(
+        model,
+        options.data_dir + "/" + SnapshotName(generation, model.log_sequence)));
+  }
+  const uint64_t after = model.log_sequence;
+  auto gen = std::make_shared<Generation>(
+      std::make_shared<const Model>(std::move(model)), generation);
+  Engine* raw = e.get();
+  RECSYS_ASSIGN_OR_RETURN(e->log_,
+                          RatingLog::Open(options.data_dir, options.log, after,
+                                          [raw, &gen](const LogRecord& rec) {
+                                            raw->Apply(*gen, rec);
+                                          }));
+  std::atomic_store(&e->current_, gen);
+  return e;
+}
+
+absl::Status Engine::ValidateRating(const Generation& g,
+                                    const RatingInput& r) const {
+  RECSYS_RETURN_IF_ERROR(CheckId("user id", r.user));
+  RECSYS_RETURN_IF_ERROR(CheckId("item id", r.item));
+  const RatingScale& s = g.model->scale;
+  if (!std::isfinite(r.value) || !s.Contains(r.value)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "rating %g is outside the scale [%g, %g]", r.value, s.min, s.max));
+  }
+  return absl::OkStatus();
+}
+
+RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
+  const Model& m = *g.model;
+  const size_t shard = g.ShardOf(rec.user);
+  std::lock_guard<std::mutex> write(g.write_mu[shard]);
+  RateResult result;
+  result.sequence = rec.seq;
+
+  internal::UserView user = internal::ViewUser(g, rec.user);
+  result.new_user = !user.known;
+  const int32_t base_user = m.users.Find(rec.user);
+
+  // The item, added to the catalogue when new.
+  std::shared_ptr<const NewItems> ni = g.items();
+  int32_t item = g.FindItem(rec.item, *ni);
+  result.new_item = item < 0;
+  const bool item_is_new = result.new_item || item >= m.num_items();
+  if (item_is_new) {
+    std::lock_guard<std::mutex> lock(g.new_items_mu);
+    auto next = std::make_shared<NewItems>(*g.items());
+    int32_t local = next->ids.Find(rec.item);
+    if (local < 0) {
+      local = next->ids.Insert(rec.item);
+      next->info.emplace_back();
+      next->factors.conservativeResize(local + 1, m.factors());
+      next->factors.row(local).setZero();
+      next->bias.conservativeResize(local + 1);
+      next->bias[local] = 0;
+      next->counts.push_back(0);
+      next->raters.emplace_back();
+    }
+    // Fold the item's vector in from everyone who rated it, this user's
+    // current vector included.
+    auto& raters = next->raters[local];
+    auto it = std::find_if(raters.begin(), raters.end(),
+                           [&](const auto& p) { return p.first == rec.user; });
+    if (it == raters.end()) {
+      raters.emplace_back(rec.user, rec.value);
+      ++next->counts[local];
+    } else {
+      it->second = rec.value;
+    }
+    RowMatrix uf(raters.size(), m.factors());
+    Eigen::VectorXf ub(raters.size());
+    std::vector<float> values;
+    for (size_t j = 0; j < raters.size(); ++j) {
+      internal::UserView rater = raters[j].first == rec.user
+                                     ? user
+                                     : internal::ViewUser(g, raters[j].first);
+      ub[j] = rater.bias;
+      if (m.factors() > 0) {
+        if (rater.known) {
+          uf.row(j) = rater.vec.transpose();
+        } else {
+          uf.row(j).setZero();
+        }
+      }
+      values.push_back(raters[j].second);
+    }
+    const FoldInResult row =
+        FoldInGathered(m, /*user_side=*/false, uf, ub, values);
+    next->bias[local] = row.bias;
+    if (m.factors() > 0) next->factors.row(local) = row.factors.transpose();
+    item = m.num_items() + local;
+    std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
+    ni = g.items();
+  }
+
+  // The user's ratings with this one in place; an older record (replayed
+  // after a newer one) does not overwrite.
+  auto st = std::make_shared<UserState>();
+  st->base = base_user;
+  st->ratings = std::move(user.ratings);
+  auto e =
+      std::find_if(st->ratings.begin(), st->ratings.end(),
+                   [&](const UserState::Entry& x) { return x.item == item; });
+  if (e == st->ratings.end()) {
+    st->ratings.push_back({item, rec.value, rec.timestamp, rec.seq});
+  } else if (e->seq <= rec.seq) {
+    *e = {item, rec.value, rec.timestamp, rec.seq};
+  }
+  const size_t n = st->ratings.size();
+  RowMatrix qf(n, m.factors());
+  Eigen::VectorXf qb(n);
+  std::vector<float> values(n);
+  for (size_t j = 0; j < n; ++j) {
+    const int32_t i = st->ratings[j].item;
+    values[j] = st->ratings[j].value;
+    if (i < m.num_items()) {
+      qb[j] = m.item_bias[i];
+      if (m.factors() > 0) qf.row(j) = m.item_factors.row(i);
+    } else {
+      qb[j] = ni->bias[i - m.num_items()];
+      if (m.factors() > 0) qf.row(j) = ni->factors.row(i - m.num_items());
+    }
+  }
+  const FoldInResult row =
+      FoldInGathered(m, /*user_side=*/true, qf, qb, values);
+  st->bias = row.bias;
+  st->vec = row.factors;
+  {
+    internal::Generation::Shard& s = g.shards[shard];
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.users[rec.user] = std::move(st);
+  }
+  g.accepted.fetch_add(1, std::memory_order_relaxed);
+  return result;
+}
+
+absl::StatusOr<RateResult> Engine::Rate(const RatingInput& rating) {
+  std::vector<absl::StatusOr<RateResult>> r = RateBatch({rating});
+  return std::move(r[0]);
+}
+
+std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
+    const std::vector<RatingInput>& ratings) {
+  std::vector<absl::StatusOr<RateResult>> results(
+      ratings.size(), absl::InternalError("not processed"));
+  std::vector<LogRecord> records;
+  std::vector<size_t> positions;
+  {
+    std::shared_lock<std::shared_mutex> swap(swap_mu_);
+    std::shared_ptr<Generation> g = current();
+    for (size_t k = 0; k < ratings.size(); ++k) {
+      const RatingInput& r = ratings[k];
+      absl::Status valid = ValidateRating(*g, r);
+      if (!valid.ok()) {
+        results[k] = valid;
+        continue;
+      }
+      LogRecord rec;
+      rec.user = r.user;
+      rec.item = r.item;
+      rec.value = r.value;
+      rec.timestamp = r.timestamp != 0 ? r.timestamp : NowSeconds();
+      records.push_back(std::move(rec));
+      positions.push_back(k);
+    }
+    if (!records.empty()) {
+      absl::StatusOr<uint64_t> appended = log_->Append(&records);
+      if (!appended.ok()) {
+        for (size_t k : positions) results[k] = appended.status();
+        return results;
+      }
+      for (size_t j = 0; j < records.size(); ++j) {
+        results[positions[j]] = Apply(*g, records[j]);
+      }
+      if (journaling_) {
+        std::lock_guard<std::mutex> lock(journal_mu_);
+        journal_.insert(journal_.end(), records.begin(), records.end());
+      }
+    }
+  }
+  if (options_.snapshot_every > 0 && !records.empty() &&
+      since_snapshot_.fetch_add(static_cast<int64_t>(records.size())) +
+              static_cast<int64_t>(records.size()) >=
+          options_.snapshot_every) {
+    MaybeSnapshot();
+  }
+  return results;
+}
+
+void Engine::MaybeSnapshot() {
+  // One writer; a Rate that finds it busy simply moves on.
+  std::unique_lock<std::mutex> lock(snapshot_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  if (since_snapshot_.load() < options_.snapshot_every) return;
+  lock.unlock();
+  WriteSnapshot().IgnoreError();
+}
+
+absl::Status Engine::WriteSnapshot() {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  uint64_t seq = 0;
+  std::shared_ptr<Generation> g;
+  {
+    // Every record up to `seq` is applied once no Rate holds the lock.
+    std::unique_lock<std::shared_mutex> swap(swap_mu_);
+    seq = log_->last_seq();
+    g = current();
+    since_snapshot_ = 0;
+  }
+  const Model m = Materialize(*g, seq);
+  const std::string path =
+      options_.data_dir + "/" + SnapshotName(g->version, seq);
+  RECSYS_RETURN_IF_ERROR(SaveModel(m, path));
+  RECSYS_RETURN_IF_ERROR(log_->Rotate());
+  RECSYS_RETURN_IF_ERROR(log_->DeleteSegmentsUpTo(seq));
+  std::vector<SnapshotFile> snaps = ListSnapshots(options_.data_dir);
+  const int keep = 1 + std::max(0, options_.keep_snapshots);
+  for (int k = 0; k + keep < static_cast<int>(snaps.size()); ++k) {
+    std::error_code ec;
+    std::filesystem::remove(snaps[k].path, ec);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Sync() { return log_->Sync(); }
+
+absl::StatusOr<RecommendResult> Engine::Recommend(
+    const RecommendQuery& q) const {
+  RECSYS_RETURN_IF_ERROR(CheckId("user id", q.user));
+  RECSYS_RETURN_IF_ERROR(CheckK(q.k));
+  if (q.exclude.size() > kMaxListItems || q.candidates.size() > kMaxListItems) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "at most %d excluded or candidate items", kMaxListItems));
+  }
+  const std::shared_ptr<Generation> g = current();
+  const Model& m = *g->model;
+  const std::shared_ptr<const NewItems> ni = g->items();
+  const int32_t base = m.num_items();
+  const int32_t total = base + ni->ids.size();
+  const internal::UserView user = internal::ViewUser(*g, q.user);
+
+  RecommendResult out;
+  out.model_version = g->version;
+  out.personalized = user.known && !user.ratings.empty();
+  // Scores for the whole catalogue: one product over the trained items and
+  // one over the new ones.
+  Eigen::VectorXf scores(total);
+  Eigen::VectorXf predicted(total);
+  if (out.personalized) {
+    Eigen::VectorXf head;
+    ScoreAllItems(m, user.bias, user.vec.data(), &head);
+    scores.head(base) = head;
+    Eigen::VectorXf tail = ni->bias.array() + (m.mu + user.bias);
+    if (m.factors() > 0 && ni->ids.size() > 0)
+      tail.noalias() += ni->factors * user.vec;
+    scores.tail(total - base) = tail;
+    predicted.head(base) = m.item_bias.array() + (m.mu + user.bias);
+    if (m.factors() > 0)
+      predicted.head(base).noalias() += m.item_factors * user.vec;
+    predicted.tail(total - base) = tail;
+  } else {
+    for (int32_t i = 0; i < base; ++i)
+      scores[i] = static_cast<float>(m.item_counts[i]);
+    for (int32_t j = 0; j < ni->ids.size(); ++j) {
+      scores[base + j] = static_cast<float>(ni->counts[j]);
+    }
+    predicted.head(base) = m.item_bias.array() + m.mu;
+    predicted.tail(total - base) = ni->bias.array() + m.mu;
+  }
+  for (int32_t i = 0; i < total; ++i) predicted[i] = m.scale.Clip(predicted[i]);
+
+  std::vector<int32_t> exclude;
+  if (!q.include_rated) {
+    for (const auto& e : user.ratings) exclude.push_back(e.item);
+  }
+  for (const std::string& id : q.exclude) {
+    const int32_t i = g->FindItem(id, *ni);
+    if (i >= 0) exclude.push_back(i);
+  }
+  if (!q.genre.empty()) {
+    for (int32_t i = 0; i < total; ++i) {
+      const ItemInfo& info = i < base ? m.item_info[i] : ni->info[i - base];
+      if (std::find(info.genres.begin(), info.genres.end(), q.genre) ==
+          info.genres.end()) {
+        exclude.push_back(i);
+      }
+    }
+  }
+  std::vector<ScoredItem> best;
+  if (!q.candidates.empty()) {
+    // Rank only the caller's items: mask everything else out.
+    std::vector<bool> allowed(total, false);
+    for (const std::string& id : q.candidates) {
+      const int32_t i = g->FindItem(id, *ni);
+      if (i < 0) {
+        out.unknown_candidates.push_back(id);
+      } else {
+        allowed[i] = true;
+      }
+    }
+    for (int32_t i = 0; i < total; ++i) {
+      if (!allowed[i]) exclude.push_back(i);
+    }
+  }
+  best = TopK(scores, q.k, exclude);
+  for (const ScoredItem& s : best) {
+    out.items.push_back(
+        {ViewItem(*g, *ni, s.item), predicted[s.item], s.score});
+  }
+  return out;
+}
+
+absl::StatusOr<SimilarResult> Engine::SimilarItems(const std::string& item,
+                                                   int k) const {
+  RECSYS_RETURN_IF_ERROR(CheckId("item id", item));
+  RECSYS_RETURN_IF_ERROR(CheckK(k));
+  const std::shared_ptr<Generation> g = current();
+  const Model& m = *g->model;
+  if (m.factors() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the ", ModelKindName(m.kind),
+                     " model has no item vectors to compare"));
+  }
+  const std::shared_ptr<const NewItems> ni = g->items();
+  const int32_t i = g->FindItem(item, *ni);
+  if (i < 0)
+    return absl::NotFoundError(absl::StrCat("unknown item '", item, "'"));
+  const int32_t base = m.num_items();
+  const Eigen::VectorXf v =
+      i < base ? Eigen::VectorXf(m.item_factors.row(i).transpose())
+               : Eigen::VectorXf(ni->factors.row(i - base).transpose());
+  const float vn = v.norm();
+  const int32_t total = base + ni->ids.size();
+  Eigen::VectorXf sims = Eigen::VectorXf::Zero(total);
+  if (vn > 0) {
+    sims.head(base) = m.item_factors * v;
+    for (int32_t j = 0; j < base; ++j) {
+      sims[j] = g->item_norms[j] > 0 ? sims[j] / (g->item_norms[j] * vn) : 0.0f;
+    }
+    for (int32_t j = 0; j < ni->ids.size(); ++j) {
+      const float n = ni->factors.row(j).norm();
+      sims[base + j] = n > 0 ? ni->factors.row(j).dot(v) / (n * vn) : 0.0f;
+    }
+  }
+  SimilarResult out;
+  out.model_version = g->version;
+  out.item = ViewItem(*g, *ni, i);
+  const std::vector<int32_t> self = {i};
+  for (const ScoredItem& s : TopK(sims, k, self)) {
+    out.similar.emplace_back(ViewItem(*g, *ni, s.item), s.score);
+  }
+  return out;
+}
+
+absl::StatusOr<UserResult> Engine::GetUser(const std::string& user,
+                                           int recent) const {
+  RECSYS_RETURN_IF_ERROR(CheckId("user id", user));
+  if (recent <= 0 || recent > kMaxK) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("recent must be in 1..%d, got %d", kMaxK, recent));
+  }
+  const std::shared_ptr<Generation> g = current();
+  internal::UserView v = internal::ViewUser(*g, user);
+  if (!v.known)
+    return absl::NotFoundError(absl::StrCat("unknown user '", user, "'"));
+  const std::shared_ptr<const NewItems> ni = g->items();
+  std::sort(v.ratings.begin(), v.ratings.end(),
+            [](const UserState::Entry& a, const UserState::Entry& b) {
+              return std::tie(a.timestamp, a.seq) >
+                     std::tie(b.timestamp, b.seq);
+            });
+  UserResult out;
+  out.rating_count = static_cast<int64_t>(v.ratings.size());
+  out.personalized = !v.ratings.empty();
+  for (size_t j = 0; j < v.ratings.size() && static_cast<int>(j) < recent;
+       ++j) {
+    const auto& e = v.ratings[j];
+    out.recent.push_back({ViewItem(*g, *ni, e.item), e.value, e.timestamp});
+  }
+  return out;
+}
+
+EngineInfo Engine::Info() const {
+  const std::shared_ptr<Generation> g = current();
+  const Model& m = *g->model;
+  const std::shared_ptr<const NewItems> ni = g->items();
+  EngineInfo info;
+  info.kind = m.kind;
+  info.version = g->version;
+  info.factors = m.factors();
+  int64_t new_users = 0, extra_ratings = 0;
+  for (const auto& shard : g->shards) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (const auto& [id, st] : shard.users) {
+      if (st->base < 0) {
+        ++new_users;
+        extra_ratings += static_cast<int64_t>(st->ratings.size());
+      } else {
+        extra_ratings += static_cast<int64_t>(st->ratings.size()) -
+                         m.user_ratings.size(st->base);
+      }
+    }
+  }
+  info.users = m.num_users() + new_users;
+  info.items = m.num_items() + ni->ids.size();
+  info.ratings =
+      static_cast<int64_t>(m.user_ratings.cols.size()) + extra_ratings;
+  info.train_seconds = m.train_seconds;
+  info.scale = m.scale;
+  info.last_validation_rmse = m.last_validation_rmse;
+  info.ratings_since_training = g->accepted.load();
+  info.log_sequence = log_->last_seq();
+  std::lock_guard<std::mutex> lock(jobs_mu_);
+  if (running_ != nullptr) info.training_job = running_->id;
+  return info;
+}
+
+absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
+  const std::shared_ptr<Generation> g = current();
+  const ModelKind kind = spec.kind.value_or(g->model->kind);
+  Hyperparameters params = DefaultHyperparameters(kind);
+  if (spec.factors) params.factors = *spec.factors;
+  if (spec.epochs) params.epochs = *spec.epochs;
+  if (spec.learning_rate) params.learning_rate = *spec.learning_rate;
+  if (spec.reg) params.reg = *spec.reg;
+  if (spec.reg_bias) params.reg_bias = *spec.reg_bias;
+  if (spec.seed) params.seed = *spec.seed;
+  RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(kind, params));
+  if (!(spec.validation_fraction >= 0 && spec.validation_fraction <= 0.5)) {
+    return absl::InvalidArgumentError(
+        "validation_fraction must be in [0, 0.5]");
+  }
+  std::lock_guard<std::mutex> lock(jobs_mu_);
+  if (running_ != nullptr) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("training job ", running_->id, " is already running"));
+  }
+  if (trainer_.joinable()) trainer_.join();  // the previous, finished job
+  auto job = std::make_shared<internal::TrainingJob>();
+  job->id = absl::StrCat("train-", next_job_++, "-", NowSeconds());
+  jobs_[job->id] = job;
+  running_ = job;
+  TrainSpec resolved = spec;
+  resolved.kind = kind;
+  resolved.factors = params.factors;
+  resolved.epochs = params.epochs;
+  resolved.learning_rate = params.learning_rate;
+  resolved.reg = params.reg;
+  resolved.reg_bias = params.reg_bias;
+  resolved.seed = params.seed;
+  trainer_ = std::thread([this, job, resolved] { RunTraining(job, resolved); });
+  return job->id;
+}
+
+void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
+                         TrainSpec spec) {
+  TrainingUpdate last;
+  auto finish = [&](TrainingUpdate u) {
+    {
+      std::unique_lock<std::shared_mutex> swap(swap_mu_);
+      journaling_ = false;
+    }
+    {
+      std::lock_guard<std::mutex> lock(jobs_mu_);
+      running_ = nullptr;
+    }
+    job->Push(u, /*last=*/true);
+  };
+  // Start the journal and fix the cut: every record <= seq is applied.
+  uint64_t seq = 0;
+  std::shared_ptr<Generation> g;
+  {
+    std::unique_lock<std::shared_mutex> swap(swap_mu_);
+    seq = log_->last_seq();
+    g = current();
+    journaling_ = true;
+    std::lock_guard<std::mutex> lock(journal_mu_);
+    journal_.clear();
+  }
+  const Model state = Materialize(*g, seq);
+  RatingData all = RatingsOf(state);
+  RatingData train, validation;
+  const RatingData* fit = &all;
+  TrainOptions opt;
+  opt.threads = options_.train_threads;
+  if (spec.validation_fraction > 0) {
+    RandomSplit(all, spec.validation_fraction, *spec.seed ^ 0x5eed, &train,
+                &validation);
+    fit = &train;
+    opt.validation = &validation;
+  }
+  opt.on_epoch = [&](const EpochReport& r) {
+    last.state = TrainingUpdate::kRunning;
+    last.epoch = r.epoch;
+    last.epochs = r.epochs;
+    last.train_rmse = r.train_rmse;
+    last.validation_rmse = r.validation_rmse;
+    last.elapsed_seconds = r.elapsed_seconds;
+    job->Push(last, false);
+  };
+  Hyperparameters params = DefaultHyperparameters(*spec.kind);
+  params.factors = *spec.factors;
+  params.epochs = *spec.epochs;
+  params.learning_rate = *spec.learning_rate;
+  params.reg = *spec.reg;
+  params.reg_bias = *spec.reg_bias;
+  params.seed = *spec.seed;
+  absl::StatusOr<Model> trained = TrainModel(*fit, *spec.kind, params, opt);
+  if (!trained.ok()) {
+    TrainingUpdate u = last;
+    u.state = TrainingUpdate::kFailed;
+    u.error = std::string(trained.status().message());
+    finish(u);
+    return;
+  }
+  // The held-out share trained nothing but stays the users' history.
+  trained->user_ratings = state.user_ratings;
+  trained->item_counts = state.item_counts;
+  trained->log_sequence = seq;
+  trained->last_validation_rmse = last.validation_rmse;
+  auto next = std::make_shared<Generation>(
+      std::make_shared<const Model>(*std::move(trained)), g->version + 1);
+  int64_t replayed = 0;
+  {
+    std::unique_lock<std::shared_mutex> swap(swap_mu_);
+    std::vector<LogRecord> journal;
+    {
+      std::lock_guard<std::mutex> lock(journal_mu_);
+      journal.swap(journal_);
+    }
+    for (const LogRecord& rec : journal) {
+      if (rec.seq <= seq) continue;
+      Apply(*next, rec);
+      ++replayed;
+    }
+    std::atomic_store(&current_, next);
+    journaling_ = false;
+  }
+  // The new generation goes to disk so a restart serves it.
+  absl::Status saved = WriteSnapshot();
+  TrainingUpdate u = last;
+  u.state = saved.ok() ? TrainingUpdate::kSucceeded : TrainingUpdate::kFailed;
+  if (!saved.ok()) {
+    u.error =
+        absl::StrCat("model serves but its snapshot failed: ", saved.message());
+  }
+  u.model_version = next->version;
+  u.ratings_folded_after = replayed;
+  finish(u);
+}
+
+absl::StatusOr<std::vector<TrainingUpdate>> Engine::WatchTraining(
+    const std::string& job_id, size_t from, absl::Time deadline,
+    bool* done) const {
+  std::shared_ptr<internal::TrainingJob> job;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("unknown training job '", job_id, "'"));
+    }
+    job = it->second;
+  }
+  std::unique_lock<std::mutex> lock(job->mu);
+  job->cv.wait_until(lock, absl::ToChronoTime(deadline),
+                     [&] { return job->updates.size() > from || job->done; });
+  std::vector<TrainingUpdate> out;
+  for (size_t k = from; k < job->updates.size(); ++k)
+    out.push_back(job->updates[k]);
+  *done = job->done;
+  return out;
+}
+
+void Engine::WaitForTraining() {
+  std::thread t;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    t.swap(trainer_);
+  }
+  if (t.joinable()) t.join();
+}
+
+}  // namespace recsys

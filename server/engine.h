@@ -1,0 +1,249 @@
+// The serving engine: a trained model plus everything accepted since, kept
+// durable, answering queries without ever blocking readers.
+//
+//   EngineOptions opt;
+//   opt.data_dir = "/var/lib/recsys";
+//   RECSYS_ASSIGN_OR_RETURN(auto engine, Engine::Open(opt, make_first_model));
+//   RECSYS_ASSIGN_OR_RETURN(RateResult r, engine->Rate({"u1", "i9", 4.5f, 0}));
+//   RECSYS_ASSIGN_OR_RETURN(RecommendResult top, engine->Recommend({"u1"}));
+//
+// State: one immutable trained Model per generation, wrapped in a Generation
+// that also holds (a) the items that arrived after training, copy-on-write,
+// and (b) per-user state for every user who rated since, in a sharded map of
+// immutable entries. Readers take shared_ptr copies and never wait on a
+// writer for long: a shard lock is held only to copy a pointer.
+//
+// Durability: a rating is appended to the RatingLog (fsynced per its policy)
+// before it is applied and acknowledged. The data directory holds snapshot
+// files "snapshot-<generation>-<log seq>.rsm" (whole models, ratings
+// included) and the log; Open loads the newest snapshot and replays the log
+// records after its log_sequence. Replaying a record twice is harmless: a
+// rating replaces the user's earlier rating of the same item.
+//
+// Training runs in the background on a materialised copy of the state; when
+// it ends, the new model becomes the next generation and every rating
+// accepted meanwhile is replayed into it before it serves.
+#ifndef RECSYS_SERVER_ENGINE_H_
+#define RECSYS_SERVER_ENGINE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "models/model.h"
+#include "models/train.h"
+#include "server/rating_log.h"
+
+namespace recsys {
+
+inline constexpr size_t kMaxIdBytes = 256;
+inline constexpr int kMaxK = 1000;
+inline constexpr size_t kMaxListItems = 10000;
+
+struct EngineOptions {
+  std::string data_dir = "recsys-data";
+  RatingLogOptions log;
+  int train_threads = 0;  // 0 = one per core
+  // Write a snapshot (and drop covered log segments) after this many
+  // accepted ratings; 0 disables periodic snapshots.
+  int64_t snapshot_every = 100000;
+  // Snapshot files kept besides the newest.
+  int keep_snapshots = 1;
+};
+
+struct RatingInput {
+  std::string user;
+  std::string item;
+  float value = 0;
+  int64_t timestamp = 0;  // 0 = now
+};
+
+struct RateResult {
+  uint64_t sequence = 0;
+  bool new_user = false;
+  bool new_item = false;
+};
+
+struct ItemView {
+  std::string id;
+  std::string title;
+  std::vector<std::string> genres;
+};
+
+struct RecommendQuery {
+  std::string user;
+  int k = 10;
+  bool include_rated = false;
+  std::vector<std::string> exclude;
+  std::string genre;
+  std::vector<std::string> candidates;
+};
+
+struct RecommendedItem {
+  ItemView item;
+  float predicted_rating = 0;
+  float score = 0;
+};
+
+struct RecommendResult {
+  std::vector<RecommendedItem> items;
+  bool personalized = false;
+  uint64_t model_version = 0;
+  std::vector<std::string> unknown_candidates;
+};
+
+struct SimilarResult {
+  ItemView item;
+  std::vector<std::pair<ItemView, float>> similar;
+  uint64_t model_version = 0;
+};
+
+struct UserRatingView {
+  ItemView item;
+  float value = 0;
+  int64_t timestamp = 0;
+};
+
+struct UserResult {
+  int64_t rating_count = 0;
+  std::vector<UserRatingView> recent;  // newest first
+  bool personalized = false;
+};
+
+struct EngineInfo {
+  ModelKind kind = ModelKind::kSgd;
+  uint64_t version = 0;
+  int32_t factors = 0;
+  int64_t users = 0;
+  int64_t items = 0;
+  int64_t ratings = 0;
+  double train_seconds = 0;
+  RatingScale scale;
+  double last_validation_rmse = -1;
+  int64_t ratings_since_training = 0;
+  uint64_t log_sequence = 0;
+  std::string training_job;
+};
+
+struct TrainSpec {
+  std::optional<ModelKind> kind;  // default: the current kind
+  std::optional<int32_t> factors, epochs;
+  std::optional<float> learning_rate, reg, reg_bias;
+  std::optional<uint64_t> seed;
+  double validation_fraction = 0.05;
+};
+
+struct TrainingUpdate {
+  enum State { kRunning, kSucceeded, kFailed } state = kRunning;
+  int epoch = 0;
+  int epochs = 0;
+  double train_rmse = 0;
+  double validation_rmse = -1;
+  double elapsed_seconds = 0;
+  uint64_t model_version = 0;
+  std::string error;
+  int64_t ratings_folded_after = 0;
+};
+
+namespace internal {
+struct Generation;
+struct TrainingJob;
+}  // namespace internal
+
+class Engine {
+ public:
+  // Loads the newest snapshot in options.data_dir (or, when there is none,
+  // the model `first_model` returns, saved as the first snapshot), opens the
+  // log and replays it.
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(
+      const EngineOptions& options,
+      const std::function<absl::StatusOr<Model>()>& first_model);
+  ~Engine();
+
+  absl::StatusOr<RecommendResult> Recommend(const RecommendQuery& q) const;
+  absl::StatusOr<RateResult> Rate(const RatingInput& rating);
+  // Validates each, makes the valid ones durable together (one log append),
+  // applies them; one result per input, in order.
+  std::vector<absl::StatusOr<RateResult>> RateBatch(
+      const std::vector<RatingInput>& ratings);
+  absl::StatusOr<SimilarResult> SimilarItems(const std::string& item,
+                                             int k) const;
+  absl::StatusOr<UserResult> GetUser(const std::string& user, int recent) const;
+  EngineInfo Info() const;
+
+  // Starts a background training job; ALREADY_EXISTS while one runs.
+  absl::StatusOr<std::string> StartTraining(const TrainSpec& spec);
+  // The job's updates from index `from` on, waiting until there is at least
+  // one or `deadline` passes (then an empty list). `done` tells whether the
+  // job has ended and every update was returned. NOT_FOUND for unknown ids.
+  absl::StatusOr<std::vector<TrainingUpdate>> WatchTraining(
+      const std::string& job_id, size_t from, absl::Time deadline,
+      bool* done) const;
+  // Waits for the running job (if any) to end.
+  void WaitForTraining();
+
+  // Writes a snapshot of the current state and drops the log segments it
+  // covers.
+  absl::Status WriteSnapshot();
+  // Flushes the log; call before exit.
+  absl::Status Sync();
+
+  const RatingLog& log() const { return *log_; }
+
+ private:
+  explicit Engine(const EngineOptions& options);
+  std::shared_ptr<internal::Generation> current() const;
+  absl::Status ValidateRating(const internal::Generation& g,
+                              const RatingInput& r) const;
+  // Applies a durable record to generation `g` (under swap_mu_ shared).
+  RateResult Apply(internal::Generation& g, const LogRecord& rec);
+  void MaybeSnapshot();
+  void RunTraining(std::shared_ptr<internal::TrainingJob> job, TrainSpec spec);
+
+  EngineOptions options_;
+  std::unique_ptr<RatingLog> log_;
+  // The serving generation; replaced (under swap_mu_ exclusive) when a new
+  // model is trained. Accessed with std::atomic_load/store.
+  std::shared_ptr<internal::Generation> current_;
+  // Rate holds it shared from log append to apply, so a generation swap sees
+  // every acknowledged rating either in the old generation (and replays it)
+  // or lands it in the new one.
+  mutable std::shared_mutex swap_mu_;
+  // Records applied since the serving model's log_sequence, for replay into
+  // the next generation.
+  // Set while a training job runs; written under swap_mu_ exclusive, read
+  // under it shared.
+  bool journaling_ = false;
+  std::mutex journal_mu_;
+  std::vector<LogRecord> journal_;
+  std::atomic<int64_t> since_snapshot_{0};
+  std::mutex snapshot_mu_;  // one snapshot writer at a time
+
+  mutable std::mutex jobs_mu_;
+  std::map<std::string, std::shared_ptr<internal::TrainingJob>> jobs_;
+  std::shared_ptr<internal::TrainingJob> running_;
+  std::thread trainer_;
+  uint64_t next_job_ = 1;
+};
+
+// The materialised state of a generation as one Model (trained rows plus
+// folded users and new items, every rating in user_ratings): what snapshots
+// store and what retraining starts from.
+Model Materialize(const internal::Generation& g, uint64_t log_sequence);
+// The ratings of a model as training data (same ids, catalogue and scale).
+RatingData RatingsOf(const Model& m);
+
+}  // namespace recsys
+
+#endif  // RECSYS_SERVER_ENGINE_H_

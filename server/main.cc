@@ -1,0 +1,121 @@
+// recsys-server: serves a factor model over gRPC (recsys.v1.Recommender,
+// grpc.health.v1 and reflection), keeps every accepted rating in a durable
+// log under --data_dir and retrains on request.
+//
+//   recsys-server --data_dir=/var/lib/recsys            # newest snapshot there
+//   recsys-server --model=ml-100k.rsm                    # first start from a
+//   file recsys-server --train_data=ml-100k --listen=127.0.0.1:50051
+//
+// Flag names accept dashes or underscores.
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Address to serve on (host:port; port 0 picks a free one)");
+ABSL_FLAG(std::string, data_dir, "recsys-data",
+          "Directory for model snapshots and the rating log");
+ABSL_FLAG(std::string, model, "",
+          "Model file to serve when --data_dir has no snapshot yet");
+ABSL_FLAG(std::string, train_data, "ml-100k",
+          "Without a snapshot or --model: dataset name or path to train the "
+          "first model on");
+ABSL_FLAG(std::string, model_kind, "sgd",
+          "Kind of that first model: sgd, als, baseline or popularity");
+ABSL_FLAG(int, threads, 0, "Training threads (0 = one per core)");
+ABSL_FLAG(std::string, fsync, "always",
+          "When ratings reach the disk: always (acked = durable), interval, "
+          "never");
+ABSL_FLAG(int, fsync_interval_ms, 50, "Flush period for --fsync=interval");
+ABSL_FLAG(int64_t, snapshot_every, 100000,
+          "Write a snapshot after this many accepted ratings (0 = never)");
+ABSL_FLAG(double, grace_seconds, 5,
+          "On SIGTERM/SIGINT, how long in-flight calls may take to finish");
+ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound port to this file once listening (for scripts)");
+
+namespace {
+
+std::vector<char*> NormalizeFlagNames(int argc, char** argv,
+                                      std::vector<std::string>* storage) {
+  storage->reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.size() > 2 && arg[0] == '-') {
+      const size_t start = arg[1] == '-' ? 2 : 1;
+      const size_t end = std::min(arg.find('='), arg.size());
+      for (size_t j = start; j < end; ++j) {
+        if (arg[j] == '-') arg[j] = '_';
+      }
+    }
+    storage->push_back(std::move(arg));
+    out.push_back(storage->back().data());
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "recsys-server [--listen=127.0.0.1:50051] [--data_dir=DIR] "
+      "[--model=FILE | --train_data=ml-100k]");
+  std::vector<std::string> storage;
+  std::vector<char*> args = NormalizeFlagNames(argc, argv, &storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+
+  // Signals go to one waiting thread (blocked here, before any thread
+  // starts, so every thread inherits the mask).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  recsys::ServerOptions opt;
+  opt.listen = absl::GetFlag(FLAGS_listen);
+  opt.engine.data_dir = absl::GetFlag(FLAGS_data_dir);
+  opt.model_file = absl::GetFlag(FLAGS_model);
+  opt.train_data = absl::GetFlag(FLAGS_train_data);
+  opt.model_kind = absl::GetFlag(FLAGS_model_kind);
+  opt.engine.train_threads = absl::GetFlag(FLAGS_threads);
+  opt.fsync = absl::GetFlag(FLAGS_fsync);
+  opt.engine.log.interval =
+      absl::Milliseconds(absl::GetFlag(FLAGS_fsync_interval_ms));
+  opt.engine.snapshot_every = absl::GetFlag(FLAGS_snapshot_every);
+  opt.grace = absl::Seconds(absl::GetFlag(FLAGS_grace_seconds));
+  opt.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  opt.port_file = absl::GetFlag(FLAGS_port_file);
+
+  recsys::Server server(opt);
+  absl::Status started = server.Start();
+  if (!started.ok()) {
+    std::cerr << "recsys-server: " << started.message() << "\n";
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::cerr << "recsys-server: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
+            << ", shutting down\n";
+  absl::Status stopped = server.Shutdown();
+  if (!stopped.ok()) {
+    std::cerr << "recsys-server: shutdown: " << stopped.message() << "\n";
+    return 1;
+  }
+  return 0;
+}

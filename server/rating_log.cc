@@ -1,0 +1,738 @@
+#include "server/rating_log.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "models/crc32c.h"
+#include "models/status_macros.h"
+
+namespace recsys {
+
+// Scalars are copied in their in-memory representation, which is the
+// file's only on little-endian IEEE-754 hosts.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "rating_log.cc copies memory as little-endian file data");
+static_assert(std::numeric_limits<float>::is_iec559,
+              "log records store IEEE-754 floats");
+
+namespace internal {
+
+struct LogSegment {
+  std::string path;
+  int fd = -1;
+  // Touched only by the thread doing I/O (or by Open, before any).
+  uint64_t size = 0;
+  bool has_records = false;
+
+  ~LogSegment() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace internal
+
+namespace {
+
+constexpr char kMagic[8] = {'R', 'S', 'Y', 'S', 'L', 'O', 'G', '1'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kFrameBytes = 8;  // length and checksum
+constexpr absl::string_view kSegmentPrefix = "ratings-";
+constexpr absl::string_view kSegmentSuffix = ".log";
+constexpr size_t kSeqDigits = 20;
+
+template <typename T>
+void Store(char* dst, T value) {
+  std::memcpy(dst, &value, sizeof(value));
+}
+
+template <typename T>
+T Load(const char* src) {
+  T value;
+  std::memcpy(&value, src, sizeof(value));
+  return value;
+}
+
+uint32_t MaskCrc(uint32_t crc) {
+  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
+
+// The checksum covers the length too, so a damaged length cannot select a
+// different stretch of bytes that happens to check out.
+uint32_t FrameCrc(const char* frame, uint32_t payload_size) {
+  const uint32_t crc = Crc32c(frame, 4);
+  return MaskCrc(Crc32c(frame + kFrameBytes, payload_size, crc));
+}
+
+void EncodeRecord(const LogRecord& r, std::string* out) {
+  const uint32_t size = static_cast<uint32_t>(RatingLog::kMinPayloadBytes +
+                                              r.user.size() + r.item.size());
+  const size_t start = out->size();
+  out->resize(start + kFrameBytes + size);
+  char* frame = out->data() + start;
+  char* p = frame + kFrameBytes;
+  Store(frame, size);
+  Store(p, r.seq);
+  Store(p + 8, r.value);
+  Store(p + 12, r.timestamp);
+  Store(p + 20, static_cast<uint32_t>(r.user.size()));
+  std::memcpy(p + 24, r.user.data(), r.user.size());
+  p += 24 + r.user.size();
+  Store(p, static_cast<uint32_t>(r.item.size()));
+  std::memcpy(p + 4, r.item.data(), r.item.size());
+  Store(frame + 4, FrameCrc(frame, size));
+}
+
+enum class Frame {
+  kValid,
+  kInvalid,         // bad length or checksum: torn, or corrupt
+  kCorruptPayload,  // checks out but is malformed: never a torn write
+};
+
+// Decodes the record at `offset` into `r` (when not null) and its size into
+// `frame_size`, or says in `why` what is wrong with it.
+Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
+                  size_t* frame_size, std::string* why) {
+  const size_t left = bytes.size() - offset;
+  if (left < kFrameBytes) {
+    *why = absl::StrFormat("record header cut short (%d of %d bytes)", left,
+                           kFrameBytes);
+    return Frame::kInvalid;
+  }
+  const char* frame = bytes.data() + offset;
+  const uint32_t size = Load<uint32_t>(frame);
+  if (size < RatingLog::kMinPayloadBytes ||
+      size > RatingLog::kMaxPayloadBytes) {
+    *why = absl::StrFormat("record length %d outside [%d, %d]", size,
+                           RatingLog::kMinPayloadBytes,
+                           RatingLog::kMaxPayloadBytes);
+    return Frame::kInvalid;
+  }
+  if (size > left - kFrameBytes) {
+    *why = absl::StrFormat("record of %d bytes cut short at %d", size,
+                           left - kFrameBytes);
+    return Frame::kInvalid;
+  }
+  if (Load<uint32_t>(frame + 4) != FrameCrc(frame, size)) {
+    *why = "checksum mismatch";
+    return Frame::kInvalid;
+  }
+  *frame_size = kFrameBytes + size;
+  const char* p = frame + kFrameBytes;
+  const uint32_t user_size = Load<uint32_t>(p + 20);
+  // Both lengths are checked against the space left before either is used.
+  if (user_size > RatingLog::kMaxIdBytes ||
+      user_size > size - RatingLog::kMinPayloadBytes) {
+    *why =
+        absl::StrFormat("user id length %d does not fit the record", user_size);
+    return Frame::kCorruptPayload;
+  }
+  const uint32_t item_size = Load<uint32_t>(p + 24 + user_size);
+  if (item_size != size - RatingLog::kMinPayloadBytes - user_size) {
+    *why =
+        absl::StrFormat("item id length %d does not fit the record", item_size);
+    return Frame::kCorruptPayload;
+  }
+  if (r != nullptr) {
+    r->seq = Load<uint64_t>(p);
+    r->value = Load<float>(p + 8);
+    r->timestamp = Load<int64_t>(p + 12);
+    r->user.assign(p + 24, user_size);
+    r->item.assign(p + 28 + user_size, item_size);
+  }
+  return Frame::kValid;
+}
+
+// The offset of the first record at or after `from` whose checksum is
+// right, or npos. Any such record means the bytes before it are not the
+// tail a crash left behind.
+size_t FindValidFrame(absl::string_view bytes, size_t from) {
+  std::string why;
+  size_t frame_size = 0;
+  for (size_t offset = from;
+       offset + kFrameBytes + RatingLog::kMinPayloadBytes <= bytes.size();
+       ++offset) {
+    if (DecodeFrame(bytes, offset, nullptr, &frame_size, &why) !=
+        Frame::kInvalid) {
+      return offset;
+    }
+  }
+  return absl::string_view::npos;
+}
+
+absl::Status ErrnoError(int error, absl::string_view path,
+                        absl::string_view what) {
+  return absl::ErrnoToStatus(error, absl::StrCat(path, ": ", what));
+}
+
+absl::Status CorruptAt(absl::string_view path, size_t offset,
+                       absl::string_view what) {
+  return absl::DataLossError(
+      absl::StrFormat("%s: offset %d: %s", path, offset, what));
+}
+
+// Records expected..found-1 are absent. That is harmless only when the
+// snapshot already holds them all.
+absl::Status CheckGap(absl::string_view where, uint64_t expected,
+                      uint64_t found, uint64_t after_seq) {
+  if (found <= expected || found - 1 <= after_seq) return absl::OkStatus();
+  return absl::DataLossError(absl::StrFormat(
+      "%s: records %d..%d are missing (the log must hold every record after "
+      "seq %d)",
+      where, std::max(expected, after_seq + 1), found - 1, after_seq));
+}
+
+std::string SegmentPath(const std::string& dir, uint64_t first_seq) {
+  return absl::StrFormat("%s/%s%0*d%s", dir, kSegmentPrefix, kSeqDigits,
+                         first_seq, kSegmentSuffix);
+}
+
+bool ParseSegmentName(absl::string_view name, uint64_t* first_seq) {
+  if (name.size() !=
+          kSegmentPrefix.size() + kSeqDigits + kSegmentSuffix.size() ||
+      !absl::StartsWith(name, kSegmentPrefix) ||
+      !absl::EndsWith(name, kSegmentSuffix)) {
+    return false;
+  }
+  const absl::string_view digits =
+      name.substr(kSegmentPrefix.size(), kSeqDigits);
+  return std::all_of(digits.begin(), digits.end(),
+                     [](char c) { return absl::ascii_isdigit(c); }) &&
+         absl::SimpleAtoi(digits, first_seq);
+}
+
+absl::Status WriteAll(int fd, absl::string_view bytes,
+                      const std::string& path) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(errno, path, "cannot write");
+    bytes.remove_prefix(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataSync(int fd, const std::string& path, uint64_t* syncs,
+                      absl::Duration* spent) {
+  const auto start = std::chrono::steady_clock::now();
+  const int rc = ::fdatasync(fd);
+  const int error = errno;
+  *spent += absl::FromChrono(std::chrono::steady_clock::now() - start);
+  ++*syncs;
+  if (rc != 0) return ErrnoError(error, path, "cannot fdatasync");
+  return absl::OkStatus();
+}
+
+// Makes creations, renames and deletions in `dir` durable.
+absl::Status SyncDirectory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, dir, "cannot open directory");
+  absl::Status status;
+  // EINVAL: the file system cannot sync directories; nothing to wait for.
+  if (::fsync(fd) != 0 && errno != EINVAL) {
+    status = ErrnoError(errno, dir, "cannot fsync directory");
+  }
+  ::close(fd);
+  return status;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, path, "cannot open");
+  std::string bytes;
+  absl::Status status;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    status = ErrnoError(errno, path, "cannot stat");
+  } else {
+    bytes.resize(st.st_size);
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        status = ErrnoError(errno, path, "cannot read");
+        break;
+      }
+      if (n == 0) break;
+      done += n;
+    }
+    bytes.resize(done);
+  }
+  ::close(fd);
+  if (!status.ok()) return status;
+  return bytes;
+}
+
+// A new segment appears complete or not at all: its header is fsynced under
+// a temporary name before the rename, so recovery never meets a torn header.
+absl::StatusOr<std::shared_ptr<internal::LogSegment>> CreateSegment(
+    const std::string& dir, uint64_t first_seq) {
+  auto segment = std::make_shared<internal::LogSegment>();
+  segment->path = SegmentPath(dir, first_seq);
+  const std::string tmp = segment->path + ".tmp";
+  struct stat st;
+  if (::stat(segment->path.c_str(), &st) == 0) {
+    return absl::InternalError(
+        absl::StrCat(segment->path, ": segment already exists"));
+  }
+  segment->fd = ::open(
+      tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (segment->fd < 0) return ErrnoError(errno, tmp, "cannot create");
+  char header[RatingLog::kHeaderBytes];
+  std::memcpy(header, kMagic, sizeof(kMagic));
+  Store(header + 8, kVersion);
+  absl::Status status = WriteAll(segment->fd, {header, sizeof(header)}, tmp);
+  if (status.ok() && ::fsync(segment->fd) != 0) {
+    status = ErrnoError(errno, tmp, "cannot fsync");
+  }
+  if (status.ok() && ::rename(tmp.c_str(), segment->path.c_str()) != 0) {
+    status = ErrnoError(errno, tmp, "cannot rename");
+  }
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());
+    return status;
+  }
+  RECSYS_RETURN_IF_ERROR(SyncDirectory(dir));
+  segment->size = RatingLog::kHeaderBytes;
+  return segment;
+}
+
+// Validates a segment's records and replays those after `after_seq`;
+// `expected` is the seq the next record should have. Returns the offset
+// where the valid records end, before a torn tail (last segment only).
+absl::StatusOr<size_t> ScanSegment(
+    const std::string& path, absl::string_view bytes, bool is_last,
+    uint64_t after_seq, uint64_t* expected, RatingLogRecovery* recovery,
+    const std::function<void(const LogRecord&)>& replay) {
+  if (bytes.size() < RatingLog::kHeaderBytes ||
+      std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": not a rating log segment (bad header)"));
+  }
+  const uint32_t version = Load<uint32_t>(bytes.data() + 8);
+  if (version != kVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s: log format version %d, this build reads %d", path,
+                        version, kVersion));
+  }
+  LogRecord r;
+  std::string why;
+  size_t offset = RatingLog::kHeaderBytes;
+  while (offset < bytes.size()) {
+    size_t frame_size = 0;
+    const Frame frame = DecodeFrame(bytes, offset, &r, &frame_size, &why);
+    if (frame == Frame::kCorruptPayload) return CorruptAt(path, offset, why);
+    if (frame == Frame::kInvalid) {
+      if (!is_last) {
+        return CorruptAt(path, offset,
+                         absl::StrCat(why, ", in a segment before the last"));
+      }
+      const size_t next = FindValidFrame(bytes, offset + 1);
+      if (next != absl::string_view::npos) {
+        return CorruptAt(
+            path, offset,
+            absl::StrFormat("%s, yet a valid record follows at offset %d; "
+                            "refusing to drop it",
+                            why, next));
+      }
+      return offset;  // a torn tail
+    }
+    if (r.seq < *expected) {
+      return CorruptAt(
+          path, offset,
+          absl::StrFormat("seq %d after seq %d", r.seq, *expected - 1));
+    }
+    RECSYS_RETURN_IF_ERROR(
+        CheckGap(absl::StrFormat("%s: offset %d", path, offset), *expected,
+                 r.seq, after_seq));
+    *expected = r.seq + 1;
+    ++recovery->records;
+    if (r.seq > after_seq) {
+      ++recovery->replayed;
+      if (replay) replay(r);
+    }
+    offset += frame_size;
+  }
+  return offset;
+}
+
+absl::Status ValidateRecord(const LogRecord& r) {
+  auto check_id = [](absl::string_view side,
+                     const std::string& id) -> absl::Status {
+    if (id.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(side, " id is empty"));
+    }
+    if (id.size() > RatingLog::kMaxIdBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s id of %d bytes exceeds the %d-byte limit", side,
+                          id.size(), RatingLog::kMaxIdBytes));
+    }
+    return absl::OkStatus();
+  };
+  RECSYS_RETURN_IF_ERROR(check_id("user", r.user));
+  RECSYS_RETURN_IF_ERROR(check_id("item", r.item));
+  if (!std::isfinite(r.value)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "rating of user '%s' for item '%s' is not finite", r.user, r.item));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SyncPolicy> ParseSyncPolicy(absl::string_view name) {
+  for (SyncPolicy policy :
+       {SyncPolicy::kAlways, SyncPolicy::kInterval, SyncPolicy::kNever}) {
+    if (name == SyncPolicyName(policy)) return policy;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown sync policy '", name, "' (always, interval or never)"));
+}
+
+const char* SyncPolicyName(SyncPolicy policy) {
+  switch (policy) {
+    case SyncPolicy::kAlways:
+      return "always";
+    case SyncPolicy::kInterval:
+      return "interval";
+    case SyncPolicy::kNever:
+      return "never";
+  }
+  return "unknown";
+}
+
+RatingLog::RatingLog(std::string dir, const RatingLogOptions& options)
+    : dir_(std::move(dir)), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<RatingLog>> RatingLog::Open(
+    const std::string& dir, const RatingLogOptions& options, uint64_t after_seq,
+    const std::function<void(const LogRecord&)>& replay) {
+  if (after_seq == std::numeric_limits<uint64_t>::max()) {
+    return absl::InvalidArgumentError("after_seq leaves no seq to number with");
+  }
+  if (options.segment_bytes == 0) {
+    return absl::InvalidArgumentError("segment_bytes must be positive");
+  }
+  if (options.sync == SyncPolicy::kInterval &&
+      options.interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "the interval sync policy needs a positive interval");
+  }
+  std::string clean = dir.empty() ? "." : dir;
+  while (clean.size() > 1 && clean.back() == '/') clean.pop_back();
+  std::unique_ptr<RatingLog> log(new RatingLog(std::move(clean), options));
+  RECSYS_RETURN_IF_ERROR(log->Recover(after_seq, replay));
+  if (options.sync == SyncPolicy::kInterval) {
+    log->flusher_ = std::thread([raw = log.get()] { raw->FlushLoop(); });
+  }
+  return log;
+}
+
+absl::Status RatingLog::Recover(
+    uint64_t after_seq, const std::function<void(const LogRecord&)>& replay) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::create_directories(dir_, ec)) {
+    RECSYS_RETURN_IF_ERROR(
+        SyncDirectory(fs::path(dir_).parent_path().empty()
+                          ? "."
+                          : fs::path(dir_).parent_path().string()));
+  } else if (ec) {
+    return ErrnoError(ec.value(), dir_, "cannot create directory");
+  }
+
+  // Two writers would interleave records and numbers; the lock is dropped
+  // by the kernel when its holder dies, so a crash leaves nothing stale.
+  const std::string lock_path = dir_ + "/LOCK";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) return ErrnoError(errno, lock_path, "cannot open");
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dir_, ": the rating log is already open (", lock_path,
+                       " is locked)"));
+    }
+    return ErrnoError(errno, lock_path, "cannot lock");
+  }
+
+  std::vector<uint64_t> seqs;
+  fs::directory_iterator it(dir_, ec);
+  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    uint64_t seq = 0;
+    if (ParseSegmentName(name, &seq)) {
+      seqs.push_back(seq);
+    } else if (absl::EndsWith(name, ".tmp") &&
+               ParseSegmentName(name.substr(0, name.size() - 4), &seq)) {
+      ::unlink(it->path().c_str());  // a segment whose creation crashed
+    }
+  }
+  if (ec) return ErrnoError(ec.value(), dir_, "cannot list directory");
+  std::sort(seqs.begin(), seqs.end());
+
+  uint64_t expected = 1;
+  size_t valid_end = 0;
+  for (size_t k = 0; k < seqs.size(); ++k) {
+    const std::string path = SegmentPath(dir_, seqs[k]);
+    // Only a rename (not a record) can start a segment below `expected`.
+    if (seqs[k] < expected) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s: starts at seq %d, but the segment before it reaches seq %d",
+          path, seqs[k], expected - 1));
+    }
+    RECSYS_RETURN_IF_ERROR(CheckGap(path, expected, seqs[k], after_seq));
+    expected = seqs[k];
+    RECSYS_ASSIGN_OR_RETURN(const std::string bytes, ReadFile(path));
+    const bool is_last = k + 1 == seqs.size();
+    RECSYS_ASSIGN_OR_RETURN(
+        valid_end, ScanSegment(path, bytes, is_last, after_seq, &expected,
+                               &recovery_, replay));
+    if (is_last && valid_end < bytes.size()) {
+      recovery_.truncated_bytes = bytes.size() - valid_end;
+      recovery_.truncated_file = path;
+    }
+  }
+  recovery_.segments = static_cast<int>(seqs.size());
+  next_seq_ = std::max(expected, after_seq + 1);
+
+  if (seqs.empty()) {
+    RECSYS_ASSIGN_OR_RETURN(active_, CreateSegment(dir_, next_seq_));
+    seqs.push_back(next_seq_);
+  } else {
+    auto segment = std::make_shared<internal::LogSegment>();
+    segment->path = SegmentPath(dir_, seqs.back());
+    segment->fd =
+        ::open(segment->path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (segment->fd < 0) {
+      return ErrnoError(errno, segment->path, "cannot open for append");
+    }
+    segment->size = valid_end;
+    segment->has_records = valid_end > kHeaderBytes;
+    if (recovery_.truncated_bytes > 0 &&
+        ::ftruncate(segment->fd, valid_end) != 0) {
+      return ErrnoError(errno, segment->path, "cannot truncate torn tail");
+    }
+    // A crash may have left records only in the page cache; they are about
+    // to be served as if durable, so make them so (and the truncation).
+    if (::fsync(segment->fd) != 0) {
+      return ErrnoError(errno, segment->path, "cannot fsync");
+    }
+    active_ = std::move(segment);
+  }
+  segment_seqs_ = std::move(seqs);
+  written_seq_ = synced_seq_ = next_seq_ - 1;
+  return absl::OkStatus();
+}
+
+RatingLog::~RatingLog() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  flush_wake_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  if (active_ != nullptr) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (broken_.ok()) WaitFor(lock, next_seq_ - 1, /*sync=*/true).IgnoreError();
+  }
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+absl::Status RatingLog::BrokenError() const {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "rating log ", dir_,
+      " refuses writes after an earlier failure: ", broken_.message()));
+}
+
+absl::StatusOr<uint64_t> RatingLog::Append(std::vector<LogRecord>* records) {
+  for (const LogRecord& r : *records) RECSYS_RETURN_IF_ERROR(ValidateRecord(r));
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!broken_.ok()) return BrokenError();
+  if (records->empty()) return next_seq_ - 1;
+  if (queue_.empty()) queue_first_seq_ = next_seq_;
+  for (LogRecord& r : *records) {
+    r.seq = next_seq_++;
+    EncodeRecord(r, &queue_);
+  }
+  stats_.records += records->size();
+  const uint64_t last = next_seq_ - 1;
+  RECSYS_RETURN_IF_ERROR(
+      WaitFor(lock, last, options_.sync == SyncPolicy::kAlways));
+  return last;
+}
+
+absl::Status RatingLog::WaitFor(std::unique_lock<std::mutex>& lock,
+                                uint64_t seq, bool sync) {
+  while (true) {
+    if ((sync ? synced_seq_ : written_seq_) >= seq) return absl::OkStatus();
+    if (!broken_.ok()) return broken_;
+    if (!io_active_) {
+      RunIo(lock, sync, /*rotate=*/false).IgnoreError();  // now in broken_
+      continue;
+    }
+    io_done_.wait(lock);
+  }
+}
+
+absl::Status RatingLog::RunIo(std::unique_lock<std::mutex>& lock, bool sync,
+                              bool rotate) {
+  io_active_ = true;
+  std::string batch;
+  batch.swap(queue_);
+  const uint64_t batch_first = queue_first_seq_;
+  const uint64_t last = next_seq_ - 1;
+  const bool need_sync = sync && (!batch.empty() || synced_seq_ < written_seq_);
+  std::shared_ptr<internal::LogSegment> segment = active_;
+  lock.unlock();
+
+  uint64_t syncs = 0;
+  absl::Duration sync_time;
+  uint64_t synced_up_to = 0;
+  bool wrote = false;
+  std::vector<uint64_t> created;
+  // Every record before `first_seq` is in the file by now; fsyncing it
+  // before the switch keeps "only the last segment can be torn" true.
+  auto switch_segment = [&](uint64_t first_seq) -> absl::Status {
+    RECSYS_RETURN_IF_ERROR(
+        DataSync(segment->fd, segment->path, &syncs, &sync_time));
+    synced_up_to = first_seq - 1;
+    RECSYS_ASSIGN_OR_RETURN(segment, CreateSegment(dir_, first_seq));
+    created.push_back(first_seq);
+    return absl::OkStatus();
+  };
+  const absl::Status status = [&]() -> absl::Status {
+    if (!batch.empty()) {
+      if (segment->has_records &&
+          segment->size + batch.size() > options_.segment_bytes) {
+        RECSYS_RETURN_IF_ERROR(switch_segment(batch_first));
+      }
+      RECSYS_RETURN_IF_ERROR(WriteAll(segment->fd, batch, segment->path));
+      wrote = true;
+      segment->size += batch.size();
+      segment->has_records = true;
+    }
+    if (need_sync) {
+      RECSYS_RETURN_IF_ERROR(
+          DataSync(segment->fd, segment->path, &syncs, &sync_time));
+      synced_up_to = last;
+    }
+    if (rotate && segment->has_records) {
+      RECSYS_RETURN_IF_ERROR(switch_segment(last + 1));
+    }
+    return absl::OkStatus();
+  }();
+
+  lock.lock();
+  io_active_ = false;
+  active_ = std::move(segment);
+  segment_seqs_.insert(segment_seqs_.end(), created.begin(), created.end());
+  stats_.syncs += syncs;
+  stats_.sync_time += sync_time;
+  if (wrote) {
+    ++stats_.writes;
+    stats_.bytes_written += batch.size();
+  }
+  if (status.ok()) {
+    written_seq_ = std::max(written_seq_, last);
+    synced_seq_ = std::max(synced_seq_, synced_up_to);
+  } else if (broken_.ok()) {
+    broken_ = status;
+  }
+  io_done_.notify_all();
+  return status;
+}
+
+void RatingLog::FlushLoop() {
+  const auto period = absl::ToChronoNanoseconds(options_.interval);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    flush_wake_.wait_for(lock, period, [this] { return stopping_; });
+    if (stopping_) return;
+    if (!broken_.ok() || synced_seq_ >= written_seq_) continue;
+    // Records up to `target` are in `segment` or in older segments, which
+    // were fsynced when they were closed. Holding the segment keeps its fd
+    // open even if an I/O round rotates meanwhile.
+    const std::shared_ptr<internal::LogSegment> segment = active_;
+    const uint64_t target = written_seq_;
+    lock.unlock();
+    uint64_t syncs = 0;
+    absl::Duration spent;
+    const absl::Status status =
+        DataSync(segment->fd, segment->path, &syncs, &spent);
+    lock.lock();
+    stats_.syncs += syncs;
+    stats_.sync_time += spent;
+    if (status.ok()) {
+      synced_seq_ = std::max(synced_seq_, target);
+    } else if (broken_.ok()) {
+      broken_ = status;
+      io_done_.notify_all();
+    }
+  }
+}
+
+uint64_t RatingLog::last_seq() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_seq_ - 1;
+}
+
+absl::Status RatingLog::Sync() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!broken_.ok()) return BrokenError();
+  return WaitFor(lock, next_seq_ - 1, /*sync=*/true);
+}
+
+absl::Status RatingLog::Rotate() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    if (!broken_.ok()) return BrokenError();
+    if (!io_active_) return RunIo(lock, /*sync=*/false, /*rotate=*/true);
+    io_done_.wait(lock);
+  }
+}
+
+absl::Status RatingLog::DeleteSegmentsUpTo(uint64_t upto) {
+  std::vector<std::string> doomed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // A segment ends where the next begins; the last one is still growing.
+    size_t n = 0;
+    while (n + 1 < segment_seqs_.size() && segment_seqs_[n + 1] - 1 <= upto) {
+      doomed.push_back(SegmentPath(dir_, segment_seqs_[n]));
+      ++n;
+    }
+    segment_seqs_.erase(segment_seqs_.begin(), segment_seqs_.begin() + n);
+  }
+  if (doomed.empty()) return absl::OkStatus();
+  for (const std::string& path : doomed) {
+    // Stop at the first failure: a later segment deleted while an earlier
+    // one stays would look like a gap to recovery.
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoError(errno, path, "cannot delete");
+    }
+  }
+  return SyncDirectory(dir_);
+}
+
+RatingLogStats RatingLog::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace recsys

@@ -1,0 +1,284 @@
+#include "server/service.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "models/status_macros.h"
+
+namespace recsys {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl's canonical codes have the same numbers as gRPC's.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+namespace {
+
+void FillItem(const ItemView& v, v1::Item* out) {
+  out->set_id(v.id);
+  out->set_title(v.title);
+  for (const std::string& g : v.genres) out->add_genres(g);
+}
+
+int KOrDefault(int32_t k) { return k == 0 ? 10 : k; }
+
+// Runs `body` with the engine, converting errors; the one shape every unary
+// handler has.
+template <typename Fn>
+grpc::Status WithEngine(const absl::StatusOr<Engine*>& engine, Fn&& body) {
+  if (!engine.ok()) return ToGrpcStatus(engine.status());
+  return ToGrpcStatus(body(**engine));
+}
+
+}  // namespace
+
+absl::StatusOr<Engine*> RecommenderService::engine() const {
+  Engine* e = engine_.load();
+  if (e == nullptr) {
+    return absl::FailedPreconditionError("no model is loaded yet");
+  }
+  return e;
+}
+
+grpc::Status RecommenderService::Recommend(grpc::ServerContext*,
+                                           const v1::RecommendRequest* req,
+                                           v1::RecommendResponse* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    RecommendQuery q;
+    q.user = req->user_id();
+    q.k = KOrDefault(req->k());
+    q.include_rated = req->include_rated();
+    q.exclude.assign(req->exclude_item_ids().begin(),
+                     req->exclude_item_ids().end());
+    q.genre = req->genre();
+    q.candidates.assign(req->candidate_item_ids().begin(),
+                        req->candidate_item_ids().end());
+    RECSYS_ASSIGN_OR_RETURN(RecommendResult r, e.Recommend(q));
+    for (const RecommendedItem& it : r.items) {
+      v1::ScoredItem* out = resp->add_items();
+      FillItem(it.item, out->mutable_item());
+      out->set_predicted_rating(it.predicted_rating);
+      out->set_score(it.score);
+    }
+    resp->set_strategy(r.personalized ? v1::STRATEGY_PERSONALIZED
+                                      : v1::STRATEGY_POPULARITY);
+    resp->set_model_version(r.model_version);
+    for (const std::string& id : r.unknown_candidates)
+      resp->add_unknown_item_ids(id);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RecommenderService::Rate(grpc::ServerContext*,
+                                      const v1::RateRequest* req,
+                                      v1::RateResponse* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    RECSYS_ASSIGN_OR_RETURN(
+        RateResult r, e.Rate({req->user_id(), req->item_id(), req->rating(),
+                              req->timestamp()}));
+    resp->set_sequence(r.sequence);
+    resp->set_new_user(r.new_user);
+    resp->set_new_item(r.new_item);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RecommenderService::RateStream(
+    grpc::ServerContext* ctx,
+    grpc::ServerReaderWriter<v1::RateStreamResponse, v1::RateRequest>* stream) {
+  absl::StatusOr<Engine*> engine_or = engine();
+  if (!engine_or.ok()) return ToGrpcStatus(engine_or.status());
+  Engine& e = **engine_or;
+  // A reader thread queues requests while this thread makes them durable in
+  // batches: whatever arrived during one log append goes into the next, so
+  // a fast stream costs one fsync per batch, not per rating.
+  constexpr size_t kMaxQueued = 8192;
+  constexpr size_t kMaxBatch = 2048;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<v1::RateRequest> queue;
+  bool eof = false;
+  std::thread reader([&] {
+    v1::RateRequest req;
+    while (stream->Read(&req)) {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return queue.size() < kMaxQueued; });
+      queue.push_back(std::move(req));
+      cv.notify_all();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    eof = true;
+    cv.notify_all();
+  });
+  uint64_t index = 0;
+  bool write_failed = false;
+  std::vector<RatingInput> batch;
+  while (true) {
+    batch.clear();
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return !queue.empty() || eof; });
+      if (queue.empty()) break;
+      while (!queue.empty() && batch.size() < kMaxBatch) {
+        const v1::RateRequest& r = queue.front();
+        batch.push_back({r.user_id(), r.item_id(), r.rating(), r.timestamp()});
+        queue.pop_front();
+      }
+      cv.notify_all();
+    }
+    if (write_failed) continue;  // drain so the reader can finish
+    const std::vector<absl::StatusOr<RateResult>> results = e.RateBatch(batch);
+    v1::RateStreamResponse resp;
+    for (const absl::StatusOr<RateResult>& r : results) {
+      v1::RatingAck* ack = resp.add_acks();
+      ack->set_index(index++);
+      ack->set_accepted(r.ok());
+      if (r.ok()) {
+        ack->set_sequence(r->sequence);
+      } else {
+        ack->set_code(static_cast<int32_t>(r.status().code()));
+        ack->set_error(std::string(r.status().message()));
+      }
+    }
+    if (!stream->Write(resp)) write_failed = true;
+  }
+  reader.join();
+  if (ctx->IsCancelled())
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  return grpc::Status::OK;
+}
+
+grpc::Status RecommenderService::Train(grpc::ServerContext*,
+                                       const v1::TrainRequest* req,
+                                       v1::TrainResponse* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    TrainSpec spec;
+    if (!req->model_kind().empty()) {
+      RECSYS_ASSIGN_OR_RETURN(spec.kind, ParseModelKind(req->model_kind()));
+    }
+    if (req->has_factors()) spec.factors = req->factors();
+    if (req->has_epochs()) spec.epochs = req->epochs();
+    if (req->has_learning_rate()) spec.learning_rate = req->learning_rate();
+    if (req->has_reg()) spec.reg = req->reg();
+    if (req->has_reg_bias()) spec.reg_bias = req->reg_bias();
+    if (req->has_seed()) spec.seed = req->seed();
+    if (req->has_validation_fraction()) {
+      spec.validation_fraction = req->validation_fraction();
+    }
+    RECSYS_ASSIGN_OR_RETURN(std::string id, e.StartTraining(spec));
+    resp->set_job_id(id);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RecommenderService::WatchTraining(
+    grpc::ServerContext* ctx, const v1::WatchTrainingRequest* req,
+    grpc::ServerWriter<v1::TrainingEvent>* writer) {
+  absl::StatusOr<Engine*> engine_or = engine();
+  if (!engine_or.ok()) return ToGrpcStatus(engine_or.status());
+  size_t from = 0;
+  bool done = false;
+  while (!done) {
+    if (ctx->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    // Wake up at least once a second to notice a cancelled call.
+    absl::StatusOr<std::vector<TrainingUpdate>> updates =
+        (*engine_or)
+            ->WatchTraining(req->job_id(), from, absl::Now() + absl::Seconds(1),
+                            &done);
+    if (!updates.ok()) return ToGrpcStatus(updates.status());
+    for (const TrainingUpdate& u : *updates) {
+      v1::TrainingEvent ev;
+      ev.set_job_id(req->job_id());
+      switch (u.state) {
+        case TrainingUpdate::kRunning:
+          ev.set_state(v1::TrainingEvent::STATE_RUNNING);
+          break;
+        case TrainingUpdate::kSucceeded:
+          ev.set_state(v1::TrainingEvent::STATE_SUCCEEDED);
+          break;
+        case TrainingUpdate::kFailed:
+          ev.set_state(v1::TrainingEvent::STATE_FAILED);
+          break;
+      }
+      ev.set_epoch(u.epoch);
+      ev.set_epochs(u.epochs);
+      ev.set_train_rmse(u.train_rmse);
+      ev.set_validation_rmse(u.validation_rmse);
+      ev.set_elapsed_seconds(u.elapsed_seconds);
+      ev.set_model_version(u.model_version);
+      ev.set_error(u.error);
+      ev.set_ratings_folded_after(u.ratings_folded_after);
+      if (!writer->Write(ev)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+      }
+    }
+    from += updates->size();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RecommenderService::SimilarItems(
+    grpc::ServerContext*, const v1::SimilarItemsRequest* req,
+    v1::SimilarItemsResponse* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    RECSYS_ASSIGN_OR_RETURN(
+        SimilarResult r, e.SimilarItems(req->item_id(), KOrDefault(req->k())));
+    FillItem(r.item, resp->mutable_item());
+    for (const auto& [item, sim] : r.similar) {
+      v1::SimilarItem* out = resp->add_items();
+      FillItem(item, out->mutable_item());
+      out->set_similarity(sim);
+    }
+    resp->set_model_version(r.model_version);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RecommenderService::GetUser(grpc::ServerContext*,
+                                         const v1::GetUserRequest* req,
+                                         v1::GetUserResponse* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    RECSYS_ASSIGN_OR_RETURN(
+        UserResult r, e.GetUser(req->user_id(), KOrDefault(req->recent())));
+    resp->set_user_id(req->user_id());
+    resp->set_rating_count(r.rating_count);
+    resp->set_personalized(r.personalized);
+    for (const UserRatingView& v : r.recent) {
+      v1::UserRating* out = resp->add_recent();
+      FillItem(v.item, out->mutable_item());
+      out->set_rating(v.value);
+      out->set_timestamp(v.timestamp);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RecommenderService::GetModelInfo(grpc::ServerContext*,
+                                              const v1::GetModelInfoRequest*,
+                                              v1::ModelInfo* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    const EngineInfo info = e.Info();
+    resp->set_kind(std::string(ModelKindName(info.kind)));
+    resp->set_version(info.version);
+    resp->set_factors(info.factors);
+    resp->set_users(info.users);
+    resp->set_items(info.items);
+    resp->set_ratings(info.ratings);
+    resp->set_train_seconds(info.train_seconds);
+    resp->mutable_scale()->set_min(info.scale.min);
+    resp->mutable_scale()->set_max(info.scale.max);
+    resp->set_last_validation_rmse(info.last_validation_rmse);
+    resp->set_ratings_since_training(info.ratings_since_training);
+    resp->set_log_sequence(info.log_sequence);
+    resp->set_training_job_id(info.training_job);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace recsys

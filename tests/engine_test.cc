@@ -1,0 +1,412 @@
+// The serving engine in process: fold-in on Rate, new users and items,
+// durability across restarts and snapshots, training while serving, input
+// checks, and protocol F through the server's own fold-in path.
+#include "server/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/evaluation.h"
+#include "models/fold_in.h"
+#include "models/loaders.h"
+#include "models/train.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+using ::testing::HasSubstr;
+
+Model TrainAls(const RatingData& data) {
+  Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
+  p.factors = 8;
+  p.epochs = 8;
+  TrainOptions opt;
+  opt.threads = 2;
+  absl::StatusOr<Model> m = TrainModel(data, ModelKind::kAls, p, opt);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return *std::move(m);
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = testing::PlantedData(150, 120, 4, 0.15, 0.3, 8, true);
+    dir_ = testing::MakeTempDir("engine");
+    Open();
+  }
+
+  void Open() {
+    engine_.reset();
+    EngineOptions opt;
+    opt.data_dir = dir_;
+    opt.train_threads = 2;
+    opt.snapshot_every = 0;
+    auto e = Engine::Open(opt, [this] { return TrainAls(data_); });
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = *std::move(e);
+  }
+
+  RateResult MustRate(const std::string& user, const std::string& item,
+                      float value) {
+    absl::StatusOr<RateResult> r = engine_->Rate({user, item, value, 0});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : RateResult{};
+  }
+
+  RatingData data_;
+  std::string dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineTest, NewUserStartsFromPopularityAndBecomesPersonalized) {
+  RecommendQuery q;
+  q.user = "newcomer";
+  q.k = 10;
+  absl::StatusOr<RecommendResult> before = engine_->Recommend(q);
+  ASSERT_TRUE(before.ok());
+  EXPECT_FALSE(before->personalized);
+  ASSERT_EQ(before->items.size(), 10u);
+
+  std::vector<std::string> rated;
+  for (int i = 0; i < 20; ++i) {
+    rated.push_back(absl::StrCat("i", i * 5));
+    const RateResult r =
+        MustRate("newcomer", rated.back(), i % 2 ? 5.0f : 1.0f);
+    EXPECT_EQ(r.new_user, i == 0);
+    EXPECT_FALSE(r.new_item);
+  }
+  absl::StatusOr<RecommendResult> after = engine_->Recommend(q);
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->personalized);
+  ASSERT_EQ(after->items.size(), 10u);
+  std::vector<std::string> before_ids, after_ids;
+  for (const auto& it : before->items) before_ids.push_back(it.item.id);
+  for (const auto& it : after->items) {
+    after_ids.push_back(it.item.id);
+    EXPECT_EQ(std::count(rated.begin(), rated.end(), it.item.id), 0)
+        << it.item.id << " was rated";
+    EXPECT_GE(it.predicted_rating, 1.0f);
+    EXPECT_LE(it.predicted_rating, 5.0f);
+  }
+  EXPECT_NE(before_ids, after_ids);
+  absl::StatusOr<UserResult> user = engine_->GetUser("newcomer", 50);
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(user->rating_count, 20);
+}
+
+// The vector Rate folds in is the fold-in of the user's whole history: for a
+// trained user with one more rating it equals FoldInUser on the model.
+TEST_F(EngineTest, RateFoldsInLikeTheLibrary) {
+  const std::string user = "u3";
+  const std::string item = "i7";
+  Model model = TrainAls(data_);  // same data, same seed: the served model
+  const int32_t u = model.users.Find(user);
+  const int32_t i = model.items.Find(item);
+  std::vector<IndexedRating> mine;
+  const SparseRows& r = model.user_ratings;
+  bool had = false;
+  for (int64_t k = r.offsets[u]; k < r.offsets[u + 1]; ++k) {
+    const float v = r.cols[k] == i ? 2.0f : r.values[k];
+    had = had || r.cols[k] == i;
+    mine.push_back({r.cols[k], v});
+  }
+  if (!had) mine.push_back({i, 2.0f});
+  absl::StatusOr<FoldInResult> want = FoldInUser(model, mine);
+  ASSERT_TRUE(want.ok());
+
+  MustRate(user, item, 2.0f);
+  RecommendQuery q;
+  q.user = user;
+  q.k = 5;
+  q.include_rated = true;
+  q.candidates = {"i0", "i1", "i2", "i3", "i4"};
+  absl::StatusOr<RecommendResult> got = engine_->Recommend(q);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->items.size(), 5u);
+  for (const auto& it : got->items) {
+    const int32_t j = model.items.Find(it.item.id);
+    const float score =
+        model.mu + want->bias + model.item_bias[j] +
+        want->factors.dot(model.item_factors.row(j).transpose());
+    EXPECT_NEAR(it.score, score, 1e-4) << it.item.id;
+  }
+}
+
+TEST_F(EngineTest, ReRatingReplacesTheEarlierValue) {
+  MustRate("z", "i1", 1.0f);
+  MustRate("z", "i1", 5.0f);
+  absl::StatusOr<UserResult> user = engine_->GetUser("z", 10);
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(user->rating_count, 1);
+  EXPECT_EQ(user->recent[0].value, 5.0f);
+}
+
+TEST_F(EngineTest, NewItemGetsAVectorFromItsRatings) {
+  for (int u = 0; u < 30; ++u) {
+    const RateResult r = MustRate(absl::StrCat("u", u), "brand-new", 5.0f);
+    EXPECT_EQ(r.new_item, u == 0);
+  }
+  const EngineInfo info = engine_->Info();
+  EXPECT_EQ(info.items, data_.num_items() + 1);
+  absl::StatusOr<SimilarResult> sim = engine_->SimilarItems("brand-new", 5);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  EXPECT_EQ(sim->similar.size(), 5u);
+  // Loved by everyone who rated it: it is among the top picks of a user
+  // who has not.
+  RecommendQuery q;
+  q.user = "u100";
+  q.k = 20;
+  absl::StatusOr<RecommendResult> rec = engine_->Recommend(q);
+  ASSERT_TRUE(rec.ok());
+  bool found = false;
+  for (const auto& it : rec->items) found = found || it.item.id == "brand-new";
+  EXPECT_TRUE(found);
+}
+
+TEST_F(EngineTest, RatingsSurviveARestartAndASnapshot) {
+  for (int i = 0; i < 15; ++i) MustRate("keeper", absl::StrCat("i", i), 4.0f);
+  MustRate("u1", "late-item", 3.0f);
+  Open();  // replay from the log
+  absl::StatusOr<UserResult> user = engine_->GetUser("keeper", 100);
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_EQ(user->rating_count, 15);
+  EXPECT_EQ(engine_->Info().items, data_.num_items() + 1);
+
+  ASSERT_EQ(engine_->WriteSnapshot(), absl::OkStatus());
+  MustRate("keeper", "i50", 2.0f);
+  Open();  // snapshot plus the log after it
+  user = engine_->GetUser("keeper", 100);
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(user->rating_count, 16);
+  EXPECT_EQ(engine_->Info().items, data_.num_items() + 1);
+  int snapshots = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+    snapshots += e.path().extension() == ".rsm";
+  }
+  EXPECT_LE(snapshots, 2);
+}
+
+TEST_F(EngineTest, BadInputGetsTheRightCodes) {
+  auto code = [](const absl::Status& s) { return s.code(); };
+  RecommendQuery q;
+  q.user = "u1";
+  q.k = 0;
+  EXPECT_EQ(code(engine_->Recommend(q).status()),
+            absl::StatusCode::kInvalidArgument);
+  q.k = kMaxK + 1;
+  EXPECT_EQ(code(engine_->Recommend(q).status()),
+            absl::StatusCode::kInvalidArgument);
+  q.k = 10;
+  q.user = "";
+  EXPECT_EQ(code(engine_->Recommend(q).status()),
+            absl::StatusCode::kInvalidArgument);
+  q.user = std::string(kMaxIdBytes + 1, 'x');
+  EXPECT_EQ(code(engine_->Recommend(q).status()),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(engine_->Rate({"u1", "i1", std::nanf(""), 0}).status()),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(engine_->Rate({"u1", "i1", INFINITY, 0}).status()),
+            absl::StatusCode::kInvalidArgument);
+  const absl::Status out = engine_->Rate({"u1", "i1", 5.5f, 0}).status();
+  EXPECT_EQ(code(out), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out.message()), HasSubstr("outside the scale"));
+  EXPECT_EQ(code(engine_->Rate({"", "i1", 3, 0}).status()),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(engine_->SimilarItems("nope", 5).status()),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(code(engine_->GetUser("nobody", 5).status()),
+            absl::StatusCode::kNotFound);
+  // A batch: the bad ones fail, the good ones are accepted.
+  std::vector<absl::StatusOr<RateResult>> batch =
+      engine_->RateBatch({{"b", "i1", 3, 0},
+                          {"b", "i2", 9, 0},
+                          {"b", "", 3, 0},
+                          {"b", "i3", 4, 0}});
+  ASSERT_EQ(batch.size(), 4u);
+  EXPECT_TRUE(batch[0].ok());
+  EXPECT_FALSE(batch[1].ok());
+  EXPECT_FALSE(batch[2].ok());
+  EXPECT_TRUE(batch[3].ok());
+  EXPECT_LT(batch[0]->sequence, batch[3]->sequence);
+}
+
+TEST_F(EngineTest, TrainingWhileServingLosesNothing) {
+  TrainSpec spec;
+  spec.epochs = 30;
+  absl::StatusOr<std::string> job = engine_->StartTraining(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(engine_->StartTraining(spec).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // Traffic during training: every call must succeed.
+  std::atomic<int> failures{0};
+  std::atomic<int> rated{0};
+  std::thread writer([&] {
+    for (int i = 0; i < 200; ++i) {
+      if (!engine_->Rate({"during", absl::StrCat("i", i % 120), 4.0f, 0})
+               .ok()) {
+        ++failures;
+      }
+      ++rated;
+    }
+  });
+  std::thread reader([&] {
+    RecommendQuery q;
+    q.user = "during";
+    for (int i = 0; i < 200; ++i) {
+      if (!engine_->Recommend(q).ok()) ++failures;
+    }
+  });
+  writer.join();
+  reader.join();
+  engine_->WaitForTraining();
+  EXPECT_EQ(failures.load(), 0);
+  bool done = false;
+  absl::StatusOr<std::vector<TrainingUpdate>> updates =
+      engine_->WatchTraining(*job, 0, absl::Now(), &done);
+  ASSERT_TRUE(updates.ok());
+  EXPECT_TRUE(done);
+  ASSERT_FALSE(updates->empty());
+  EXPECT_EQ(updates->back().state, TrainingUpdate::kSucceeded)
+      << updates->back().error;
+  EXPECT_EQ(updates->back().model_version, 2u);
+  EXPECT_EQ(engine_->Info().version, 2u);
+  absl::StatusOr<UserResult> user = engine_->GetUser("during", 1000);
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(user->rating_count, 120);  // 200 ratings of 120 distinct items
+  // And the new model is what a restart serves.
+  Open();
+  EXPECT_EQ(engine_->Info().version, 2u);
+  EXPECT_EQ(engine_->GetUser("during", 1000)->rating_count, 120);
+}
+
+TEST_F(EngineTest, ConcurrentRatesAndReads) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 150; ++i) {
+        const std::string user = absl::StrCat("c", rng() % 20);
+        if (t % 2 == 0) {
+          if (!engine_->Rate({user, absl::StrCat("i", rng() % 130), 3.0f, 0})
+                   .ok()) {
+            ++failures;
+          }
+        } else {
+          RecommendQuery q;
+          q.user = user;
+          if (!engine_->Recommend(q).ok()) ++failures;
+          engine_->Info();
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+// Protocol F of PROTOCOLS.md through the server's own path: the cold users'
+// u1.base ratings go in one Rate at a time, in timestamp order.
+TEST(ProtocolF, FoldInThroughTheEngineMatchesRetraining) {
+  const std::string ml = testing::SharedDataset("ml-100k");
+  if (ml.empty()) {
+    GTEST_SKIP() << "MovieLens copy not found: ../shared/data/ml-100k (set "
+                    "RECSYS_TEST_DATA_DIR)";
+  }
+  LoadOptions load;
+  absl::StatusOr<RatingData> base = LoadRatings(ml + "/u1.base", load);
+  ASSERT_TRUE(base.ok());
+  load.load_metadata = false;
+  load.scale = base->scale;
+  absl::StatusOr<RatingData> test = LoadRatings(ml + "/u1.test", load);
+  ASSERT_TRUE(test.ok());
+  auto cold = [](const std::string& id) { return std::stoi(id) % 10 == 0; };
+
+  const Hyperparameters params = DefaultHyperparameters(ModelKind::kSgd);
+  TrainOptions opt;
+  opt.threads = 2;
+  absl::StatusOr<Model> full = TrainModel(*base, ModelKind::kSgd, params, opt);
+  ASSERT_TRUE(full.ok());
+
+  RatingData warm = *base;
+  warm.ratings.clear();
+  std::vector<Rating> cold_ratings;
+  for (const Rating& r : base->ratings) {
+    (cold(base->users.External(r.user)) ? cold_ratings : warm.ratings)
+        .push_back(r);
+  }
+  std::stable_sort(cold_ratings.begin(), cold_ratings.end(),
+                   [](const Rating& a, const Rating& b) {
+                     return a.timestamp < b.timestamp;
+                   });
+  EngineOptions eopt;
+  eopt.data_dir = testing::MakeTempDir("protocol_f");
+  eopt.snapshot_every = 0;
+  eopt.log.sync = SyncPolicy::kNever;  // quality, not durability, is tested
+  auto engine = Engine::Open(eopt, [&]() -> absl::StatusOr<Model> {
+    return TrainModel(warm, ModelKind::kSgd, params, opt);
+  });
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (const Rating& r : cold_ratings) {
+    ASSERT_TRUE((*engine)
+                    ->Rate({base->users.External(r.user),
+                            base->items.External(r.item), r.value, r.timestamp})
+                    .ok());
+  }
+  // RMSE of both on the cold users' test pairs; the engine's predictions
+  // come from Recommend with a candidate list.
+  RatingAccumulator with_full, with_fold_in;
+  std::vector<int> cold_users;
+  for (int32_t tu = 0; tu < test->num_users(); ++tu) {
+    if (cold(test->users.External(tu))) cold_users.push_back(tu);
+  }
+  int cold_in_base = 0;
+  for (int32_t u = 0; u < base->num_users(); ++u) {
+    cold_in_base += cold(base->users.External(u));
+  }
+  EXPECT_EQ(cold_in_base, 94);
+  const SparseRows rows = BuildRows(*test, false);
+  for (int tu : cold_users) {
+    const std::string& user = test->users.External(tu);
+    RecommendQuery q;
+    q.user = user;
+    q.include_rated = true;
+    for (int64_t k = rows.offsets[tu]; k < rows.offsets[tu + 1]; ++k) {
+      q.candidates.push_back(test->items.External(rows.cols[k]));
+    }
+    q.k = static_cast<int>(q.candidates.size());
+    absl::StatusOr<RecommendResult> rec = (*engine)->Recommend(q);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    absl::flat_hash_map<std::string, float> predicted;
+    for (const auto& it : rec->items)
+      predicted[it.item.id] = it.predicted_rating;
+    for (int64_t k = rows.offsets[tu]; k < rows.offsets[tu + 1]; ++k) {
+      const std::string& item = test->items.External(rows.cols[k]);
+      const float actual = rows.values[k];
+      const float fold = predicted.count(item)
+                             ? predicted[item]
+                             : (*engine)->Info().scale.Clip(3);
+      with_fold_in.Add(fold, actual);
+      with_full.Add(
+          full->Predict(full->users.Find(user), full->items.Find(item)),
+          actual);
+    }
+  }
+  const double ratio = with_fold_in.Result().rmse / with_full.Result().rmse;
+  std::cout << "protocol F (u1, " << cold_users.size() << " cold users, "
+            << with_full.Result().n << " test pairs): full RMSE "
+            << with_full.Result().rmse << ", fold-in RMSE "
+            << with_fold_in.Result().rmse << ", ratio " << ratio << "\n";
+  EXPECT_LE(ratio, 1.02);
+}
+
+}  // namespace
+}  // namespace recsys
