@@ -1,10 +1,10 @@
+// The commands: requests from options, responses as tables or JSON, and
+// failures turned into messages and exit codes. `rate --file` lives in
+// rate_file.cc, health in health.cc, JSON writing in json.cc.
 #include "client/client.h"
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <condition_variable>
-#include <mutex>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -13,10 +13,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "google/protobuf/util/json_util.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/support/byte_buffer.h"
-#include "grpcpp/support/slice.h"
 #include "models/status_macros.h"
 
 namespace recsys {
@@ -200,38 +196,6 @@ std::string FormatTimestamp(int64_t seconds) {
                           absl::UTCTimeZone());
 }
 
-std::string HealthStatusName(int status) {
-  switch (status) {
-    case 1:
-      return "SERVING";
-    case 2:
-      return "NOT_SERVING";
-    case 3:
-      return "SERVICE_UNKNOWN";
-    default:
-      return "UNKNOWN";
-  }
-}
-
-void AppendVarint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7F) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-bool ReadVarint(absl::string_view* in, uint64_t* v) {
-  *v = 0;
-  for (int shift = 0; shift < 64 && !in->empty(); shift += 7) {
-    const auto byte = static_cast<unsigned char>(in->front());
-    in->remove_prefix(1);
-    *v |= static_cast<uint64_t>(byte & 0x7F) << shift;
-    if ((byte & 0x80) == 0) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 absl::Status UsageError(absl::string_view message) {
@@ -261,116 +225,6 @@ void SetDeadline(const ClientOptions& options, grpc::ClientContext* context) {
   if (options.timeout <= absl::ZeroDuration()) return;
   context->set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoMilliseconds(options.timeout));
-}
-
-std::string ToJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions json;
-  json.always_print_primitive_fields = true;
-  json.preserve_proto_field_names = true;
-  std::string out;
-  // Printing a message we built ourselves cannot fail.
-  (void)google::protobuf::util::MessageToJsonString(message, &out, json);
-  return out;
-}
-
-std::string JsonQuote(absl::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", static_cast<int>(c));
-        } else {
-          out += c;  // UTF-8 passes through
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
-void JsonObject::Key(absl::string_view key) {
-  if (!body_.empty()) body_ += ',';
-  absl::StrAppend(&body_, JsonQuote(key), ":");
-}
-
-JsonObject& JsonObject::AddString(absl::string_view key,
-                                  absl::string_view value) {
-  Key(key);
-  body_ += JsonQuote(value);
-  return *this;
-}
-
-JsonObject& JsonObject::AddInt(absl::string_view key, int64_t value) {
-  Key(key);
-  absl::StrAppend(&body_, value);
-  return *this;
-}
-
-JsonObject& JsonObject::AddDouble(absl::string_view key, double value) {
-  Key(key);
-  // JSON has no NaN or infinity.
-  body_ += std::isfinite(value) ? absl::StrFormat("%.6g", value) : "null";
-  return *this;
-}
-
-JsonObject& JsonObject::AddRaw(absl::string_view key, absl::string_view json) {
-  Key(key);
-  absl::StrAppend(&body_, json);
-  return *this;
-}
-
-std::string EncodeHealthCheckRequest(absl::string_view service) {
-  std::string out;
-  if (service.empty()) return out;  // proto3 omits default values
-  out.push_back('\x0A');            // field 1, length-delimited
-  AppendVarint(service.size(), &out);
-  out.append(service.data(), service.size());
-  return out;
-}
-
-int DecodeHealthCheckResponse(absl::string_view bytes) {
-  int status = 0;  // absent field = UNKNOWN
-  while (!bytes.empty()) {
-    uint64_t key = 0, value = 0;
-    if (!ReadVarint(&bytes, &key)) return -1;
-    switch (key & 7) {
-      case 0:  // varint
-        if (!ReadVarint(&bytes, &value)) return -1;
-        if (key >> 3 == 1) status = static_cast<int>(value);
-        break;
-      case 1:  // 64-bit
-        if (bytes.size() < 8) return -1;
-        bytes.remove_prefix(8);
-        break;
-      case 2:  // length-delimited
-        if (!ReadVarint(&bytes, &value) || value > bytes.size()) return -1;
-        bytes.remove_prefix(value);
-        break;
-      case 5:  // 32-bit
-        if (bytes.size() < 4) return -1;
-        bytes.remove_prefix(4);
-        break;
-      default:
-        return -1;
-    }
-  }
-  return status;
 }
 
 }  // namespace internal
@@ -555,60 +409,6 @@ absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
       << (info.training_job_id().empty() ? "none" : info.training_job_id())
       << "\n";
   return absl::OkStatus();
-}
-
-absl::Status RunHealth(const ClientOptions& options,
-                       const HealthOptions& command,
-                       const std::shared_ptr<grpc::ChannelInterface>& channel,
-                       const Streams& io) {
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  grpc::Slice slice(internal::EncodeHealthCheckRequest(command.service));
-  grpc::ByteBuffer request(&slice, 1);
-  grpc::ByteBuffer response;
-  std::mutex mu;
-  std::condition_variable done_cv;
-  bool done = false;
-  grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
-                 &request, &response, [&](grpc::Status s) {
-                   std::lock_guard<std::mutex> lock(mu);
-                   status = std::move(s);
-                   done = true;
-                   done_cv.notify_one();
-                 });
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    done_cv.wait(lock, [&] { return done; });
-  }
-  RECSYS_RETURN_IF_ERROR(internal::RpcError(status));
-  std::vector<grpc::Slice> slices;
-  if (!response.Dump(&slices).ok()) {
-    return absl::DataLossError("unreadable health check response");
-  }
-  std::string bytes;
-  for (const grpc::Slice& s : slices) {
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
-  const int code = internal::DecodeHealthCheckResponse(bytes);
-  if (code < 0) {
-    return absl::DataLossError("malformed grpc.health.v1 response");
-  }
-  const std::string name = HealthStatusName(code);
-  if (options.json) {
-    *io.out << internal::JsonObject()
-                   .AddString("service", command.service)
-                   .AddString("status", name)
-                   .Build()
-            << "\n";
-  } else {
-    *io.out << name << "\n";
-  }
-  if (code == 1) return absl::OkStatus();
-  return internal::OutcomeError(
-      absl::StatusCode::kUnavailable,
-      absl::StrCat("service \"", command.service, "\" is ", name));
 }
 
 absl::Status RunInteractive(const ClientOptions& options,

@@ -276,13 +276,17 @@ absl::Status RunRateFile(const ClientOptions& options,
       stream = stub.RateStream(&context);
 
   std::thread monitor([&] {
+    constexpr auto kProgressPeriod = std::chrono::milliseconds(100);
+    Clock::time_point printed = start;
     std::unique_lock<std::mutex> lock(shared.mu);
     while (!shared.finished) {
-      shared.cv.wait_for(lock, std::chrono::milliseconds(100));
+      // Every ack wakes this thread too; the clock decides when to draw.
+      shared.cv.wait_for(lock, kProgressPeriod);
       if (shared.finished) break;
       const Clock::time_point now = Clock::now();
-      if (io.err_is_tty) {
+      if (io.err_is_tty && now - printed >= kProgressPeriod) {
         PrintProgress(shared.summary, Seconds(now - start), *io.err);
+        printed = now;
       }
       if (options.timeout > absl::ZeroDuration() && !shared.in_flight.empty() &&
           now - shared.last_activity >

@@ -7,8 +7,11 @@
 //   file recsys-server --train_data=ml-100k --listen=127.0.0.1:50051
 //
 // Flag names accept dashes or underscores.
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -50,6 +53,35 @@ ABSL_FLAG(std::string, port_file, "",
 
 namespace {
 
+// SIGTERM/SIGINT write their number here; main reads it. A handler (rather
+// than blocking the signals and calling sigwait) works whichever thread the
+// kernel picks, including threads libraries start before main.
+int signal_pipe[2] = {-1, -1};
+
+void OnSignal(int sig) {
+  const char c = static_cast<char>(sig);
+  const ssize_t n = write(signal_pipe[1], &c, 1);
+  (void)n;
+}
+
+bool InstallSignalHandlers() {
+  if (pipe2(signal_pipe, O_CLOEXEC) != 0) return false;
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  signal(SIGPIPE, SIG_IGN);
+  return sigaction(SIGTERM, &sa, nullptr) == 0 &&
+         sigaction(SIGINT, &sa, nullptr) == 0;
+}
+
+int WaitForSignal() {
+  char c = 0;
+  while (read(signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  return c;
+}
+
 std::vector<char*> NormalizeFlagNames(int argc, char** argv,
                                       std::vector<std::string>* storage) {
   storage->reserve(argc);
@@ -79,13 +111,10 @@ int main(int argc, char** argv) {
   std::vector<char*> args = NormalizeFlagNames(argc, argv, &storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
 
-  // Signals go to one waiting thread (blocked here, before any thread
-  // starts, so every thread inherits the mask).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (!InstallSignalHandlers()) {
+    std::perror("recsys-server: signal handlers");
+    return 1;
+  }
 
   recsys::ServerOptions opt;
   opt.listen = absl::GetFlag(FLAGS_listen);
@@ -108,8 +137,7 @@ int main(int argc, char** argv) {
     std::cerr << "recsys-server: " << started.message() << "\n";
     return 1;
   }
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = WaitForSignal();
   std::cerr << "recsys-server: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
             << ", shutting down\n";
   absl::Status stopped = server.Shutdown();

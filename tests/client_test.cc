@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -491,7 +492,13 @@ TEST_F(ClientTest, BigFileStreamsWithBoundedInFlight) {
                     line % 1000 == 0 ? 9 : 1 + line % 5, "\n");
   }
   RateFileSummary summary;
+  io_.err_is_tty = true;
   RateText(text, &summary, kInFlight).IgnoreError();
+  // The progress line is redrawn at most ten times a second, then erased.
+  const std::string err = err_.str();
+  const auto redraws = std::count(err.begin(), err.end(), '\r');
+  EXPECT_LE(redraws, 2 + static_cast<int64_t>(summary.elapsed_seconds * 10));
+  EXPECT_TRUE(absl::EndsWith(err, "\r\033[K")) << err;
   EXPECT_EQ(summary.sent, kLines);
   EXPECT_EQ(summary.rejected, kLines / 1000);
   EXPECT_EQ(summary.accepted, kLines - kLines / 1000);

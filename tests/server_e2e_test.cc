@@ -1,0 +1,485 @@
+// End to end through the real binaries: recsys-server processes on loopback
+// ports chosen at run time, queried with recsys-client and the gRPC stub;
+// killed with SIGKILL and restarted to check that acknowledged ratings
+// survive.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/recsys.grpc.pb.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+using ::testing::HasSubstr;
+using v1::Recommender;
+
+// A recsys-server child process.
+class ServerProcess {
+ public:
+  ServerProcess(std::string data_dir, std::vector<std::string> flags)
+      : data_dir_(std::move(data_dir)), flags_(std::move(flags)) {}
+  ~ServerProcess() { Kill(); }
+
+  // Starts the server and waits until it answers GetModelInfo.
+  void Start() {
+    port_file_ = data_dir_ + ".port";
+    std::filesystem::remove(port_file_);
+    // Open client channels hold shutdown for the whole grace period (gRPC
+    // waits for them); a short one keeps the test quick.
+    std::vector<std::string> args = {
+        RECSYS_SERVER_BIN, "--listen=127.0.0.1:0", "--data-dir=" + data_dir_,
+        "--port-file=" + port_file_, "--grace-seconds=1"};
+    args.insert(args.end(), flags_.begin(), flags_.end());
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      const std::string log = data_dir_ + ".log";
+      freopen(log.c_str(), "a", stderr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(port_file_);
+      if (in >> port_ && port_ > 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_GT(port_, 0) << "server did not start; see " << data_dir_ << ".log";
+    channel_ =
+        grpc::CreateChannel(target(), grpc::InsecureChannelCredentials());
+    stub_ = Recommender::NewStub(channel_);
+    while (std::chrono::steady_clock::now() < deadline) {
+      grpc::ClientContext ctx;
+      v1::ModelInfo info;
+      if (stub_->GetModelInfo(&ctx, {}, &info).ok()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "server never served a model";
+  }
+
+  void Kill(int sig = SIGKILL) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    exit_status_ = status;
+    pid_ = -1;
+    stub_.reset();
+    channel_.reset();
+    port_ = 0;
+  }
+
+  std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
+  Recommender::Stub& stub() { return *stub_; }
+  int exit_status() const { return exit_status_; }
+
+ private:
+  std::string data_dir_;
+  std::vector<std::string> flags_;
+  std::string port_file_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int exit_status_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<Recommender::Stub> stub_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs recsys-client with `args`, stdout and stderr together.
+CommandResult RunClient(const std::string& target, const std::string& args) {
+  const std::string cmd = absl::StrCat(RECSYS_CLIENT_BIN, " --target=", target,
+                                       " --timeout=30 ", args, " 2>&1");
+  CommandResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string WriteGeneratedCsv(const std::string& path) {
+  const RatingData data =
+      testing::PlantedData(200, 150, 4, 0.15, 0.3, 12, true);
+  std::ostringstream out;
+  for (const Rating& r : data.ratings) {
+    out << data.users.External(r.user) << ',' << data.items.External(r.item)
+        << ',' << r.value << ',' << r.timestamp << '\n';
+  }
+  testing::WriteFile(path, out.str());
+  return path;
+}
+
+std::vector<std::string> Recommended(Recommender::Stub& stub,
+                                     const std::string& user,
+                                     v1::Strategy* strategy = nullptr) {
+  grpc::ClientContext ctx;
+  v1::RecommendRequest req;
+  req.set_user_id(user);
+  req.set_k(10);
+  v1::RecommendResponse resp;
+  const grpc::Status s = stub.Recommend(&ctx, req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  if (strategy != nullptr) *strategy = resp.strategy();
+  std::vector<std::string> ids;
+  for (const auto& it : resp.items()) ids.push_back(it.item().id());
+  return ids;
+}
+
+int64_t RatingCount(Recommender::Stub& stub, const std::string& user) {
+  grpc::ClientContext ctx;
+  v1::GetUserRequest req;
+  req.set_user_id(user);
+  req.set_recent(1);
+  v1::GetUserResponse resp;
+  if (!stub.GetUser(&ctx, req, &resp).ok()) return 0;
+  return resp.rating_count();
+}
+
+class ServerE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("e2e");
+    csv_ = WriteGeneratedCsv(dir_ + "/ratings.csv");
+  }
+  std::unique_ptr<ServerProcess> Server(std::vector<std::string> extra = {}) {
+    std::vector<std::string> flags = {"--train-data=" + csv_, "--threads=2"};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    return std::make_unique<ServerProcess>(dir_ + "/data", flags);
+  }
+  std::string dir_, csv_;
+};
+
+TEST_F(ServerE2eTest, NewUserRatesTwentyItemsThroughTheClient) {
+  auto server = Server();
+  server->Start();
+  const CommandResult health = RunClient(server->target(), "health");
+  EXPECT_EQ(health.exit_code, 0) << health.output;
+  EXPECT_THAT(health.output, HasSubstr("SERVING"));
+
+  v1::Strategy strategy;
+  const std::vector<std::string> before =
+      Recommended(server->stub(), "walk-in", &strategy);
+  EXPECT_EQ(strategy, v1::STRATEGY_POPULARITY);
+
+  // Twenty ratings streamed from a file by the client.
+  std::ostringstream file;
+  file << "user,item,rating\n";
+  std::vector<std::string> rated;
+  for (int i = 0; i < 20; ++i) {
+    rated.push_back(absl::StrCat("i", i * 7));
+    file << "walk-in," << rated.back() << ',' << (i % 3 == 0 ? 1 : 5) << '\n';
+  }
+  testing::WriteFile(dir_ + "/mine.csv", file.str());
+  const CommandResult rate =
+      RunClient(server->target(), "rate --file=" + dir_ + "/mine.csv");
+  EXPECT_EQ(rate.exit_code, 0) << rate.output;
+  EXPECT_THAT(rate.output, HasSubstr("20"));
+
+  const std::vector<std::string> after =
+      Recommended(server->stub(), "walk-in", &strategy);
+  EXPECT_EQ(strategy, v1::STRATEGY_PERSONALIZED);
+  ASSERT_EQ(after.size(), 10u);
+  EXPECT_NE(before, after);
+  for (const std::string& id : after) {
+    EXPECT_EQ(std::count(rated.begin(), rated.end(), id), 0)
+        << id << " was rated";
+  }
+  EXPECT_EQ(RatingCount(server->stub(), "walk-in"), 20);
+
+  const CommandResult shown =
+      RunClient(server->target(), "recommend --user=walk-in -k 10");
+  EXPECT_EQ(shown.exit_code, 0) << shown.output;
+  EXPECT_THAT(shown.output, HasSubstr("personalized"));
+  for (const std::string& id : after) EXPECT_THAT(shown.output, HasSubstr(id));
+
+  // SIGTERM: a clean exit with status 0, and everything is still there.
+  server->Kill(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(server->exit_status()));
+  EXPECT_EQ(WEXITSTATUS(server->exit_status()), 0);
+  server->Start();
+  EXPECT_EQ(RatingCount(server->stub(), "walk-in"), 20);
+}
+
+TEST_F(ServerE2eTest, BadInputGetsCanonicalStatusCodes) {
+  auto server = Server({"--max-message-bytes=65536"});
+  server->Start();
+  Recommender::Stub& stub = server->stub();
+  auto recommend = [&](const std::string& user, int k) {
+    grpc::ClientContext ctx;
+    v1::RecommendRequest req;
+    req.set_user_id(user);
+    req.set_k(k);
+    v1::RecommendResponse resp;
+    return stub.Recommend(&ctx, req, &resp).error_code();
+  };
+  EXPECT_EQ(recommend("u1", -1), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(recommend("u1", 1001), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(recommend("", 10), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(recommend(std::string(300, 'x'), 10),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  auto rate = [&](const std::string& user, float value) {
+    grpc::ClientContext ctx;
+    v1::RateRequest req;
+    req.set_user_id(user);
+    req.set_item_id("i1");
+    req.set_rating(value);
+    v1::RateResponse resp;
+    return stub.Rate(&ctx, req, &resp).error_code();
+  };
+  EXPECT_EQ(rate("u1", std::nanf("")), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(rate("u1", INFINITY), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(rate("u1", 5.5f), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(rate("u1", 0.5f), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(rate("u1", 4.0f), grpc::StatusCode::OK);
+  {
+    grpc::ClientContext ctx;
+    v1::SimilarItemsRequest req;
+    req.set_item_id("no-such-item");
+    v1::SimilarItemsResponse resp;
+    EXPECT_EQ(stub.SimilarItems(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    // Bigger than --max-message-bytes.
+    grpc::ClientContext ctx;
+    v1::RecommendRequest req;
+    req.set_user_id("u1");
+    for (int i = 0; i < 9000; ++i)
+      req.add_exclude_item_ids(absl::StrCat("item-", i));
+    v1::RecommendResponse resp;
+    EXPECT_EQ(stub.Recommend(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() -
+                     std::chrono::seconds(1));
+    v1::RecommendRequest req;
+    req.set_user_id("u1");
+    v1::RecommendResponse resp;
+    EXPECT_EQ(stub.Recommend(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  {
+    grpc::ClientContext c1, c2;
+    v1::TrainRequest req;
+    req.set_epochs(200);
+    v1::TrainResponse r1, r2;
+    ASSERT_TRUE(stub.Train(&c1, req, &r1).ok());
+    EXPECT_EQ(stub.Train(&c2, req, &r2).error_code(),
+              grpc::StatusCode::ALREADY_EXISTS);
+    grpc::ClientContext c3;
+    req.set_model_kind("nonsense");
+    EXPECT_EQ(stub.Train(&c3, req, &r2).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+}
+
+TEST_F(ServerE2eTest, StreamAcknowledgesEveryRatingAndSurvivesABadOne) {
+  auto server = Server();
+  server->Start();
+  grpc::ClientContext ctx;
+  auto stream = server->stub().RateStream(&ctx);
+  const int n = 500;
+  for (int i = 0; i < n; ++i) {
+    v1::RateRequest r;
+    r.set_user_id(absl::StrCat("s", i % 25));
+    r.set_item_id(absl::StrCat("i", i % 150));
+    r.set_rating(i == 123 ? 42.0f : 3.0f);  // one out of scale
+    ASSERT_TRUE(stream->Write(r));
+  }
+  stream->WritesDone();
+  std::vector<int> seen(n, 0);
+  v1::RateStreamResponse resp;
+  while (stream->Read(&resp)) {
+    for (const auto& ack : resp.acks()) {
+      ASSERT_LT(ack.index(), static_cast<uint64_t>(n));
+      ++seen[ack.index()];
+      if (ack.index() == 123) {
+        EXPECT_FALSE(ack.accepted());
+        EXPECT_EQ(ack.code(),
+                  static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+        EXPECT_THAT(ack.error(), HasSubstr("outside the scale"));
+      } else {
+        EXPECT_TRUE(ack.accepted()) << ack.error();
+        EXPECT_GT(ack.sequence(), 0u);
+      }
+    }
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  for (int i = 0; i < n; ++i) EXPECT_EQ(seen[i], 1) << "rating " << i;
+}
+
+// SIGKILL at a random moment while ratings stream in; after a restart every
+// acknowledged rating is there.
+TEST_F(ServerE2eTest, KilledServerKeepsEveryAcknowledgedRating) {
+  std::mt19937 rng(1234);
+  auto server = Server({"--snapshot-every=700"});
+  std::set<std::pair<std::string, std::string>> acked;
+  for (int round = 0; round < 4; ++round) {
+    server->Start();
+    std::atomic<bool> stop{false};
+    std::mutex mu;
+    std::thread writer([&] {
+      grpc::ClientContext ctx;
+      auto stream = server->stub().RateStream(&ctx);
+      std::vector<std::pair<std::string, std::string>> sent;
+      std::thread reader([&] {
+        v1::RateStreamResponse resp;
+        while (stream->Read(&resp)) {
+          std::lock_guard<std::mutex> lock(mu);
+          for (const auto& ack : resp.acks()) {
+            if (ack.accepted()) acked.insert(sent[ack.index()]);
+          }
+        }
+      });
+      for (int i = 0; !stop.load(); ++i) {
+        v1::RateRequest r;
+        r.set_user_id(absl::StrCat("k", round, "-", i % 40));
+        r.set_item_id(absl::StrCat("i", (i * 7) % 150));
+        r.set_rating(1 + i % 5);
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          sent.emplace_back(r.user_id(), r.item_id());
+        }
+        if (!stream->Write(r)) break;
+      }
+      stream->WritesDone();
+      reader.join();
+      stream->Finish().ok();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 400));
+    server->Kill(SIGKILL);
+    stop = true;
+    writer.join();
+  }
+  ASSERT_FALSE(acked.empty());
+  server->Start();
+  // Every acknowledged (user, item) pair is in the user's history.
+  std::map<std::string, std::set<std::string>> by_user;
+  for (const auto& [u, i] : acked) by_user[u].insert(i);
+  for (const auto& [user, items] : by_user) {
+    grpc::ClientContext ctx;
+    v1::GetUserRequest req;
+    req.set_user_id(user);
+    req.set_recent(1000);
+    v1::GetUserResponse resp;
+    ASSERT_TRUE(server->stub().GetUser(&ctx, req, &resp).ok()) << user;
+    std::set<std::string> have;
+    for (const auto& r : resp.recent()) have.insert(r.item().id());
+    for (const std::string& item : items) {
+      EXPECT_TRUE(have.count(item)) << user << " lost " << item;
+    }
+  }
+  std::cout << "acknowledged ratings checked after 4 kills: " << acked.size()
+            << "\n";
+}
+
+TEST_F(ServerE2eTest, TrainingWhileServingFailsNoCallAndKeepsNewRatings) {
+  auto server = Server();
+  server->Start();
+  Recommender::Stub& stub = server->stub();
+  std::string job;
+  {
+    grpc::ClientContext ctx;
+    v1::TrainRequest req;
+    req.set_epochs(60);
+    v1::TrainResponse resp;
+    ASSERT_TRUE(stub.Train(&ctx, req, &resp).ok());
+    job = resp.job_id();
+  }
+  std::atomic<int> failures{0};
+  std::atomic<bool> done{false};
+  std::thread traffic([&] {
+    for (int i = 0; !done.load() || i < 50; ++i) {
+      grpc::ClientContext c1, c2;
+      v1::RateRequest r;
+      r.set_user_id("trainee");
+      r.set_item_id(absl::StrCat("i", i % 150));
+      r.set_rating(4);
+      v1::RateResponse rr;
+      if (!stub.Rate(&c1, r, &rr).ok()) ++failures;
+      v1::RecommendRequest q;
+      q.set_user_id("trainee");
+      v1::RecommendResponse qr;
+      if (!stub.Recommend(&c2, q, &qr).ok()) ++failures;
+    }
+  });
+  grpc::ClientContext ctx;
+  v1::WatchTrainingRequest req;
+  req.set_job_id(job);
+  auto watch = stub.WatchTraining(&ctx, req);
+  v1::TrainingEvent ev, last;
+  int epochs = 0;
+  while (watch->Read(&ev)) {
+    last = ev;
+    if (ev.state() == v1::TrainingEvent::STATE_RUNNING) ++epochs;
+  }
+  EXPECT_TRUE(watch->Finish().ok());
+  done = true;
+  traffic.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(last.state(), v1::TrainingEvent::STATE_SUCCEEDED) << last.error();
+  EXPECT_EQ(epochs, 60);
+  EXPECT_EQ(last.model_version(), 2u);
+  grpc::ClientContext ictx;
+  v1::ModelInfo info;
+  ASSERT_TRUE(stub.GetModelInfo(&ictx, {}, &info).ok());
+  EXPECT_EQ(info.version(), 2u);
+  // Each of the first 150 items was rated at least once by "trainee" only if
+  // the loop got that far; every accepted one is in the history.
+  EXPECT_GE(RatingCount(stub, "trainee"), 50);
+}
+
+TEST(ServerE2eRealData, MovieLens100kServesTitledRecommendations) {
+  const std::string ml = testing::SharedDataset("ml-100k");
+  if (ml.empty()) {
+    GTEST_SKIP() << "MovieLens copy not found: ../shared/data/ml-100k (set "
+                    "RECSYS_TEST_DATA_DIR)";
+  }
+  const std::string dir = testing::MakeTempDir("e2e_ml");
+  ServerProcess server(dir + "/data", {"--train-data=" + ml, "--threads=2"});
+  server.Start();
+  const CommandResult shown =
+      RunClient(server.target(), "recommend --user=1 -k 10");
+  EXPECT_EQ(shown.exit_code, 0) << shown.output;
+  EXPECT_THAT(shown.output, HasSubstr("personalized"));
+  EXPECT_THAT(shown.output, ::testing::ContainsRegex("\\(19[0-9][0-9]\\)"));
+  EXPECT_THAT(shown.output, ::testing::Not(HasSubstr("Toy Story")));  // rated
+  const CommandResult similar =
+      RunClient(server.target(), "similar --item=50 -k 3");
+  EXPECT_EQ(similar.exit_code, 0) << similar.output;
+  EXPECT_THAT(similar.output, HasSubstr("Star Wars"));
+}
+
+}  // namespace
+}  // namespace recsys
