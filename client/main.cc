@@ -27,6 +27,7 @@
 #include "client/client.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "models/flag_names.h"
 
 // Every command.
 ABSL_FLAG(std::string, target, "localhost:50051", "Server address host:port");
@@ -93,32 +94,20 @@ constexpr char kUsage[] =
     "global: --target=localhost:50051 --timeout=10 --json\n"
     "Run with --helpfull for every flag.";
 
-// Abseil wants underscores; people type dashes. Rewrite "--a-b=c" to
-// "--a_b=c" (only the name part).
-std::vector<char*> NormalizeFlagNames(int argc, char** argv,
-                                      std::vector<std::string>* storage) {
-  storage->reserve(argc);
-  std::vector<char*> out;
+// "--file -" would make Abseil ask whether "-" was meant as a value; it was
+// (stdin), so say so with "--file=-".
+std::vector<std::string> JoinStdinFile(int argc, char** argv) {
+  std::vector<std::string> args;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg.size() > 2 && arg[0] == '-') {
-      const size_t start = arg[1] == '-' ? 2 : 1;
-      const size_t end = std::min(arg.find('='), arg.size());
-      for (size_t j = start; j < end; ++j) {
-        if (arg[j] == '-') arg[j] = '_';
-      }
-    }
-    // "--file -" would make Abseil ask whether "-" was meant as a value;
-    // it was (stdin), so say so with "--file=-".
     if (i + 1 < argc && std::string(argv[i + 1]) == "-" &&
         (arg == "--file" || arg == "-file")) {
       arg += "=-";
       ++i;
     }
-    storage->push_back(std::move(arg));
+    args.push_back(std::move(arg));
   }
-  for (std::string& s : *storage) out.push_back(s.data());
-  return out;
+  return args;
 }
 
 RecommendOptions RecommendFromFlags() {
@@ -196,8 +185,8 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(recsys::kUsage);
-  std::vector<std::string> storage;
-  std::vector<char*> args = recsys::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<std::string> storage = recsys::JoinStdinFile(argc, argv);
+  std::vector<char*> args = recsys::NormalizeFlagNames(&storage);
   std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   if (positional.size() > 2) {

@@ -738,15 +738,8 @@ EngineInfo Engine::Info() const {
 }
 
 absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
-  const std::shared_ptr<Generation> g = current();
-  const ModelKind kind = spec.kind.value_or(g->model->kind);
-  Hyperparameters params = DefaultHyperparameters(kind);
-  if (spec.factors) params.factors = *spec.factors;
-  if (spec.epochs) params.epochs = *spec.epochs;
-  if (spec.learning_rate) params.learning_rate = *spec.learning_rate;
-  if (spec.reg) params.reg = *spec.reg;
-  if (spec.reg_bias) params.reg_bias = *spec.reg_bias;
-  if (spec.seed) params.seed = *spec.seed;
+  const ModelKind kind = spec.kind.value_or(current()->model->kind);
+  const Hyperparameters params = ResolveParams(kind, spec.params);
   RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(kind, params));
   if (!(spec.validation_fraction >= 0 && spec.validation_fraction <= 0.5)) {
     return absl::InvalidArgumentError(
@@ -762,20 +755,16 @@ absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
   job->id = absl::StrCat("train-", next_job_++, "-", NowSeconds());
   jobs_[job->id] = job;
   running_ = job;
-  TrainSpec resolved = spec;
-  resolved.kind = kind;
-  resolved.factors = params.factors;
-  resolved.epochs = params.epochs;
-  resolved.learning_rate = params.learning_rate;
-  resolved.reg = params.reg;
-  resolved.reg_bias = params.reg_bias;
-  resolved.seed = params.seed;
-  trainer_ = std::thread([this, job, resolved] { RunTraining(job, resolved); });
+  const double fraction = spec.validation_fraction;
+  trainer_ = std::thread([this, job, kind, params, fraction] {
+    RunTraining(job, kind, params, fraction);
+  });
   return job->id;
 }
 
 void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
-                         TrainSpec spec) {
+                         ModelKind kind, Hyperparameters params,
+                         double validation_fraction) {
   TrainingUpdate last;
   auto finish = [&](TrainingUpdate u) {
     {
@@ -805,8 +794,8 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
   const RatingData* fit = &all;
   TrainOptions opt;
   opt.threads = options_.train_threads;
-  if (spec.validation_fraction > 0) {
-    RandomSplit(all, spec.validation_fraction, *spec.seed ^ 0x5eed, &train,
+  if (validation_fraction > 0) {
+    RandomSplit(all, validation_fraction, params.seed ^ 0x5eed, &train,
                 &validation);
     fit = &train;
     opt.validation = &validation;
@@ -820,14 +809,7 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
     last.elapsed_seconds = r.elapsed_seconds;
     job->Push(last, false);
   };
-  Hyperparameters params = DefaultHyperparameters(*spec.kind);
-  params.factors = *spec.factors;
-  params.epochs = *spec.epochs;
-  params.learning_rate = *spec.learning_rate;
-  params.reg = *spec.reg;
-  params.reg_bias = *spec.reg_bias;
-  params.seed = *spec.seed;
-  absl::StatusOr<Model> trained = TrainModel(*fit, *spec.kind, params, opt);
+  absl::StatusOr<Model> trained = TrainModel(*fit, kind, params, opt);
   if (!trained.ok()) {
     TrainingUpdate u = last;
     u.state = TrainingUpdate::kFailed;

@@ -44,6 +44,7 @@
 #include "models/model.h"
 #include "models/train.h"
 #include "server/rating_log.h"
+#include "trainer/trainer.h"
 
 namespace recsys {
 
@@ -138,9 +139,7 @@ struct EngineInfo {
 
 struct TrainSpec {
   std::optional<ModelKind> kind;  // default: the current kind
-  std::optional<int32_t> factors, epochs;
-  std::optional<float> learning_rate, reg, reg_bias;
-  std::optional<uint64_t> seed;
+  ParamOverrides params;          // over the kind's defaults
   double validation_fraction = 0.05;
 };
 
@@ -209,7 +208,8 @@ class Engine {
   // Applies a durable record to generation `g` (under swap_mu_ shared).
   RateResult Apply(internal::Generation& g, const LogRecord& rec);
   void MaybeSnapshot();
-  void RunTraining(std::shared_ptr<internal::TrainingJob> job, TrainSpec spec);
+  void RunTraining(std::shared_ptr<internal::TrainingJob> job, ModelKind kind,
+                   Hyperparameters params, double validation_fraction);
 
   EngineOptions options_;
   std::unique_ptr<RatingLog> log_;

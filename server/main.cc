@@ -25,6 +25,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "models/flag_names.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -82,33 +83,14 @@ int WaitForSignal() {
   return c;
 }
 
-std::vector<char*> NormalizeFlagNames(int argc, char** argv,
-                                      std::vector<std::string>* storage) {
-  storage->reserve(argc);
-  std::vector<char*> out;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.size() > 2 && arg[0] == '-') {
-      const size_t start = arg[1] == '-' ? 2 : 1;
-      const size_t end = std::min(arg.find('='), arg.size());
-      for (size_t j = start; j < end; ++j) {
-        if (arg[j] == '-') arg[j] = '_';
-      }
-    }
-    storage->push_back(std::move(arg));
-    out.push_back(storage->back().data());
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "recsys-server [--listen=127.0.0.1:50051] [--data_dir=DIR] "
       "[--model=FILE | --train_data=ml-100k]");
-  std::vector<std::string> storage;
-  std::vector<char*> args = NormalizeFlagNames(argc, argv, &storage);
+  std::vector<std::string> storage(argv, argv + argc);
+  std::vector<char*> args = recsys::NormalizeFlagNames(&storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
 
   if (!InstallSignalHandlers()) {

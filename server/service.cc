@@ -160,12 +160,14 @@ grpc::Status RecommenderService::Train(grpc::ServerContext*,
     if (!req->model_kind().empty()) {
       RECSYS_ASSIGN_OR_RETURN(spec.kind, ParseModelKind(req->model_kind()));
     }
-    if (req->has_factors()) spec.factors = req->factors();
-    if (req->has_epochs()) spec.epochs = req->epochs();
-    if (req->has_learning_rate()) spec.learning_rate = req->learning_rate();
-    if (req->has_reg()) spec.reg = req->reg();
-    if (req->has_reg_bias()) spec.reg_bias = req->reg_bias();
-    if (req->has_seed()) spec.seed = req->seed();
+    if (req->has_factors()) spec.params.factors = req->factors();
+    if (req->has_epochs()) spec.params.epochs = req->epochs();
+    if (req->has_learning_rate()) {
+      spec.params.learning_rate = req->learning_rate();
+    }
+    if (req->has_reg()) spec.params.reg = req->reg();
+    if (req->has_reg_bias()) spec.params.reg_bias = req->reg_bias();
+    if (req->has_seed()) spec.params.seed = req->seed();
     if (req->has_validation_fraction()) {
       spec.validation_fraction = req->validation_fraction();
     }

@@ -240,7 +240,7 @@ TEST_F(EngineTest, BadInputGetsTheRightCodes) {
 
 TEST_F(EngineTest, TrainingWhileServingLosesNothing) {
   TrainSpec spec;
-  spec.epochs = 30;
+  spec.params.epochs = 30;
   absl::StatusOr<std::string> job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(engine_->StartTraining(spec).status().code(),

@@ -127,15 +127,8 @@ CommandResult RunClient(const std::string& target, const std::string& args) {
 }
 
 std::string WriteGeneratedCsv(const std::string& path) {
-  const RatingData data =
-      testing::PlantedData(200, 150, 4, 0.15, 0.3, 12, true);
-  std::ostringstream out;
-  for (const Rating& r : data.ratings) {
-    out << data.users.External(r.user) << ',' << data.items.External(r.item)
-        << ',' << r.value << ',' << r.timestamp << '\n';
-  }
-  testing::WriteFile(path, out.str());
-  return path;
+  return testing::WriteRatingsCsv(
+      testing::PlantedData(200, 150, 4, 0.15, 0.3, 12, true), path);
 }
 
 std::vector<std::string> Recommended(Recommender::Stub& stub,

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "Eigen/Core"
 #include "absl/strings/str_cat.h"
@@ -43,6 +44,16 @@ std::string MakeTempDir(const std::string& tag) {
 void WriteFile(const std::string& path, const std::string& contents) {
   std::ofstream out(path, std::ios::binary);
   out << contents;
+}
+
+std::string WriteRatingsCsv(const RatingData& data, const std::string& path) {
+  std::ostringstream out;
+  for (const Rating& r : data.ratings) {
+    out << data.users.External(r.user) << ',' << data.items.External(r.item)
+        << ',' << r.value << ',' << r.timestamp << '\n';
+  }
+  WriteFile(path, out.str());
+  return path;
 }
 
 RatingData PlantedData(int32_t users, int32_t items, int32_t rank,

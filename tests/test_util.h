@@ -19,6 +19,8 @@ std::string SharedDataset(const std::string& name);
 // A fresh empty directory under the test's temporary directory.
 std::string MakeTempDir(const std::string& tag);
 void WriteFile(const std::string& path, const std::string& contents);
+// Writes `data` as "user,item,rating,timestamp" lines; returns `path`.
+std::string WriteRatingsCsv(const RatingData& data, const std::string& path);
 
 // Ratings r = clip(round(mu + b_u + b_i + p_u.q_i + noise)) with rank-`rank`
 // factors, for a random fraction `density` of the users x items pairs, on the

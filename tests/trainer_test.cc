@@ -16,17 +16,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Writes `data` as "user,item,rating,timestamp" lines.
-std::string WriteCsv(const RatingData& data, const std::string& path) {
-  std::ostringstream out;
-  for (const Rating& r : data.ratings) {
-    out << data.users.External(r.user) << ',' << data.items.External(r.item)
-        << ',' << r.value << ',' << r.timestamp << '\n';
-  }
-  testing::WriteFile(path, out.str());
-  return path;
-}
-
 class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -34,8 +23,8 @@ class TrainerTest : public ::testing::Test {
     RatingData all = testing::PlantedData(120, 90, 3, 0.2, 0.3, 17, true);
     RatingData train, test;
     RandomSplit(all, 0.2, 3, &train, &test);
-    train_file_ = WriteCsv(train, dir_ + "/train.csv");
-    test_file_ = WriteCsv(test, dir_ + "/test.csv");
+    train_file_ = testing::WriteRatingsCsv(train, dir_ + "/train.csv");
+    test_file_ = testing::WriteRatingsCsv(test, dir_ + "/test.csv");
   }
   std::string dir_, train_file_, test_file_;
 };

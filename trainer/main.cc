@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "models/flag_names.h"
 #include "models/status_macros.h"
 #include "trainer/trainer.h"
 
@@ -99,27 +100,6 @@ constexpr char kUsage[] =
     "[--recommendations-out=F]\n"
     "  recommend  --model-file=FILE --user=U [--k=10]\n"
     "Run with --helpfull for every flag.";
-
-// Abseil wants underscores; people type dashes. Rewrite "--a-b=c" to
-// "--a_b=c" (only the name part).
-std::vector<char*> NormalizeFlagNames(int argc, char** argv,
-                                      std::vector<std::string>* storage) {
-  storage->reserve(argc);
-  std::vector<char*> out;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.size() > 2 && arg[0] == '-') {
-      const size_t start = arg[1] == '-' ? 2 : 1;
-      const size_t end = std::min(arg.find('='), arg.size());
-      for (size_t j = start; j < end; ++j) {
-        if (arg[j] == '-') arg[j] = '_';
-      }
-    }
-    storage->push_back(std::move(arg));
-    out.push_back(storage->back().data());
-  }
-  return out;
-}
 
 absl::StatusOr<DataSource> SourceFromFlags() {
   DataSource s;
@@ -222,8 +202,8 @@ absl::Status Run(const std::string& command) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(recsys::kUsage);
-  std::vector<std::string> storage;
-  std::vector<char*> args = recsys::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<std::string> storage(argv, argv + argc);
+  std::vector<char*> args = recsys::NormalizeFlagNames(&storage);
   std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   if (positional.size() != 2) {
