@@ -4,6 +4,7 @@
 
 #include "Eigen/Cholesky"
 #include "absl/strings/str_cat.h"
+#include "models/ials.h"
 
 namespace recsys {
 namespace internal {
@@ -69,6 +70,21 @@ FoldInResult FoldInRows(const Model& model, bool user_side,
   }
   internal::SolveScratch scratch;
   const Hyperparameters& p = model.params;
+  if (model.kind == ModelKind::kIals) {
+    // Ranking vector from the interactions (values only say "rated"); the
+    // bias, for predicted ratings, as the baseline fits it.
+    double sum = 0;
+    for (size_t j = 0; j < cols.size(); ++j) {
+      sum += values[j] - model.mu - other_bias[cols[j]];
+    }
+    const float breg = user_side ? p.baseline_reg_user : p.baseline_reg_item;
+    result.bias = static_cast<float>(sum / (breg + cols.size()));
+    const Eigen::MatrixXf& gram = user_side ? model.item_gram : model.user_gram;
+    const int64_t n_other = user_side ? model.num_items() : model.num_users();
+    internal::SolveImplicitRow(other_factors, gram, cols, p, n_other, &scratch,
+                               result.factors.data());
+    return result;
+  }
   internal::SolveBiasedRow(
       other_factors, other_bias, model.mu, cols, values,
       p.fold_in_reg > 0 ? p.fold_in_reg : p.reg,

@@ -7,10 +7,9 @@ namespace recsys {
 
 namespace {
 constexpr std::pair<ModelKind, absl::string_view> kKindNames[] = {
-    {ModelKind::kBaseline, "baseline"},
-    {ModelKind::kPopularity, "popularity"},
-    {ModelKind::kSgd, "sgd"},
-    {ModelKind::kAls, "als"},
+    {ModelKind::kBaseline, "baseline"}, {ModelKind::kPopularity, "popularity"},
+    {ModelKind::kSgd, "sgd"},           {ModelKind::kAls, "als"},
+    {ModelKind::kIals, "ials"},
 };
 }  // namespace
 
@@ -36,10 +35,20 @@ float Model::Predict(int32_t u, int32_t i) const {
   float s = mu;
   if (u >= 0) s += user_bias[u];
   if (i >= 0) s += item_bias[i];
-  if (u >= 0 && i >= 0 && factors() > 0) {
+  if (u >= 0 && i >= 0 && factors() > 0 && factors_predict_ratings()) {
     s += user_factors.row(u).dot(item_factors.row(i));
   }
   return scale.Clip(s);
+}
+
+void ComputeGrams(Model* m) {
+  if (m->kind != ModelKind::kIals) {
+    m->item_gram.resize(0, 0);
+    m->user_gram.resize(0, 0);
+    return;
+  }
+  m->item_gram.noalias() = m->item_factors.transpose() * m->item_factors;
+  m->user_gram.noalias() = m->user_factors.transpose() * m->user_factors;
 }
 
 void InitModelFrom(const RatingData& data, ModelKind kind,

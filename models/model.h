@@ -31,6 +31,8 @@ enum class ModelKind : uint32_t {
   kPopularity = 2,  // ranks by rating count; predicts like the baseline
   kSgd = 3,         // biased matrix factorisation trained by SGD
   kAls = 4,         // biased MF trained by ALS, weighted-lambda regularisation
+  kIals = 5,        // implicit ALS (ranking): p_u . q_i scores "will interact";
+                    // predicted ratings come from its baseline biases
 };
 
 absl::string_view ModelKindName(ModelKind kind);
@@ -57,6 +59,14 @@ struct Hyperparameters {
   // an exact solve for one new row wants a stronger one.
   float fold_in_reg = 0.0f;
   float fold_in_reg_bias = 0.0f;
+  // iALS (Rendle et al. 2021): weight of every unobserved (user, item) pair
+  // pulled towards 0, the exponent of the frequency scaling of `reg`
+  // (penalty reg * (n_row + implicit_weight * n_other)^reg_exponent), and
+  // conjugate-gradient steps per row and iteration when training (fold-in
+  // solves exactly).
+  float implicit_weight = 0.0f;
+  float reg_exponent = 1.0f;
+  int32_t cg_steps = 3;
   uint64_t seed = 42;  // all randomness derives from it
 };
 
@@ -88,11 +98,20 @@ struct Model {
   int32_t num_users() const { return users.size(); }
   int32_t num_items() const { return items.size(); }
   int32_t factors() const { return static_cast<int32_t>(item_factors.cols()); }
+  // Whether p_u . q_i is part of the predicted rating (explicit kinds) or
+  // only a ranking score (kIals).
+  bool factors_predict_ratings() const { return kind != ModelKind::kIals; }
+  // Q^T Q (and P^T P) for iALS fold-in, filled by TrainModel and LoadModel
+  // via ComputeGrams; empty for other kinds.
+  Eigen::MatrixXf item_gram;
+  Eigen::MatrixXf user_gram;
 
-  // Unclipped model output for known indices.
+  // Unclipped predicted rating for known indices.
   float Score(int32_t u, int32_t i) const {
     float s = mu + user_bias[u] + item_bias[i];
-    if (factors() > 0) s += user_factors.row(u).dot(item_factors.row(i));
+    if (factors() > 0 && factors_predict_ratings()) {
+      s += user_factors.row(u).dot(item_factors.row(i));
+    }
     return s;
   }
   // Predicted rating; u or i may be -1 (unknown), in which case the missing
@@ -104,6 +123,8 @@ struct Model {
 // arrays (zeros) for `factors` columns.
 void InitModelFrom(const RatingData& data, ModelKind kind,
                    const Hyperparameters& params, int32_t factors, Model* m);
+// Fills item_gram and user_gram for kIals (clears them otherwise).
+void ComputeGrams(Model* m);
 
 }  // namespace recsys
 

@@ -32,7 +32,7 @@ static_assert(std::numeric_limits<float>::is_iec559 &&
 // A field added to these structs is silently left out of model files unless
 // VisitScalars writes it, and old files cannot supply it: update
 // VisitScalars, the table in model_io.h and kModelFormatVersion, then these.
-static_assert(sizeof(Hyperparameters) == 56, "update the model file format");
+static_assert(sizeof(Hyperparameters) == 64, "update the model file format");
 static_assert(sizeof(RatingScale) == 8, "update the model file format");
 static_assert(sizeof(DataWatermark) == 16, "update the model file format");
 
@@ -130,6 +130,9 @@ void VisitScalars(M& m, Io& io) {
   io(m.params.baseline_reg_user);
   io(m.params.fold_in_reg);
   io(m.params.fold_in_reg_bias);
+  io(m.params.implicit_weight);
+  io(m.params.reg_exponent);
+  io(m.params.cg_steps);
   io(m.params.seed);
   io(m.scale.min);
   io(m.scale.max);
@@ -662,6 +665,7 @@ absl::StatusOr<Model> ParseModel(absl::string_view bytes,
   Model model;
   const absl::Status status = ParsePayload(payload, &model);
   if (!status.ok()) return WithPath(source, "corrupt payload: ", status);
+  ComputeGrams(&model);  // derived, so not stored
   return model;
 }
 

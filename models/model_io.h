@@ -23,6 +23,7 @@
 //       f32 x9   params.learning_rate, lr_decay, reg, reg_bias, init_std,
 //                baseline_reg_item, baseline_reg_user, fold_in_reg,
 //                fold_in_reg_bias
+//       f32 f32 i32 params.implicit_weight, reg_exponent, cg_steps
 //       u64      params.seed
 //       f32 f32  scale.min, scale.max
 //       f32      mu

@@ -13,6 +13,12 @@ void ScoreAllItems(const Model& model, float user_bias,
     }
     return;
   }
+  if (!model.factors_predict_ratings()) {
+    // A ranking model: the factors alone order the catalogue.
+    Eigen::Map<const Eigen::VectorXf> p(user_vector, model.factors());
+    scores->noalias() = model.item_factors * p;
+    return;
+  }
   *scores = model.item_bias.array() + (model.mu + user_bias);
   if (model.factors() > 0) {
     Eigen::Map<const Eigen::VectorXf> p(user_vector, model.factors());

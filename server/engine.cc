@@ -572,14 +572,24 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
     Eigen::VectorXf head;
     ScoreAllItems(m, user.bias, user.vec.data(), &head);
     scores.head(base) = head;
-    Eigen::VectorXf tail = ni->bias.array() + (m.mu + user.bias);
-    if (m.factors() > 0 && ni->ids.size() > 0)
-      tail.noalias() += ni->factors * user.vec;
+    Eigen::VectorXf tail;
+    if (m.factors_predict_ratings()) {
+      tail = ni->bias.array() + (m.mu + user.bias);
+      if (m.factors() > 0 && ni->ids.size() > 0) {
+        tail.noalias() += ni->factors * user.vec;
+      }
+    } else {
+      tail.noalias() = ni->factors * user.vec;
+    }
     scores.tail(total - base) = tail;
     predicted.head(base) = m.item_bias.array() + (m.mu + user.bias);
-    if (m.factors() > 0)
-      predicted.head(base).noalias() += m.item_factors * user.vec;
-    predicted.tail(total - base) = tail;
+    predicted.tail(total - base) = ni->bias.array() + (m.mu + user.bias);
+    if (m.factors_predict_ratings()) {
+      if (m.factors() > 0) {
+        predicted.head(base).noalias() += m.item_factors * user.vec;
+      }
+      predicted.tail(total - base) = tail;
+    }
   } else {
     for (int32_t i = 0; i < base; ++i)
       scores[i] = static_cast<float>(m.item_counts[i]);

@@ -22,8 +22,8 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 // Payload offsets from the table in model_io.h: kind (4 bytes) and the
-// fixed-width fields (104 bytes) come before the shape.
-constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 104;
+// fixed-width fields (116 bytes) come before the shape.
+constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 116;
 
 std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -71,6 +71,9 @@ Model RichModel() {
   m.params.baseline_reg_user = 7.25f;
   m.params.fold_in_reg = 0.125f;
   m.params.fold_in_reg_bias = 0.0625f;
+  m.params.implicit_weight = 0.25f;
+  m.params.reg_exponent = 0.5f;
+  m.params.cg_steps = 7;
   m.params.seed = 0xFEEDFACE12345678ULL;
   m.scale = {0.5f, 10.0f};
   m.mu = 3.5172f;
@@ -117,6 +120,9 @@ void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.params.baseline_reg_user, want.params.baseline_reg_user);
   EXPECT_EQ(got.params.fold_in_reg, want.params.fold_in_reg);
   EXPECT_EQ(got.params.fold_in_reg_bias, want.params.fold_in_reg_bias);
+  EXPECT_EQ(got.params.implicit_weight, want.params.implicit_weight);
+  EXPECT_EQ(got.params.reg_exponent, want.params.reg_exponent);
+  EXPECT_EQ(got.params.cg_steps, want.params.cg_steps);
   EXPECT_EQ(got.params.seed, want.params.seed);
   EXPECT_EQ(got.scale.min, want.scale.min);
   EXPECT_EQ(got.scale.max, want.scale.max);

@@ -5,6 +5,8 @@
 //   recsys-trainer evaluate --train=u1.base --test=u1.test
 //       --predictions-out=pred.tsv --recommendations-out=recs.tsv
 //   recsys-trainer recommend --model-file=model.rsm --user=1
+//   recsys-trainer generate --users=162000 --items=62000 --ratings=25000000
+//       --rank=16 --out=ratings.csv --movies-out=movies.csv
 //
 // Flag names accept dashes or underscores (--skip-bad-lines, --skip_bad_lines).
 #include <cstdlib>
@@ -21,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "models/flag_names.h"
 #include "models/status_macros.h"
+#include "trainer/generate.h"
 #include "trainer/trainer.h"
 
 // Data.
@@ -81,12 +84,39 @@ ABSL_FLAG(
     "evaluate --train/--test: write user\\titem\\trank (top k per test user)");
 ABSL_FLAG(std::optional<float>, relevant_min, std::nullopt,
           "evaluate: test ratings >= this are relevant (default 4 on 1..5)");
+// tune.
+ABSL_FLAG(std::string, space, "",
+          "tune: search space, 'field=v1,v2;field=...' (factors, epochs, lr, "
+          "lr_decay, reg, reg_bias, init_std, implicit_weight, reg_exponent, "
+          "fold_in_reg, fold_in_reg_bias, cg_steps)");
+ABSL_FLAG(int, trials, 20, "tune: how many random settings to try");
+ABSL_FLAG(int, splits, 1,
+          "tune: validation splits per setting (averaged), each "
+          "--validation-fraction of the training data (default 0.1)");
+ABSL_FLAG(std::string, metric, "",
+          "tune: rmse or ndcg (default: ndcg for ials, rmse otherwise)");
+ABSL_FLAG(uint64_t, tune_seed, 1, "tune: seed of the search and the splits");
+ABSL_FLAG(std::optional<float>, implicit_weight, std::nullopt,
+          "iALS weight of unobserved pairs");
+ABSL_FLAG(std::optional<float>, reg_exponent, std::nullopt,
+          "iALS exponent of the frequency-scaled penalty");
+ABSL_FLAG(std::optional<int32_t>, cg_steps, std::nullopt,
+          "iALS conjugate-gradient steps per row and iteration");
 // recommend.
 ABSL_FLAG(std::string, model_file, "", "recommend: model file to read");
 ABSL_FLAG(std::string, user, "", "recommend: external user id");
 ABSL_FLAG(int, k, 10, "How many items to recommend / evaluate at");
 ABSL_FLAG(bool, include_rated, false,
           "recommend: also show items the user already rated");
+// generate.
+ABSL_FLAG(int32_t, users, 1000, "generate: number of users");
+ABSL_FLAG(int32_t, items, 500, "generate: catalogue size");
+ABSL_FLAG(int64_t, ratings, 50000, "generate: number of ratings (exact)");
+ABSL_FLAG(int32_t, rank, 10, "generate: rank of the planted factors");
+ABSL_FLAG(float, noise, 0.5f,
+          "generate: std of the rating noise (on a scale 4.5 wide)");
+ABSL_FLAG(std::string, movies_out, "",
+          "generate: also write the catalogue (movieId,title,genres) here");
 
 namespace recsys {
 namespace {
@@ -98,7 +128,11 @@ constexpr char kUsage[] =
     "  evaluate   --data=ml-100k [--models=...]   protocols R and T on u1..u5\n"
     "  evaluate   --train=F --test=F [--predictions-out=F] "
     "[--recommendations-out=F]\n"
+    "  tune       --data=D --model=K --space='reg=0.01,0.1;factors=32,64' "
+    "[--trials=20]\n"
     "  recommend  --model-file=FILE --user=U [--k=10]\n"
+    "  generate   --users=N --items=M --ratings=R --rank=K --out=ratings.csv\n"
+    "             [--movies-out=movies.csv] [--scale=0.5,5] [--seed=S]\n"
     "Run with --helpfull for every flag.";
 
 absl::StatusOr<DataSource> SourceFromFlags() {
@@ -139,6 +173,9 @@ ParamOverrides ParamsFromFlags() {
   o.seed = absl::GetFlag(FLAGS_seed);
   o.fold_in_reg = absl::GetFlag(FLAGS_fold_in_reg);
   o.fold_in_reg_bias = absl::GetFlag(FLAGS_fold_in_reg_bias);
+  o.implicit_weight = absl::GetFlag(FLAGS_implicit_weight);
+  o.reg_exponent = absl::GetFlag(FLAGS_reg_exponent);
+  o.cg_steps = absl::GetFlag(FLAGS_cg_steps);
   return o;
 }
 
@@ -185,6 +222,22 @@ absl::Status Run(const std::string& command) {
     cmd.recommendations_out = absl::GetFlag(FLAGS_recommendations_out);
     return RunEvaluate(cmd, std::cout);
   }
+  if (command == "tune") {
+    TuneCommand cmd;
+    RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
+    RECSYS_ASSIGN_OR_RETURN(cmd.kind,
+                            ParseModelKind(absl::GetFlag(FLAGS_model)));
+    cmd.params = ParamsFromFlags();
+    cmd.space = absl::GetFlag(FLAGS_space);
+    cmd.trials = absl::GetFlag(FLAGS_trials);
+    cmd.splits = absl::GetFlag(FLAGS_splits);
+    cmd.metric = absl::GetFlag(FLAGS_metric);
+    cmd.threads = absl::GetFlag(FLAGS_threads);
+    cmd.seed = absl::GetFlag(FLAGS_tune_seed);
+    const double fraction = absl::GetFlag(FLAGS_validation_fraction);
+    if (fraction > 0) cmd.validation_fraction = fraction;
+    return RunTune(cmd, std::cout);
+  }
   if (command == "recommend") {
     RecommendCommand cmd;
     cmd.model_file = absl::GetFlag(FLAGS_model_file);
@@ -192,6 +245,29 @@ absl::Status Run(const std::string& command) {
     cmd.k = absl::GetFlag(FLAGS_k);
     cmd.include_rated = absl::GetFlag(FLAGS_include_rated);
     return RunRecommend(cmd, std::cout);
+  }
+  if (command == "generate") {
+    GenerateCommand cmd;
+    cmd.options.users = absl::GetFlag(FLAGS_users);
+    cmd.options.items = absl::GetFlag(FLAGS_items);
+    cmd.options.ratings = absl::GetFlag(FLAGS_ratings);
+    cmd.options.rank = absl::GetFlag(FLAGS_rank);
+    cmd.options.noise = absl::GetFlag(FLAGS_noise);
+    RECSYS_ASSIGN_OR_RETURN(DataSource source, SourceFromFlags());
+    if (source.load.scale.has_value()) {
+      cmd.options.scale = *source.load.scale;
+      // Whole-number bounds mean whole stars (1..5); otherwise half stars.
+      const bool whole =
+          cmd.options.scale.min == static_cast<int>(cmd.options.scale.min) &&
+          cmd.options.scale.max == static_cast<int>(cmd.options.scale.max);
+      cmd.options.step = whole ? 1.0f : 0.5f;
+    }
+    if (absl::GetFlag(FLAGS_seed).has_value()) {
+      cmd.options.seed = *absl::GetFlag(FLAGS_seed);
+    }
+    cmd.out = absl::GetFlag(FLAGS_out);
+    cmd.movies_out = absl::GetFlag(FLAGS_movies_out);
+    return RunGenerate(cmd, std::cout);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command '", command, "'\n", kUsage));

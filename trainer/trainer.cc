@@ -3,10 +3,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "models/evaluation.h"
 #include "models/metrics.h"
 #include "models/model_io.h"
@@ -45,6 +48,9 @@ Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
   if (o.init_std) p.init_std = *o.init_std;
   if (o.fold_in_reg) p.fold_in_reg = *o.fold_in_reg;
   if (o.fold_in_reg_bias) p.fold_in_reg_bias = *o.fold_in_reg_bias;
+  if (o.implicit_weight) p.implicit_weight = *o.implicit_weight;
+  if (o.reg_exponent) p.reg_exponent = *o.reg_exponent;
+  if (o.cg_steps) p.cg_steps = *o.cg_steps;
   if (o.seed) p.seed = *o.seed;
   return p;
 }
@@ -79,6 +85,12 @@ std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
           "init_std=%g fold_in_reg=%g fold_in_reg_bias=%g seed=%d",
           p.factors, p.epochs, p.learning_rate, p.lr_decay, p.reg, p.reg_bias,
           p.init_std, p.fold_in_reg, p.fold_in_reg_bias, p.seed);
+    case ModelKind::kIals:
+      return absl::StrFormat(
+          "factors=%d iterations=%d reg=%g implicit_weight=%g "
+          "reg_exponent=%g cg_steps=%d init_std=%g seed=%d",
+          p.factors, p.epochs, p.reg, p.implicit_weight, p.reg_exponent,
+          p.cg_steps, p.init_std, p.seed);
     case ModelKind::kAls:
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g reg_bias=%g init_std=%g seed=%d",
@@ -310,6 +322,170 @@ absl::Status RunRecommend(const RecommendCommand& cmd, std::ostream& out) {
     out << absl::StrFormat(
         "%4d  %-8s  %6.2f  %-55s  %s\n", ++rank, model.items.External(s.item),
         model.Predict(u, s.item), info.title, absl::StrJoin(info.genres, "|"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace recsys
+
+namespace recsys {
+namespace {
+
+// One searchable field: its name and how to set it.
+struct TunableField {
+  const char* name;
+  void (*set)(Hyperparameters*, double);
+};
+
+constexpr TunableField kTunable[] = {
+    {"factors", [](Hyperparameters* p,
+                   double v) { p->factors = static_cast<int32_t>(v); }},
+    {"epochs",
+     [](Hyperparameters* p, double v) { p->epochs = static_cast<int32_t>(v); }},
+    {"lr", [](Hyperparameters* p,
+              double v) { p->learning_rate = static_cast<float>(v); }},
+    {"lr_decay",
+     [](Hyperparameters* p, double v) { p->lr_decay = static_cast<float>(v); }},
+    {"reg",
+     [](Hyperparameters* p, double v) { p->reg = static_cast<float>(v); }},
+    {"reg_bias",
+     [](Hyperparameters* p, double v) { p->reg_bias = static_cast<float>(v); }},
+    {"init_std",
+     [](Hyperparameters* p, double v) { p->init_std = static_cast<float>(v); }},
+    {"implicit_weight",
+     [](Hyperparameters* p, double v) {
+       p->implicit_weight = static_cast<float>(v);
+     }},
+    {"reg_exponent", [](Hyperparameters* p,
+                        double v) { p->reg_exponent = static_cast<float>(v); }},
+    {"fold_in_reg", [](Hyperparameters* p,
+                       double v) { p->fold_in_reg = static_cast<float>(v); }},
+    {"fold_in_reg_bias",
+     [](Hyperparameters* p, double v) {
+       p->fold_in_reg_bias = static_cast<float>(v);
+     }},
+    {"cg_steps", [](Hyperparameters* p,
+                    double v) { p->cg_steps = static_cast<int32_t>(v); }},
+};
+
+struct Dimension {
+  const TunableField* field;
+  std::vector<double> values;
+};
+
+absl::StatusOr<std::vector<Dimension>> ParseSpace(absl::string_view space) {
+  std::vector<Dimension> dims;
+  for (absl::string_view part : absl::StrSplit(space, ';', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, '=');
+    const TunableField* field = nullptr;
+    for (const TunableField& f : kTunable) {
+      if (kv.first == f.name) field = &f;
+    }
+    if (field == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--space: unknown field '", kv.first, "'"));
+    }
+    Dimension d{field, {}};
+    for (absl::string_view v :
+         absl::StrSplit(kv.second, ',', absl::SkipEmpty())) {
+      double x = 0;
+      if (!absl::SimpleAtod(v, &x)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--space: '", v, "' is not a number"));
+      }
+      d.values.push_back(x);
+    }
+    if (d.values.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--space: no values for '", kv.first, "'"));
+    }
+    dims.push_back(std::move(d));
+  }
+  if (dims.empty()) return absl::InvalidArgumentError("--space is empty");
+  return dims;
+}
+
+}  // namespace
+
+absl::Status RunTune(const TuneCommand& cmd, std::ostream& out) {
+  RECSYS_ASSIGN_OR_RETURN(std::vector<Dimension> dims, ParseSpace(cmd.space));
+  if (cmd.trials < 1)
+    return absl::InvalidArgumentError("--trials must be >= 1");
+  if (!(cmd.validation_fraction > 0 && cmd.validation_fraction < 1)) {
+    return absl::InvalidArgumentError(
+        "--validation-fraction must be in (0, 1)");
+  }
+  const std::string metric =
+      !cmd.metric.empty()
+          ? cmd.metric
+          : (cmd.kind == ModelKind::kIals || cmd.kind == ModelKind::kPopularity
+                 ? "ndcg"
+                 : "rmse");
+  if (metric != "rmse" && metric != "ndcg") {
+    return absl::InvalidArgumentError("--metric must be rmse or ndcg");
+  }
+  RECSYS_ASSIGN_OR_RETURN(RatingData all, LoadSource(cmd.source));
+  PrintLoadSummary("tuning on", all, out);
+  std::vector<std::pair<RatingData, RatingData>> splits(
+      std::max(1, cmd.splits));
+  for (size_t s = 0; s < splits.size(); ++s) {
+    RandomSplit(all, cmd.validation_fraction, cmd.seed + 7919 * s,
+                &splits[s].first, &splits[s].second);
+  }
+  out << absl::StrFormat(
+      "%d trials of %s, %d validation split(s) of %.0f%% carved from the "
+      "training data; metric %s\n",
+      cmd.trials, ModelKindName(cmd.kind), splits.size(),
+      100 * cmd.validation_fraction,
+      metric == "rmse" ? "RMSE (lower is better)"
+                       : "nDCG@10 (higher is better)");
+  std::mt19937_64 rng(cmd.seed);
+  struct Trial {
+    std::string setting;
+    double score;
+    double seconds;
+  };
+  std::vector<Trial> trials;
+  for (int t = 0; t < cmd.trials; ++t) {
+    Hyperparameters p = ResolveParams(cmd.kind, cmd.params);
+    std::vector<std::string> setting;
+    for (const Dimension& d : dims) {
+      const double v = d.values[rng() % d.values.size()];
+      d.field->set(&p, v);
+      setting.push_back(absl::StrCat(d.field->name, "=", v));
+    }
+    double score = 0, seconds = 0;
+    for (const auto& [train, validation] : splits) {
+      TrainOptions opt;
+      opt.threads = cmd.threads;
+      RECSYS_ASSIGN_OR_RETURN(Model m, TrainModel(train, cmd.kind, p, opt));
+      seconds += m.train_seconds;
+      if (metric == "rmse") {
+        RECSYS_ASSIGN_OR_RETURN(RatingMetrics r,
+                                EvaluateRatings(m, validation, nullptr));
+        score += r.rmse;
+      } else {
+        TopNOptions topn;
+        topn.relevant_min = DefaultRelevanceThreshold(m.scale);
+        RECSYS_ASSIGN_OR_RETURN(RankingMetrics r,
+                                EvaluateTopN(m, validation, topn, nullptr));
+        score += r.ndcg;
+      }
+    }
+    score /= static_cast<double>(splits.size());
+    trials.push_back({absl::StrJoin(setting, " "), score,
+                      seconds / static_cast<double>(splits.size())});
+    out << absl::StrFormat("trial %3d  %-8.4f %6.2fs  %s\n", t + 1, score,
+                           trials.back().seconds, trials.back().setting);
+    out.flush();
+  }
+  std::sort(trials.begin(), trials.end(), [&](const Trial& a, const Trial& b) {
+    return metric == "rmse" ? a.score < b.score : a.score > b.score;
+  });
+  out << "\nbest first:\n";
+  for (size_t r = 0; r < trials.size() && r < 10; ++r) {
+    out << absl::StrFormat("%2d  %-8.4f %6.2fs  %s\n", r + 1, trials[r].score,
+                           trials[r].seconds, trials[r].setting);
   }
   return absl::OkStatus();
 }

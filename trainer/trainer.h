@@ -39,6 +39,8 @@ struct ParamOverrides {
   std::optional<int32_t> factors, epochs;
   std::optional<float> learning_rate, lr_decay, reg, reg_bias, init_std;
   std::optional<float> fold_in_reg, fold_in_reg_bias;
+  std::optional<float> implicit_weight, reg_exponent;
+  std::optional<int32_t> cg_steps;
   std::optional<uint64_t> seed;
 };
 Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o);
@@ -69,6 +71,25 @@ struct EvaluateCommand {
   std::string predictions_out, recommendations_out;
 };
 absl::Status RunEvaluate(const EvaluateCommand& cmd, std::ostream& out);
+
+// Random search of hyper-parameters on a validation split carved out of the
+// training data only (the test data never takes part).
+struct TuneCommand {
+  DataSource source;  // the training data, e.g. u1.base
+  ModelKind kind = ModelKind::kIals;
+  ParamOverrides params;  // fixed values for fields not searched
+  // "field=v1,v2,...;field=..." over factors, epochs, lr, lr_decay, reg,
+  // reg_bias, init_std, implicit_weight, reg_exponent, fold_in_reg,
+  // fold_in_reg_bias, cg_steps.
+  std::string space;
+  int trials = 20;
+  double validation_fraction = 0.1;
+  int splits = 1;  // validation splits per trial (different seeds), averaged
+  std::string metric;  // "rmse" or "ndcg"; default by kind
+  int threads = 0;
+  uint64_t seed = 1;
+};
+absl::Status RunTune(const TuneCommand& cmd, std::ostream& out);
 
 struct RecommendCommand {
   std::string model_file;
