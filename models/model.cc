@@ -66,7 +66,7 @@ void InitModelFrom(const RatingData& data, ModelKind kind,
   m->item_bias = Eigen::VectorXf::Zero(data.num_items());
   m->user_factors = RowMatrix::Zero(data.num_users(), factors);
   m->item_factors = RowMatrix::Zero(data.num_items(), factors);
-  m->user_ratings = BuildRows(data, /*by_item=*/false);
+  m->user_ratings = BuildRows(data, /*by_item=*/false, /*with_times=*/true);
   m->item_counts.assign(data.num_items(), 0);
   for (const Rating& r : data.ratings) ++m->item_counts[r.item];
   double sum = 0;

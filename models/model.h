@@ -80,9 +80,9 @@ struct Model {
   RowMatrix user_factors;            // [num_users x factors]
   RowMatrix item_factors;            // [num_items x factors]
   std::vector<int32_t> item_counts;  // training ratings per item
-  // The training ratings by user (item indices sorted, with values): what a
-  // user has already rated, so serving can exclude it and fold-in can start
-  // from it.
+  // The training ratings by user (item indices sorted, with values and
+  // timestamps): what a user has already rated, so serving can exclude it,
+  // fold-in can start from it and GetUser can list it.
   SparseRows user_ratings;
   IdMap users;
   IdMap items;

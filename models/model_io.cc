@@ -212,6 +212,7 @@ absl::Status CheckSavable(const Model& m) {
                     users + 1);
   }
   if (rated.cols.size() != rated.values.size() ||
+      (!rated.times.empty() && rated.times.size() != rated.cols.size()) ||
       static_cast<int64_t>(rated.cols.size()) != rated.offsets.back()) {
     return absl::InvalidArgumentError(
         "model user_ratings: offsets, cols and values disagree");
@@ -252,9 +253,11 @@ absl::StatusOr<size_t> StringBytes(const Model& m) {
 // one, so a 130 MB model is never duplicated in memory.
 struct FileImage {
   const Model* model = nullptr;
-  std::string header;   // kModelHeaderBytes
-  std::string fixed;    // kind, VisitScalars and shape
-  std::string rated;    // N, the number of entries in user_ratings
+  std::string header;  // kModelHeaderBytes
+  std::string fixed;   // kind, VisitScalars and shape
+  std::string rated;   // N, the number of entries in user_ratings
+  // Zeros standing in for user_ratings.times when the model has none.
+  std::vector<int64_t> no_times;
   std::string strings;  // ids and catalogue
 
   template <typename T>
@@ -282,6 +285,8 @@ struct FileImage {
             Raw(m.user_ratings.offsets),
             Raw(m.user_ratings.cols),
             Raw(m.user_ratings.values),
+            m.user_ratings.times.empty() ? Raw(no_times)
+                                         : Raw(m.user_ratings.times),
             strings};
   }
   size_t size() const {
@@ -304,6 +309,9 @@ absl::StatusOr<FileImage> MakeFileImage(const Model& m) {
   fixed(static_cast<uint32_t>(m.factors()));
 
   Writer (&image.rated)(static_cast<uint64_t>(m.user_ratings.cols.size()));
+  if (m.user_ratings.times.empty()) {
+    image.no_times.assign(m.user_ratings.cols.size(), 0);
+  }
 
   image.strings.reserve(string_bytes);
   Writer strings(&image.strings);
@@ -368,6 +376,10 @@ absl::Status ParseUserRatings(Reader& r, uint32_t users, uint32_t items,
                           r.Take(n, 4, "user_ratings values"));
   rated->values.resize(n);
   if (n > 0) std::memcpy(rated->values.data(), vals, n * 4);
+  RECSYS_ASSIGN_OR_RETURN(const char* times,
+                          r.Take(n, 8, "user_ratings times"));
+  rated->times.resize(n);
+  if (n > 0) std::memcpy(rated->times.data(), times, n * 8);
   return absl::OkStatus();
 }
 

@@ -41,6 +41,7 @@
 //       i64[U+1] user_ratings.offsets (0 first, N last, non-decreasing)
 //       i32[N]   user_ratings.cols (item indices < I)
 //       f32[N]   user_ratings.values
+//       i64[N]   user_ratings.times (0 where unknown)
 //       str[U]   user external ids, by index
 //       str[I]   item external ids, by index
 //       I times  str title, u32 genre count G, str[G] genres

@@ -60,34 +60,46 @@ DataWatermark ComputeWatermark(const RatingData& data) {
   return w;
 }
 
-SparseRows BuildRows(const RatingData& data, bool by_item) {
+SparseRows BuildRows(const RatingData& data, bool by_item, bool with_times) {
   const int32_t rows = by_item ? data.num_items() : data.num_users();
   SparseRows out;
   out.offsets.assign(rows + 1, 0);
-  for (const Rating& r : data.ratings)
+  for (const Rating& r : data.ratings) {
     ++out.offsets[(by_item ? r.item : r.user) + 1];
+  }
   for (int32_t i = 0; i < rows; ++i) out.offsets[i + 1] += out.offsets[i];
   out.cols.resize(data.ratings.size());
   out.values.resize(data.ratings.size());
+  if (with_times) out.times.resize(data.ratings.size());
   std::vector<int64_t> next(out.offsets.begin(), out.offsets.end() - 1);
   for (const Rating& r : data.ratings) {
     const int32_t row = by_item ? r.item : r.user;
     const int64_t at = next[row]++;
     out.cols[at] = by_item ? r.user : r.item;
     out.values[at] = r.value;
+    if (with_times) out.times[at] = r.timestamp;
   }
   // Sort each row by column so lookups and tests see a canonical order.
-  std::vector<std::pair<int32_t, float>> tmp;
+  struct Entry {
+    int32_t col;
+    float value;
+    int64_t time;
+    bool operator<(const Entry& o) const { return col < o.col; }
+  };
+  std::vector<Entry> tmp;
   for (int32_t row = 0; row < rows; ++row) {
     const int64_t b = out.offsets[row], e = out.offsets[row + 1];
     if (std::is_sorted(out.cols.begin() + b, out.cols.begin() + e)) continue;
     tmp.clear();
-    for (int64_t k = b; k < e; ++k)
-      tmp.emplace_back(out.cols[k], out.values[k]);
+    for (int64_t k = b; k < e; ++k) {
+      tmp.push_back(
+          {out.cols[k], out.values[k], with_times ? out.times[k] : 0});
+    }
     std::sort(tmp.begin(), tmp.end());
     for (int64_t k = b; k < e; ++k) {
-      out.cols[k] = tmp[k - b].first;
-      out.values[k] = tmp[k - b].second;
+      out.cols[k] = tmp[k - b].col;
+      out.values[k] = tmp[k - b].value;
+      if (with_times) out.times[k] = tmp[k - b].time;
     }
   }
   return out;

@@ -101,11 +101,14 @@ struct SparseRows {
   std::vector<int64_t> offsets = {0};  // size rows+1
   std::vector<int32_t> cols;
   std::vector<float> values;
+  // One timestamp per entry when built with them (empty otherwise).
+  std::vector<int64_t> times;
 
   int32_t rows() const { return static_cast<int32_t>(offsets.size()) - 1; }
   int64_t size(int32_t row) const { return offsets[row + 1] - offsets[row]; }
 };
-SparseRows BuildRows(const RatingData& data, bool by_item);
+SparseRows BuildRows(const RatingData& data, bool by_item,
+                     bool with_times = false);
 
 // Keeps one rating per (user, item): the one with the latest timestamp, and
 // among equal timestamps the one that came later in `ratings`. Returns how

@@ -117,7 +117,8 @@ UserView ViewUser(const Generation& g, const std::string& user) {
   v.vec = m.user_factors.row(u).transpose();
   const SparseRows& r = m.user_ratings;
   for (int64_t k = r.offsets[u]; k < r.offsets[u + 1]; ++k) {
-    v.ratings.push_back({r.cols[k], r.values[k], 0, 0});
+    v.ratings.push_back(
+        {r.cols[k], r.values[k], r.times.empty() ? 0 : r.times[k], 0});
   }
   return v;
 }
@@ -249,21 +250,30 @@ Model Materialize(const Generation& g, uint64_t log_sequence) {
   const SparseRows& old = g.model->user_ratings;
   SparseRows rows;
   rows.offsets.assign(1, 0);
-  std::vector<std::pair<int32_t, float>> tmp;
+  struct Entry {
+    int32_t item;
+    float value;
+    int64_t time;
+    bool operator<(const Entry& o) const { return item < o.item; }
+  };
+  std::vector<Entry> tmp;
   for (int32_t u = 0; u < users; ++u) {
     tmp.clear();
     if (by_user[u] != nullptr) {
-      for (const auto& e : by_user[u]->ratings)
-        tmp.emplace_back(e.item, e.value);
+      for (const auto& e : by_user[u]->ratings) {
+        tmp.push_back({e.item, e.value, e.timestamp});
+      }
     } else if (u < old.rows()) {
       for (int64_t k = old.offsets[u]; k < old.offsets[u + 1]; ++k) {
-        tmp.emplace_back(old.cols[k], old.values[k]);
+        tmp.push_back(
+            {old.cols[k], old.values[k], old.times.empty() ? 0 : old.times[k]});
       }
     }
     std::sort(tmp.begin(), tmp.end());
-    for (const auto& [i, v] : tmp) {
-      rows.cols.push_back(i);
-      rows.values.push_back(v);
+    for (const Entry& e : tmp) {
+      rows.cols.push_back(e.item);
+      rows.values.push_back(e.value);
+      rows.times.push_back(e.time);
     }
     rows.offsets.push_back(static_cast<int64_t>(rows.cols.size()));
   }
@@ -284,7 +294,8 @@ RatingData RatingsOf(const Model& m) {
   d.ratings.reserve(r.cols.size());
   for (int32_t u = 0; u < r.rows(); ++u) {
     for (int64_t k = r.offsets[u]; k < r.offsets[u + 1]; ++k) {
-      d.ratings.push_back({u, r.cols[k], r.values[k], 0});
+      d.ratings.push_back(
+          {u, r.cols[k], r.values[k], r.times.empty() ? 0 : r.times[k]});
     }
   }
   return d;

@@ -141,6 +141,21 @@ TEST_F(EngineTest, RateFoldsInLikeTheLibrary) {
   }
 }
 
+TEST_F(EngineTest, TrainedUsersListTheirRatingsNewestFirst) {
+  absl::StatusOr<UserResult> user = engine_->GetUser("u1", 5);
+  ASSERT_TRUE(user.ok()) << user.status();
+  ASSERT_EQ(user->recent.size(), 5u);
+  EXPECT_GT(user->recent[0].timestamp, 0);
+  for (size_t j = 1; j < user->recent.size(); ++j) {
+    EXPECT_GE(user->recent[j - 1].timestamp, user->recent[j].timestamp);
+  }
+  // A snapshot and restart keep the times.
+  const int64_t newest = user->recent[0].timestamp;
+  ASSERT_EQ(engine_->WriteSnapshot(), absl::OkStatus());
+  Open();
+  EXPECT_EQ(engine_->GetUser("u1", 5)->recent[0].timestamp, newest);
+}
+
 TEST_F(EngineTest, ReRatingReplacesTheEarlierValue) {
   MustRate("z", "i1", 1.0f);
   MustRate("z", "i1", 5.0f);

@@ -100,6 +100,7 @@ Model RichModel() {
   m.user_ratings.offsets = {0, 2, 2, 3, 6};
   m.user_ratings.cols = {0, 2, 1, 0, 1, 2};
   m.user_ratings.values = {4.5f, 1.0f, 10.0f, 0.5f, 3.0f, 7.5f};
+  m.user_ratings.times = {881250949, -5, 0, 1700000000123LL, 7, 8};
   return m;
 }
 
@@ -153,6 +154,13 @@ void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.user_ratings.offsets, want.user_ratings.offsets);
   EXPECT_EQ(got.user_ratings.cols, want.user_ratings.cols);
   EXPECT_EQ(got.user_ratings.values, want.user_ratings.values);
+  if (want.user_ratings.times.empty()) {
+    // Saved as zeros.
+    EXPECT_EQ(got.user_ratings.times,
+              std::vector<int64_t>(want.user_ratings.cols.size(), 0));
+  } else {
+    EXPECT_EQ(got.user_ratings.times, want.user_ratings.times);
+  }
 
   EXPECT_EQ(got.users.ids(), want.users.ids());
   EXPECT_EQ(got.items.ids(), want.items.ids());
@@ -299,7 +307,7 @@ TEST(ModelIoTest, HugeCountsAreRefusedBeforeAllocating) {
       kShapeOffset + 12 +
       4 * (m.num_users() + m.num_items()) * (1 + m.factors()) +
       4 * m.num_items() + 8 + 8 * (m.num_users() + 1) +
-      8 * m.user_ratings.cols.size();
+      16 * m.user_ratings.cols.size();
   ASSERT_EQ(bytes->substr(first_id + 4, 5), "alice");
   std::string bad = *bytes;
   PutU32(&bad, first_id, 0xFFFFFFF0u);
