@@ -100,13 +100,16 @@ struct UserView {
   std::vector<UserState::Entry> ratings;
 };
 
-UserView ViewUser(const Generation& g, const std::string& user) {
+// `with_ratings` = false skips copying the history when only the row is
+// needed.
+UserView ViewUser(const Generation& g, const std::string& user,
+                  bool with_ratings = true) {
   UserView v;
   if (auto st = g.FindUser(user)) {
     v.known = true;
     v.bias = st->bias;
     v.vec = st->vec;
-    v.ratings = st->ratings;
+    if (with_ratings) v.ratings = st->ratings;
     return v;
   }
   const Model& m = *g.model;
@@ -115,6 +118,7 @@ UserView ViewUser(const Generation& g, const std::string& user) {
   v.known = true;
   v.bias = m.user_bias[u];
   v.vec = m.user_factors.row(u).transpose();
+  if (!with_ratings) return v;
   const SparseRows& r = m.user_ratings;
   for (int64_t k = r.offsets[u]; k < r.offsets[u + 1]; ++k) {
     v.ratings.push_back(
@@ -404,9 +408,10 @@ RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
     Eigen::VectorXf ub(raters.size());
     std::vector<float> values;
     for (size_t j = 0; j < raters.size(); ++j) {
-      internal::UserView rater = raters[j].first == rec.user
-                                     ? user
-                                     : internal::ViewUser(g, raters[j].first);
+      internal::UserView rater =
+          raters[j].first == rec.user
+              ? user
+              : internal::ViewUser(g, raters[j].first, /*with_ratings=*/false);
       ub[j] = rater.bias;
       if (m.factors() > 0) {
         if (rater.known) {
