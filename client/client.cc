@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -462,10 +463,20 @@ Failure DescribeFailure(absl::string_view command, const absl::Status& status,
       (status.code() == absl::StatusCode::kUnavailable ||
        (status.code() == absl::StatusCode::kDeadlineExceeded &&
         !channel_ready))) {
-    return {absl::StrCat("recsys-client: cannot reach recsys server at ",
-                         options.target, " (", code, ": ", status.message(),
-                         "): is recsys-server running?"),
-            1};
+    // A TLS mismatch (plaintext against TLS, an unknown CA, a missing client
+    // certificate) shows only as a closed socket or a failed handshake.
+    const bool tls_like =
+        absl::StrContains(status.message(), "Socket closed") ||
+        absl::StrContains(status.message(), "andshake");
+    return {
+        absl::StrCat("recsys-client: cannot reach recsys server at ",
+                     options.target, " (", code, ": ", status.message(),
+                     "): is recsys-server running?",
+                     tls_like ? " Does TLS match: --tls-ca (or --tls), "
+                                "--tls-server-name, and --tls-cert/--tls-key "
+                                "when it requires client certificates?"
+                              : ""),
+        1};
   }
   return {absl::StrCat("recsys-client: ", command, " failed: ", code, ": ",
                        status.message()),

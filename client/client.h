@@ -22,6 +22,11 @@
 // has no deadline, since one epoch on a large data set can outlast any
 // sensible default; interrupt the client to stop watching (the job goes on).
 //
+// Channels: MakeChannel builds one from ChannelOptions: plaintext, TLS
+// (server verified against --tls-ca or the system roots), mutual TLS (a
+// client certificate), and a bearer token on every call (TLS only: gRPC
+// will not send call credentials in clear text, and neither should we).
+//
 // Exit codes (DescribeFailure): 0 success; 1 an RPC failed, the server is
 // unreachable, a rating was rejected or a line unparsable, training FAILED or
 // the health check is not SERVING; 2 a usage error.
@@ -36,6 +41,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
@@ -51,6 +57,31 @@ struct ClientOptions {
   absl::Duration timeout = absl::Seconds(10);  // <= 0: no deadline
   bool json = false;
 };
+
+// How to reach the server.
+struct ChannelOptions {
+  std::string target = "localhost:50051";
+  bool tls = false;      // TLS with the system's roots; implied by the below
+  std::string tls_ca;    // PEM file of CAs to trust instead
+  std::string tls_cert;  // PEM client certificate for mutual TLS ...
+  std::string tls_key;   // ... and its key
+  // The name the server's certificate must carry, when it differs from the
+  // target's host (tests, or an address reached through a tunnel).
+  std::string tls_server_name;
+  std::string token;  // sent as "authorization: Bearer <token>"
+  bool UsesTls() const {
+    return tls || !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty() ||
+           !tls_server_name.empty();
+  }
+};
+
+// A usage error (exit code 2) for contradictory options; NOT_FOUND for a
+// file that cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const ChannelOptions& options);
+// The token in `path`, surrounding whitespace dropped; messages never
+// include it.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Where commands read and write. `err` takes diagnostics and, when
 // `err_is_tty`, the live progress line of `rate --file`.

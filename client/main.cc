@@ -35,6 +35,19 @@ ABSL_FLAG(double, timeout, 10,
           "Seconds allowed for each call (rate --file: for each "
           "acknowledgement; train --wait: not applied); 0 = no limit");
 ABSL_FLAG(bool, json, false, "Print one JSON object per result");
+ABSL_FLAG(bool, tls, false,
+          "Use TLS, trusting the system's CAs (implied by the other --tls "
+          "flags)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA file to verify the server with");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate for mutual TLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to expect in the server's certificate instead of the "
+          "target's host");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token for writes (visible in ps: prefer --token_file)");
+ABSL_FLAG(std::string, token_file, "", "File holding the bearer token");
 // recommend, rate, user.
 ABSL_FLAG(std::string, user, "", "User id");
 ABSL_FLAG(int, k, 10, "recommend, similar: how many items");
@@ -92,6 +105,8 @@ constexpr char kUsage[] =
     "  health    grpc.health.v1 check (exit 0 only when SERVING)\n"
     "  (none)    interactive: recommendations for each user id typed\n"
     "global: --target=localhost:50051 --timeout=10 --json\n"
+    "        --tls --tls-ca=F --tls-cert=F --tls-key=F --tls-server-name=N\n"
+    "        --token=T | --token-file=F\n"
     "Run with --helpfull for every flag.";
 
 // "--file -" would make Abseil ask whether "-" was meant as a value; it was
@@ -119,6 +134,26 @@ RecommendOptions RecommendFromFlags() {
   o.exclude = absl::GetFlag(FLAGS_exclude);
   o.candidates = absl::GetFlag(FLAGS_candidates);
   return o;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFromFlags(
+    const std::string& target) {
+  ChannelOptions o;
+  o.target = target;
+  o.tls = absl::GetFlag(FLAGS_tls);
+  o.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  o.token = absl::GetFlag(FLAGS_token);
+  const std::string token_file = absl::GetFlag(FLAGS_token_file);
+  if (!token_file.empty()) {
+    if (!o.token.empty()) return UsageError("give --token or --token-file");
+    absl::StatusOr<std::string> token = ReadTokenFile(token_file);
+    if (!token.ok()) return token.status();
+    o.token = *std::move(token);
+  }
+  return MakeChannel(o);
 }
 
 absl::Status Run(const std::string& command, const ClientOptions& options,
@@ -202,8 +237,15 @@ int main(int argc, char** argv) {
   recsys::Streams io;
   io.err_is_tty = isatty(STDERR_FILENO) != 0;
 
-  const std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(options.target, grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> made =
+      recsys::ChannelFromFlags(options.target);
+  if (!made.ok()) {
+    const recsys::Failure failure = recsys::DescribeFailure(
+        command.empty() ? "recommend" : command, made.status(), options);
+    std::cerr << failure.message << "\n";
+    return failure.exit_code;
+  }
+  const std::shared_ptr<grpc::Channel> channel = *std::move(made);
   const absl::Status status = recsys::Run(command, options, channel, io);
   if (status.ok()) return 0;
   const bool ready = channel->GetState(false) == GRPC_CHANNEL_READY;

@@ -11,6 +11,7 @@ RECSYS_PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
   curl ca-certificates unzip python3
+  openssl python3-yaml
 )
 
 # Installs missing packages when root; otherwise prints the exact command and

@@ -2,17 +2,21 @@
 // grpc.health.v1 and reflection), keeps every accepted rating in a durable
 // log under --data_dir and retrains on request.
 //
-//   recsys-server --data_dir=/var/lib/recsys            # newest snapshot there
-//   recsys-server --model=ml-100k.rsm                    # first start from a
-//   file recsys-server --train_data=ml-100k --listen=127.0.0.1:50051
+//   recsys-server --data_dir=/var/lib/recsys      # newest snapshot there
+//   recsys-server --model=ml-100k.rsm              # first start from a file
+//   recsys-server --train_data=ml-100k --listen=127.0.0.1:50051
+//   recsys-server --tls_cert=tls.crt --tls_key=tls.key --token_file=token
 //
-// Flag names accept dashes or underscores.
+// Flag names accept dashes or underscores on the command line (a --flagfile
+// must use underscores). The token may also come from $RECSYS_TOKEN, which
+// is then removed from the environment.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -26,6 +30,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "models/flag_names.h"
+#include "server/log.h"
+#include "server/security.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -51,6 +57,25 @@ ABSL_FLAG(double, grace_seconds, 5,
 ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound port to this file once listening (for scripts)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain for TLS on --listen (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA: require client certificates it signed (mutual TLS)");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the bearer token Rate, RateStream and Train need "
+          "(else $RECSYS_TOKEN; needs TLS)");
+ABSL_FLAG(bool, protect_reads, false,
+          "Require the token for reads too (health checks stay open)");
+ABSL_FLAG(std::string, health_listen, "",
+          "Also serve grpc.health.v1 alone, in plaintext, here (for probes "
+          "that cannot do TLS); empty = off");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "
+          "127.0.0.1:9464); empty = off");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (logfmt) or json, one line per event on stderr");
 
 namespace {
 
@@ -93,6 +118,19 @@ int main(int argc, char** argv) {
   std::vector<char*> args = recsys::NormalizeFlagNames(&storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
 
+  absl::StatusOr<recsys::LogLevel> level =
+      recsys::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  absl::StatusOr<recsys::LogFormat> format =
+      recsys::ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!level.ok() || !format.ok()) {
+    std::cerr << "recsys-server: "
+              << (level.ok() ? format.status() : level.status()).message()
+              << "\n";
+    return 1;
+  }
+  recsys::SetLogLevel(*level);
+  recsys::SetLogFormat(*format);
+
   if (!InstallSignalHandlers()) {
     std::perror("recsys-server: signal handlers");
     return 1;
@@ -112,20 +150,34 @@ int main(int argc, char** argv) {
   opt.grace = absl::Seconds(absl::GetFlag(FLAGS_grace_seconds));
   opt.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   opt.port_file = absl::GetFlag(FLAGS_port_file);
+  opt.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  opt.security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  opt.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  opt.security.protect_reads = absl::GetFlag(FLAGS_protect_reads);
+  opt.health_listen = absl::GetFlag(FLAGS_health_listen);
+  opt.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  absl::StatusOr<std::string> token = recsys::LoadToken(
+      absl::GetFlag(FLAGS_token_file), std::getenv("RECSYS_TOKEN"));
+  // Children (the dataset downloader) need not inherit it.
+  unsetenv("RECSYS_TOKEN");
+  if (!token.ok()) {
+    recsys::Log(recsys::LogLevel::kError, "cannot start",
+                {{"error", token.status().message()}});
+    return 1;
+  }
+  opt.security.token = std::move(*token);
 
   recsys::Server server(opt);
   absl::Status started = server.Start();
   if (!started.ok()) {
-    std::cerr << "recsys-server: " << started.message() << "\n";
+    recsys::Log(recsys::LogLevel::kError, "cannot start",
+                {{"error", started.message()}});
     return 1;
   }
   const int sig = WaitForSignal();
-  std::cerr << "recsys-server: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
-            << ", shutting down\n";
+  recsys::Log(recsys::LogLevel::kInfo, "signal received",
+              {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   absl::Status stopped = server.Shutdown();
-  if (!stopped.ok()) {
-    std::cerr << "recsys-server: shutdown: " << stopped.message() << "\n";
-    return 1;
-  }
+  if (!stopped.ok()) return 1;
   return 0;
 }

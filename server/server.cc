@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -10,6 +9,7 @@
 #include "models/model_io.h"
 #include "models/status_macros.h"
 #include "models/train.h"
+#include "server/log.h"
 #include "trainer/trainer.h"
 
 namespace recsys {
@@ -22,16 +22,17 @@ constexpr char kServiceName[] = "recsys.v1.Recommender";
 // trained on the given dataset with the default hyper-parameters.
 absl::StatusOr<Model> FirstModel(const ServerOptions& o) {
   if (!o.model_file.empty()) {
-    std::cerr << "recsys-server: loading " << o.model_file << "\n";
+    Log(LogLevel::kInfo, "loading first model", {{"file", o.model_file}});
     return LoadModel(o.model_file);
   }
   RECSYS_ASSIGN_OR_RETURN(ModelKind kind, ParseModelKind(o.model_kind));
   DataSource source;
   source.data = o.train_data;
   RECSYS_ASSIGN_OR_RETURN(RatingData data, LoadSource(source));
-  std::cerr << "recsys-server: training the first " << ModelKindName(kind)
-            << " model on " << o.train_data << " (" << data.ratings.size()
-            << " ratings)\n";
+  Log(LogLevel::kInfo, "training first model",
+      {{"kind", ModelKindName(kind)},
+       {"data", o.train_data},
+       {"ratings", data.ratings.size()}});
   TrainOptions topt;
   topt.threads = o.engine.train_threads;
   return TrainModel(data, kind, DefaultHyperparameters(kind), topt);
@@ -52,37 +53,86 @@ absl::Status WritePortFile(const std::string& path, int port) {
 
 }  // namespace
 
-Server::Server(const ServerOptions& options) : options_(options) {}
-
-Server::~Server() {
-  if (grpc_) Shutdown().IgnoreError();
+Server::Server(const ServerOptions& options) : options_(options) {
+  service_.SetObserver(this);
 }
 
+Server::~Server() { Shutdown().IgnoreError(); }
+
 void Server::SetServing(bool serving) {
-  grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus(serving);
-  health->SetServingStatus(kServiceName, serving);
+  for (grpc::Server* s : {grpc_.get(), health_grpc_.get()}) {
+    if (s == nullptr) continue;
+    grpc::HealthCheckServiceInterface* health = s->GetHealthCheckService();
+    if (health == nullptr) continue;
+    health->SetServingStatus(serving);
+    health->SetServingStatus(kServiceName, serving);
+  }
+}
+
+absl::Status Server::StartHealthPort() {
+  // Its own grpc::Server, so the plaintext port can reach nothing but the
+  // health service.
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.health_listen,
+                           grpc::InsecureServerCredentials(), &health_port_);
+  health_grpc_ = builder.BuildAndStart();
+  if (health_grpc_ == nullptr || health_port_ == 0) {
+    health_grpc_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on health address ", options_.health_listen));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Server::Start() {
   RECSYS_ASSIGN_OR_RETURN(options_.engine.log.sync,
                           ParseSyncPolicy(options_.fsync));
+  const SecurityOptions& sec = options_.security;
+  RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
+                          MakeServerCredentials(sec, &metrics_));
+  Log(LogLevel::kInfo, "starting",
+      {{"listen", options_.listen},
+       {"data_dir", options_.engine.data_dir},
+       {"fsync", options_.fsync},
+       {"tls", sec.tls()},
+       {"mtls", !sec.tls_client_ca.empty()},
+       {"token", !sec.token.empty()},
+       {"protect_reads", sec.protect_reads}});
+  if (!sec.token.empty() && sec.token.size() < 16) {
+    Log(LogLevel::kWarning, "the token is shorter than 16 characters",
+        {{"hint", "openssl rand -hex 32"}});
+  }
+  if (!options_.metrics_listen.empty()) {
+    // Up before the model loads, so a slow first training shows as
+    // recsys_ready 0 rather than as a dead target.
+    RECSYS_ASSIGN_OR_RETURN(
+        http_, MetricsHttpServer::Start(options_.metrics_listen, [this] {
+          return metrics_.Render(serving_engine_.load(), absl::Now());
+        }));
+    Log(LogLevel::kInfo, "metrics listening",
+        {{"address", options_.metrics_listen}, {"port", http_->port()}});
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
-                           &port_);
+  builder.AddListeningPort(options_.listen, creds, &port_);
   builder.RegisterService(&service_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.experimental().SetInterceptorCreators(MetricsInterceptors(&metrics_));
   grpc_ = builder.BuildAndStart();
   if (grpc_ == nullptr || port_ == 0) {
     grpc_.reset();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options_.listen));
   }
+  if (!options_.health_listen.empty()) {
+    RECSYS_RETURN_IF_ERROR(StartHealthPort());
+    Log(LogLevel::kInfo, "health port listening",
+        {{"address", options_.health_listen}, {"port", health_port_}});
+  }
   SetServing(false);
-  std::cerr << "recsys-server: listening on port " << port_ << "\n";
+  Log(LogLevel::kInfo, "listening", {{"port", port_}, {"tls", sec.tls()}});
   if (!options_.port_file.empty()) {
     RECSYS_RETURN_IF_ERROR(WritePortFile(options_.port_file, port_));
   }
@@ -91,25 +141,114 @@ absl::Status Server::Start() {
       engine_, Engine::Open(options_.engine, [&o] { return FirstModel(o); }));
   service_.SetEngine(engine_.get());
   const EngineInfo info = engine_->Info();
-  std::cerr << "recsys-server: serving " << ModelKindName(info.kind)
-            << " model v" << info.version << " (" << info.users << " users, "
-            << info.items << " items, log at " << info.log_sequence << ")\n";
+  metrics_.ModelServedSince(info.version, absl::Now());
+  serving_engine_.store(engine_.get());
+  Log(LogLevel::kInfo, "serving",
+      {{"kind", ModelKindName(info.kind)},
+       {"version", info.version},
+       {"users", info.users},
+       {"items", info.items},
+       {"factors", info.factors},
+       {"log_sequence", info.log_sequence},
+       {"replayed", engine_->log().recovery().replayed}});
   SetServing(true);
   return absl::OkStatus();
 }
 
 absl::Status Server::Shutdown() {
-  if (!grpc_) return absl::OkStatus();
+  if (!grpc_ && !health_grpc_ && !http_) return absl::OkStatus();
+  Log(LogLevel::kInfo, "shutting down",
+      {{"grace_seconds", absl::ToDoubleSeconds(options_.grace)}});
   SetServing(false);
-  grpc_->Shutdown(absl::ToChronoTime(absl::Now() + options_.grace));
-  grpc_.reset();
+  if (grpc_) {
+    grpc_->Shutdown(absl::ToChronoTime(absl::Now() + options_.grace));
+    grpc_.reset();
+  }
+  if (health_grpc_) {
+    health_grpc_->Shutdown(absl::ToChronoTime(absl::Now()));
+    health_grpc_.reset();
+  }
   absl::Status synced = absl::OkStatus();
   if (engine_) {
     engine_->WaitForTraining();
+    {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      if (watcher_.joinable()) watcher_.join();
+    }
     synced = engine_->Sync();
   }
-  std::cerr << "recsys-server: stopped\n";
+  http_.reset();
+  if (synced.ok()) {
+    Log(LogLevel::kInfo, "stopped");
+  } else {
+    Log(LogLevel::kError, "log flush failed at shutdown",
+        {{"error", synced.message()}});
+  }
   return synced;
+}
+
+void Server::OnAccepted(int64_t accepted, int64_t new_users,
+                        int64_t new_items) {
+  metrics_.RecordAccepted(accepted, new_users, new_items);
+}
+
+void Server::OnRejected(absl::StatusCode code) {
+  metrics_.RecordRejected(static_cast<int>(code));
+}
+
+void Server::OnTrainingStarted(const std::string& job_id) {
+  metrics_.TrainingStarted();
+  Log(LogLevel::kInfo, "training started", {{"job", job_id}});
+  std::lock_guard<std::mutex> lock(watch_mu_);
+  // The engine runs one job at a time, so the previous watcher has seen its
+  // job end and is about to return.
+  if (watcher_.joinable()) watcher_.join();
+  watcher_ = std::thread([this, job_id] { WatchJob(job_id); });
+}
+
+void Server::WatchJob(const std::string& job_id) {
+  size_t from = 0;
+  bool done = false;
+  TrainingUpdate last;
+  while (!done) {
+    absl::StatusOr<std::vector<TrainingUpdate>> updates =
+        engine_->WatchTraining(job_id, from, absl::Now() + absl::Seconds(1),
+                               &done);
+    if (!updates.ok()) {
+      Log(LogLevel::kWarning, "cannot follow training job",
+          {{"job", job_id}, {"error", updates.status().message()}});
+      return;
+    }
+    for (const TrainingUpdate& u : *updates) {
+      if (u.state == TrainingUpdate::kRunning) {
+        Log(LogLevel::kDebug, "training epoch",
+            {{"job", job_id},
+             {"epoch", u.epoch},
+             {"epochs", u.epochs},
+             {"train_rmse", u.train_rmse},
+             {"validation_rmse", u.validation_rmse}});
+      }
+      last = u;
+    }
+    from += updates->size();
+  }
+  const bool ok = last.state == TrainingUpdate::kSucceeded;
+  metrics_.TrainingEnded(ok, last.elapsed_seconds, last.epoch);
+  if (ok) {
+    metrics_.ModelServedSince(last.model_version, absl::Now());
+    Log(LogLevel::kInfo, "training succeeded",
+        {{"job", job_id},
+         {"version", last.model_version},
+         {"seconds", last.elapsed_seconds},
+         {"epochs", last.epoch},
+         {"validation_rmse", last.validation_rmse},
+         {"ratings_folded_after", last.ratings_folded_after}});
+  } else {
+    Log(LogLevel::kError, "training failed",
+        {{"job", job_id},
+         {"seconds", last.elapsed_seconds},
+         {"error", last.error}});
+  }
 }
 
 }  // namespace recsys

@@ -1,6 +1,8 @@
-// A whole recsys server: gRPC listener, health and reflection, and the
-// engine behind them. main.cc fills ServerOptions from flags; tests may
-// embed a Server directly.
+// A whole recsys server: gRPC listener (TLS and token checks per
+// ServerOptions::security), health and reflection, the engine behind them,
+// and optionally a plaintext health-only port and a Prometheus /metrics
+// port. main.cc fills ServerOptions from flags; tests may embed a Server
+// directly.
 //
 //   ServerOptions opt;
 //   opt.listen = "127.0.0.1:0";
@@ -11,13 +13,19 @@
 #ifndef RECSYS_SERVER_SERVER_H_
 #define RECSYS_SERVER_SERVER_H_
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/engine.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
+#include "server/security.h"
 #include "server/service.h"
 
 namespace recsys {
@@ -33,9 +41,15 @@ struct ServerOptions {
   absl::Duration grace = absl::Seconds(5);
   int max_message_bytes = 4 << 20;
   std::string port_file;
+  SecurityOptions security;
+  // A second, plaintext gRPC port serving only grpc.health.v1: for probes
+  // that cannot speak TLS (kubelet's native gRPC probe). "" = none.
+  std::string health_listen;
+  // Prometheus text on http://<metrics_listen>/metrics. "" = none.
+  std::string metrics_listen;
 };
 
-class Server {
+class Server final : private ServiceObserver {
  public:
   explicit Server(const ServerOptions& options);
   ~Server();
@@ -48,16 +62,35 @@ class Server {
   absl::Status Shutdown();
 
   int port() const { return port_; }
+  int health_port() const { return health_port_; }
+  int metrics_port() const { return http_ ? http_->port() : 0; }
   Engine* engine() { return engine_.get(); }
+  const ServerMetrics& metrics() const { return metrics_; }
 
  private:
   void SetServing(bool serving);
+  absl::Status StartHealthPort();
+  // ServiceObserver: feed the metrics; a training job gets a watcher thread
+  // that logs its end and records it.
+  void OnAccepted(int64_t accepted, int64_t new_users,
+                  int64_t new_items) override;
+  void OnRejected(absl::StatusCode code) override;
+  void OnTrainingStarted(const std::string& job_id) override;
+  void WatchJob(const std::string& job_id);
 
   ServerOptions options_;
+  ServerMetrics metrics_;
   RecommenderService service_;
   std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<grpc::Server> health_grpc_;
   std::unique_ptr<Engine> engine_;
+  // What /metrics reads; set once the engine is open.
+  std::atomic<const Engine*> serving_engine_{nullptr};
+  std::unique_ptr<MetricsHttpServer> http_;
   int port_ = 0;
+  int health_port_ = 0;
+  std::mutex watch_mu_;
+  std::thread watcher_;  // the latest training job's
 };
 
 }  // namespace recsys

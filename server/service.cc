@@ -44,6 +44,22 @@ absl::StatusOr<Engine*> RecommenderService::engine() const {
   return e;
 }
 
+void RecommenderService::Observe(
+    absl::Span<const absl::StatusOr<RateResult>> results) const {
+  if (observer_ == nullptr) return;
+  int64_t accepted = 0, new_users = 0, new_items = 0;
+  for (const absl::StatusOr<RateResult>& r : results) {
+    if (r.ok()) {
+      ++accepted;
+      new_users += r->new_user;
+      new_items += r->new_item;
+    } else {
+      observer_->OnRejected(r.status().code());
+    }
+  }
+  if (accepted > 0) observer_->OnAccepted(accepted, new_users, new_items);
+}
+
 grpc::Status RecommenderService::Recommend(grpc::ServerContext*,
                                            const v1::RecommendRequest* req,
                                            v1::RecommendResponse* resp) {
@@ -77,9 +93,10 @@ grpc::Status RecommenderService::Rate(grpc::ServerContext*,
                                       const v1::RateRequest* req,
                                       v1::RateResponse* resp) {
   return WithEngine(engine(), [&](Engine& e) -> absl::Status {
-    RECSYS_ASSIGN_OR_RETURN(
-        RateResult r, e.Rate({req->user_id(), req->item_id(), req->rating(),
-                              req->timestamp()}));
+    absl::StatusOr<RateResult> result = e.Rate(
+        {req->user_id(), req->item_id(), req->rating(), req->timestamp()});
+    Observe(absl::MakeConstSpan(&result, 1));
+    RECSYS_ASSIGN_OR_RETURN(RateResult r, std::move(result));
     resp->set_sequence(r.sequence);
     resp->set_new_user(r.new_user);
     resp->set_new_item(r.new_item);
@@ -132,6 +149,7 @@ grpc::Status RecommenderService::RateStream(
     }
     if (write_failed) continue;  // drain so the reader can finish
     const std::vector<absl::StatusOr<RateResult>> results = e.RateBatch(batch);
+    Observe(results);
     v1::RateStreamResponse resp;
     for (const absl::StatusOr<RateResult>& r : results) {
       v1::RatingAck* ack = resp.add_acks();
@@ -172,6 +190,7 @@ grpc::Status RecommenderService::Train(grpc::ServerContext*,
       spec.validation_fraction = req->validation_fraction();
     }
     RECSYS_ASSIGN_OR_RETURN(std::string id, e.StartTraining(spec));
+    if (observer_ != nullptr) observer_->OnTrainingStarted(id);
     resp->set_job_id(id);
     return absl::OkStatus();
   });

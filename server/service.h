@@ -8,12 +8,17 @@
 //   service.SetEngine(engine.get());
 //
 // Until SetEngine is called every RPC answers FAILED_PRECONDITION.
+// An optional ServiceObserver hears about ratings and training jobs (for
+// metrics and logs), set before the server starts.
 #ifndef RECSYS_SERVER_SERVICE_H_
 #define RECSYS_SERVER_SERVICE_H_
 
 #include <atomic>
+#include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/recsys.grpc.pb.h"
 #include "server/engine.h"
@@ -22,10 +27,25 @@ namespace recsys {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// What the service did, beyond the RPC itself. Called on handler threads:
+// implementations must be thread-safe and quick.
+class ServiceObserver {
+ public:
+  virtual ~ServiceObserver() = default;
+  // Ratings from Rate and RateStream the engine accepted (of which how many
+  // brought a new user or item), and one call per refused rating.
+  virtual void OnAccepted(int64_t accepted, int64_t new_users,
+                          int64_t new_items) = 0;
+  virtual void OnRejected(absl::StatusCode code) = 0;
+  virtual void OnTrainingStarted(const std::string& job_id) = 0;
+};
+
 class RecommenderService final : public recsys::v1::Recommender::Service {
  public:
   // `engine` must outlive the service's use of it.
   void SetEngine(Engine* engine) { engine_.store(engine); }
+  // Before the server starts; `observer` must outlive the service.
+  void SetObserver(ServiceObserver* observer) { observer_ = observer; }
 
   grpc::Status Recommend(grpc::ServerContext* ctx,
                          const v1::RecommendRequest* req,
@@ -53,7 +73,10 @@ class RecommenderService final : public recsys::v1::Recommender::Service {
  private:
   // The engine, or FAILED_PRECONDITION while no model is loaded.
   absl::StatusOr<Engine*> engine() const;
+  // Reports the outcome of Rate/RateStream ratings to the observer.
+  void Observe(absl::Span<const absl::StatusOr<RateResult>> results) const;
   std::atomic<Engine*> engine_{nullptr};
+  ServiceObserver* observer_ = nullptr;
 };
 
 }  // namespace recsys

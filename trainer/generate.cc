@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "models/status_macros.h"
 
@@ -337,16 +338,20 @@ absl::StatusOr<GenerateStats> WriteGeneratedCsv(const GenerateOptions& o,
                                                 std::ostream& ratings,
                                                 std::ostream* movies) {
   RECSYS_RETURN_IF_ERROR(ValidateGenerateOptions(o));
-  // The few possible rating values, formatted once.
-  std::vector<std::string> value_text;
+  // The few possible rating values, formatted once, with as many decimals
+  // as the step needs ("4.5", "4.0" for half stars, as ML-25M writes them).
+  int decimals = 0;
+  while (decimals < 6 &&
+         std::abs(o.step * std::pow(10.0f, decimals) -
+                  std::round(o.step * std::pow(10.0f, decimals))) > 1e-4f) {
+    ++decimals;
+  }
   const int levels =
       static_cast<int>(std::lround((o.scale.max - o.scale.min) / o.step));
+  std::vector<std::string> value_text;
   for (int l = 0; l <= levels; ++l) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf),
-                  o.step == std::floor(o.step) ? "%.0f" : "%.1f",
-                  std::min(o.scale.max, o.scale.min + o.step * l));
-    value_text.push_back(buf);
+    value_text.push_back(absl::StrFormat(
+        "%.*f", decimals, std::min(o.scale.max, o.scale.min + o.step * l)));
   }
   std::string buffer = "userId,movieId,rating,timestamp\n";
   constexpr size_t kFlushBytes = 1 << 20;

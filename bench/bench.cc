@@ -1,0 +1,345 @@
+#include "bench/bench.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "bench/server_process.h"
+#include "models/model_io.h"
+#include "models/status_macros.h"
+#include "proto/recsys.grpc.pb.h"
+#include "trainer/trainer.h"
+
+namespace recsys::bench {
+namespace {
+
+struct ServerInfo {
+  std::string target;
+  bool started = false;
+  std::string kind;
+  int32_t factors = 0;
+  int64_t users = 0;
+  int64_t items = 0;
+  int64_t ratings = 0;
+  float scale_min = 1;
+  float scale_max = 5;
+};
+
+std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(
+    const std::string& target, int n) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int c = 0; c < n; ++c) {
+    grpc::ChannelArguments args;
+    // Channels with equal arguments share one TCP connection through the
+    // global subchannel pool; a pool per channel gives each its own.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("recsys.bench.channel", c);
+    args.SetMaxReceiveMessageSize(-1);
+    channels.push_back(grpc::CreateCustomChannel(
+        target, grpc::InsecureChannelCredentials(), args));
+  }
+  return channels;
+}
+
+absl::Status Connect(const std::vector<std::shared_ptr<grpc::Channel>>& chans,
+                     ServerInfo* info) {
+  for (const auto& ch : chans) {
+    if (!ch->WaitForConnected(std::chrono::system_clock::now() +
+                              std::chrono::seconds(10))) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot connect to ", info->target));
+    }
+  }
+  auto stub = v1::Recommender::NewStub(chans.front());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ModelInfo m;
+  const grpc::Status s = stub->GetModelInfo(&ctx, {}, &m);
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat("GetModelInfo on ", info->target,
+                                               ": ", s.error_message()));
+  }
+  info->kind = m.kind();
+  info->factors = m.factors();
+  info->users = m.users();
+  info->items = m.items();
+  info->ratings = m.ratings();
+  if (m.has_scale() && m.scale().min() < m.scale().max()) {
+    info->scale_min = m.scale().min();
+    info->scale_max = m.scale().max();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RequestIds> LoadIds(const BenchOptions& o,
+                                   const ServerInfo& info) {
+  RequestIds ids;
+  if (!o.model_file.empty()) {
+    RECSYS_ASSIGN_OR_RETURN(Model m, LoadModel(o.model_file));
+    ids.users = m.users.ids();
+    ids.items = m.items.ids();
+  } else if (!o.train_data.empty()) {
+    DataSource source;
+    source.data = o.train_data;
+    source.load.load_metadata = false;
+    RECSYS_ASSIGN_OR_RETURN(RatingData d, LoadSource(source));
+    ids.users = d.users.ids();
+    ids.items = d.items.ids();
+  } else {
+    for (int64_t u = 1; u <= info.users; ++u)
+      ids.users.push_back(absl::StrCat(u));
+    for (int64_t i = 1; i <= info.items; ++i)
+      ids.items.push_back(absl::StrCat(i));
+  }
+  if (ids.users.empty() || ids.items.empty()) {
+    return absl::FailedPreconditionError("the model has no users or items");
+  }
+  // Half-star steps across the scale (whole stars when the scale is whole
+  // and odd-sized steps would fall outside it).
+  for (float v = info.scale_min; v <= info.scale_max + 1e-6f; v += 0.5f) {
+    ids.rating_values.push_back(v);
+  }
+  return ids;
+}
+
+// Numbers for JSON: finite, short.
+std::string Num(double v) {
+  if (!std::isfinite(v)) return "null";
+  return absl::StrFormat("%.6g", v);
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", c);
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string LatencyJson(const LatencyHistogram& h) {
+  return absl::StrCat("{\"p50\":", Num(h.Percentile(50) / 1e3),
+                      ",\"p90\":", Num(h.Percentile(90) / 1e3),
+                      ",\"p99\":", Num(h.Percentile(99) / 1e3),
+                      ",\"p999\":", Num(h.Percentile(99.9) / 1e3),
+                      ",\"mean\":", Num(h.mean() / 1e3),
+                      ",\"max\":", Num(h.max() / 1e3), "}");
+}
+
+struct Row {
+  WorkloadResult result;
+  LoadOptions load;
+  double ratio = -1;  // to the empty RPC; -1 when none was measured
+};
+
+std::string ResultJson(const Row& row) {
+  const WorkloadResult& r = row.result;
+  std::vector<std::string> ops;
+  for (const auto& [name, s] : r.by_op) {
+    ops.push_back(absl::StrCat(
+        JsonString(name), ":{\"ok\":", s.ok, ",\"errors\":", s.errors,
+        ",\"latency_us\":", LatencyJson(s.latency), "}"));
+  }
+  return absl::StrCat(
+      "{\"workload\":", JsonString(WorkloadName(r.workload)),
+      ",\"loop\":", JsonString(r.open_loop ? "open" : "closed"),
+      ",\"offered_qps\":", Num(r.offered_qps),
+      ",\"inflight\":", r.open_loop ? 0 : row.load.inflight,
+      r.workload == Workload::kStream
+          ? absl::StrCat(",\"streams\":", row.load.streams,
+                         ",\"stream_window\":", row.load.stream_window)
+          : "",
+      ",\"seconds\":", Num(r.seconds), ",\"qps\":", Num(r.qps),
+      r.workload == Workload::kStream
+          ? absl::StrCat(",\"ratings_per_s\":", Num(r.qps))
+          : "",
+      ",\"ok\":", r.total.ok, ",\"errors\":", r.total.errors,
+      ",\"first_error\":", JsonString(r.total.first_error),
+      ",\"ratio_to_empty\":", row.ratio >= 0 ? Num(row.ratio) : "null",
+      ",\"latency_us\":", LatencyJson(r.total.latency),
+      ",\"client_cpu_cores\":", Num(r.client_cpu),
+      ",\"server_cpu_cores\":", r.server_cpu >= 0 ? Num(r.server_cpu) : "null",
+      ",\"ops\":{", absl::StrJoin(ops, ","), "}}");
+}
+
+std::string Us(double ns) { return absl::StrFormat("%.0f", ns / 1e3); }
+
+void PrintTable(const std::vector<Row>& rows, std::ostream& out) {
+  out << absl::StrFormat("%-22s %10s %7s %8s %8s %8s %9s %7s %11s\n",
+                         "workload", "qps", "x empty", "p50 us", "p90 us",
+                         "p99 us", "p99.9 us", "errors", "cpu cli/srv");
+  for (const Row& row : rows) {
+    const WorkloadResult& r = row.result;
+    std::string name = WorkloadName(r.workload);
+    if (r.workload == Workload::kStream) {
+      name += " (ratings/s)";
+    } else if (r.open_loop) {
+      name += absl::StrFormat(" @%.0f/s", r.offered_qps);
+    } else {
+      name += absl::StrCat(" x", row.load.inflight);
+    }
+    const LatencyHistogram& h = r.total.latency;
+    out << absl::StrFormat(
+        "%-22s %10.0f %7s %8s %8s %8s %9s %7d %5.2f/%s\n", name, r.qps,
+        row.ratio >= 0 ? absl::StrFormat("%.3f", row.ratio) : "-",
+        Us(h.Percentile(50)), Us(h.Percentile(90)), Us(h.Percentile(99)),
+        Us(h.Percentile(99.9)), r.total.errors, r.client_cpu,
+        r.server_cpu >= 0 ? absl::StrFormat("%.2f", r.server_cpu) : "-");
+    if (r.by_op.size() > 1) {
+      for (const auto& [op, s] : r.by_op) {
+        out << absl::StrFormat("  %-20s %10.0f %7s %8s %8s %8s %9s %7d\n", op,
+                               static_cast<double>(s.ok) / r.seconds, "",
+                               Us(s.latency.Percentile(50)),
+                               Us(s.latency.Percentile(90)),
+                               Us(s.latency.Percentile(99)),
+                               Us(s.latency.Percentile(99.9)), s.errors);
+      }
+    }
+    if (!r.total.first_error.empty()) {
+      out << "  first error: " << r.total.first_error << "\n";
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status RunBench(const BenchOptions& o, std::ostream& out,
+                      std::ostream& log) {
+  std::vector<Workload> workloads;
+  for (const std::string& name : o.workloads) {
+    RECSYS_ASSIGN_OR_RETURN(Workload w, ParseWorkload(name));
+    workloads.push_back(w);
+  }
+  if (workloads.empty()) return absl::InvalidArgumentError("no workloads");
+  if (o.channels < 1) return absl::InvalidArgumentError("--channels < 1");
+  if (o.load.qps <= 0 && o.load.inflight < 1) {
+    return absl::InvalidArgumentError("--inflight must be at least 1");
+  }
+
+  ServerInfo info;
+  std::unique_ptr<ServerProcess> server;
+  if (o.target.empty()) {
+    if (o.model_file.empty() && o.train_data.empty()) {
+      return absl::InvalidArgumentError(
+          "give --target, or --model / --train-data to start a server");
+    }
+    std::string bin =
+        o.server_binary.empty() ? FindServerBinary() : o.server_binary;
+    if (bin.empty()) {
+      return absl::NotFoundError(
+          "recsys-server not found next to recsys-bench; pass --server-bin");
+    }
+    std::vector<std::string> flags;
+    if (!o.model_file.empty()) {
+      flags.push_back("--model=" + o.model_file);
+    } else {
+      flags.push_back("--train-data=" + o.train_data);
+    }
+    flags.insert(flags.end(), o.server_flags.begin(), o.server_flags.end());
+    server = std::make_unique<ServerProcess>(bin, flags);
+    log << "recsys-bench: starting " << bin << " " << absl::StrJoin(flags, " ")
+        << "\n";
+    RECSYS_RETURN_IF_ERROR(
+        server->Start(absl::Seconds(o.server_start_timeout_seconds)));
+    info.target = server->target();
+    info.started = true;
+  } else {
+    info.target = o.target;
+  }
+
+  std::vector<Row> rows;
+  {
+    // Channels go before the server: an open channel holds its shutdown
+    // for the whole grace period.
+    const auto channels = MakeChannels(info.target, o.channels);
+    RECSYS_RETURN_IF_ERROR(Connect(channels, &info));
+    RECSYS_ASSIGN_OR_RETURN(RequestIds ids, LoadIds(o, info));
+    log << "recsys-bench: " << info.target << " serves a " << info.kind
+        << " model (" << info.factors << " factors, " << info.users
+        << " users, " << info.items << " items); " << ids.users.size()
+        << " user ids to draw from\n";
+    std::function<double()> server_cpu;
+    if (server) server_cpu = [&] { return server->CpuSeconds(); };
+
+    double empty_qps = -1;
+    auto run = [&](LoadOptions lo) {
+      log << "recsys-bench: " << WorkloadName(lo.workload) << ", "
+          << (lo.workload == Workload::kStream
+                  ? absl::StrCat(lo.streams, " stream(s), window ",
+                                 lo.stream_window)
+              : lo.qps > 0 ? absl::StrFormat("open loop at %.0f/s", lo.qps)
+                           : absl::StrCat(lo.inflight, " in flight"))
+          << ", " << lo.warmup_seconds << " s warm-up + " << lo.duration_seconds
+          << " s\n";
+      Row row;
+      row.load = lo;
+      row.result = RunWorkload(channels, ids, lo, server_cpu);
+      if (lo.workload == Workload::kEmpty && !row.result.open_loop &&
+          empty_qps < 0) {
+        empty_qps = row.result.qps;
+      }
+      rows.push_back(std::move(row));
+      return rows.back().result.qps;
+    };
+    for (Workload w : workloads) {
+      LoadOptions lo = o.load;
+      lo.workload = w;
+      const double qps = run(lo);
+      if (o.open_fraction > 0 && lo.qps <= 0 && w != Workload::kStream &&
+          qps > 0) {
+        lo.qps = qps * o.open_fraction;
+        run(lo);
+      }
+    }
+    for (Row& row : rows) {
+      if (empty_qps > 0) row.ratio = row.result.qps / empty_qps;
+    }
+  }
+  if (server) server->Stop();
+
+  if (o.json) {
+    std::vector<std::string> results;
+    for (const Row& row : rows) results.push_back(ResultJson(row));
+    out << "{\"target\":" << JsonString(info.target)
+        << ",\"server_started\":" << (info.started ? "true" : "false")
+        << ",\"model\":{\"kind\":" << JsonString(info.kind)
+        << ",\"factors\":" << info.factors << ",\"users\":" << info.users
+        << ",\"items\":" << info.items << "}"
+        << ",\"channels\":" << o.channels
+        << ",\"client_threads\":" << o.load.threads
+        << ",\"warmup_s\":" << Num(o.load.warmup_seconds)
+        << ",\"duration_s\":" << Num(o.load.duration_seconds)
+        << ",\"results\":[" << absl::StrJoin(results, ",") << "]}\n";
+  } else {
+    out << absl::StrFormat(
+        "target %s (%s), %s model: %d factors, %d users, %d items\n"
+        "%d channels, %d client thread(s), %.1f s warm-up, %.1f s measured "
+        "per workload\n",
+        info.target, info.started ? "started by recsys-bench" : "external",
+        info.kind, info.factors, info.users, info.items, o.channels,
+        o.load.threads, o.load.warmup_seconds, o.load.duration_seconds);
+    PrintTable(rows, out);
+  }
+  for (const Row& row : rows) {
+    if (row.result.total.ok == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          WorkloadName(row.result.workload), ": no call succeeded",
+          row.result.total.first_error.empty()
+              ? ""
+              : absl::StrCat(" (", row.result.total.first_error, ")")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace recsys::bench

@@ -1,0 +1,348 @@
+// recsys-kernels-bench: Google Benchmark programs for the hot kernels.
+//
+//   score_topk/<items>x<factors>    ScoreAllItems + TopK(10), one user
+//   score_only, topk_only           the two halves of it
+//   read_factors/<items>x<factors>  one pass summing the item-factor matrix:
+//                                   the memory-bandwidth floor for scoring
+//   fold_in/64f/<n>                 FoldInUser from n ratings, 64 factors
+//   train/<kind>/<ratings>          TrainModel with epochs = 1, 2 threads, on
+//                                   generated MovieLens-like data
+//   whatif_*                        alternatives the profiles suggest, timed
+//                                   beside the kernels they would replace
+//
+// Scoring reads every item vector once, so score_topk / read_factors of the
+// same shape says how close scoring runs to the memory system's limit; the
+// two are registered next to each other so they run under the same load.
+//
+//   recsys-kernels-bench --benchmark_filter='score_topk|read_factors'
+//   recsys-kernels-bench --benchmark_filter=fold_in --benchmark_repetitions=5
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "Eigen/Core"
+#include "absl/strings/str_cat.h"
+#include "models/fold_in.h"
+#include "models/model.h"
+#include "models/topk.h"
+#include "models/train.h"
+#include "trainer/generate.h"
+
+namespace recsys {
+namespace {
+
+// A model of the given shape with Gaussian factors and biases. Only the
+// latest one is kept: the 1M x 128 matrix alone is 512 MB.
+const Model& RandomModel(int32_t items, int32_t factors, ModelKind kind,
+                         float factor_std) {
+  static std::unique_ptr<Model> cached;
+  static std::tuple<int32_t, int32_t, ModelKind> key;
+  if (cached && key == std::make_tuple(items, factors, kind)) return *cached;
+  cached.reset();
+  auto m = std::make_unique<Model>();
+  m->kind = kind;
+  m->params = DefaultHyperparameters(kind);
+  m->params.factors = factors;
+  m->mu = 3.5f;
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  for (int32_t i = 0; i < items; ++i) m->items.Insert(absl::StrCat(i));
+  m->users.Insert("u");
+  m->item_bias.resize(items);
+  for (int32_t i = 0; i < items; ++i) m->item_bias[i] = 0.4f * gauss(rng);
+  m->item_factors.resize(items, factors);
+  for (int64_t j = 0; j < m->item_factors.size(); ++j) {
+    m->item_factors.data()[j] = factor_std * gauss(rng);
+  }
+  m->user_bias = Eigen::VectorXf::Zero(1);
+  m->user_factors = RowMatrix::Zero(1, factors);
+  m->item_counts.assign(items, 1);
+  m->item_info.resize(items);
+  cached = std::move(m);
+  key = std::make_tuple(items, factors, kind);
+  return *cached;
+}
+
+Eigen::VectorXf RandomUser(int32_t factors) {
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> gauss(0.0f, 0.1f);
+  Eigen::VectorXf p(factors);
+  for (int32_t f = 0; f < factors; ++f) p[f] = gauss(rng);
+  return p;
+}
+
+void SetMatrixBytes(benchmark::State& state, const Model& m) {
+  const int64_t bytes = static_cast<int64_t>(m.item_factors.size()) * 4;
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes);
+  state.counters["matrix_MB"] = static_cast<double>(bytes) / 1e6;
+}
+
+void ScoreTopK(benchmark::State& state, int32_t items, int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const Eigen::VectorXf p = RandomUser(factors);
+  Eigen::VectorXf scores;
+  for (auto _ : state) {
+    ScoreAllItems(m, 0.1f, p.data(), &scores);
+    std::vector<ScoredItem> top = TopK(scores, 10, {});
+    benchmark::DoNotOptimize(top.data());
+  }
+  SetMatrixBytes(state, m);
+}
+
+void ScoreOnly(benchmark::State& state, int32_t items, int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const Eigen::VectorXf p = RandomUser(factors);
+  Eigen::VectorXf scores;
+  for (auto _ : state) {
+    ScoreAllItems(m, 0.1f, p.data(), &scores);
+    benchmark::DoNotOptimize(scores.data());
+    benchmark::ClobberMemory();
+  }
+  SetMatrixBytes(state, m);
+}
+
+void TopKOnly(benchmark::State& state, int32_t items, int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const Eigen::VectorXf p = RandomUser(factors);
+  Eigen::VectorXf scores;
+  ScoreAllItems(m, 0.1f, p.data(), &scores);
+  for (auto _ : state) {
+    std::vector<ScoredItem> top = TopK(scores, 10, {});
+    benchmark::DoNotOptimize(top.data());
+  }
+}
+
+void ReadFactors(benchmark::State& state, int32_t items, int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  for (auto _ : state) {
+    float sum = m.item_factors.sum();
+    benchmark::DoNotOptimize(sum);
+  }
+  SetMatrixBytes(state, m);
+}
+
+void FoldIn(benchmark::State& state, int32_t n) {
+  constexpr int32_t kItems = 62423;
+  const Model& m = RandomModel(kItems, 64, ModelKind::kAls, 0.3f);
+  std::mt19937_64 rng(5);
+  std::vector<IndexedRating> ratings;
+  std::vector<char> used(kItems, 0);
+  while (static_cast<int32_t>(ratings.size()) < n) {
+    const auto i = static_cast<int32_t>(rng() % kItems);
+    if (used[i]) continue;
+    used[i] = 1;
+    ratings.push_back({i, static_cast<float>(1 + rng() % 5)});
+  }
+  for (auto _ : state) {
+    absl::StatusOr<FoldInResult> r = FoldInUser(m, ratings);
+    if (!r.ok()) {
+      state.SkipWithError(std::string(r.status().message()).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(r->factors.data());
+  }
+}
+
+// What-if kernels: not used by the library, here to measure the gains the
+// profiles suggest, next to the real kernels under the same conditions.
+
+// The same product with the item factors stored column-major (one factor of
+// every item contiguous): Eigen then streams axpy over whole columns instead
+// of 4-row dot products.
+void WhatIfScoreColMajor(benchmark::State& state, int32_t items,
+                         int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const Eigen::MatrixXf q = m.item_factors;  // column-major copy
+  const Eigen::VectorXf p = RandomUser(factors);
+  Eigen::VectorXf scores(items);
+  for (auto _ : state) {
+    scores = m.item_bias.array() + (m.mu + 0.1f);
+    scores.noalias() += q * p;
+    benchmark::DoNotOptimize(scores.data());
+    benchmark::ClobberMemory();
+  }
+  SetMatrixBytes(state, m);
+}
+
+// Top-k that rejects most items with one comparison against the current
+// k-th best score and touches the heap only for the few that beat it.
+std::vector<ScoredItem> ThresholdTopK(const Eigen::VectorXf& scores, int k) {
+  std::vector<ScoredItem> heap;
+  const auto n = static_cast<int32_t>(scores.size());
+  auto better = [](const ScoredItem& a, const ScoredItem& b) {
+    return a.score > b.score || (a.score == b.score && a.item < b.item);
+  };
+  int32_t i = 0;
+  for (; i < n && static_cast<int>(heap.size()) < k; ++i) {
+    heap.push_back({i, scores[i]});
+    std::push_heap(heap.begin(), heap.end(), better);
+  }
+  float threshold = heap.empty() ? 0 : heap.front().score;
+  const float* s = scores.data();
+  for (; i < n; ++i) {
+    if (s[i] < threshold) continue;
+    const ScoredItem c{i, s[i]};
+    if (!better(c, heap.front())) continue;
+    std::pop_heap(heap.begin(), heap.end(), better);
+    heap.back() = c;
+    std::push_heap(heap.begin(), heap.end(), better);
+    threshold = heap.front().score;
+  }
+  std::sort(heap.begin(), heap.end(), better);
+  return heap;
+}
+
+void WhatIfThresholdTopK(benchmark::State& state, int32_t items,
+                         int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const Eigen::VectorXf p = RandomUser(factors);
+  Eigen::VectorXf scores;
+  ScoreAllItems(m, 0.1f, p.data(), &scores);
+  if (ThresholdTopK(scores, 10).front().item != TopK(scores, 10, {})[0].item) {
+    state.SkipWithError("ThresholdTopK disagrees with TopK");
+  }
+  for (auto _ : state) {
+    std::vector<ScoredItem> top = ThresholdTopK(scores, 10);
+    benchmark::DoNotOptimize(top.data());
+  }
+}
+
+// Fold-in's solve with its scratch space kept across calls (FoldInUser
+// allocates it per call).
+void WhatIfFoldInReusedScratch(benchmark::State& state, int32_t n) {
+  constexpr int32_t kItems = 62423;
+  const Model& m = RandomModel(kItems, 64, ModelKind::kAls, 0.3f);
+  std::mt19937_64 rng(5);
+  std::vector<int32_t> cols;
+  std::vector<float> values;
+  std::vector<char> used(kItems, 0);
+  while (static_cast<int32_t>(cols.size()) < n) {
+    const auto i = static_cast<int32_t>(rng() % kItems);
+    if (used[i]) continue;
+    used[i] = 1;
+    cols.push_back(i);
+    values.push_back(static_cast<float>(1 + rng() % 5));
+  }
+  internal::SolveScratch scratch;
+  Eigen::VectorXf out(64);
+  float bias = 0;
+  for (auto _ : state) {
+    internal::SolveBiasedRow(m.item_factors, m.item_bias, m.mu, cols, values,
+                             m.params.reg, m.params.reg_bias, &scratch, &bias,
+                             out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+
+struct DataSize {
+  const char* name;
+  int32_t users;
+  int32_t items;
+  int64_t ratings;
+};
+// ML-100K, ML-1M and ML-10M-like shapes, scaled to stay quick.
+constexpr DataSize kDataSizes[] = {{"100k", 943, 1682, 100000},
+                                   {"1M", 6040, 3706, 1000000},
+                                   {"5M", 35000, 10000, 5000000}};
+
+const RatingData& Data(const DataSize& size) {
+  static std::unique_ptr<RatingData> cached;
+  static std::string key;
+  if (cached && key == size.name) return *cached;
+  cached.reset();
+  GenerateOptions o;
+  o.users = size.users;
+  o.items = size.items;
+  o.ratings = size.ratings;
+  o.rank = 16;
+  o.seed = 3;
+  absl::StatusOr<RatingData> d = GenerateRatingData(o);
+  if (!d.ok()) std::abort();
+  cached = std::make_unique<RatingData>(*std::move(d));
+  key = size.name;
+  return *cached;
+}
+
+void TrainOneEpoch(benchmark::State& state, const DataSize& size,
+                   ModelKind kind) {
+  const RatingData& data = Data(size);
+  Hyperparameters params = DefaultHyperparameters(kind);
+  params.epochs = 1;
+  TrainOptions options;
+  options.threads = 2;
+  for (auto _ : state) {
+    absl::StatusOr<Model> m = TrainModel(data, kind, params, options);
+    if (!m.ok()) {
+      state.SkipWithError(std::string(m.status().message()).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(m->item_bias.data());
+  }
+  state.counters["ratings_per_s"] = benchmark::Counter(
+      static_cast<double>(data.ratings.size()) * state.iterations(),
+      benchmark::Counter::kIsRate);
+}
+
+void RegisterAll() {
+  for (int32_t items : {1682, 62423, 1000000}) {
+    for (int32_t factors : {64, 128}) {
+      const std::string shape = absl::StrCat(items, "x", factors);
+      benchmark::RegisterBenchmark(("score_topk/" + shape).c_str(), ScoreTopK,
+                                   items, factors)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("read_factors/" + shape).c_str(),
+                                   ReadFactors, items, factors)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("score_only/" + shape).c_str(), ScoreOnly,
+                                   items, factors)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("topk_only/" + shape).c_str(), TopKOnly,
+                                   items, factors)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("whatif_score_colmajor/" + shape).c_str(),
+                                   WhatIfScoreColMajor, items, factors)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("whatif_threshold_topk/" + shape).c_str(),
+                                   WhatIfThresholdTopK, items, factors)
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+  for (int32_t n : {10, 100, 1000}) {
+    benchmark::RegisterBenchmark(absl::StrCat("fold_in/64f/", n).c_str(),
+                                 FoldIn, n)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(
+        absl::StrCat("whatif_fold_in_reused_scratch/64f/", n).c_str(),
+        WhatIfFoldInReusedScratch, n)
+        ->Unit(benchmark::kMicrosecond);
+  }
+  for (const DataSize& size : kDataSizes) {
+    for (const char* name : {"sgd", "als", "baseline"}) {
+      absl::StatusOr<ModelKind> kind = ParseModelKind(name);
+      if (!kind.ok()) continue;
+      benchmark::RegisterBenchmark(
+          absl::StrCat("train/", name, "/", size.name).c_str(), TrainOneEpoch,
+          size, *kind)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace recsys
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  recsys::RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

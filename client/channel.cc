@@ -1,0 +1,84 @@
+// Channel construction for recsys-client: plaintext, TLS, mutual TLS and
+// the bearer token.
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "client/client.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace recsys {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", what, " file ",
+                                            path, ": ", std::strerror(errno)));
+  }
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  absl::StatusOr<std::string> contents = ReadFile(path, "token");
+  if (!contents.ok()) return contents.status();
+  std::string token(absl::StripAsciiWhitespace(*contents));
+  if (token.empty()) {
+    return UsageError(absl::StrCat("token file ", path, " is empty"));
+  }
+  return token;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const ChannelOptions& options) {
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return UsageError("--tls-cert and --tls-key go together");
+  }
+  if (!options.UsesTls()) {
+    if (!options.token.empty()) {
+      return UsageError(
+          "a token is sent only over TLS: add --tls-ca=FILE (or --tls for "
+          "the system's CAs)");
+    }
+    return grpc::CreateChannel(options.target,
+                               grpc::InsecureChannelCredentials());
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.tls_ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadFile(options.tls_ca, "TLS CA");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = std::move(*ca);
+  }
+  if (!options.tls_cert.empty()) {
+    absl::StatusOr<std::string> cert =
+        ReadFile(options.tls_cert, "TLS certificate");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadFile(options.tls_key, "TLS key");
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = std::move(*cert);
+    ssl.pem_private_key = std::move(*key);
+  }
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::SslCredentials(ssl);
+  if (!options.token.empty()) {
+    // AccessTokenCredentials sends "authorization: Bearer <token>".
+    creds = grpc::CompositeChannelCredentials(
+        creds, grpc::AccessTokenCredentials(options.token));
+  }
+  grpc::ChannelArguments args;
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(options.target, creds, args);
+}
+
+}  // namespace recsys

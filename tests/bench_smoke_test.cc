@@ -1,0 +1,148 @@
+// The benchmark programs, briefly: the latency histogram against exact
+// percentiles, recsys-bench for a fraction of a second per workload against
+// a server it starts on generated data (its --json output must parse and
+// every workload must have succeeded calls), and the smallest kernel
+// benchmarks. Figures are never checked here: CI machines are noisy.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "bench/histogram.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+using bench::LatencyHistogram;
+
+TEST(LatencyHistogramTest, PercentilesWithinBucketPrecision) {
+  LatencyHistogram h;
+  for (int64_t v = 1; v <= 100000; ++v) h.Record(v * 1000);
+  EXPECT_EQ(h.count(), 100000);
+  EXPECT_EQ(h.min(), 1000);
+  EXPECT_EQ(h.max(), 100000000);
+  for (double p : {50.0, 90.0, 99.0, 99.9}) {
+    const double exact = p * 1000 * 1000;
+    EXPECT_NEAR(h.Percentile(p), exact, exact * 0.008) << p;
+  }
+  EXPECT_NEAR(h.mean(), 50000.5 * 1000, 1);
+  EXPECT_EQ(h.Percentile(100), 100000000);
+}
+
+TEST(LatencyHistogramTest, BucketsAreContiguousAndMonotone) {
+  for (int b = 0; b < 7000; ++b) {
+    const int64_t low = LatencyHistogram::BucketLow(b);
+    ASSERT_EQ(LatencyHistogram::BucketOf(low), b);
+    ASSERT_LT(low, LatencyHistogram::BucketLow(b + 1));
+    ASSERT_EQ(
+        LatencyHistogram::BucketOf(LatencyHistogram::BucketLow(b + 1) - 1), b);
+  }
+}
+
+TEST(LatencyHistogramTest, MergeAndEmpty) {
+  LatencyHistogram a, b;
+  EXPECT_EQ(a.Percentile(99), 0);
+  a.Record(5);
+  b.Record(500);
+  b.Record(-3);  // clock skew never goes negative
+  a.Merge(b);
+  EXPECT_EQ(a.count(), 3);
+  EXPECT_EQ(a.min(), 0);
+  EXPECT_EQ(a.max(), 500);
+  EXPECT_EQ(a.Percentile(50), 5);
+}
+
+struct Output {
+  int exit_code = -1;
+  std::string out;
+};
+
+Output RunCommand(const std::string& cmd) {
+  Output r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+google::protobuf::Struct ParseJson(const std::string& text) {
+  google::protobuf::Struct s;
+  const auto status = google::protobuf::util::JsonStringToMessage(text, &s);
+  EXPECT_TRUE(status.ok()) << status.ToString() << "\n" << text;
+  return s;
+}
+
+double Number(const google::protobuf::Struct& s, const std::string& key) {
+  auto it = s.fields().find(key);
+  return it == s.fields().end() ? -1 : it->second.number_value();
+}
+
+TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
+  const std::string dir = testing::MakeTempDir("bench");
+  const std::string csv = testing::WriteRatingsCsv(
+      testing::PlantedData(200, 150, 4, 0.15, 0.3, 12, true),
+      dir + "/ratings.csv");
+  const Output r = RunCommand(absl::StrCat(
+      RECSYS_BENCH_BIN, " --server-bin=", RECSYS_SERVER_BIN, " --train-data=",
+      csv, " --server-flags='--threads=2 --model-kind=baseline'",
+      " --workloads=empty,recommend,rate,stream,mix --open-fraction=0.5",
+      " --channels=2 --inflight=8 --stream-window=64 --warmup=0.1",
+      " --duration=0.4 --json 2>", dir, "/bench.log"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << "\nsee " << dir << "/bench.log";
+  const google::protobuf::Struct json = ParseJson(r.out);
+  const auto& results = json.fields().at("results").list_value().values();
+  // Five closed-loop runs, and an open-loop one after each but the stream.
+  ASSERT_EQ(results.size(), 9);
+  std::vector<std::string> names;
+  for (const auto& v : results) {
+    const google::protobuf::Struct& res = v.struct_value();
+    const std::string name = res.fields().at("workload").string_value();
+    const std::string loop = res.fields().at("loop").string_value();
+    names.push_back(name + "/" + loop);
+    EXPECT_GT(Number(res, "qps"), 0) << name;
+    EXPECT_EQ(Number(res, "errors"), 0)
+        << name << ": " << res.fields().at("first_error").string_value();
+    EXPECT_GT(Number(res, "ratio_to_empty"), 0) << name;
+    const auto& lat = res.fields().at("latency_us").struct_value();
+    EXPECT_GT(Number(lat, "p50"), 0) << name;
+    EXPECT_LE(Number(lat, "p50"), Number(lat, "p99")) << name;
+    EXPECT_LE(Number(lat, "p99"), Number(lat, "p999")) << name;
+  }
+  EXPECT_THAT(names, ::testing::ElementsAre(
+                         "empty/closed", "empty/open", "recommend/closed",
+                         "recommend/open", "rate/closed", "rate/open",
+                         "stream/closed", "mix/closed", "mix/open"));
+  const auto& mix = results[7].struct_value().fields().at("ops").struct_value();
+  EXPECT_TRUE(mix.fields().contains("recommend"));
+  EXPECT_TRUE(mix.fields().contains("rate"));
+}
+
+TEST(BenchSmokeTest, KernelBenchmarksRunOnTheSmallestCatalogue) {
+  const Output r = RunCommand(absl::StrCat(
+      RECSYS_KERNELS_BENCH_BIN,
+      " --benchmark_filter='^(score_topk|read_factors)/1682x64$|^fold_in/64f/"
+      "10$' --benchmark_min_time=0.01 --benchmark_format=json 2>/dev/null"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const google::protobuf::Struct json = ParseJson(r.out);
+  std::vector<std::string> names;
+  for (const auto& b : json.fields().at("benchmarks").list_value().values()) {
+    names.push_back(b.struct_value().fields().at("name").string_value());
+    EXPECT_GT(Number(b.struct_value(), "real_time"), 0);
+  }
+  EXPECT_THAT(names,
+              ::testing::ElementsAre("score_topk/1682x64",
+                                     "read_factors/1682x64", "fold_in/64f/10"));
+}
+
+}  // namespace
+}  // namespace recsys

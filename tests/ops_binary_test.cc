@@ -1,0 +1,339 @@
+// Running it like production through the real binaries: recsys-client's
+// TLS and token flags against recsys-server started with a certificate and
+// a token from the environment, and SIGTERM while ratings stream in (the
+// server exits 0 and, restarted, has every rating it acknowledged).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/recsys.grpc.pb.h"
+#include "tests/test_certs.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+using ::testing::HasSubstr;
+using v1::Recommender;
+
+constexpr char kToken[] = "test-token-0123456789abcdef";
+
+void Deadline(grpc::ClientContext* ctx) {
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(10));
+}
+
+std::shared_ptr<grpc::Channel> Channel(const ChannelOptions& o) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> ch = MakeChannel(o);
+  EXPECT_TRUE(ch.ok()) << ch.status();
+  return ch.ok() ? *ch : nullptr;
+}
+
+ChannelOptions Plain(int port) {
+  ChannelOptions o;
+  o.target = absl::StrCat("127.0.0.1:", port);
+  return o;
+}
+
+ChannelOptions Tls(int port) {
+  ChannelOptions o = Plain(port);
+  o.tls_ca = testing::GetTestCerts().ca;
+  o.tls_server_name = testing::kTestServerName;
+  return o;
+}
+
+// grpc.health.v1 through the client library: "SERVING\n", or "" when the
+// call failed.
+std::string HealthCall(const std::shared_ptr<grpc::Channel>& ch) {
+  ClientOptions o;
+  o.timeout = absl::Seconds(10);
+  std::ostringstream out, err;
+  Streams io;
+  io.out = &out;
+  io.err = &err;
+  const absl::Status s = RunHealth(o, {}, ch, io);
+  if (!s.ok() && out.str().empty()) return "";
+  return out.str();
+}
+
+class OpsBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("ops_bin");
+    csv_ = testing::WriteRatingsCsv(
+        testing::PlantedData(120, 80, 4, 0.2, 0.3, 5, true),
+        dir_ + "/ratings.csv");
+  }
+  std::string dir_, csv_;
+};
+
+class Process {
+ public:
+  Process(std::vector<std::string> args, std::string log,
+          std::map<std::string, std::string> env = {})
+      : args_(std::move(args)), log_(std::move(log)), env_(std::move(env)) {}
+  ~Process() { Stop(SIGKILL); }
+
+  void Start() {
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      for (const auto& [k, v] : env_) setenv(k.c_str(), v.c_str(), 1);
+      std::vector<char*> argv;
+      for (auto& a : args_) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      (void)!freopen(log_.c_str(), "a", stderr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+  }
+  // Sends `sig` and returns the wait status.
+  int Stop(int sig) {
+    if (pid_ <= 0) return status_;
+    kill(pid_, sig);
+    waitpid(pid_, &status_, 0);
+    pid_ = -1;
+    return status_;
+  }
+
+ private:
+  std::vector<std::string> args_;
+  std::string log_;
+  std::map<std::string, std::string> env_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+};
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Starts recsys-server with `flags` and waits until it is SERVING on its
+// plaintext health port; returns the main port.
+int StartServer(Process* p, const std::string& port_file,
+                const std::string& log, const ChannelOptions& channel) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int port = 0;
+  while (std::chrono::steady_clock::now() < deadline && port == 0) {
+    std::ifstream in(port_file);
+    if (!(in >> port)) port = 0;
+    if (port == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GT(port, 0) << ReadAll(log);
+  ChannelOptions o = channel;
+  o.target = absl::StrCat("127.0.0.1:", port);
+  auto ch = Channel(o);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (HealthCall(ch) == "SERVING\n") return port;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ADD_FAILURE() << "server never became SERVING: " << ReadAll(log);
+  (void)p;
+  return port;
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+CommandResult RunClient(const std::string& args) {
+  const std::string cmd =
+      absl::StrCat(RECSYS_CLIENT_BIN, " --timeout=20 ", args, " 2>&1");
+  CommandResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST_F(OpsBinaryTest, ClientBinaryTlsAndTokenFlagsAgainstServerBinary) {
+  const testing::TestCerts& c = testing::GetTestCerts();
+  if (!c.error.empty()) GTEST_SKIP() << c.error;
+  const std::string port_file = dir_ + "/server.port";
+  const std::string log = dir_ + "/server.log";
+  testing::WriteFile(dir_ + "/token", absl::StrCat(kToken, "\n"));
+  // The server takes its token from the environment here, the client from
+  // a file.
+  Process server({RECSYS_SERVER_BIN, "--listen=127.0.0.1:0",
+                  "--data-dir=" + dir_ + "/bin-data", "--train-data=" + csv_,
+                  "--threads=2", "--port-file=" + port_file,
+                  "--grace-seconds=1", "--tls-cert=" + c.server_cert,
+                  "--tls-key=" + c.server_key, "--log-format=json"},
+                 log, {{"RECSYS_TOKEN", kToken}});
+  server.Start();
+  const int port = StartServer(&server, port_file, log, Tls(0));
+  ASSERT_GT(port, 0);
+  const std::string tls =
+      absl::StrCat("--target=127.0.0.1:", port, " --tls-ca=", c.ca,
+                   " --tls-server-name=", testing::kTestServerName);
+
+  CommandResult r = RunClient(tls + " health");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("SERVING"));
+  r = RunClient(tls + " rate --user=cli --item=i1 --rating=4");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("UNAUTHENTICATED"));
+  r = RunClient(tls + " --token-file=" + dir_ + "/token" +
+                " rate --user=cli --item=i1 --rating=4");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("accepted"));
+  r = RunClient(tls + " recommend --user=cli -k 3");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // Plaintext against the TLS port: the client says TLS may be the cause.
+  r = RunClient(absl::StrCat("--target=127.0.0.1:", port, " --timeout=5 info"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("Does TLS match"));
+  // A token is never sent in clear text.
+  r = RunClient(absl::StrCat("--target=127.0.0.1:", port,
+                             " --token=abc rate --user=cli --item=i2 "
+                             "--rating=4"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("only over TLS"));
+
+  const int status = server.Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const std::string logged = ReadAll(log);
+  EXPECT_THAT(logged, HasSubstr("\"msg\":\"serving\""));
+  EXPECT_THAT(logged, HasSubstr("\"msg\":\"stopped\""));
+  EXPECT_THAT(logged, HasSubstr("\"token\":true"));
+  EXPECT_THAT(logged, ::testing::Not(HasSubstr(kToken)));
+}
+
+// SIGTERM while a stream and unary writers are busy: the server exits 0 and,
+// restarted, holds every rating it acknowledged.
+TEST_F(OpsBinaryTest, SigtermUnderLoadKeepsEveryAcknowledgedRating) {
+  const std::string port_file = dir_ + "/load.port";
+  const std::string log = dir_ + "/load.log";
+  const std::string data = dir_ + "/load-data";
+  auto make = [&] {
+    return std::make_unique<Process>(
+        std::vector<std::string>{RECSYS_SERVER_BIN, "--listen=127.0.0.1:0",
+                                 "--data-dir=" + data, "--train-data=" + csv_,
+                                 "--threads=2", "--port-file=" + port_file,
+                                 "--grace-seconds=1", "--snapshot-every=500"},
+        log);
+  };
+  std::set<std::pair<std::string, std::string>> acked;
+  std::mutex mu;
+  for (int round = 0; round < 2; ++round) {
+    std::filesystem::remove(port_file);
+    auto server = make();
+    server->Start();
+    const int port = StartServer(server.get(), port_file, log, {});
+    ASSERT_GT(port, 0);
+    auto ch = Channel(Plain(port));
+    std::atomic<bool> stop{false};
+    std::thread streamer([&] {
+      grpc::ClientContext ctx;
+      auto stub = Recommender::NewStub(ch);
+      auto stream = stub->RateStream(&ctx);
+      std::vector<std::pair<std::string, std::string>> sent;
+      std::mutex sent_mu;
+      std::thread reader([&] {
+        v1::RateStreamResponse resp;
+        while (stream->Read(&resp)) {
+          std::lock_guard<std::mutex> lock(sent_mu);
+          for (const auto& ack : resp.acks()) {
+            if (!ack.accepted()) continue;
+            std::lock_guard<std::mutex> l2(mu);
+            acked.insert(sent[ack.index()]);
+          }
+        }
+      });
+      for (int i = 0; !stop.load(); ++i) {
+        v1::RateRequest r;
+        r.set_user_id(absl::StrCat("term", round, "-", i % 30));
+        r.set_item_id(absl::StrCat("i", (i * 7) % 80));
+        r.set_rating(1 + i % 5);
+        {
+          std::lock_guard<std::mutex> lock(sent_mu);
+          sent.emplace_back(r.user_id(), r.item_id());
+        }
+        if (!stream->Write(r)) break;
+      }
+      stream->WritesDone();
+      reader.join();
+      stream->Finish().ok();
+    });
+    std::thread unary([&] {
+      auto stub = Recommender::NewStub(ch);
+      for (int i = 0; !stop.load(); ++i) {
+        grpc::ClientContext ctx;
+        Deadline(&ctx);
+        v1::RateRequest r;
+        r.set_user_id(absl::StrCat("unary", round));
+        r.set_item_id(absl::StrCat("i", i % 80));
+        r.set_rating(3);
+        v1::RateResponse resp;
+        if (stub->Rate(&ctx, r, &resp).ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          acked.insert({r.user_id(), r.item_id()});
+        } else {
+          break;
+        }
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const int status = server->Stop(SIGTERM);
+    stop = true;
+    streamer.join();
+    unary.join();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n"
+                                                               << ReadAll(log);
+  }
+  ASSERT_GT(acked.size(), 50u);
+  std::filesystem::remove(port_file);
+  auto server = make();
+  server->Start();
+  const int port = StartServer(server.get(), port_file, log, {});
+  auto stub = Recommender::NewStub(Channel(Plain(port)));
+  std::map<std::string, std::set<std::string>> by_user;
+  for (const auto& [u, i] : acked) by_user[u].insert(i);
+  for (const auto& [user, items] : by_user) {
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    v1::GetUserRequest req;
+    req.set_user_id(user);
+    req.set_recent(1000);
+    v1::GetUserResponse resp;
+    ASSERT_TRUE(stub->GetUser(&ctx, req, &resp).ok()) << user;
+    std::set<std::string> have;
+    for (const auto& r : resp.recent()) have.insert(r.item().id());
+    for (const std::string& item : items) {
+      EXPECT_TRUE(have.count(item)) << user << " lost " << item;
+    }
+  }
+  std::cout << "acknowledged ratings checked after 2 SIGTERMs: " << acked.size()
+            << "\n";
+  server->Stop(SIGTERM);
+}
+
+}  // namespace
+}  // namespace recsys
