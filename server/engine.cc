@@ -582,40 +582,44 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   out.personalized = user.known && !user.ratings.empty();
   // Scores for the whole catalogue: one product over the trained items and
   // one over the new ones.
+  // One product over the trained items and one over the new ones gives the
+  // ranking score of every item; predicted ratings are worked out only for
+  // the k returned (for explicit kinds they are the clipped scores).
   Eigen::VectorXf scores(total);
-  Eigen::VectorXf predicted(total);
+  // (kPopularity scores are rating counts, kIals scores preferences.)
+  const bool scores_are_ratings = out.personalized &&
+                                  m.kind != ModelKind::kPopularity &&
+                                  m.factors_predict_ratings();
   if (out.personalized) {
     Eigen::VectorXf head;
     ScoreAllItems(m, user.bias, user.vec.data(), &head);
     scores.head(base) = head;
-    Eigen::VectorXf tail;
-    if (m.factors_predict_ratings()) {
-      tail = ni->bias.array() + (m.mu + user.bias);
-      if (m.factors() > 0 && ni->ids.size() > 0) {
-        tail.noalias() += ni->factors * user.vec;
+    if (total > base) {
+      Eigen::VectorXf tail;
+      if (m.factors_predict_ratings()) {
+        tail = ni->bias.array() + (m.mu + user.bias);
+        if (m.factors() > 0) tail.noalias() += ni->factors * user.vec;
+      } else {
+        tail.noalias() = ni->factors * user.vec;
       }
-    } else {
-      tail.noalias() = ni->factors * user.vec;
-    }
-    scores.tail(total - base) = tail;
-    predicted.head(base) = m.item_bias.array() + (m.mu + user.bias);
-    predicted.tail(total - base) = ni->bias.array() + (m.mu + user.bias);
-    if (m.factors_predict_ratings()) {
-      if (m.factors() > 0) {
-        predicted.head(base).noalias() += m.item_factors * user.vec;
-      }
-      predicted.tail(total - base) = tail;
+      scores.tail(total - base) = tail;
     }
   } else {
-    for (int32_t i = 0; i < base; ++i)
+    for (int32_t i = 0; i < base; ++i) {
       scores[i] = static_cast<float>(m.item_counts[i]);
+    }
     for (int32_t j = 0; j < ni->ids.size(); ++j) {
       scores[base + j] = static_cast<float>(ni->counts[j]);
     }
-    predicted.head(base) = m.item_bias.array() + m.mu;
-    predicted.tail(total - base) = ni->bias.array() + m.mu;
   }
-  for (int32_t i = 0; i < total; ++i) predicted[i] = m.scale.Clip(predicted[i]);
+  // The rating shown: the score itself, or the biases (a user without
+  // ratings, or a ranking-only model).
+  auto predicted = [&](int32_t i, float score) {
+    if (scores_are_ratings) return m.scale.Clip(score);
+    const float item_bias = i < base ? m.item_bias[i] : ni->bias[i - base];
+    return m.scale.Clip(m.mu + (out.personalized ? user.bias : 0.0f) +
+                        item_bias);
+  };
 
   std::vector<int32_t> exclude;
   if (!q.include_rated) {
@@ -653,7 +657,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   best = TopK(scores, q.k, exclude);
   for (const ScoredItem& s : best) {
     out.items.push_back(
-        {ViewItem(*g, *ni, s.item), predicted[s.item], s.score});
+        {ViewItem(*g, *ni, s.item), predicted(s.item, s.score), s.score});
   }
   return out;
 }

@@ -156,6 +156,39 @@ TEST_F(EngineTest, TrainedUsersListTheirRatingsNewestFirst) {
   EXPECT_EQ(engine_->GetUser("u1", 5)->recent[0].timestamp, newest);
 }
 
+// Whatever ranks the list, the rating shown is the model's predicted rating
+// (Model::Predict): counts (popularity) and preferences (iALS) never leak
+// out as ratings.
+TEST(EngineKinds, ShownRatingsAreTheModelsPredictions) {
+  const RatingData data = testing::PlantedData(60, 50, 3, 0.3, 0.3, 2, true);
+  for (ModelKind kind : {ModelKind::kPopularity, ModelKind::kIals,
+                         ModelKind::kBaseline, ModelKind::kSgd}) {
+    Hyperparameters p = DefaultHyperparameters(kind);
+    if (p.factors > 8) p.factors = 8;
+    absl::StatusOr<Model> model = TrainModel(data, kind, p, {});
+    ASSERT_TRUE(model.ok());
+    EngineOptions opt;
+    opt.data_dir = testing::MakeTempDir(std::string(ModelKindName(kind)));
+    opt.snapshot_every = 0;
+    auto engine = Engine::Open(opt, [&]() { return *model; });
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    for (const std::string user : {"u1", "stranger"}) {
+      RecommendQuery q;
+      q.user = user;
+      absl::StatusOr<RecommendResult> r = (*engine)->Recommend(q);
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(r->items.size(), 10u);
+      for (const auto& it : r->items) {
+        EXPECT_NEAR(it.predicted_rating,
+                    model->Predict(model->users.Find(user),
+                                   model->items.Find(it.item.id)),
+                    1e-4)
+            << ModelKindName(kind) << " " << user << " " << it.item.id;
+      }
+    }
+  }
+}
+
 TEST_F(EngineTest, ReRatingReplacesTheEarlierValue) {
   MustRate("z", "i1", 1.0f);
   MustRate("z", "i1", 5.0f);
