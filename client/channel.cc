@@ -11,26 +11,12 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "models/file_util.h"
 
 namespace recsys {
-namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read ", what, " file ",
-                                            path, ": ", std::strerror(errno)));
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-}  // namespace
 
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
-  absl::StatusOr<std::string> contents = ReadFile(path, "token");
+  absl::StatusOr<std::string> contents = ReadSmallFile(path, "token");
   if (!contents.ok()) return contents.status();
   std::string token(absl::StripAsciiWhitespace(*contents));
   if (token.empty()) {
@@ -55,15 +41,15 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   }
   grpc::SslCredentialsOptions ssl;
   if (!options.tls_ca.empty()) {
-    absl::StatusOr<std::string> ca = ReadFile(options.tls_ca, "TLS CA");
+    absl::StatusOr<std::string> ca = ReadSmallFile(options.tls_ca, "TLS CA");
     if (!ca.ok()) return ca.status();
     ssl.pem_root_certs = std::move(*ca);
   }
   if (!options.tls_cert.empty()) {
     absl::StatusOr<std::string> cert =
-        ReadFile(options.tls_cert, "TLS certificate");
+        ReadSmallFile(options.tls_cert, "TLS certificate");
     if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = ReadFile(options.tls_key, "TLS key");
+    absl::StatusOr<std::string> key = ReadSmallFile(options.tls_key, "TLS key");
     if (!key.ok()) return key.status();
     ssl.pem_cert_chain = std::move(*cert);
     ssl.pem_private_key = std::move(*key);

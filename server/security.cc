@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "grpcpp/security/server_credentials.h"
+#include "models/file_util.h"
 #include "server/metrics.h"
 
 namespace recsys {
@@ -19,24 +20,12 @@ namespace {
 
 constexpr char kBearer[] = "bearer ";
 
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read ", what, " file ",
-                                            path, ": ", std::strerror(errno)));
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // A wrong file here otherwise surfaces as gRPC failing to listen, with the
 // reason only in gRPC's own log.
 absl::StatusOr<std::string> ReadPem(const std::string& path,
                                     absl::string_view what,
                                     absl::string_view block) {
-  absl::StatusOr<std::string> pem = ReadFile(path, what);
+  absl::StatusOr<std::string> pem = ReadSmallFile(path, what);
   if (!pem.ok()) return pem.status();
   if (!absl::StrContains(*pem, "-----BEGIN ") ||
       !absl::StrContains(*pem, block)) {
@@ -99,7 +88,7 @@ absl::StatusOr<std::string> LoadToken(const std::string& token_file,
   std::string token;
   std::string source;
   if (!token_file.empty()) {
-    absl::StatusOr<std::string> contents = ReadFile(token_file, "token");
+    absl::StatusOr<std::string> contents = ReadSmallFile(token_file, "token");
     if (!contents.ok()) return contents.status();
     token = std::move(*contents);
     source = absl::StrCat("token file ", token_file);
