@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "models/fold_in.h"
 #include "models/model_io.h"
+#include "models/parallel.h"
 #include "models/status_macros.h"
 #include "models/topk.h"
 
@@ -363,23 +364,11 @@ absl::Status Engine::ValidateRating(const Generation& g,
   return absl::OkStatus();
 }
 
-RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
+int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
+                              const internal::UserView& user) {
   const Model& m = *g.model;
-  const size_t shard = g.ShardOf(rec.user);
-  std::lock_guard<std::mutex> write(g.write_mu[shard]);
-  RateResult result;
-  result.sequence = rec.seq;
-
-  internal::UserView user = internal::ViewUser(g, rec.user);
-  result.new_user = !user.known;
-  const int32_t base_user = m.users.Find(rec.user);
-
-  // The item, added to the catalogue when new.
-  std::shared_ptr<const NewItems> ni = g.items();
-  int32_t item = g.FindItem(rec.item, *ni);
-  result.new_item = item < 0;
-  const bool item_is_new = result.new_item || item >= m.num_items();
-  if (item_is_new) {
+  int32_t item = -1;
+  {
     std::lock_guard<std::mutex> lock(g.new_items_mu);
     auto next = std::make_shared<NewItems>(*g.items());
     int32_t local = next->ids.Find(rec.item);
@@ -428,22 +417,55 @@ RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
     if (m.factors() > 0) next->factors.row(local) = row.factors.transpose();
     item = m.num_items() + local;
     std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
-    ni = g.items();
+  }
+  return item;
+}
+
+RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
+  const LogRecord* one[] = {&rec};
+  return ApplyUser(g, one)[0];
+}
+
+std::vector<RateResult> Engine::ApplyUser(
+    Generation& g, absl::Span<const LogRecord* const> recs) {
+  const Model& m = *g.model;
+  const std::string& user_id = recs[0]->user;
+  const size_t shard = g.ShardOf(user_id);
+  std::lock_guard<std::mutex> write(g.write_mu[shard]);
+  std::vector<RateResult> results(recs.size());
+
+  internal::UserView user = internal::ViewUser(g, user_id);
+  if (!recs.empty()) results[0].new_user = !user.known;
+  const int32_t base_user = m.users.Find(user_id);
+  std::vector<UserState::Entry> entries = std::move(user.ratings);
+  std::shared_ptr<const NewItems> ni = g.items();
+
+  for (size_t r = 0; r < recs.size(); ++r) {
+    const LogRecord& rec = *recs[r];
+    RateResult& result = results[r];
+    result.sequence = rec.seq;
+    // The item, added to the catalogue when new.
+    int32_t item = g.FindItem(rec.item, *ni);
+    result.new_item = item < 0;
+    if (result.new_item || item >= m.num_items()) {
+      item = FoldInNewItem(g, rec, user);
+      ni = g.items();
+    }
+    // An older record (replayed after a newer one) does not overwrite.
+    auto e =
+        std::find_if(entries.begin(), entries.end(),
+                     [&](const UserState::Entry& x) { return x.item == item; });
+    if (e == entries.end()) {
+      entries.push_back({item, rec.value, rec.timestamp, rec.seq});
+    } else if (e->seq <= rec.seq) {
+      *e = {item, rec.value, rec.timestamp, rec.seq};
+    }
   }
 
-  // The user's ratings with this one in place; an older record (replayed
-  // after a newer one) does not overwrite.
+  // One fold-in for all of this user's new ratings.
   auto st = std::make_shared<UserState>();
   st->base = base_user;
-  st->ratings = std::move(user.ratings);
-  auto e =
-      std::find_if(st->ratings.begin(), st->ratings.end(),
-                   [&](const UserState::Entry& x) { return x.item == item; });
-  if (e == st->ratings.end()) {
-    st->ratings.push_back({item, rec.value, rec.timestamp, rec.seq});
-  } else if (e->seq <= rec.seq) {
-    *e = {item, rec.value, rec.timestamp, rec.seq};
-  }
+  st->ratings = std::move(entries);
   const size_t n = st->ratings.size();
   RowMatrix qf(n, m.factors());
   Eigen::VectorXf qb(n);
@@ -466,10 +488,11 @@ RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
   {
     internal::Generation::Shard& s = g.shards[shard];
     std::lock_guard<std::mutex> lock(s.mu);
-    s.users[rec.user] = std::move(st);
+    s.users[user_id] = std::move(st);
   }
-  g.accepted.fetch_add(1, std::memory_order_relaxed);
-  return result;
+  g.accepted.fetch_add(static_cast<int64_t>(recs.size()),
+                       std::memory_order_relaxed);
+  return results;
 }
 
 absl::StatusOr<RateResult> Engine::Rate(const RatingInput& rating) {
@@ -507,9 +530,29 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
         for (size_t k : positions) results[k] = appended.status();
         return results;
       }
+      // Each user's ratings are folded in once per batch, and different
+      // users in parallel (they lock different shards or wait their turn).
+      absl::flat_hash_map<absl::string_view, size_t> group_of;
+      std::vector<std::vector<size_t>> groups;
       for (size_t j = 0; j < records.size(); ++j) {
-        results[positions[j]] = Apply(*g, records[j]);
+        auto [it, fresh] = group_of.try_emplace(records[j].user, groups.size());
+        if (fresh) groups.emplace_back();
+        groups[it->second].push_back(j);
       }
+      const int threads = records.size() < 64 ? 1 : ResolveThreads(0);
+      ParallelChunks(static_cast<int64_t>(groups.size()), threads,
+                     [&](int64_t begin, int64_t end, int) {
+                       std::vector<const LogRecord*> mine;
+                       for (int64_t k = begin; k < end; ++k) {
+                         mine.clear();
+                         for (size_t j : groups[k]) mine.push_back(&records[j]);
+                         const std::vector<RateResult> applied =
+                             ApplyUser(*g, mine);
+                         for (size_t r = 0; r < mine.size(); ++r) {
+                           results[positions[groups[k][r]]] = applied[r];
+                         }
+                       }
+                     });
       if (journaling_) {
         std::lock_guard<std::mutex> lock(journal_mu_);
         journal_.insert(journal_.end(), records.begin(), records.end());

@@ -41,6 +41,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "models/model.h"
 #include "models/train.h"
 #include "server/rating_log.h"
@@ -158,6 +159,7 @@ struct TrainingUpdate {
 namespace internal {
 struct Generation;
 struct TrainingJob;
+struct UserView;
 }  // namespace internal
 
 class Engine {
@@ -207,6 +209,13 @@ class Engine {
                               const RatingInput& r) const;
   // Applies a durable record to generation `g` (under swap_mu_ shared).
   RateResult Apply(internal::Generation& g, const LogRecord& rec);
+  // Applies one user's records (in log order) and folds the user in once.
+  std::vector<RateResult> ApplyUser(internal::Generation& g,
+                                    absl::Span<const LogRecord* const> recs);
+  // Adds or updates a new item's rating by rec.user and folds the item's
+  // vector in again; returns its global index.
+  int32_t FoldInNewItem(internal::Generation& g, const LogRecord& rec,
+                        const internal::UserView& user);
   void MaybeSnapshot();
   void RunTraining(std::shared_ptr<internal::TrainingJob> job, ModelKind kind,
                    Hyperparameters params, double validation_fraction);

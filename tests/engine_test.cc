@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -334,6 +335,50 @@ TEST_F(EngineTest, TrainingWhileServingLosesNothing) {
   Open();
   EXPECT_EQ(engine_->Info().version, 2u);
   EXPECT_EQ(engine_->GetUser("during", 1000)->rating_count, 120);
+}
+
+// A big batch is folded in per user and across users in parallel; the
+// result must be what applying the ratings one at a time gives.
+TEST_F(EngineTest, LargeBatchEqualsOneAtATime) {
+  std::vector<RatingInput> batch;
+  std::mt19937 rng(9);
+  for (int i = 0; i < 400; ++i) {
+    batch.push_back({absl::StrCat(i % 3 == 0 ? "fresh" : "u", i % 25),
+                     absl::StrCat("i", rng() % 120), 1.0f + rng() % 5, 0});
+  }
+  const std::vector<absl::StatusOr<RateResult>> got = engine_->RateBatch(batch);
+  ASSERT_EQ(got.size(), batch.size());
+  std::set<std::string> seen;
+  for (size_t j = 0; j < got.size(); ++j) {
+    ASSERT_TRUE(got[j].ok()) << got[j].status();
+    if (j > 0) {
+      EXPECT_EQ(got[j]->sequence, got[j - 1]->sequence + 1);
+    }
+    const bool first = seen.insert(batch[j].user).second;
+    EXPECT_EQ(got[j]->new_user, first && batch[j].user.rfind("fresh", 0) == 0)
+        << j;
+  }
+  // The same ratings one at a time into a second engine.
+  EngineOptions opt;
+  opt.data_dir = testing::MakeTempDir("one_at_a_time");
+  opt.snapshot_every = 0;
+  auto other = Engine::Open(opt, [this] { return TrainAls(data_); });
+  ASSERT_TRUE(other.ok());
+  for (const RatingInput& r : batch) ASSERT_TRUE((*other)->Rate(r).ok());
+  for (const std::string& user : seen) {
+    RecommendQuery q;
+    q.user = user;
+    q.k = 20;
+    absl::StatusOr<RecommendResult> a = engine_->Recommend(q);
+    absl::StatusOr<RecommendResult> b = (*other)->Recommend(q);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(a->items.size(), b->items.size());
+    for (size_t k = 0; k < a->items.size(); ++k) {
+      EXPECT_NEAR(a->items[k].score, b->items[k].score, 1e-4) << user;
+    }
+    EXPECT_EQ(engine_->GetUser(user, 1000)->rating_count,
+              (*other)->GetUser(user, 1000)->rating_count);
+  }
 }
 
 TEST_F(EngineTest, ConcurrentRatesAndReads) {
