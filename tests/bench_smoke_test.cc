@@ -58,22 +58,7 @@ TEST(LatencyHistogramTest, MergeAndEmpty) {
   EXPECT_EQ(a.Percentile(50), 5);
 }
 
-struct Output {
-  int exit_code = -1;
-  std::string out;
-};
-
-Output RunCommand(const std::string& cmd) {
-  Output r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using testing::RunCommand;
 
 google::protobuf::Struct ParseJson(const std::string& text) {
   google::protobuf::Struct s;
@@ -92,14 +77,14 @@ TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
   const std::string csv = testing::WriteRatingsCsv(
       testing::PlantedData(200, 150, 4, 0.15, 0.3, 12, true),
       dir + "/ratings.csv");
-  const Output r = RunCommand(absl::StrCat(
+  const testing::CommandResult r = RunCommand(absl::StrCat(
       RECSYS_BENCH_BIN, " --server-bin=", RECSYS_SERVER_BIN, " --train-data=",
       csv, " --server-flags='--threads=2 --model-kind=baseline'",
       " --workloads=empty,recommend,rate,stream,mix --open-fraction=0.5",
       " --channels=2 --inflight=8 --stream-window=64 --warmup=0.1",
       " --duration=0.4 --json 2>", dir, "/bench.log"));
-  ASSERT_EQ(r.exit_code, 0) << r.out << "\nsee " << dir << "/bench.log";
-  const google::protobuf::Struct json = ParseJson(r.out);
+  ASSERT_EQ(r.exit_code, 0) << r.output << "\nsee " << dir << "/bench.log";
+  const google::protobuf::Struct json = ParseJson(r.output);
   const auto& results = json.fields().at("results").list_value().values();
   // Five closed-loop runs, and an open-loop one after each but the stream.
   ASSERT_EQ(results.size(), 9);
@@ -128,12 +113,12 @@ TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
 }
 
 TEST(BenchSmokeTest, KernelBenchmarksRunOnTheSmallestCatalogue) {
-  const Output r = RunCommand(absl::StrCat(
+  const testing::CommandResult r = RunCommand(absl::StrCat(
       RECSYS_KERNELS_BENCH_BIN,
       " --benchmark_filter='^(score_topk|read_factors)/1682x64$|^fold_in/64f/"
       "10$' --benchmark_min_time=0.01 --benchmark_format=json 2>/dev/null"));
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  const google::protobuf::Struct json = ParseJson(r.out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const google::protobuf::Struct json = ParseJson(r.output);
   std::vector<std::string> names;
   for (const auto& b : json.fields().at("benchmarks").list_value().values()) {
     names.push_back(b.struct_value().fields().at("name").string_value());

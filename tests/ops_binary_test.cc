@@ -25,6 +25,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/recsys.grpc.pb.h"
+#include "tests/rating_stream.h"
 #include "tests/test_certs.h"
 #include "tests/test_util.h"
 
@@ -154,23 +155,11 @@ int StartServer(Process* p, const std::string& port_file,
   return port;
 }
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;
-};
+using testing::CommandResult;
 
 CommandResult RunClient(const std::string& args) {
-  const std::string cmd =
-      absl::StrCat(RECSYS_CLIENT_BIN, " --timeout=20 ", args, " 2>&1");
-  CommandResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::RunCommand(
+      absl::StrCat(RECSYS_CLIENT_BIN, " --timeout=20 ", args, " 2>&1"));
 }
 
 TEST_F(OpsBinaryTest, ClientBinaryTlsAndTokenFlagsAgainstServerBinary) {
@@ -240,7 +229,7 @@ TEST_F(OpsBinaryTest, SigtermUnderLoadKeepsEveryAcknowledgedRating) {
                                  "--grace-seconds=1", "--snapshot-every=500"},
         log);
   };
-  std::set<std::pair<std::string, std::string>> acked;
+  testing::AckedRatings acked;
   std::mutex mu;
   for (int round = 0; round < 2; ++round) {
     std::filesystem::remove(port_file);
@@ -251,36 +240,9 @@ TEST_F(OpsBinaryTest, SigtermUnderLoadKeepsEveryAcknowledgedRating) {
     auto ch = Channel(Plain(port));
     std::atomic<bool> stop{false};
     std::thread streamer([&] {
-      grpc::ClientContext ctx;
       auto stub = Recommender::NewStub(ch);
-      auto stream = stub->RateStream(&ctx);
-      std::vector<std::pair<std::string, std::string>> sent;
-      std::mutex sent_mu;
-      std::thread reader([&] {
-        v1::RateStreamResponse resp;
-        while (stream->Read(&resp)) {
-          std::lock_guard<std::mutex> lock(sent_mu);
-          for (const auto& ack : resp.acks()) {
-            if (!ack.accepted()) continue;
-            std::lock_guard<std::mutex> l2(mu);
-            acked.insert(sent[ack.index()]);
-          }
-        }
-      });
-      for (int i = 0; !stop.load(); ++i) {
-        v1::RateRequest r;
-        r.set_user_id(absl::StrCat("term", round, "-", i % 30));
-        r.set_item_id(absl::StrCat("i", (i * 7) % 80));
-        r.set_rating(1 + i % 5);
-        {
-          std::lock_guard<std::mutex> lock(sent_mu);
-          sent.emplace_back(r.user_id(), r.item_id());
-        }
-        if (!stream->Write(r)) break;
-      }
-      stream->WritesDone();
-      reader.join();
-      stream->Finish().ok();
+      testing::StreamRatingsUntil(*stub, absl::StrCat("term", round, "-"), 30,
+                                  80, stop, &acked, &mu);
     });
     std::thread unary([&] {
       auto stub = Recommender::NewStub(ch);

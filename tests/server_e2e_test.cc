@@ -23,6 +23,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/recsys.grpc.pb.h"
+#include "tests/rating_stream.h"
 #include "tests/test_util.h"
 
 namespace recsys {
@@ -106,24 +107,13 @@ class ServerProcess {
   std::unique_ptr<Recommender::Stub> stub_;
 };
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;
-};
+using testing::CommandResult;
 
 // Runs recsys-client with `args`, stdout and stderr together.
 CommandResult RunClient(const std::string& target, const std::string& args) {
-  const std::string cmd = absl::StrCat(RECSYS_CLIENT_BIN, " --target=", target,
-                                       " --timeout=30 ", args, " 2>&1");
-  CommandResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::RunCommand(absl::StrCat(RECSYS_CLIENT_BIN,
+                                          " --target=", target,
+                                          " --timeout=30 ", args, " 2>&1"));
 }
 
 std::string WriteGeneratedCsv(const std::string& path) {
@@ -337,38 +327,14 @@ TEST_F(ServerE2eTest, StreamAcknowledgesEveryRatingAndSurvivesABadOne) {
 TEST_F(ServerE2eTest, KilledServerKeepsEveryAcknowledgedRating) {
   std::mt19937 rng(1234);
   auto server = Server({"--snapshot-every=700"});
-  std::set<std::pair<std::string, std::string>> acked;
+  testing::AckedRatings acked;
+  std::mutex mu;
   for (int round = 0; round < 4; ++round) {
     server->Start();
     std::atomic<bool> stop{false};
-    std::mutex mu;
     std::thread writer([&] {
-      grpc::ClientContext ctx;
-      auto stream = server->stub().RateStream(&ctx);
-      std::vector<std::pair<std::string, std::string>> sent;
-      std::thread reader([&] {
-        v1::RateStreamResponse resp;
-        while (stream->Read(&resp)) {
-          std::lock_guard<std::mutex> lock(mu);
-          for (const auto& ack : resp.acks()) {
-            if (ack.accepted()) acked.insert(sent[ack.index()]);
-          }
-        }
-      });
-      for (int i = 0; !stop.load(); ++i) {
-        v1::RateRequest r;
-        r.set_user_id(absl::StrCat("k", round, "-", i % 40));
-        r.set_item_id(absl::StrCat("i", (i * 7) % 150));
-        r.set_rating(1 + i % 5);
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          sent.emplace_back(r.user_id(), r.item_id());
-        }
-        if (!stream->Write(r)) break;
-      }
-      stream->WritesDone();
-      reader.join();
-      stream->Finish().ok();
+      testing::StreamRatingsUntil(server->stub(), absl::StrCat("k", round, "-"),
+                                  40, 150, stop, &acked, &mu);
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 400));
     server->Kill(SIGKILL);

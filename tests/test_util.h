@@ -19,6 +19,14 @@ std::string SharedDataset(const std::string& name);
 // A fresh empty directory under the test's temporary directory.
 std::string MakeTempDir(const std::string& tag);
 void WriteFile(const std::string& path, const std::string& contents);
+// Runs `command` through the shell; returns its exit code (-1 if it did not
+// exit normally) and everything it wrote to stdout.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+CommandResult RunCommand(const std::string& command);
+
 // Writes `data` as "user,item,rating,timestamp" lines; returns `path`.
 std::string WriteRatingsCsv(const RatingData& data, const std::string& path);
 
