@@ -4,6 +4,7 @@
 
 #include "Eigen/Cholesky"
 #include "absl/strings/str_cat.h"
+#include "models/bayes.h"
 #include "models/ials.h"
 
 namespace recsys {
@@ -83,6 +84,11 @@ FoldInResult FoldInRows(const Model& model, bool user_side,
     const int64_t n_other = user_side ? model.num_items() : model.num_users();
     internal::SolveImplicitRow(other_factors, gram, cols, p, n_other, &scratch,
                                result.factors.data());
+    return result;
+  }
+  if (model.kind == ModelKind::kBayes) {
+    internal::FoldInBayes(model, user_side, other_factors, other_bias, cols,
+                          values, &result.bias, result.factors.data());
     return result;
   }
   internal::SolveBiasedRow(

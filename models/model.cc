@@ -9,7 +9,7 @@ namespace {
 constexpr std::pair<ModelKind, absl::string_view> kKindNames[] = {
     {ModelKind::kBaseline, "baseline"}, {ModelKind::kPopularity, "popularity"},
     {ModelKind::kSgd, "sgd"},           {ModelKind::kAls, "als"},
-    {ModelKind::kIals, "ials"},
+    {ModelKind::kIals, "ials"},         {ModelKind::kBayes, "bayes"},
 };
 }  // namespace
 

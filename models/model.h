@@ -33,6 +33,8 @@ enum class ModelKind : uint32_t {
   kAls = 4,         // biased MF trained by ALS, weighted-lambda regularisation
   kIals = 5,        // implicit ALS (ranking): p_u . q_i scores "will interact";
                     // predicted ratings come from its baseline biases
+  kBayes = 6,       // Bayesian biased MF by Gibbs sampling (models/bayes.h):
+                    // factor rows hold every kept sample, concatenated
 };
 
 absl::string_view ModelKindName(ModelKind kind);
@@ -68,6 +70,23 @@ struct Hyperparameters {
   float reg_exponent = 1.0f;
   int32_t cg_steps = 3;
   uint64_t seed = 42;  // all randomness derives from it
+  // Bayesian MF: Gibbs sweeps discarded before the first kept sample
+  // (`epochs` counts all sweeps), and samples kept (spread evenly over the
+  // rest); each kept sample adds factors + 2 columns to the served rows.
+  int32_t burn_in = 0;
+  int32_t samples = 0;
+};
+
+// kBayes only: what fold-in needs from each kept Gibbs sample s, for rows
+// x = [bias, factors] of d = factors + 1 numbers: the prior of user and item
+// rows (mean and precision) and the rating noise precision alpha.
+struct Posterior {
+  int32_t samples = 0;
+  Eigen::VectorXf alpha;     // [S]
+  RowMatrix user_mean;       // [S x d]
+  RowMatrix user_precision;  // [S*d x d], sample s in rows s*d .. s*d+d-1
+  RowMatrix item_mean;       // [S x d]
+  RowMatrix item_precision;  // [S*d x d]
 };
 
 struct Model {
@@ -105,6 +124,7 @@ struct Model {
   // via ComputeGrams; empty for other kinds.
   Eigen::MatrixXf item_gram;
   Eigen::MatrixXf user_gram;
+  Posterior posterior;  // kBayes only
 
   // Unclipped predicted rating for known indices.
   float Score(int32_t u, int32_t i) const {

@@ -32,7 +32,7 @@ static_assert(std::numeric_limits<float>::is_iec559 &&
 // A field added to these structs is silently left out of model files unless
 // VisitScalars writes it, and old files cannot supply it: update
 // VisitScalars, the table in model_io.h and kModelFormatVersion, then these.
-static_assert(sizeof(Hyperparameters) == 64, "update the model file format");
+static_assert(sizeof(Hyperparameters) == 72, "update the model file format");
 static_assert(sizeof(RatingScale) == 8, "update the model file format");
 static_assert(sizeof(DataWatermark) == 16, "update the model file format");
 
@@ -117,8 +117,10 @@ class Reader {
 
 // The fixed-width fields after `kind`, in file order. Writer and reader share
 // this one list so they cannot drift apart. `M` is Model or const Model.
+// `version` is the file's: fields added later are skipped for older files
+// (a reader keeps the Model's defaults for them).
 template <typename M, typename Io>
-void VisitScalars(M& m, Io& io) {
+void VisitScalars(M& m, Io& io, uint32_t version) {
   io(m.params.factors);
   io(m.params.epochs);
   io(m.params.learning_rate);
@@ -134,6 +136,10 @@ void VisitScalars(M& m, Io& io) {
   io(m.params.reg_exponent);
   io(m.params.cg_steps);
   io(m.params.seed);
+  if (version >= 2) {
+    io(m.params.burn_in);
+    io(m.params.samples);
+  }
   io(m.scale.min);
   io(m.scale.max);
   io(m.mu);
@@ -154,14 +160,11 @@ struct SizeCounter {
 };
 
 // Bytes of the payload's fixed part: kind, VisitScalars, shape.
-size_t FixedPayloadBytes() {
-  static const size_t bytes = [] {
-    SizeCounter counter;
-    const Model empty;
-    VisitScalars(empty, counter);
-    return 4 + counter.bytes + 12;
-  }();
-  return bytes;
+size_t FixedPayloadBytes(uint32_t version) {
+  SizeCounter counter;
+  const Model empty;
+  VisitScalars(empty, counter, version);
+  return 4 + counter.bytes + 12;
 }
 
 // The kind table in model.cc is the one list of kinds; a value names a kind
@@ -170,6 +173,39 @@ bool IsKnownKind(uint32_t value) {
   const ModelKind kind = static_cast<ModelKind>(value);
   const absl::StatusOr<ModelKind> parsed = ParseModelKind(ModelKindName(kind));
   return parsed.ok() && *parsed == kind;
+}
+
+// A Bayesian model has S >= 1 samples of d = factors / S - 1 numbers each and
+// every posterior array sized for them; any other kind has none.
+absl::Status CheckPosterior(ModelKind kind, int64_t factors,
+                            const Posterior& p) {
+  const int64_t s = p.samples;
+  if (kind != ModelKind::kBayes) {
+    if (s != 0 || p.alpha.size() != 0 || p.user_mean.size() != 0 ||
+        p.item_mean.size() != 0 || p.user_precision.size() != 0 ||
+        p.item_precision.size() != 0) {
+      return absl::InvalidArgumentError(
+          "only a bayes model carries a posterior");
+    }
+    return absl::OkStatus();
+  }
+  if (s < 1 || factors % s != 0 || factors / s < 3) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bayes model: %d factor columns do not hold %d samples", factors, s));
+  }
+  const int64_t d = factors / s - 1;
+  const bool ok = p.alpha.size() == s && p.user_mean.rows() == s &&
+                  p.user_mean.cols() == d && p.item_mean.rows() == s &&
+                  p.item_mean.cols() == d && p.user_precision.rows() == s * d &&
+                  p.user_precision.cols() == d &&
+                  p.item_precision.rows() == s * d &&
+                  p.item_precision.cols() == d;
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bayes model: posterior arrays are not sized for %d samples of %d", s,
+        d));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckSavable(const Model& m) {
@@ -217,7 +253,7 @@ absl::Status CheckSavable(const Model& m) {
     return absl::InvalidArgumentError(
         "model user_ratings: offsets, cols and values disagree");
   }
-  return absl::OkStatus();
+  return CheckPosterior(m.kind, m.factors(), m.posterior);
 }
 
 // Bytes the variable-length strings take, or an error when one is too long
@@ -253,9 +289,10 @@ absl::StatusOr<size_t> StringBytes(const Model& m) {
 // one, so a 130 MB model is never duplicated in memory.
 struct FileImage {
   const Model* model = nullptr;
-  std::string header;  // kModelHeaderBytes
-  std::string fixed;   // kind, VisitScalars and shape
-  std::string rated;   // N, the number of entries in user_ratings
+  std::string header;     // kModelHeaderBytes
+  std::string fixed;      // kind, VisitScalars and shape
+  std::string rated;      // N, the number of entries in user_ratings
+  std::string posterior;  // S and D of the Bayesian posterior (0 0 if none)
   // Zeros standing in for user_ratings.times when the model has none.
   std::vector<int64_t> no_times;
   std::string strings;  // ids and catalogue
@@ -270,6 +307,7 @@ struct FileImage {
   // FileImage stays valid.
   std::vector<absl::string_view> Pieces() const {
     const Model& m = *model;
+    const Posterior& p = m.posterior;
     auto floats = [](const float* data, size_t count) {
       return absl::string_view(reinterpret_cast<const char*>(data),
                                count * sizeof(float));
@@ -287,7 +325,13 @@ struct FileImage {
             Raw(m.user_ratings.values),
             m.user_ratings.times.empty() ? Raw(no_times)
                                          : Raw(m.user_ratings.times),
-            strings};
+            strings,
+            posterior,
+            floats(p.alpha.data(), p.alpha.size()),
+            floats(p.user_mean.data(), p.user_mean.size()),
+            floats(p.user_precision.data(), p.user_precision.size()),
+            floats(p.item_mean.data(), p.item_mean.size()),
+            floats(p.item_precision.data(), p.item_precision.size())};
   }
   size_t size() const {
     size_t total = 0;
@@ -303,12 +347,17 @@ absl::StatusOr<FileImage> MakeFileImage(const Model& m) {
   image.model = &m;
   Writer fixed(&image.fixed);
   fixed(static_cast<uint32_t>(m.kind));
-  VisitScalars(m, fixed);
+  VisitScalars(m, fixed, kModelFormatVersion);
   fixed(static_cast<uint32_t>(m.num_users()));
   fixed(static_cast<uint32_t>(m.num_items()));
   fixed(static_cast<uint32_t>(m.factors()));
 
   Writer (&image.rated)(static_cast<uint64_t>(m.user_ratings.cols.size()));
+  {
+    Writer posterior(&image.posterior);
+    posterior(static_cast<uint32_t>(m.posterior.samples));
+    posterior(static_cast<uint32_t>(m.posterior.user_mean.cols()));
+  }
   if (m.user_ratings.times.empty()) {
     image.no_times.assign(m.user_ratings.cols.size(), 0);
   }
@@ -383,16 +432,17 @@ absl::Status ParseUserRatings(Reader& r, uint32_t users, uint32_t items,
   return absl::OkStatus();
 }
 
-absl::Status ParsePayload(absl::string_view payload, Model* m) {
+absl::Status ParsePayload(absl::string_view payload, uint32_t version,
+                          Model* m) {
   Reader r(payload);
-  if (r.remaining() < FixedPayloadBytes()) {
+  if (r.remaining() < FixedPayloadBytes(version)) {
     return absl::DataLossError(
         absl::StrFormat("fixed fields need %d bytes, payload has %d",
-                        FixedPayloadBytes(), r.remaining()));
+                        FixedPayloadBytes(version), r.remaining()));
   }
   uint32_t kind = 0, users = 0, items = 0, factors = 0;
   r(kind);
-  VisitScalars(*m, r);
+  VisitScalars(*m, r, version);
   r(users);
   r(items);
   r(factors);
@@ -471,6 +521,42 @@ absl::Status ParsePayload(absl::string_view payload, Model* m) {
     for (std::string& genre : info.genres) {
       RECSYS_RETURN_IF_ERROR(r.String(&genre, "genre"));
     }
+  }
+  if (version >= 2) {
+    uint32_t samples = 0, dim = 0;
+    RECSYS_RETURN_IF_ERROR(r.U32(&samples, "posterior samples"));
+    RECSYS_RETURN_IF_ERROR(r.U32(&dim, "posterior dimension"));
+    // The shape must match the factor columns before anything is allocated.
+    if (uint64_t{samples} * (uint64_t{dim} + 1) != factors &&
+        !(samples == 0 && dim == 0)) {
+      return absl::DataLossError(absl::StrFormat(
+          "posterior of %d samples x %d does not fit %d factor columns",
+          samples, dim, factors));
+    }
+    Posterior& p = m->posterior;
+    p.samples = static_cast<int32_t>(samples);
+    auto read_matrix = [&](uint64_t rows, uint64_t cols, RowMatrix* out,
+                           absl::string_view what) -> absl::Status {
+      RECSYS_RETURN_IF_ERROR(r.CheckCount(rows * cols, 4, what));
+      out->resize(rows, cols);
+      return read_floats(rows * cols, out->data(), what);
+    };
+    RECSYS_RETURN_IF_ERROR(r.CheckCount(samples, 4, "posterior alpha"));
+    p.alpha.resize(samples);
+    RECSYS_RETURN_IF_ERROR(
+        read_floats(samples, p.alpha.data(), "posterior alpha"));
+    for (auto [mean, precision] :
+         {std::pair(&p.user_mean, &p.user_precision),
+          std::pair(&p.item_mean, &p.item_precision)}) {
+      RECSYS_RETURN_IF_ERROR(read_matrix(samples, dim, mean, "posterior mean"));
+      RECSYS_RETURN_IF_ERROR(read_matrix(uint64_t{samples} * dim, dim,
+                                         precision, "posterior precision"));
+    }
+  }
+  if (const absl::Status posterior =
+          CheckPosterior(m->kind, factors, m->posterior);
+      !posterior.ok()) {
+    return absl::DataLossError(posterior.message());
   }
   if (r.remaining() != 0) {
     return absl::DataLossError(absl::StrFormat(
@@ -643,12 +729,12 @@ absl::StatusOr<Model> ParseModel(absl::string_view bytes,
   const auto flags = LoadScalar<uint32_t>(header + 12);
   const auto payload_size = LoadScalar<uint64_t>(header + 16);
   const auto checksum = LoadScalar<uint64_t>(header + 24);
-  if (version != kModelFormatVersion) {
+  if (version < kOldestModelFormatVersion || version > kModelFormatVersion) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "%s: model format version %d, this build reads version %d", source,
-        version, kModelFormatVersion));
+        "%s: model format version %d, this build reads versions %d to %d",
+        source, version, kOldestModelFormatVersion, kModelFormatVersion));
   }
-  // Version 1 defines no flags; a later writer that needs them bumps the
+  // No version defines flags; a later writer that needs them bumps the
   // version, so a set bit here is damage.
   if (flags != 0) {
     return absl::DataLossError(absl::StrFormat(
@@ -675,7 +761,7 @@ absl::StatusOr<Model> ParseModel(absl::string_view bytes,
         source, checksum, actual));
   }
   Model model;
-  const absl::Status status = ParsePayload(payload, &model);
+  const absl::Status status = ParsePayload(payload, version, &model);
   if (!status.ok()) return WithPath(source, "corrupt payload: ", status);
   ComputeGrams(&model);  // derived, so not stored
   return model;

@@ -8,7 +8,8 @@
 //   RECSYS_RETURN_IF_ERROR(SaveModel(model, "/srv/recsys/als.model"));
 //   RECSYS_ASSIGN_OR_RETURN(Model loaded, LoadModel("/srv/recsys/als.model"));
 //
-// File format, version 1. All integers and floats little-endian, floats
+// File format, version 2 (version 1 lacks the fields marked v2, and loads
+// with them at their defaults). All integers and floats little-endian, floats
 // IEEE-754; offsets in bytes.
 //
 //   Header (kModelHeaderBytes = 32)
@@ -25,6 +26,7 @@
 //                fold_in_reg_bias
 //       f32 f32 i32 params.implicit_weight, reg_exponent, cg_steps
 //       u64      params.seed
+//       i32 i32  params.burn_in, params.samples                        (v2)
 //       f32 f32  scale.min, scale.max
 //       f32      mu
 //       f64      train_seconds
@@ -45,6 +47,11 @@
 //       str[U]   user external ids, by index
 //       str[I]   item external ids, by index
 //       I times  str title, u32 genre count G, str[G] genres
+//       u32 u32  S, D: Bayesian posterior samples and row size (0 0 unless
+//                kind is bayes, then F = S * (D + 1))                  (v2)
+//       f32[S]   posterior alpha                                       (v2)
+//       f32[S*D] f32[S*D*D]  user prior means, precisions              (v2)
+//       f32[S*D] f32[S*D*D]  item prior means, precisions              (v2)
 //   where str = u32 byte length + that many bytes (no terminator).
 //
 // Every array's length follows from the shape (U, I, F), so a loaded model is
@@ -64,7 +71,9 @@
 namespace recsys {
 
 // The only format version this build writes and reads.
-inline constexpr uint32_t kModelFormatVersion = 1;
+inline constexpr uint32_t kModelFormatVersion = 2;
+// Files of this version onwards load (fields they lack take defaults).
+inline constexpr uint32_t kOldestModelFormatVersion = 1;
 inline constexpr char kModelMagic[8] = {'R', 'E', 'C', 'S', 'Y', 'S', 'M', 'F'};
 inline constexpr size_t kModelHeaderBytes = 32;
 

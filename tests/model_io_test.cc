@@ -22,8 +22,8 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 // Payload offsets from the table in model_io.h: kind (4 bytes) and the
-// fixed-width fields (116 bytes) come before the shape.
-constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 116;
+// fixed-width fields (124 bytes) come before the shape.
+constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 124;
 
 std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -75,6 +75,8 @@ Model RichModel() {
   m.params.reg_exponent = 0.5f;
   m.params.cg_steps = 7;
   m.params.seed = 0xFEEDFACE12345678ULL;
+  m.params.burn_in = 13;
+  m.params.samples = 3;
   m.scale = {0.5f, 10.0f};
   m.mu = 3.5172f;
   m.train_seconds = 12.375;
@@ -125,6 +127,8 @@ void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.params.reg_exponent, want.params.reg_exponent);
   EXPECT_EQ(got.params.cg_steps, want.params.cg_steps);
   EXPECT_EQ(got.params.seed, want.params.seed);
+  EXPECT_EQ(got.params.burn_in, want.params.burn_in);
+  EXPECT_EQ(got.params.samples, want.params.samples);
   EXPECT_EQ(got.scale.min, want.scale.min);
   EXPECT_EQ(got.scale.max, want.scale.max);
   EXPECT_EQ(got.mu, want.mu);
@@ -350,14 +354,53 @@ TEST(ModelIoTest, OtherVersionIsFailedPrecondition) {
   const std::string path = testing::MakeTempDir("io") + "/v2.model";
   ASSERT_EQ(SaveModel(RichModel(), path), absl::OkStatus());
   std::string bytes = ReadBytes(path);
-  PutU32(&bytes, 8, 2);
+  PutU32(&bytes, 8, kModelFormatVersion + 1);
   testing::WriteFile(path, bytes);
   absl::StatusOr<Model> loaded = LoadModel(path);
   ASSERT_FALSE(loaded.ok());
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(loaded.status().message()), StartsWith(path));
-  EXPECT_THAT(std::string(loaded.status().message()),
-              HasSubstr("model format version 2, this build reads version 1"));
+  EXPECT_THAT(
+      std::string(loaded.status().message()),
+      HasSubstr("model format version 3, this build reads versions 1 to 2"));
+}
+
+// A version 1 file is a version 2 file without burn_in and samples (8 bytes
+// after the seed) and without the posterior shape (the last 8 bytes, zeros
+// for kinds other than bayes). It must still load, with those at defaults.
+TEST(ModelIoTest, VersionOneFilesStillLoad) {
+  Model model = RichModel();
+  model.params.burn_in = 0;
+  model.params.samples = 0;
+  absl::StatusOr<std::string> v2 = SerializeModel(model);
+  ASSERT_TRUE(v2.ok());
+  // After the seed: scale, mu, train_seconds, watermark, log_sequence and
+  // last_validation_rmse (52 bytes), then burn_in and samples.
+  const size_t seed_end = kShapeOffset - 52 - 8;
+  ASSERT_EQ(v2->substr(v2->size() - 8), std::string(8, '\0'));
+  std::string v1 = v2->substr(0, seed_end) +
+                   v2->substr(seed_end + 8, v2->size() - 16 - seed_end);
+  PutU32(&v1, 8, 1);
+  const uint64_t payload = v1.size() - kModelHeaderBytes;
+  std::memcpy(v1.data() + 16, &payload, sizeof(payload));
+  FixChecksum(&v1);
+  absl::StatusOr<Model> loaded = ParseModel(v1, "v1");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ExpectSameModel(model, *loaded);
+}
+
+// A posterior whose shape does not match the factor columns, or one on a
+// kind that has none, is damage.
+TEST(ModelIoTest, MismatchedPosteriorIsDataLoss) {
+  absl::StatusOr<std::string> bytes = SerializeModel(RichModel());
+  ASSERT_TRUE(bytes.ok());
+  std::string bad = *bytes;
+  PutU32(&bad, bad.size() - 8, 1);  // S = 1, D = 0 against 5 factor columns
+  FixChecksum(&bad);
+  absl::StatusOr<Model> loaded = ParseModel(bad, "posterior");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("posterior"));
 }
 
 TEST(ModelIoTest, OtherFilesAreNotModels) {

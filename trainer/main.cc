@@ -88,7 +88,7 @@ ABSL_FLAG(std::optional<float>, relevant_min, std::nullopt,
 ABSL_FLAG(std::string, space, "",
           "tune: search space, 'field=v1,v2;field=...' (factors, epochs, lr, "
           "lr_decay, reg, reg_bias, init_std, implicit_weight, reg_exponent, "
-          "fold_in_reg, fold_in_reg_bias, cg_steps)");
+          "fold_in_reg, fold_in_reg_bias, cg_steps, burn_in, samples)");
 ABSL_FLAG(int, trials, 20, "tune: how many random settings to try");
 ABSL_FLAG(int, splits, 1,
           "tune: validation splits per setting (averaged), each "
@@ -102,6 +102,11 @@ ABSL_FLAG(std::optional<float>, reg_exponent, std::nullopt,
           "iALS exponent of the frequency-scaled penalty");
 ABSL_FLAG(std::optional<int32_t>, cg_steps, std::nullopt,
           "iALS conjugate-gradient steps per row and iteration");
+ABSL_FLAG(std::optional<int32_t>, burn_in, std::nullopt,
+          "bayes: Gibbs sweeps discarded before the first kept sample");
+ABSL_FLAG(std::optional<int32_t>, samples, std::nullopt,
+          "bayes: Gibbs samples kept and served (spread over the sweeps "
+          "after burn-in)");
 // recommend.
 ABSL_FLAG(std::string, model_file, "", "recommend: model file to read");
 ABSL_FLAG(std::string, user, "", "recommend: external user id");
@@ -176,6 +181,8 @@ ParamOverrides ParamsFromFlags() {
   o.implicit_weight = absl::GetFlag(FLAGS_implicit_weight);
   o.reg_exponent = absl::GetFlag(FLAGS_reg_exponent);
   o.cg_steps = absl::GetFlag(FLAGS_cg_steps);
+  o.burn_in = absl::GetFlag(FLAGS_burn_in);
+  o.samples = absl::GetFlag(FLAGS_samples);
   return o;
 }
 

@@ -51,6 +51,8 @@ Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
   if (o.implicit_weight) p.implicit_weight = *o.implicit_weight;
   if (o.reg_exponent) p.reg_exponent = *o.reg_exponent;
   if (o.cg_steps) p.cg_steps = *o.cg_steps;
+  if (o.burn_in) p.burn_in = *o.burn_in;
+  if (o.samples) p.samples = *o.samples;
   if (o.seed) p.seed = *o.seed;
   return p;
 }
@@ -91,6 +93,10 @@ std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
           "reg_exponent=%g cg_steps=%d init_std=%g seed=%d",
           p.factors, p.epochs, p.reg, p.implicit_weight, p.reg_exponent,
           p.cg_steps, p.init_std, p.seed);
+    case ModelKind::kBayes:
+      return absl::StrFormat(
+          "factors=%d sweeps=%d burn_in=%d samples=%d init_std=%g seed=%d",
+          p.factors, p.epochs, p.burn_in, p.samples, p.init_std, p.seed);
     case ModelKind::kAls:
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g reg_bias=%g init_std=%g seed=%d",
@@ -366,6 +372,10 @@ constexpr TunableField kTunable[] = {
      }},
     {"cg_steps", [](Hyperparameters* p,
                     double v) { p->cg_steps = static_cast<int32_t>(v); }},
+    {"burn_in", [](Hyperparameters* p,
+                   double v) { p->burn_in = static_cast<int32_t>(v); }},
+    {"samples", [](Hyperparameters* p,
+                   double v) { p->samples = static_cast<int32_t>(v); }},
 };
 
 struct Dimension {

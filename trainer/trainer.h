@@ -41,6 +41,8 @@ struct ParamOverrides {
   std::optional<float> fold_in_reg, fold_in_reg_bias;
   std::optional<float> implicit_weight, reg_exponent;
   std::optional<int32_t> cg_steps;
+  std::optional<int32_t> burn_in;
+  std::optional<int32_t> samples;
   std::optional<uint64_t> seed;
 };
 Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o);

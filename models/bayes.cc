@@ -1,0 +1,358 @@
+#include "models/bayes.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "Eigen/Cholesky"
+#include "models/parallel.h"
+
+namespace recsys {
+namespace internal {
+namespace {
+
+// xoshiro256** seeded through splitmix64: cheap to seed once per row and
+// sweep, so rows can be sampled in parallel and the result depends only on
+// the seed, never on the thread count.
+class Rng {
+ public:
+  using result_type = uint64_t;
+  explicit Rng(uint64_t seed) {
+    for (uint64_t& s : s_) {
+      seed += 0x9e3779b97f4a7c15ULL;
+      uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+      s = z ^ (z >> 31);
+    }
+  }
+  static constexpr uint64_t min() { return 0; }
+  static constexpr uint64_t max() { return ~uint64_t{0}; }
+  uint64_t operator()() {
+    const uint64_t out = Rotl(s_[1] * 5, 7) * 9;
+    const uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = Rotl(s_[3], 45);
+    return out;
+  }
+  // Standard normal by the Box-Muller transform, two at a time.
+  double Normal() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    const double u1 = ((*this)() >> 11) * 0x1.0p-53 + 0x1.0p-54;  // (0, 1)
+    const double u2 = ((*this)() >> 11) * 0x1.0p-53;
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    spare_ = r * std::sin(2 * M_PI * u2);
+    has_spare_ = true;
+    return r * std::cos(2 * M_PI * u2);
+  }
+
+ private:
+  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  uint64_t s_[4];
+  double spare_ = 0;
+  bool has_spare_ = false;
+};
+
+uint64_t StreamSeed(uint64_t seed, int sweep, int stream, int64_t row) {
+  return seed * 0x2545F4914F6CDD1DULL ^ (static_cast<uint64_t>(sweep) << 40) ^
+         (static_cast<uint64_t>(stream) << 36) ^ static_cast<uint64_t>(row);
+}
+
+using MatrixXd = Eigen::MatrixXd;
+using VectorXd = Eigen::VectorXd;
+
+// A Gaussian prior of rows: mean and precision.
+struct Prior {
+  VectorXd mean;
+  MatrixXd precision;
+};
+
+// Draws (mean, precision) from the Normal-Wishart posterior given the rows
+// of `x` listed in `rows`, under the hyperprior NW(0, beta0 = 2, W0 = I,
+// nu0 = d).
+Prior SampleHyper(const MatrixXd& x, const std::vector<int32_t>& rows,
+                  Rng* rng) {
+  const int64_t d = x.cols();
+  const double n = static_cast<double>(rows.size());
+  const double beta0 = 2.0;
+  VectorXd mean = VectorXd::Zero(d);
+  for (int32_t r : rows) mean += x.row(r).transpose();
+  if (n > 0) mean /= n;
+  MatrixXd scatter = MatrixXd::Zero(d, d);
+  for (int32_t r : rows) {
+    const VectorXd c = x.row(r).transpose() - mean;
+    scatter.selfadjointView<Eigen::Lower>().rankUpdate(c);
+  }
+  scatter = scatter.selfadjointView<Eigen::Lower>();
+  MatrixXd w_inv = MatrixXd::Identity(d, d) + scatter +
+                   (beta0 * n / (beta0 + n)) * mean * mean.transpose();
+  const MatrixXd w = w_inv.llt().solve(MatrixXd::Identity(d, d));
+  const double nu = static_cast<double>(d) + n;
+  // Bartlett: Lambda = (L A)(L A)^T with W = L L^T, A lower triangular,
+  // A_jj^2 ~ chi^2(nu - j), A_ij ~ N(0, 1) below the diagonal.
+  const MatrixXd l = w.llt().matrixL();
+  MatrixXd a = MatrixXd::Zero(d, d);
+  for (int64_t j = 0; j < d; ++j) {
+    std::gamma_distribution<double> chi2((nu - static_cast<double>(j)) / 2,
+                                         2.0);
+    a(j, j) = std::sqrt(chi2(*rng));
+    for (int64_t i = j + 1; i < d; ++i) a(i, j) = rng->Normal();
+  }
+  const MatrixXd la = l * a;
+  Prior p;
+  p.precision = la * la.transpose();
+  // mean ~ N(n xbar / (beta0 + n), ((beta0 + n) Lambda)^-1).
+  const Eigen::LLT<MatrixXd> scaled((beta0 + n) * p.precision);
+  VectorXd e(d);
+  for (int64_t j = 0; j < d; ++j) e[j] = rng->Normal();
+  p.mean = (n / (beta0 + n)) * mean +
+           scaled.matrixU().solve(e);  // U^-1 e ~ N(0, (U^T U)^-1)
+  return p;
+}
+
+struct RowScratch {
+  MatrixXd z;
+  VectorXd t;
+  MatrixXd a;
+  VectorXd b;
+};
+
+// The conditional posterior of one row: rows `cols` of `other` (d columns:
+// [bias, factors]) rated `values`. Returns the mean in `mean`; when `rng` is
+// set, also draws a sample into `sample`.
+void RowPosterior(const MatrixXd& other, absl::Span<const int32_t> cols,
+                  absl::Span<const float> values, double offset,
+                  const Prior& prior, double alpha, RowScratch* s,
+                  Eigen::Ref<VectorXd> out, Rng* rng) {
+  const int64_t d = other.cols();
+  const int64_t n = static_cast<int64_t>(cols.size());
+  s->z.resize(d, n);
+  s->t.resize(n);
+  for (int64_t j = 0; j < n; ++j) {
+    s->z(0, j) = 1.0;
+    s->z.col(j).tail(d - 1) = other.row(cols[j]).tail(d - 1).transpose();
+    s->t[j] = values[j] - offset - other(cols[j], 0);
+  }
+  s->a = prior.precision;
+  s->a.selfadjointView<Eigen::Lower>().rankUpdate(s->z, alpha);
+  s->b = prior.precision * prior.mean;
+  s->b.noalias() += alpha * (s->z * s->t);
+  const Eigen::LLT<MatrixXd> llt(s->a.selfadjointView<Eigen::Lower>());
+  out = llt.solve(s->b);
+  if (rng != nullptr) {
+    VectorXd e(d);
+    for (int64_t j = 0; j < d; ++j) e[j] = rng->Normal();
+    out += llt.matrixU().solve(e);
+  }
+}
+
+// Samples every row of `x` that has ratings, given `other`.
+void SampleRows(const SparseRows& rows, const MatrixXd& other, double offset,
+                const Prior& prior, double alpha, uint64_t seed, int sweep,
+                int stream, int threads, MatrixXd* x) {
+  ParallelChunks(rows.rows(), threads, [&](int64_t begin, int64_t end, int) {
+    RowScratch s;
+    VectorXd row(x->cols());
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t lo = rows.offsets[r], hi = rows.offsets[r + 1];
+      if (lo == hi) continue;
+      Rng rng(StreamSeed(seed, sweep, stream, r));
+      RowPosterior(other, absl::MakeConstSpan(rows.cols.data() + lo, hi - lo),
+                   absl::MakeConstSpan(rows.values.data() + lo, hi - lo),
+                   offset, prior, alpha, &s, row, &rng);
+      x->row(r) = row.transpose();
+    }
+  });
+}
+
+double Predict(const MatrixXd& x, const MatrixXd& y, double mu, int32_t u,
+               int32_t i) {
+  const int64_t k = x.cols() - 1;
+  return mu + x(u, 0) + y(i, 0) + x.row(u).tail(k).dot(y.row(i).tail(k));
+}
+
+std::vector<int32_t> RatedRows(const SparseRows& rows) {
+  std::vector<int32_t> out;
+  for (int32_t r = 0; r < rows.rows(); ++r) {
+    if (rows.size(r) > 0) out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace
+
+void TrainBayes(const RatingData& data, const SparseRows& by_user,
+                const SparseRows& by_item, int threads,
+                const TrainOptions& options,
+                const std::function<void(int, double, double)>& report,
+                Model* m) {
+  const Hyperparameters& p = m->params;
+  const int64_t k = p.factors, d = k + 1;
+  const int samples = p.samples;
+  const int sweeps = p.epochs;
+  const int stride = std::max(1, (sweeps - p.burn_in) / samples);
+  const double mu = m->mu;
+
+  MatrixXd x(m->num_users(), d), y(m->num_items(), d);
+  {
+    Rng rng(StreamSeed(p.seed, 0, 7, 0));
+    for (int64_t r = 0; r < x.size(); ++r)
+      x.data()[r] = p.init_std * rng.Normal();
+    for (int64_t r = 0; r < y.size(); ++r)
+      y.data()[r] = p.init_std * rng.Normal();
+    x.col(0).setZero();
+    y.col(0).setZero();
+  }
+  const std::vector<int32_t> rated_users = RatedRows(by_user);
+  const std::vector<int32_t> rated_items = RatedRows(by_item);
+
+  const int64_t block = k + 2;
+  m->user_factors.setZero(m->num_users(), samples * block);
+  m->item_factors.setZero(m->num_items(), samples * block);
+  Posterior& post = m->posterior;
+  post.samples = samples;
+  post.alpha.resize(samples);
+  post.user_mean.resize(samples, d);
+  post.item_mean.resize(samples, d);
+  post.user_precision.resize(samples * d, d);
+  post.item_precision.resize(samples * d, d);
+
+  const std::vector<Rating>* validation =
+      options.validation != nullptr ? &options.validation->ratings : nullptr;
+  std::vector<double> validation_sum(validation ? validation->size() : 0, 0.0);
+  int kept = 0;
+  double alpha = 2.0;
+  for (int sweep = 1; sweep <= sweeps; ++sweep) {
+    Rng hyper_rng(StreamSeed(p.seed, sweep, 0, 0));
+    const Prior item_prior = SampleHyper(y, rated_items, &hyper_rng);
+    SampleRows(by_item, x, mu, item_prior, alpha, p.seed, sweep, 2, threads,
+               &y);
+    const Prior user_prior = SampleHyper(x, rated_users, &hyper_rng);
+    SampleRows(by_user, y, mu, user_prior, alpha, p.seed, sweep, 1, threads,
+               &x);
+    double se = 0;
+    for (const Rating& r : data.ratings) {
+      const double e = Predict(x, y, mu, r.user, r.item) - r.value;
+      se += e * e;
+    }
+    const double n = static_cast<double>(data.ratings.size());
+    // Alpha's posterior under a Gamma(1, 1) prior; the draw is used from the
+    // next sweep on (and with this sweep's rows, for fold-in).
+    std::gamma_distribution<double> gamma(1.0 + n / 2, 1.0 / (1.0 + se / 2));
+    const double next_alpha = gamma(hyper_rng);
+    const bool keep = sweep > p.burn_in && kept < samples &&
+                      (sweep - p.burn_in) % stride == 0;
+    if (keep) {
+      const int64_t o = kept * block;
+      for (int32_t u = 0; u < m->num_users(); ++u) {
+        m->user_factors.row(u).segment(o, k) = x.row(u).tail(k).cast<float>();
+        m->user_factors(u, o + k) = static_cast<float>(x(u, 0));
+        m->user_factors(u, o + k + 1) = 1.0f;
+      }
+      for (int32_t i = 0; i < m->num_items(); ++i) {
+        m->item_factors.row(i).segment(o, k) = y.row(i).tail(k).cast<float>();
+        m->item_factors(i, o + k) = 1.0f;
+        m->item_factors(i, o + k + 1) = static_cast<float>(y(i, 0));
+      }
+      post.alpha[kept] = static_cast<float>(alpha);
+      post.user_mean.row(kept) = user_prior.mean.transpose().cast<float>();
+      post.item_mean.row(kept) = item_prior.mean.transpose().cast<float>();
+      post.user_precision.middleRows(kept * d, d) =
+          user_prior.precision.cast<float>();
+      post.item_precision.middleRows(kept * d, d) =
+          item_prior.precision.cast<float>();
+      ++kept;
+      if (validation != nullptr) {
+        for (size_t j = 0; j < validation->size(); ++j) {
+          const Rating& r = (*validation)[j];
+          validation_sum[j] += m->scale.Clip(
+              static_cast<float>(Predict(x, y, mu, r.user, r.item)));
+        }
+      }
+    }
+    alpha = next_alpha;
+    double validation_rmse = -1;
+    if (validation != nullptr && kept > 0) {
+      double vse = 0;
+      for (size_t j = 0; j < validation->size(); ++j) {
+        const double e = validation_sum[j] / kept - (*validation)[j].value;
+        vse += e * e;
+      }
+      validation_rmse =
+          std::sqrt(vse / static_cast<double>(validation->size()));
+    }
+    if (report) report(sweep, std::sqrt(se / n), validation_rmse);
+  }
+  // Serving form: mean biases, deviations in the blocks, 1/sqrt(S) scaling.
+  const float scale = 1.0f / std::sqrt(static_cast<float>(samples));
+  auto finish = [&](RowMatrix* f, Eigen::VectorXf* bias, int64_t bias_col) {
+    for (int64_t r = 0; r < f->rows(); ++r) {
+      float sum = 0;
+      for (int s = 0; s < samples; ++s) sum += (*f)(r, s * block + bias_col);
+      const float mean = sum / static_cast<float>(samples);
+      (*bias)[r] = mean;
+      for (int s = 0; s < samples; ++s) (*f)(r, s * block + bias_col) -= mean;
+    }
+    *f *= scale;
+  };
+  finish(&m->user_factors, &m->user_bias, k);
+  finish(&m->item_factors, &m->item_bias, k + 1);
+}
+
+void FoldInBayes(const Model& m, bool user_side, const RowMatrix& other,
+                 const Eigen::VectorXf& other_bias,
+                 absl::Span<const int32_t> cols, absl::Span<const float> values,
+                 float* bias, float* out) {
+  const Posterior& post = m.posterior;
+  const int samples = post.samples;
+  const int64_t block = m.factors() / samples, k = block - 2, d = k + 1;
+  const double root = std::sqrt(static_cast<double>(samples));
+  // The counterpart's own bias column within its block.
+  const int64_t other_bias_col = user_side ? k + 1 : k;
+  const int64_t n = static_cast<int64_t>(cols.size());
+  MatrixXd rows(n, d);
+  RowScratch s;
+  std::vector<int32_t> identity(n);
+  for (int64_t j = 0; j < n; ++j) identity[j] = static_cast<int32_t>(j);
+  MatrixXd solved(samples, d);
+  for (int smp = 0; smp < samples; ++smp) {
+    const int64_t o = smp * block;
+    for (int64_t j = 0; j < n; ++j) {
+      const auto src = other.row(cols[j]);
+      rows(j, 0) = other_bias[cols[j]] + root * src[o + other_bias_col];
+      for (int64_t c = 0; c < k; ++c) rows(j, 1 + c) = root * src[o + c];
+    }
+    Prior prior;
+    const RowMatrix& mean = user_side ? post.user_mean : post.item_mean;
+    const RowMatrix& precision =
+        user_side ? post.user_precision : post.item_precision;
+    prior.mean = mean.row(smp).transpose().cast<double>();
+    prior.precision = precision.middleRows(smp * d, d).cast<double>();
+    VectorXd x(d);
+    RowPosterior(rows, identity, values, m.mu, prior, post.alpha[smp], &s, x,
+                 nullptr);
+    solved.row(smp) = x.transpose();
+  }
+  const double mean_bias = solved.col(0).mean();
+  *bias = static_cast<float>(mean_bias);
+  Eigen::Map<Eigen::VectorXf> row(out, m.factors());
+  const float scale = static_cast<float>(1.0 / root);
+  for (int smp = 0; smp < samples; ++smp) {
+    const int64_t o = smp * block;
+    row.segment(o, k) =
+        (scale * solved.row(smp).tail(k)).transpose().cast<float>();
+    const float dev = static_cast<float>((solved(smp, 0) - mean_bias)) * scale;
+    row[o + k] = user_side ? dev : scale;
+    row[o + k + 1] = user_side ? scale : dev;
+  }
+}
+
+}  // namespace internal
+}  // namespace recsys

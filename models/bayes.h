@@ -1,0 +1,69 @@
+// Bayesian biased matrix factorisation by Gibbs sampling (Salakhutdinov &
+// Mnih 2008, "Bayesian Probabilistic Matrix Factorization using MCMC", with
+// biases as in Rendle's MCMC for factorization machines).
+//
+// Each user row x_u = [b_u, p_u] and item row y_i = [b_i, q_i] (k + 1
+// numbers) has a Gaussian prior whose mean and precision carry a
+// Normal-Wishart hyperprior, and ratings are Gaussian with a precision alpha
+// that has a Gamma prior:
+//
+//   r_ui ~ N(mu + b_u + b_i + p_u . q_i, 1 / alpha)
+//   x_u ~ N(mu_U, Lambda_U^-1),  (mu_U, Lambda_U) ~ NW(0, 2, I, k + 1)
+//
+// One sweep samples the user hyper-parameters, every user row given the
+// items, the item hyper-parameters, every item row, then alpha. After
+// `burn_in` sweeps, `samples` sweeps spread over the rest are kept, and the
+// prediction is the mean over kept samples s of
+// mu + b_u^s + b_i^s + p_u^s . q_i^s.
+//
+// Serving form. The mean over samples is one dot product of concatenated
+// rows, so the model is an ordinary Model: user_bias and item_bias hold the
+// mean biases, and each factor row is S blocks of k + 2 numbers,
+//   user block s: [p_u^s, b_u^s - mean b_u, 1] / sqrt(S)
+//   item block s: [q_i^s, 1, b_i^s - mean b_i] / sqrt(S)
+// whose dot product over all blocks is mean_s(p.q) (the bias deviations
+// average to zero). Each row therefore keeps every sample's bias, and fold-in
+// can solve sample by sample.
+//
+// Fold-in (a new user's row with the items fixed, or the reverse) is each
+// kept sample's conditional posterior mean,
+//   (Lambda^s + alpha^s sum z z^T) x = Lambda^s mu^s + alpha^s sum t z,
+// z = [1, q^s], t = r - mu - b_i^s, written back in the serving form. The
+// per-sample hyper-parameters live in Model::posterior.
+#ifndef RECSYS_MODELS_BAYES_H_
+#define RECSYS_MODELS_BAYES_H_
+
+#include <cstdint>
+#include <functional>
+
+#include "Eigen/Core"
+#include "absl/types/span.h"
+#include "models/model.h"
+#include "models/ratings.h"
+#include "models/train.h"
+
+namespace recsys {
+namespace internal {
+
+// Trains a kBayes model whose id maps and mu are set (InitModelFrom). Calls
+// `report(sweep, train_rmse_of_this_sample, validation_rmse_of_the_mean)`
+// after every sweep (validation < 0 without options.validation).
+void TrainBayes(const RatingData& data, const SparseRows& by_user,
+                const SparseRows& by_item, int threads,
+                const TrainOptions& options,
+                const std::function<void(int, double, double)>& report,
+                Model* m);
+
+// Fold-in for kBayes: the row of one user (user_side) or item from its
+// ratings. Row j of `other` (serving form, model.factors() columns) and
+// other_bias[j] belong to the counterpart rated values[j]. Writes the mean
+// bias to *bias and the serving-form row to `out` (model.factors() floats).
+void FoldInBayes(const Model& m, bool user_side, const RowMatrix& other,
+                 const Eigen::VectorXf& other_bias,
+                 absl::Span<const int32_t> cols, absl::Span<const float> values,
+                 float* bias, float* out);
+
+}  // namespace internal
+}  // namespace recsys
+
+#endif  // RECSYS_MODELS_BAYES_H_
