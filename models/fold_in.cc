@@ -82,7 +82,8 @@ FoldInResult FoldInRows(const Model& model, bool user_side,
     result.bias = static_cast<float>(sum / (breg + cols.size()));
     const Eigen::MatrixXf& gram = user_side ? model.item_gram : model.user_gram;
     const int64_t n_other = user_side ? model.num_items() : model.num_users();
-    internal::SolveImplicitRow(other_factors, gram, cols, p, n_other, &scratch,
+    internal::SolveImplicitRow(other_factors, gram, cols, values, p,
+                               model.scale, n_other, &scratch,
                                result.factors.data());
     return result;
   }

@@ -1,5 +1,6 @@
 #include "models/ials.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -18,9 +19,18 @@ float ImplicitPenalty(const Hyperparameters& p, int64_t n_row,
       std::pow(std::max(seen, 1.0), static_cast<double>(p.reg_exponent)));
 }
 
+float ImplicitTarget(const Hyperparameters& p, const RatingScale& scale,
+                     float value) {
+  if (p.value_weight == 0 || !(scale.max > scale.min)) return 1.0f;
+  const float below = (scale.max - value) / (scale.max - scale.min);
+  return 1.0f - p.value_weight * std::clamp(below, 0.0f, 1.0f);
+}
+
 void SolveImplicitRow(const RowMatrix& other, const Eigen::MatrixXf& gram,
-                      absl::Span<const int32_t> cols, const Hyperparameters& p,
-                      int64_t n_other, SolveScratch* s, float* out) {
+                      absl::Span<const int32_t> cols,
+                      absl::Span<const float> values, const Hyperparameters& p,
+                      const RatingScale& scale, int64_t n_other,
+                      SolveScratch* s, float* out) {
   const int64_t k = other.cols();
   Eigen::Map<Eigen::VectorXf> x(out, k);
   if (cols.empty()) {
@@ -33,7 +43,10 @@ void SolveImplicitRow(const RowMatrix& other, const Eigen::MatrixXf& gram,
   s->a = p.implicit_weight * gram;
   s->a.selfadjointView<Eigen::Lower>().rankUpdate(s->y);
   s->a.diagonal().array() += ImplicitPenalty(p, n, n_other);
-  s->x = s->y.rowwise().sum();
+  s->x.setZero(k);
+  for (int64_t j = 0; j < n; ++j) {
+    s->x += ImplicitTarget(p, scale, values[j]) * s->y.col(j);
+  }
   Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(s->a);
   llt.solveInPlace(s->x);
   x = s->x;
@@ -49,7 +62,8 @@ struct CgScratch {
 };
 
 void CgImplicitRow(const RowMatrix& other, const Eigen::MatrixXf& gram,
-                   absl::Span<const int32_t> cols, float penalty, float a0,
+                   absl::Span<const int32_t> cols,
+                   absl::Span<const float> targets, float penalty, float a0,
                    int steps, CgScratch* s, Eigen::Ref<Eigen::VectorXf> x) {
   const int64_t n = static_cast<int64_t>(cols.size());
   if (n == 0) {
@@ -65,10 +79,12 @@ void CgImplicitRow(const RowMatrix& other, const Eigen::MatrixXf& gram,
       *out += q.dot(v) * q;
     }
   };
-  // r = b - A x, b = sum_j q_j.
+  // r = b - A x, b = sum_j t_j q_j.
   apply(x, &s->ad);
   s->r = -s->ad;
-  for (int64_t j = 0; j < n; ++j) s->r += other.row(cols[j]).transpose();
+  for (int64_t j = 0; j < n; ++j) {
+    s->r += targets[j] * other.row(cols[j]).transpose();
+  }
   s->d = s->r;
   float rs = s->r.squaredNorm();
   for (int step = 0; step < steps && rs > 1e-12f; ++step) {
@@ -84,8 +100,10 @@ void CgImplicitRow(const RowMatrix& other, const Eigen::MatrixXf& gram,
   }
 }
 
-void HalfStep(const SparseRows& rows, const RowMatrix& other,
-              const Hyperparameters& p, int threads, RowMatrix* solve) {
+// `targets` runs parallel to rows.cols.
+void HalfStep(const SparseRows& rows, const std::vector<float>& targets,
+              const RowMatrix& other, const Hyperparameters& p, int threads,
+              RowMatrix* solve) {
   const Eigen::MatrixXf gram = other.transpose() * other;
   const int64_t n_other = other.rows();
   ParallelChunks(rows.rows(), threads, [&](int64_t begin, int64_t end, int) {
@@ -94,6 +112,7 @@ void HalfStep(const SparseRows& rows, const RowMatrix& other,
       const int64_t b = rows.offsets[r];
       const size_t n = static_cast<size_t>(rows.offsets[r + 1] - b);
       CgImplicitRow(other, gram, absl::MakeConstSpan(rows.cols.data() + b, n),
+                    absl::MakeConstSpan(targets.data() + b, n),
                     ImplicitPenalty(p, static_cast<int64_t>(n), n_other),
                     p.implicit_weight, p.cg_steps, &scratch,
                     solve->row(r).transpose());
@@ -101,14 +120,15 @@ void HalfStep(const SparseRows& rows, const RowMatrix& other,
   });
 }
 
-// RMSE of p_u . q_i against 1 over the observed pairs: how well the
-// factors fit the interactions (the unobserved part is not counted).
-double ObservedFit(const SparseRows& by_user, const Model& m) {
+// RMSE of p_u . q_i against the targets over the observed pairs: how well
+// the factors fit the interactions (the unobserved part is not counted).
+double ObservedFit(const SparseRows& by_user, const std::vector<float>& targets,
+                   const Model& m) {
   double se = 0;
   for (int32_t u = 0; u < by_user.rows(); ++u) {
     for (int64_t k = by_user.offsets[u]; k < by_user.offsets[u + 1]; ++k) {
-      const double e =
-          1.0 - m.user_factors.row(u).dot(m.item_factors.row(by_user.cols[k]));
+      const double e = targets[k] - m.user_factors.row(u).dot(
+                                        m.item_factors.row(by_user.cols[k]));
       se += e * e;
     }
   }
@@ -129,10 +149,21 @@ void TrainImplicit(const SparseRows& by_user, const SparseRows& by_item,
   for (int64_t i = 0; i < m->item_factors.size(); ++i) {
     m->item_factors.data()[i] = gauss(rng);
   }
+  auto targets_of = [&](const SparseRows& rows) {
+    std::vector<float> t(rows.values.size());
+    for (size_t j = 0; j < t.size(); ++j) {
+      t[j] = ImplicitTarget(p, m->scale, rows.values[j]);
+    }
+    return t;
+  };
+  const std::vector<float> user_targets = targets_of(by_user);
+  const std::vector<float> item_targets = targets_of(by_item);
   for (int epoch = 1; epoch <= p.epochs; ++epoch) {
-    HalfStep(by_item, m->user_factors, p, threads, &m->item_factors);
-    HalfStep(by_user, m->item_factors, p, threads, &m->user_factors);
-    if (report) report(epoch, ObservedFit(by_user, *m));
+    HalfStep(by_item, item_targets, m->user_factors, p, threads,
+             &m->item_factors);
+    HalfStep(by_user, user_targets, m->item_factors, p, threads,
+             &m->user_factors);
+    if (report) report(epoch, ObservedFit(by_user, user_targets, *m));
   }
 }
 

@@ -4,8 +4,11 @@
 // `implicit_weight`, and each row's L2 penalty scales with how much it sees.
 // For a user with items I_u, with item factors Q fixed:
 //
-//   (sum_{i in I_u} q_i q_i^T + a0 * Q^T Q + reg_u * I) p_u = sum_{i in I_u}
-//   q_i reg_u = reg * (|I_u| + a0 * n_items)^reg_exponent
+//   (sum_{i in I_u} q_i q_i^T + a0 * Q^T Q + reg_u * I) p_u =
+//       sum_{i in I_u} t_ui q_i
+//   reg_u = reg * (|I_u| + a0 * n_items)^reg_exponent
+//
+// where the target t_ui is 1, or less for low ratings when value_weight > 0.
 //
 // Q^T Q is computed once per half-step, so a row costs O(|I_u| k + k^2) per
 // conjugate-gradient step in training; fold-in solves the same system
@@ -32,11 +35,17 @@ namespace internal {
 // reg * (n_row + implicit_weight * n_other)^reg_exponent.
 float ImplicitPenalty(const Hyperparameters& p, int64_t n_row, int64_t n_other);
 
-// The exact solve for one row: `cols` index `other` (the fixed side) and
-// `gram` is other^T other. Writes other.cols() floats to `out`.
+// The target of an observed pair rated `value` (see value_weight).
+float ImplicitTarget(const Hyperparameters& p, const RatingScale& scale,
+                     float value);
+
+// The exact solve for one row: `cols` index `other` (the fixed side), rated
+// `values`, and `gram` is other^T other. Writes other.cols() floats to `out`.
 void SolveImplicitRow(const RowMatrix& other, const Eigen::MatrixXf& gram,
-                      absl::Span<const int32_t> cols, const Hyperparameters& p,
-                      int64_t n_other, SolveScratch* scratch, float* out);
+                      absl::Span<const int32_t> cols,
+                      absl::Span<const float> values, const Hyperparameters& p,
+                      const RatingScale& scale, int64_t n_other,
+                      SolveScratch* scratch, float* out);
 
 // Trains the factors of a kIals model whose biases (for predicted ratings)
 // are already fitted. `by_user` / `by_item` are the rating rows.

@@ -69,6 +69,10 @@ struct Hyperparameters {
   float implicit_weight = 0.0f;
   float reg_exponent = 1.0f;
   int32_t cg_steps = 3;
+  // iALS: how much a low rating lowers an observed pair's target, from 1
+  // (0 = every interaction counts alike) to 1 - value_weight at the bottom
+  // of the scale: t = 1 - value_weight * (max - r) / (max - min).
+  float value_weight = 0.0f;
   uint64_t seed = 42;  // all randomness derives from it
   // Bayesian MF: Gibbs sweeps discarded before the first kept sample
   // (`epochs` counts all sweeps), and samples kept (spread evenly over the

@@ -32,7 +32,7 @@ static_assert(std::numeric_limits<float>::is_iec559 &&
 // A field added to these structs is silently left out of model files unless
 // VisitScalars writes it, and old files cannot supply it: update
 // VisitScalars, the table in model_io.h and kModelFormatVersion, then these.
-static_assert(sizeof(Hyperparameters) == 72, "update the model file format");
+static_assert(sizeof(Hyperparameters) == 80, "update the model file format");
 static_assert(sizeof(RatingScale) == 8, "update the model file format");
 static_assert(sizeof(DataWatermark) == 16, "update the model file format");
 
@@ -139,6 +139,7 @@ void VisitScalars(M& m, Io& io, uint32_t version) {
   if (version >= 2) {
     io(m.params.burn_in);
     io(m.params.samples);
+    io(m.params.value_weight);
   }
   io(m.scale.min);
   io(m.scale.max);

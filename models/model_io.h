@@ -27,6 +27,7 @@
 //       f32 f32 i32 params.implicit_weight, reg_exponent, cg_steps
 //       u64      params.seed
 //       i32 i32  params.burn_in, params.samples                        (v2)
+//       f32      params.value_weight                                   (v2)
 //       f32 f32  scale.min, scale.max
 //       f32      mu
 //       f64      train_seconds

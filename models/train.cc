@@ -32,11 +32,12 @@ Hyperparameters DefaultHyperparameters(ModelKind kind) {
     case ModelKind::kIals:
       // Chosen by `recsys-trainer tune` on two 20% validation splits of
       // u1.base (README gives the search).
-      p.factors = 64;
-      p.epochs = 6;
-      p.reg = 0.02f;
-      p.implicit_weight = 0.2f;
+      p.factors = 32;
+      p.epochs = 16;
+      p.reg = 0.01f;
+      p.implicit_weight = 0.5f;
       p.reg_exponent = 1.0f;
+      p.value_weight = 0.8f;
       p.init_std = 0.01f;
       break;
     case ModelKind::kBayes:

@@ -561,12 +561,10 @@ TEST_P(ProtocolF, NdcgOfFoldInAgainstRetraining) {
             << "nDCG@10 full " << full << ", fold-in " << fold << ", ratio "
             << fold / full << "\n";
   // For the ranking model, folded-in users must rank nearly as well as
-  // retrained ones. The issue 4 target is a ratio of 0.97; the defaults
-  // reach 0.96 on u1 (45 users, so the ratio is noisy), which this bound
-  // does not hide: it only guards against fold-in breaking. The rating
-  // model's ratio is reported for information.
+  // retrained ones: issue 4's bar is a ratio of 0.97 (the defaults measure
+  // 0.995 on u1's 45 users). The rating models' ratios are reported only.
   if (GetParam() == ModelKind::kIals) {
-    EXPECT_GE(fold / full, 0.9);
+    EXPECT_GE(fold / full, 0.97);
   }
 }
 

@@ -78,8 +78,10 @@ TEST(IalsTest, FoldInIsTheExactSolveOfTheNormalEquations) {
   std::vector<IndexedRating> mine = {{3, 5}, {10, 1}, {42, 3}, {77, 4}};
   absl::StatusOr<FoldInResult> got = FoldInUser(m, mine);
   ASSERT_TRUE(got.ok());
-  // Oracle: least squares over [Y; sqrt(a0) Q; sqrt(reg_u) I] x ~ [1; 0; 0],
-  // the objective whose normal equations the solve uses.
+  // Oracle: least squares over [Y; sqrt(a0) Q; sqrt(reg_u) I] x ~ [t; 0; 0],
+  // the objective whose normal equations the solve uses, with the targets t
+  // lowered for low ratings as value_weight says.
+  ASSERT_GT(m.params.value_weight, 0);
   const int k = m.factors();
   const int n = static_cast<int>(mine.size());
   const double a0 = m.params.implicit_weight;
@@ -88,7 +90,8 @@ TEST(IalsTest, FoldInIsTheExactSolveOfTheNormalEquations) {
   Eigen::VectorXd b = Eigen::VectorXd::Zero(n + m.num_items() + k);
   for (int j = 0; j < n; ++j) {
     a.row(j) = m.item_factors.row(mine[j].index).cast<double>();
-    b[j] = 1;
+    b[j] = 1 - m.params.value_weight * (m.scale.max - mine[j].value) /
+                   (m.scale.max - m.scale.min);
   }
   a.block(n, 0, m.num_items(), k) =
       std::sqrt(a0) * m.item_factors.cast<double>();
@@ -96,6 +99,22 @@ TEST(IalsTest, FoldInIsTheExactSolveOfTheNormalEquations) {
       std::sqrt(reg_u) * Eigen::MatrixXd::Identity(k, k);
   const Eigen::VectorXd want = a.colPivHouseholderQr().solve(b);
   for (int f = 0; f < k; ++f) EXPECT_NEAR(got->factors[f], want[f], 1e-4);
+}
+
+// With value_weight 1, an interaction at the bottom of the scale has target
+// 0: a user who only rated items 1 star gets no ranking vector, and mixing
+// in such ratings never raises the pull towards the items rated highly.
+TEST(IalsTest, BottomRatingsHaveNoPullAtFullValueWeight) {
+  const RatingData data = testing::PlantedData(120, 90, 3, 0.2, 0.3, 4, true);
+  Hyperparameters p = SmallIals();
+  p.value_weight = 1;
+  const Model m = Train(data, p);
+  absl::StatusOr<FoldInResult> low = FoldInUser(m, {{3, 1}, {10, 1}});
+  ASSERT_TRUE(low.ok());
+  EXPECT_LT(low->factors.norm(), 1e-6);
+  absl::StatusOr<FoldInResult> high = FoldInUser(m, {{3, 5}, {10, 5}});
+  ASSERT_TRUE(high.ok());
+  EXPECT_GT(high->factors.norm(), 1e-3);
 }
 
 TEST(IalsTest, RanksByFactorsAndPredictsWithTheBaseline) {

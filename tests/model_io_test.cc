@@ -22,8 +22,8 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 // Payload offsets from the table in model_io.h: kind (4 bytes) and the
-// fixed-width fields (124 bytes) come before the shape.
-constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 124;
+// fixed-width fields (128 bytes) come before the shape.
+constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 128;
 
 std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -77,6 +77,7 @@ Model RichModel() {
   m.params.seed = 0xFEEDFACE12345678ULL;
   m.params.burn_in = 13;
   m.params.samples = 3;
+  m.params.value_weight = 0.375f;
   m.scale = {0.5f, 10.0f};
   m.mu = 3.5172f;
   m.train_seconds = 12.375;
@@ -129,6 +130,7 @@ void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.params.seed, want.params.seed);
   EXPECT_EQ(got.params.burn_in, want.params.burn_in);
   EXPECT_EQ(got.params.samples, want.params.samples);
+  EXPECT_EQ(got.params.value_weight, want.params.value_weight);
   EXPECT_EQ(got.scale.min, want.scale.min);
   EXPECT_EQ(got.scale.max, want.scale.max);
   EXPECT_EQ(got.mu, want.mu);
@@ -365,21 +367,23 @@ TEST(ModelIoTest, OtherVersionIsFailedPrecondition) {
       HasSubstr("model format version 3, this build reads versions 1 to 2"));
 }
 
-// A version 1 file is a version 2 file without burn_in and samples (8 bytes
-// after the seed) and without the posterior shape (the last 8 bytes, zeros
-// for kinds other than bayes). It must still load, with those at defaults.
+// A version 1 file is a version 2 file without burn_in, samples and
+// value_weight (12 bytes after the seed) and without the posterior shape (the
+// last 8 bytes, zeros for kinds other than bayes). It must still load, with
+// those at defaults.
 TEST(ModelIoTest, VersionOneFilesStillLoad) {
   Model model = RichModel();
   model.params.burn_in = 0;
   model.params.samples = 0;
+  model.params.value_weight = 0;
   absl::StatusOr<std::string> v2 = SerializeModel(model);
   ASSERT_TRUE(v2.ok());
   // After the seed: scale, mu, train_seconds, watermark, log_sequence and
-  // last_validation_rmse (52 bytes), then burn_in and samples.
-  const size_t seed_end = kShapeOffset - 52 - 8;
+  // last_validation_rmse (52 bytes), then the 12 bytes v2 added.
+  const size_t seed_end = kShapeOffset - 52 - 12;
   ASSERT_EQ(v2->substr(v2->size() - 8), std::string(8, '\0'));
   std::string v1 = v2->substr(0, seed_end) +
-                   v2->substr(seed_end + 8, v2->size() - 16 - seed_end);
+                   v2->substr(seed_end + 12, v2->size() - 20 - seed_end);
   PutU32(&v1, 8, 1);
   const uint64_t payload = v1.size() - kModelHeaderBytes;
   std::memcpy(v1.data() + 16, &payload, sizeof(payload));

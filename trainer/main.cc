@@ -88,7 +88,8 @@ ABSL_FLAG(std::optional<float>, relevant_min, std::nullopt,
 ABSL_FLAG(std::string, space, "",
           "tune: search space, 'field=v1,v2;field=...' (factors, epochs, lr, "
           "lr_decay, reg, reg_bias, init_std, implicit_weight, reg_exponent, "
-          "fold_in_reg, fold_in_reg_bias, cg_steps, burn_in, samples)");
+          "fold_in_reg, fold_in_reg_bias, cg_steps, burn_in, samples, "
+          "value_weight)");
 ABSL_FLAG(int, trials, 20, "tune: how many random settings to try");
 ABSL_FLAG(int, splits, 1,
           "tune: validation splits per setting (averaged), each "
@@ -102,6 +103,8 @@ ABSL_FLAG(std::optional<float>, reg_exponent, std::nullopt,
           "iALS exponent of the frequency-scaled penalty");
 ABSL_FLAG(std::optional<int32_t>, cg_steps, std::nullopt,
           "iALS conjugate-gradient steps per row and iteration");
+ABSL_FLAG(std::optional<float>, value_weight, std::nullopt,
+          "iALS: how much a low rating lowers an interaction's target (0..1)");
 ABSL_FLAG(std::optional<int32_t>, burn_in, std::nullopt,
           "bayes: Gibbs sweeps discarded before the first kept sample");
 ABSL_FLAG(std::optional<int32_t>, samples, std::nullopt,
@@ -183,6 +186,7 @@ ParamOverrides ParamsFromFlags() {
   o.cg_steps = absl::GetFlag(FLAGS_cg_steps);
   o.burn_in = absl::GetFlag(FLAGS_burn_in);
   o.samples = absl::GetFlag(FLAGS_samples);
+  o.value_weight = absl::GetFlag(FLAGS_value_weight);
   return o;
 }
 

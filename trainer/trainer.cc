@@ -53,6 +53,7 @@ Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
   if (o.cg_steps) p.cg_steps = *o.cg_steps;
   if (o.burn_in) p.burn_in = *o.burn_in;
   if (o.samples) p.samples = *o.samples;
+  if (o.value_weight) p.value_weight = *o.value_weight;
   if (o.seed) p.seed = *o.seed;
   return p;
 }
@@ -90,9 +91,9 @@ std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
     case ModelKind::kIals:
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g implicit_weight=%g "
-          "reg_exponent=%g cg_steps=%d init_std=%g seed=%d",
+          "reg_exponent=%g value_weight=%g cg_steps=%d init_std=%g seed=%d",
           p.factors, p.epochs, p.reg, p.implicit_weight, p.reg_exponent,
-          p.cg_steps, p.init_std, p.seed);
+          p.value_weight, p.cg_steps, p.init_std, p.seed);
     case ModelKind::kBayes:
       return absl::StrFormat(
           "factors=%d sweeps=%d burn_in=%d samples=%d init_std=%g seed=%d",
@@ -376,6 +377,8 @@ constexpr TunableField kTunable[] = {
                    double v) { p->burn_in = static_cast<int32_t>(v); }},
     {"samples", [](Hyperparameters* p,
                    double v) { p->samples = static_cast<int32_t>(v); }},
+    {"value_weight", [](Hyperparameters* p,
+                        double v) { p->value_weight = static_cast<float>(v); }},
 };
 
 struct Dimension {

@@ -43,6 +43,7 @@ struct ParamOverrides {
   std::optional<int32_t> cg_steps;
   std::optional<int32_t> burn_in;
   std::optional<int32_t> samples;
+  std::optional<float> value_weight;
   std::optional<uint64_t> seed;
 };
 Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o);
