@@ -70,7 +70,8 @@ ABSL_FLAG(int, max_in_flight, 1024,
           "rate --file: ratings sent but not yet acknowledged, at most");
 // train.
 ABSL_FLAG(std::string, model, "",
-          "train: sgd, als, baseline or popularity (empty = current kind)");
+          "train: hybrid, bayes, ials, sgd, als, baseline or popularity "
+          "(empty = current kind)");
 ABSL_FLAG(std::optional<int32_t>, factors, std::nullopt, "train: factors");
 ABSL_FLAG(std::optional<int32_t>, epochs, std::nullopt,
           "train: epochs / ALS iterations");

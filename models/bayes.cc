@@ -306,13 +306,13 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
   finish(&m->item_factors, &m->item_bias, k + 1);
 }
 
-void FoldInBayes(const Model& m, bool user_side, const RowMatrix& other,
+void FoldInBayes(const Model& m, bool user_side, RowMatrixRef other,
                  const Eigen::VectorXf& other_bias,
                  absl::Span<const int32_t> cols, absl::Span<const float> values,
                  float* bias, float* out) {
   const Posterior& post = m.posterior;
   const int samples = post.samples;
-  const int64_t block = m.factors() / samples, k = block - 2, d = k + 1;
+  const int64_t block = other.cols() / samples, k = block - 2, d = k + 1;
   const double root = std::sqrt(static_cast<double>(samples));
   // The counterpart's own bias column within its block.
   const int64_t other_bias_col = user_side ? k + 1 : k;
@@ -342,7 +342,7 @@ void FoldInBayes(const Model& m, bool user_side, const RowMatrix& other,
   }
   const double mean_bias = solved.col(0).mean();
   *bias = static_cast<float>(mean_bias);
-  Eigen::Map<Eigen::VectorXf> row(out, m.factors());
+  Eigen::Map<Eigen::VectorXf> row(out, other.cols());
   const float scale = static_cast<float>(1.0 / root);
   for (int smp = 0; smp < samples; ++smp) {
     const int64_t o = smp * block;

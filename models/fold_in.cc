@@ -87,6 +87,19 @@ FoldInResult FoldInRows(const Model& model, bool user_side,
                                result.factors.data());
     return result;
   }
+  if (model.kind == ModelKind::kHybrid) {
+    // The ranking part as iALS solves it, the rating part as Bayesian MF.
+    const int32_t r = model.rank_cols();
+    const Eigen::MatrixXf& gram = user_side ? model.item_gram : model.user_gram;
+    const int64_t n_other = user_side ? model.num_items() : model.num_users();
+    internal::SolveImplicitRow(other_factors.leftCols(r), gram, cols, values,
+                               RankingPart(p), model.scale, n_other, &scratch,
+                               result.factors.data());
+    internal::FoldInBayes(
+        model, user_side, other_factors.rightCols(model.factors() - r),
+        other_bias, cols, values, &result.bias, result.factors.data() + r);
+    return result;
+  }
   if (model.kind == ModelKind::kBayes) {
     internal::FoldInBayes(model, user_side, other_factors, other_bias, cols,
                           values, &result.bias, result.factors.data());

@@ -26,7 +26,7 @@ float ImplicitTarget(const Hyperparameters& p, const RatingScale& scale,
   return 1.0f - p.value_weight * std::clamp(below, 0.0f, 1.0f);
 }
 
-void SolveImplicitRow(const RowMatrix& other, const Eigen::MatrixXf& gram,
+void SolveImplicitRow(RowMatrixRef other, const Eigen::MatrixXf& gram,
                       absl::Span<const int32_t> cols,
                       absl::Span<const float> values, const Hyperparameters& p,
                       const RatingScale& scale, int64_t n_other,

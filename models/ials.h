@@ -41,7 +41,7 @@ float ImplicitTarget(const Hyperparameters& p, const RatingScale& scale,
 
 // The exact solve for one row: `cols` index `other` (the fixed side), rated
 // `values`, and `gram` is other^T other. Writes other.cols() floats to `out`.
-void SolveImplicitRow(const RowMatrix& other, const Eigen::MatrixXf& gram,
+void SolveImplicitRow(RowMatrixRef other, const Eigen::MatrixXf& gram,
                       absl::Span<const int32_t> cols,
                       absl::Span<const float> values, const Hyperparameters& p,
                       const RatingScale& scale, int64_t n_other,

@@ -10,6 +10,7 @@ constexpr std::pair<ModelKind, absl::string_view> kKindNames[] = {
     {ModelKind::kBaseline, "baseline"}, {ModelKind::kPopularity, "popularity"},
     {ModelKind::kSgd, "sgd"},           {ModelKind::kAls, "als"},
     {ModelKind::kIals, "ials"},         {ModelKind::kBayes, "bayes"},
+    {ModelKind::kHybrid, "hybrid"},
 };
 }  // namespace
 
@@ -35,20 +36,33 @@ float Model::Predict(int32_t u, int32_t i) const {
   float s = mu;
   if (u >= 0) s += user_bias[u];
   if (i >= 0) s += item_bias[i];
-  if (u >= 0 && i >= 0 && factors() > 0 && factors_predict_ratings()) {
-    s += user_factors.row(u).dot(item_factors.row(i));
+  if (u >= 0 && i >= 0) {
+    s = RatingScore(user_bias[u], user_factors.row(u).data(), item_bias[i],
+                    item_factors.row(i).data());
   }
   return scale.Clip(s);
 }
 
+Hyperparameters RankingPart(const Hyperparameters& hybrid) {
+  Hyperparameters p = hybrid;
+  p.factors = hybrid.rank_factors;
+  p.epochs = hybrid.rank_epochs;
+  p.reg = hybrid.rank_reg;
+  p.init_std = 0.01f;
+  return p;
+}
+
 void ComputeGrams(Model* m) {
-  if (m->kind != ModelKind::kIals) {
+  if (m->ranks_by_rating()) {
     m->item_gram.resize(0, 0);
     m->user_gram.resize(0, 0);
     return;
   }
-  m->item_gram.noalias() = m->item_factors.transpose() * m->item_factors;
-  m->user_gram.noalias() = m->user_factors.transpose() * m->user_factors;
+  const int32_t k = m->rank_cols();
+  m->item_gram.noalias() =
+      m->item_factors.leftCols(k).transpose() * m->item_factors.leftCols(k);
+  m->user_gram.noalias() =
+      m->user_factors.leftCols(k).transpose() * m->user_factors.leftCols(k);
 }
 
 void InitModelFrom(const RatingData& data, ModelKind kind,

@@ -24,6 +24,9 @@ namespace recsys {
 
 using RowMatrix =
     Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+// A RowMatrix or a block of whole rows and adjacent columns of one, without
+// a copy (e.g. the ranking columns of a kHybrid model).
+using RowMatrixRef = Eigen::Ref<const RowMatrix, 0, Eigen::OuterStride<>>;
 
 // Numbers are stable: they are written into model files.
 enum class ModelKind : uint32_t {
@@ -35,6 +38,8 @@ enum class ModelKind : uint32_t {
                     // predicted ratings come from its baseline biases
   kBayes = 6,       // Bayesian biased MF by Gibbs sampling (models/bayes.h):
                     // factor rows hold every kept sample, concatenated
+  kHybrid = 7,      // ranks by iALS, predicts ratings by Bayesian MF: each
+                    // factor row is [iALS part | Bayesian part]
 };
 
 absl::string_view ModelKindName(ModelKind kind);
@@ -79,7 +84,17 @@ struct Hyperparameters {
   // rest); each kept sample adds factors + 2 columns to the served rows.
   int32_t burn_in = 0;
   int32_t samples = 0;
+  // kHybrid: the iALS ranking part's factors, iterations and penalty (its
+  // other settings are implicit_weight, reg_exponent, value_weight and
+  // cg_steps above); the Bayesian part uses factors, epochs, burn_in,
+  // samples and init_std.
+  int32_t rank_factors = 0;
+  int32_t rank_epochs = 0;
+  float rank_reg = 0.0f;
 };
+
+// The iALS settings of kHybrid's ranking part.
+Hyperparameters RankingPart(const Hyperparameters& hybrid);
 
 // kBayes only: what fold-in needs from each kept Gibbs sample s, for rows
 // x = [bias, factors] of d = factors + 1 numbers: the prior of user and item
@@ -121,22 +136,42 @@ struct Model {
   int32_t num_users() const { return users.size(); }
   int32_t num_items() const { return items.size(); }
   int32_t factors() const { return static_cast<int32_t>(item_factors.cols()); }
-  // Whether p_u . q_i is part of the predicted rating (explicit kinds) or
-  // only a ranking score (kIals).
-  bool factors_predict_ratings() const { return kind != ModelKind::kIals; }
-  // Q^T Q (and P^T P) for iALS fold-in, filled by TrainModel and LoadModel
-  // via ComputeGrams; empty for other kinds.
+  // Whether the ranking score is the predicted rating (explicit kinds), or a
+  // preference score of its own (kIals, kHybrid; kPopularity ranks by
+  // counts and predicts like the baseline).
+  bool ranks_by_rating() const {
+    return kind != ModelKind::kIals && kind != ModelKind::kHybrid;
+  }
+  // Factor columns [0, rank_cols()) give the ranking score p_u . q_i of the
+  // kinds that do not rank by rating; columns [rating_col(), factors()) are
+  // the factor term of the predicted rating (none for kIals).
+  int32_t rank_cols() const {
+    return kind == ModelKind::kHybrid ? params.rank_factors : factors();
+  }
+  int32_t rating_col() const {
+    if (kind == ModelKind::kHybrid) return params.rank_factors;
+    return kind == ModelKind::kIals ? factors() : 0;
+  }
+  // The predicted rating (unclipped) of a user row against an item row,
+  // each factors() floats.
+  float RatingScore(float user_bias, const float* user_row, float item_bias,
+                    const float* item_row) const {
+    float s = mu + user_bias + item_bias;
+    for (int32_t c = rating_col(); c < factors(); ++c) {
+      s += user_row[c] * item_row[c];
+    }
+    return s;
+  }
+  // Q^T Q (and P^T P) over the ranking columns, for iALS fold-in, filled by
+  // TrainModel and LoadModel via ComputeGrams; empty for other kinds.
   Eigen::MatrixXf item_gram;
   Eigen::MatrixXf user_gram;
-  Posterior posterior;  // kBayes only
+  Posterior posterior;  // kBayes and kHybrid (of the Bayesian part)
 
   // Unclipped predicted rating for known indices.
   float Score(int32_t u, int32_t i) const {
-    float s = mu + user_bias[u] + item_bias[i];
-    if (factors() > 0 && factors_predict_ratings()) {
-      s += user_factors.row(u).dot(item_factors.row(i));
-    }
-    return s;
+    return RatingScore(user_bias[u], user_factors.row(u).data(), item_bias[i],
+                       item_factors.row(i).data());
   }
   // Predicted rating; u or i may be -1 (unknown), in which case the missing
   // terms are dropped (cold start falls back to the biases).
@@ -147,7 +182,8 @@ struct Model {
 // arrays (zeros) for `factors` columns.
 void InitModelFrom(const RatingData& data, ModelKind kind,
                    const Hyperparameters& params, int32_t factors, Model* m);
-// Fills item_gram and user_gram for kIals (clears them otherwise).
+// Fills item_gram and user_gram for kIals and kHybrid (clears them
+// otherwise).
 void ComputeGrams(Model* m);
 
 }  // namespace recsys

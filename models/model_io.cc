@@ -32,7 +32,7 @@ static_assert(std::numeric_limits<float>::is_iec559 &&
 // A field added to these structs is silently left out of model files unless
 // VisitScalars writes it, and old files cannot supply it: update
 // VisitScalars, the table in model_io.h and kModelFormatVersion, then these.
-static_assert(sizeof(Hyperparameters) == 80, "update the model file format");
+static_assert(sizeof(Hyperparameters) == 96, "update the model file format");
 static_assert(sizeof(RatingScale) == 8, "update the model file format");
 static_assert(sizeof(DataWatermark) == 16, "update the model file format");
 
@@ -140,6 +140,9 @@ void VisitScalars(M& m, Io& io, uint32_t version) {
     io(m.params.burn_in);
     io(m.params.samples);
     io(m.params.value_weight);
+    io(m.params.rank_factors);
+    io(m.params.rank_epochs);
+    io(m.params.rank_reg);
   }
   io(m.scale.min);
   io(m.scale.max);
@@ -176,25 +179,38 @@ bool IsKnownKind(uint32_t value) {
   return parsed.ok() && *parsed == kind;
 }
 
-// A Bayesian model has S >= 1 samples of d = factors / S - 1 numbers each and
-// every posterior array sized for them; any other kind has none.
+// Factor columns of the Bayesian part: all of a kBayes model's, those after
+// the ranking part of a kHybrid's, none otherwise; -1 when a kHybrid's
+// ranking part does not leave room for one.
+int64_t BayesColumns(ModelKind kind, int64_t factors, int32_t rank_factors) {
+  if (kind == ModelKind::kBayes) return factors;
+  if (kind != ModelKind::kHybrid) return 0;
+  return rank_factors > 0 && rank_factors < factors ? factors - rank_factors
+                                                    : -1;
+}
+
+// A model with a Bayesian part of F columns has S >= 1 samples of
+// d = F / S - 1 numbers each and every posterior array sized for them; any
+// other kind has none.
 absl::Status CheckPosterior(ModelKind kind, int64_t factors,
-                            const Posterior& p) {
+                            int32_t rank_factors, const Posterior& p) {
   const int64_t s = p.samples;
-  if (kind != ModelKind::kBayes) {
+  if (kind != ModelKind::kBayes && kind != ModelKind::kHybrid) {
     if (s != 0 || p.alpha.size() != 0 || p.user_mean.size() != 0 ||
         p.item_mean.size() != 0 || p.user_precision.size() != 0 ||
         p.item_precision.size() != 0) {
       return absl::InvalidArgumentError(
-          "only a bayes model carries a posterior");
+          "only bayes and hybrid models carry a posterior");
     }
     return absl::OkStatus();
   }
-  if (s < 1 || factors % s != 0 || factors / s < 3) {
+  const int64_t cols = BayesColumns(kind, factors, rank_factors);
+  if (s < 1 || cols < 0 || cols % s != 0 || cols / s < 3) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "bayes model: %d factor columns do not hold %d samples", factors, s));
+        "%s model: %d factor columns (%d ranking) do not hold %d samples",
+        ModelKindName(kind), factors, rank_factors, s));
   }
-  const int64_t d = factors / s - 1;
+  const int64_t d = cols / s - 1;
   const bool ok = p.alpha.size() == s && p.user_mean.rows() == s &&
                   p.user_mean.cols() == d && p.item_mean.rows() == s &&
                   p.item_mean.cols() == d && p.user_precision.rows() == s * d &&
@@ -254,7 +270,8 @@ absl::Status CheckSavable(const Model& m) {
     return absl::InvalidArgumentError(
         "model user_ratings: offsets, cols and values disagree");
   }
-  return CheckPosterior(m.kind, m.factors(), m.posterior);
+  return CheckPosterior(m.kind, m.factors(), m.params.rank_factors,
+                        m.posterior);
 }
 
 // Bytes the variable-length strings take, or an error when one is too long
@@ -528,11 +545,12 @@ absl::Status ParsePayload(absl::string_view payload, uint32_t version,
     RECSYS_RETURN_IF_ERROR(r.U32(&samples, "posterior samples"));
     RECSYS_RETURN_IF_ERROR(r.U32(&dim, "posterior dimension"));
     // The shape must match the factor columns before anything is allocated.
-    if (uint64_t{samples} * (uint64_t{dim} + 1) != factors &&
+    const int64_t cols = BayesColumns(m->kind, factors, m->params.rank_factors);
+    if (static_cast<int64_t>(uint64_t{samples} * (uint64_t{dim} + 1)) != cols &&
         !(samples == 0 && dim == 0)) {
       return absl::DataLossError(absl::StrFormat(
           "posterior of %d samples x %d does not fit %d factor columns",
-          samples, dim, factors));
+          samples, dim, cols));
     }
     Posterior& p = m->posterior;
     p.samples = static_cast<int32_t>(samples);
@@ -554,8 +572,8 @@ absl::Status ParsePayload(absl::string_view payload, uint32_t version,
                                          precision, "posterior precision"));
     }
   }
-  if (const absl::Status posterior =
-          CheckPosterior(m->kind, factors, m->posterior);
+  if (const absl::Status posterior = CheckPosterior(
+          m->kind, factors, m->params.rank_factors, m->posterior);
       !posterior.ok()) {
     return absl::DataLossError(posterior.message());
   }

@@ -28,6 +28,7 @@
 //       u64      params.seed
 //       i32 i32  params.burn_in, params.samples                        (v2)
 //       f32      params.value_weight                                   (v2)
+//       i32 i32 f32  params.rank_factors, rank_epochs, rank_reg        (v2)
 //       f32 f32  scale.min, scale.max
 //       f32      mu
 //       f64      train_seconds
@@ -49,7 +50,8 @@
 //       str[I]   item external ids, by index
 //       I times  str title, u32 genre count G, str[G] genres
 //       u32 u32  S, D: Bayesian posterior samples and row size (0 0 unless
-//                kind is bayes, then F = S * (D + 1))                  (v2)
+//                kind is bayes, then F = S * (D + 1), or hybrid, then
+//                F - rank_factors = S * (D + 1))                       (v2)
 //       f32[S]   posterior alpha                                       (v2)
 //       f32[S*D] f32[S*D*D]  user prior means, precisions              (v2)
 //       f32[S*D] f32[S*D*D]  item prior means, precisions              (v2)

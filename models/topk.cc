@@ -13,10 +13,11 @@ void ScoreAllItems(const Model& model, float user_bias,
     }
     return;
   }
-  if (!model.factors_predict_ratings()) {
-    // A ranking model: the factors alone order the catalogue.
-    Eigen::Map<const Eigen::VectorXf> p(user_vector, model.factors());
-    scores->noalias() = model.item_factors * p;
+  if (!model.ranks_by_rating()) {
+    // A ranking model: the ranking factors alone order the catalogue.
+    const int32_t k = model.rank_cols();
+    Eigen::Map<const Eigen::VectorXf> p(user_vector, k);
+    scores->noalias() = model.item_factors.leftCols(k) * p;
     return;
   }
   *scores = model.item_bias.array() + (model.mu + user_bias);

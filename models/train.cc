@@ -49,6 +49,19 @@ Hyperparameters DefaultHyperparameters(ModelKind kind) {
       p.samples = 48;
       p.init_std = 0.1f;
       break;
+    case ModelKind::kHybrid: {
+      // Each part keeps the defaults it has as a kind of its own.
+      const Hyperparameters rank = DefaultHyperparameters(ModelKind::kIals);
+      p = DefaultHyperparameters(ModelKind::kBayes);
+      p.rank_factors = rank.factors;
+      p.rank_epochs = rank.epochs;
+      p.rank_reg = rank.reg;
+      p.implicit_weight = rank.implicit_weight;
+      p.reg_exponent = rank.reg_exponent;
+      p.value_weight = rank.value_weight;
+      p.cg_steps = rank.cg_steps;
+      break;
+    }
     case ModelKind::kAls:
       p.factors = 32;
       p.epochs = 25;
@@ -61,6 +74,11 @@ Hyperparameters DefaultHyperparameters(ModelKind kind) {
 }
 
 absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
+  if (kind == ModelKind::kHybrid) {
+    RECSYS_RETURN_IF_ERROR(
+        ValidateHyperparameters(ModelKind::kIals, RankingPart(p)));
+    return ValidateHyperparameters(ModelKind::kBayes, p);
+  }
   auto bad = [](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("hyper-parameter ", what));
   };
@@ -84,8 +102,11 @@ absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
     return bad("reg and reg_bias must be > 0 for ALS");
   }
   if (kind == ModelKind::kIals &&
-      (p.reg <= 0 || p.cg_steps < 1 || !std::isfinite(p.reg_exponent))) {
-    return bad("iALS needs reg > 0, cg_steps >= 1 and a finite reg_exponent");
+      (p.reg <= 0 || p.cg_steps < 1 || !std::isfinite(p.reg_exponent) ||
+       !(p.value_weight >= 0 && p.value_weight <= 1))) {
+    return bad(
+        "iALS needs reg > 0, cg_steps >= 1, a finite reg_exponent and "
+        "value_weight in [0, 1]");
   }
   if (kind == ModelKind::kBayes &&
       (p.samples < 1 || p.burn_in < 0 || p.epochs - p.burn_in < p.samples ||
@@ -276,6 +297,27 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
     return absl::InvalidArgumentError("rating scale is empty");
   }
   const Clock::time_point start = Clock::now();
+  if (kind == ModelKind::kHybrid) {
+    // Two models on the same data, spliced column-wise: the ranking part
+    // first (trained quietly), then the rating part, which reports.
+    TrainOptions quiet = options;
+    quiet.on_epoch = nullptr;
+    RECSYS_ASSIGN_OR_RETURN(Model rank, TrainModel(data, ModelKind::kIals,
+                                                   RankingPart(params), quiet));
+    RECSYS_ASSIGN_OR_RETURN(
+        Model m, TrainModel(data, ModelKind::kBayes, params, options));
+    m.kind = ModelKind::kHybrid;
+    m.params = params;
+    RowMatrix users(m.num_users(), rank.factors() + m.factors());
+    users << rank.user_factors, m.user_factors;
+    RowMatrix items(m.num_items(), rank.factors() + m.factors());
+    items << rank.item_factors, m.item_factors;
+    m.user_factors = std::move(users);
+    m.item_factors = std::move(items);
+    ComputeGrams(&m);
+    m.train_seconds = Seconds(start);
+    return m;
+  }
   const int threads = ResolveThreads(options.threads);
   const bool factored = kind == ModelKind::kSgd || kind == ModelKind::kAls ||
                         kind == ModelKind::kIals || kind == ModelKind::kBayes;
@@ -322,6 +364,8 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
             options.on_epoch(r);
           },
           &m);
+      break;
+    case ModelKind::kHybrid:  // trained above, from its two parts
       break;
   }
   // Rows nobody rated carry only their random start; zero them so unseen

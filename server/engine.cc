@@ -66,7 +66,8 @@ struct Generation {
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
       : model(std::move(m)), version(v) {
     if (model->factors() > 0) {
-      item_norms = model->item_factors.rowwise().norm();
+      item_norms =
+          model->item_factors.leftCols(model->rank_cols()).rowwise().norm();
     }
     auto ni = std::make_shared<NewItems>();
     ni->factors.resize(0, model->factors());
@@ -632,18 +633,19 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   // (kPopularity scores are rating counts, kIals scores preferences.)
   const bool scores_are_ratings = out.personalized &&
                                   m.kind != ModelKind::kPopularity &&
-                                  m.factors_predict_ratings();
+                                  m.ranks_by_rating();
   if (out.personalized) {
     Eigen::VectorXf head;
     ScoreAllItems(m, user.bias, user.vec.data(), &head);
     scores.head(base) = head;
     if (total > base) {
       Eigen::VectorXf tail;
-      if (m.factors_predict_ratings()) {
+      if (m.ranks_by_rating()) {
         tail = ni->bias.array() + (m.mu + user.bias);
         if (m.factors() > 0) tail.noalias() += ni->factors * user.vec;
       } else {
-        tail.noalias() = ni->factors * user.vec;
+        const int32_t r = m.rank_cols();
+        tail.noalias() = ni->factors.leftCols(r) * user.vec.head(r);
       }
       scores.tail(total - base) = tail;
     }
@@ -655,13 +657,17 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       scores[base + j] = static_cast<float>(ni->counts[j]);
     }
   }
-  // The rating shown: the score itself, or the biases (a user without
-  // ratings, or a ranking-only model).
+  // The rating shown: the score itself; for a model that ranks by other
+  // scores, its rating part (kHybrid) or its biases (kIals); for a user
+  // without ratings, the biases.
   auto predicted = [&](int32_t i, float score) {
     if (scores_are_ratings) return m.scale.Clip(score);
     const float item_bias = i < base ? m.item_bias[i] : ni->bias[i - base];
-    return m.scale.Clip(m.mu + (out.personalized ? user.bias : 0.0f) +
-                        item_bias);
+    if (!out.personalized) return m.scale.Clip(m.mu + item_bias);
+    const float* item_row = i < base ? m.item_factors.row(i).data()
+                                     : ni->factors.row(i - base).data();
+    return m.scale.Clip(
+        m.RatingScore(user.bias, user.vec.data(), item_bias, item_row));
   };
 
   std::vector<int32_t> exclude;
@@ -721,20 +727,25 @@ absl::StatusOr<SimilarResult> Engine::SimilarItems(const std::string& item,
   if (i < 0)
     return absl::NotFoundError(absl::StrCat("unknown item '", item, "'"));
   const int32_t base = m.num_items();
+  // Items compare by their ranking vectors (all factors, except for a
+  // kHybrid model's rating part).
+  const int32_t cols = m.rank_cols();
   const Eigen::VectorXf v =
-      i < base ? Eigen::VectorXf(m.item_factors.row(i).transpose())
-               : Eigen::VectorXf(ni->factors.row(i - base).transpose());
+      i < base
+          ? Eigen::VectorXf(m.item_factors.row(i).head(cols).transpose())
+          : Eigen::VectorXf(ni->factors.row(i - base).head(cols).transpose());
   const float vn = v.norm();
   const int32_t total = base + ni->ids.size();
   Eigen::VectorXf sims = Eigen::VectorXf::Zero(total);
   if (vn > 0) {
-    sims.head(base) = m.item_factors * v;
+    sims.head(base) = m.item_factors.leftCols(cols) * v;
     for (int32_t j = 0; j < base; ++j) {
       sims[j] = g->item_norms[j] > 0 ? sims[j] / (g->item_norms[j] * vn) : 0.0f;
     }
     for (int32_t j = 0; j < ni->ids.size(); ++j) {
-      const float n = ni->factors.row(j).norm();
-      sims[base + j] = n > 0 ? ni->factors.row(j).dot(v) / (n * vn) : 0.0f;
+      const auto row = ni->factors.row(j).head(cols);
+      const float n = row.norm();
+      sims[base + j] = n > 0 ? row.dot(v.transpose()) / (n * vn) : 0.0f;
     }
   }
   SimilarResult out;

@@ -43,8 +43,9 @@ ABSL_FLAG(std::string, model, "",
 ABSL_FLAG(std::string, train_data, "ml-100k",
           "Without a snapshot or --model: dataset name or path to train the "
           "first model on");
-ABSL_FLAG(std::string, model_kind, "sgd",
-          "Kind of that first model: sgd, als, baseline or popularity");
+ABSL_FLAG(std::string, model_kind, "hybrid",
+          "Kind of that first model: hybrid (iALS ranking, Bayesian MF "
+          "ratings), bayes, ials, sgd, als, baseline or popularity");
 ABSL_FLAG(int, threads, 0, "Training threads (0 = one per core)");
 ABSL_FLAG(std::string, fsync, "always",
           "When ratings reach the disk: always (acked = durable), interval, "

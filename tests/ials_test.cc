@@ -120,7 +120,7 @@ TEST(IalsTest, BottomRatingsHaveNoPullAtFullValueWeight) {
 TEST(IalsTest, RanksByFactorsAndPredictsWithTheBaseline) {
   const RatingData data = testing::PlantedData(80, 60, 3, 0.25, 0.3, 6, true);
   const Model m = Train(data, SmallIals());
-  EXPECT_FALSE(m.factors_predict_ratings());
+  EXPECT_FALSE(m.ranks_by_rating());
   Eigen::VectorXf scores;
   ScoreAllItems(m, m.user_bias[0], m.user_factors.row(0).data(), &scores);
   for (int i = 0; i < m.num_items(); ++i) {

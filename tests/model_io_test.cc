@@ -22,8 +22,8 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 // Payload offsets from the table in model_io.h: kind (4 bytes) and the
-// fixed-width fields (128 bytes) come before the shape.
-constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 128;
+// fixed-width fields (140 bytes) come before the shape.
+constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 140;
 
 std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -78,6 +78,9 @@ Model RichModel() {
   m.params.burn_in = 13;
   m.params.samples = 3;
   m.params.value_weight = 0.375f;
+  m.params.rank_factors = 19;
+  m.params.rank_epochs = 23;
+  m.params.rank_reg = 0.0078125f;
   m.scale = {0.5f, 10.0f};
   m.mu = 3.5172f;
   m.train_seconds = 12.375;
@@ -131,6 +134,9 @@ void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.params.burn_in, want.params.burn_in);
   EXPECT_EQ(got.params.samples, want.params.samples);
   EXPECT_EQ(got.params.value_weight, want.params.value_weight);
+  EXPECT_EQ(got.params.rank_factors, want.params.rank_factors);
+  EXPECT_EQ(got.params.rank_epochs, want.params.rank_epochs);
+  EXPECT_EQ(got.params.rank_reg, want.params.rank_reg);
   EXPECT_EQ(got.scale.min, want.scale.min);
   EXPECT_EQ(got.scale.max, want.scale.max);
   EXPECT_EQ(got.mu, want.mu);
@@ -367,23 +373,26 @@ TEST(ModelIoTest, OtherVersionIsFailedPrecondition) {
       HasSubstr("model format version 3, this build reads versions 1 to 2"));
 }
 
-// A version 1 file is a version 2 file without burn_in, samples and
-// value_weight (12 bytes after the seed) and without the posterior shape (the
-// last 8 bytes, zeros for kinds other than bayes). It must still load, with
-// those at defaults.
+// A version 1 file is a version 2 file without burn_in, samples,
+// value_weight and the rank_* fields (24 bytes after the seed) and without the
+// posterior shape (the last 8 bytes, zeros for kinds other than bayes). It must
+// still load, with those at defaults.
 TEST(ModelIoTest, VersionOneFilesStillLoad) {
   Model model = RichModel();
   model.params.burn_in = 0;
   model.params.samples = 0;
   model.params.value_weight = 0;
+  model.params.rank_factors = 0;
+  model.params.rank_epochs = 0;
+  model.params.rank_reg = 0;
   absl::StatusOr<std::string> v2 = SerializeModel(model);
   ASSERT_TRUE(v2.ok());
   // After the seed: scale, mu, train_seconds, watermark, log_sequence and
-  // last_validation_rmse (52 bytes), then the 12 bytes v2 added.
-  const size_t seed_end = kShapeOffset - 52 - 12;
+  // last_validation_rmse (52 bytes), then the 24 bytes v2 added.
+  const size_t seed_end = kShapeOffset - 52 - 24;
   ASSERT_EQ(v2->substr(v2->size() - 8), std::string(8, '\0'));
   std::string v1 = v2->substr(0, seed_end) +
-                   v2->substr(seed_end + 12, v2->size() - 20 - seed_end);
+                   v2->substr(seed_end + 24, v2->size() - 32 - seed_end);
   PutU32(&v1, 8, 1);
   const uint64_t payload = v1.size() - kModelHeaderBytes;
   std::memcpy(v1.data() + 16, &payload, sizeof(payload));

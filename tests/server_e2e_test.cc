@@ -371,6 +371,7 @@ TEST_F(ServerE2eTest, TrainingWhileServingFailsNoCallAndKeepsNewRatings) {
   {
     grpc::ClientContext ctx;
     v1::TrainRequest req;
+    req.set_model_kind("sgd");  // 60 epochs: slow enough to overlap calls
     req.set_epochs(60);
     v1::TrainResponse resp;
     ASSERT_TRUE(stub.Train(&ctx, req, &resp).ok());

@@ -46,9 +46,10 @@ ABSL_FLAG(std::string, data_dir, "",
 ABSL_FLAG(bool, download, true,
           "Download a named dataset from GroupLens when it is missing");
 // Models.
-ABSL_FLAG(std::string, model, "sgd",
-          "Model kind to train: sgd, als, baseline or popularity");
-ABSL_FLAG(std::string, models, "sgd,als,baseline,popularity",
+ABSL_FLAG(std::string, model, "hybrid",
+          "Model kind to train: hybrid (iALS ranking + Bayesian MF ratings), "
+          "bayes, ials, sgd, als, baseline or popularity");
+ABSL_FLAG(std::string, models, "hybrid,bayes,ials,sgd,als,baseline,popularity",
           "evaluate: comma-separated model kinds");
 ABSL_FLAG(std::optional<int32_t>, factors, std::nullopt, "Latent factors");
 ABSL_FLAG(std::optional<int32_t>, epochs, std::nullopt,
@@ -89,7 +90,7 @@ ABSL_FLAG(std::string, space, "",
           "tune: search space, 'field=v1,v2;field=...' (factors, epochs, lr, "
           "lr_decay, reg, reg_bias, init_std, implicit_weight, reg_exponent, "
           "fold_in_reg, fold_in_reg_bias, cg_steps, burn_in, samples, "
-          "value_weight)");
+          "value_weight, rank_factors, rank_epochs, rank_reg)");
 ABSL_FLAG(int, trials, 20, "tune: how many random settings to try");
 ABSL_FLAG(int, splits, 1,
           "tune: validation splits per setting (averaged), each "
@@ -105,6 +106,12 @@ ABSL_FLAG(std::optional<int32_t>, cg_steps, std::nullopt,
           "iALS conjugate-gradient steps per row and iteration");
 ABSL_FLAG(std::optional<float>, value_weight, std::nullopt,
           "iALS: how much a low rating lowers an interaction's target (0..1)");
+ABSL_FLAG(std::optional<int32_t>, rank_factors, std::nullopt,
+          "hybrid: factors of the iALS ranking part");
+ABSL_FLAG(std::optional<int32_t>, rank_epochs, std::nullopt,
+          "hybrid: iterations of the iALS ranking part");
+ABSL_FLAG(std::optional<float>, rank_reg, std::nullopt,
+          "hybrid: penalty of the iALS ranking part");
 ABSL_FLAG(std::optional<int32_t>, burn_in, std::nullopt,
           "bayes: Gibbs sweeps discarded before the first kept sample");
 ABSL_FLAG(std::optional<int32_t>, samples, std::nullopt,
@@ -187,6 +194,9 @@ ParamOverrides ParamsFromFlags() {
   o.burn_in = absl::GetFlag(FLAGS_burn_in);
   o.samples = absl::GetFlag(FLAGS_samples);
   o.value_weight = absl::GetFlag(FLAGS_value_weight);
+  o.rank_factors = absl::GetFlag(FLAGS_rank_factors);
+  o.rank_epochs = absl::GetFlag(FLAGS_rank_epochs);
+  o.rank_reg = absl::GetFlag(FLAGS_rank_reg);
   return o;
 }
 

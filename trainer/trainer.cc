@@ -54,6 +54,9 @@ Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
   if (o.burn_in) p.burn_in = *o.burn_in;
   if (o.samples) p.samples = *o.samples;
   if (o.value_weight) p.value_weight = *o.value_weight;
+  if (o.rank_factors) p.rank_factors = *o.rank_factors;
+  if (o.rank_epochs) p.rank_epochs = *o.rank_epochs;
+  if (o.rank_reg) p.rank_reg = *o.rank_reg;
   if (o.seed) p.seed = *o.seed;
   return p;
 }
@@ -98,6 +101,10 @@ std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
       return absl::StrFormat(
           "factors=%d sweeps=%d burn_in=%d samples=%d init_std=%g seed=%d",
           p.factors, p.epochs, p.burn_in, p.samples, p.init_std, p.seed);
+    case ModelKind::kHybrid:
+      return absl::StrCat(
+          "ranking: ", DescribeParams(ModelKind::kIals, RankingPart(p)),
+          "; ratings: ", DescribeParams(ModelKind::kBayes, p));
     case ModelKind::kAls:
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g reg_bias=%g init_std=%g seed=%d",
@@ -379,6 +386,14 @@ constexpr TunableField kTunable[] = {
                    double v) { p->samples = static_cast<int32_t>(v); }},
     {"value_weight", [](Hyperparameters* p,
                         double v) { p->value_weight = static_cast<float>(v); }},
+    {"rank_factors",
+     [](Hyperparameters* p, double v) {
+       p->rank_factors = static_cast<int32_t>(v);
+     }},
+    {"rank_epochs", [](Hyperparameters* p,
+                       double v) { p->rank_epochs = static_cast<int32_t>(v); }},
+    {"rank_reg",
+     [](Hyperparameters* p, double v) { p->rank_reg = static_cast<float>(v); }},
 };
 
 struct Dimension {

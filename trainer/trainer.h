@@ -44,6 +44,9 @@ struct ParamOverrides {
   std::optional<int32_t> burn_in;
   std::optional<int32_t> samples;
   std::optional<float> value_weight;
+  std::optional<int32_t> rank_factors;
+  std::optional<int32_t> rank_epochs;
+  std::optional<float> rank_reg;
   std::optional<uint64_t> seed;
 };
 Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o);
