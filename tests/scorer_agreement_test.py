@@ -100,7 +100,7 @@ def main():
                 text = f.read().replace(",", "\t")
             with open(path + ".tsv", "w") as f:
                 f.write(text)
-        for model in ("sgd", "baseline", "bayes", "ials"):
+        for model in ("sgd", "baseline", "bayes", "ials", "hybrid"):
             mine, users, pred, recs = ours(trainer, train, test, tmp, model,
                                            ["--scale=0.5,4"])
             check("generated/" + model, mine, users, pred, recs, tools, train + ".tsv",
@@ -111,7 +111,7 @@ def main():
         if not os.path.exists(os.path.join(ml, "u1.base")):
             print("SKIP (ML-100K part): MovieLens copy not found at %s" % ml)
             return 0
-        for model in ("sgd", "popularity", "bayes", "ials"):
+        for model in ("sgd", "popularity", "bayes", "ials", "hybrid"):
             u1b, u1t = os.path.join(ml, "u1.base"), os.path.join(ml, "u1.test")
             mine, users, pred, recs = ours(trainer, u1b, u1t, tmp, model)
             check("ml-100k u1/" + model, mine, users, pred, recs, tools, u1b, u1t, [], [])
