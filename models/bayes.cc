@@ -313,42 +313,45 @@ void FoldInBayes(const Model& m, bool user_side, RowMatrixRef other,
   const Posterior& post = m.posterior;
   const int samples = post.samples;
   const int64_t block = other.cols() / samples, k = block - 2, d = k + 1;
-  const double root = std::sqrt(static_cast<double>(samples));
+  const float root = std::sqrt(static_cast<float>(samples));
   // The counterpart's own bias column within its block.
   const int64_t other_bias_col = user_side ? k + 1 : k;
+  const RowMatrix& means = user_side ? post.user_mean : post.item_mean;
+  const RowMatrix& precisions =
+      user_side ? post.user_precision : post.item_precision;
   const int64_t n = static_cast<int64_t>(cols.size());
-  MatrixXd rows(n, d);
-  RowScratch s;
-  std::vector<int32_t> identity(n);
-  for (int64_t j = 0; j < n; ++j) identity[j] = static_cast<int32_t>(j);
-  MatrixXd solved(samples, d);
+  // The posterior mean of each sample, as RowPosterior has it for training
+  // but in float and without a draw: fold-in is on the serving path, and a
+  // (k + 1)-square system in float is well within precision.
+  Eigen::MatrixXf z(d, n), a(d, d), solved(samples, d);
+  Eigen::VectorXf t(n), rhs(d);
   for (int smp = 0; smp < samples; ++smp) {
     const int64_t o = smp * block;
     for (int64_t j = 0; j < n; ++j) {
-      const auto src = other.row(cols[j]);
-      rows(j, 0) = other_bias[cols[j]] + root * src[o + other_bias_col];
-      for (int64_t c = 0; c < k; ++c) rows(j, 1 + c) = root * src[o + c];
+      const float* src = other.row(cols[j]).data() + o;
+      z(0, j) = 1.0f;
+      for (int64_t c = 0; c < k; ++c) z(1 + c, j) = root * src[c];
+      t[j] =
+          values[j] - m.mu - other_bias[cols[j]] - root * src[other_bias_col];
     }
-    Prior prior;
-    const RowMatrix& mean = user_side ? post.user_mean : post.item_mean;
-    const RowMatrix& precision =
-        user_side ? post.user_precision : post.item_precision;
-    prior.mean = mean.row(smp).transpose().cast<double>();
-    prior.precision = precision.middleRows(smp * d, d).cast<double>();
-    VectorXd x(d);
-    RowPosterior(rows, identity, values, m.mu, prior, post.alpha[smp], &s, x,
-                 nullptr);
-    solved.row(smp) = x.transpose();
+    const auto precision = precisions.middleRows(smp * d, d);
+    const float alpha = post.alpha[smp];
+    a = precision;
+    a.selfadjointView<Eigen::Lower>().rankUpdate(z, alpha);
+    rhs.noalias() = precision * means.row(smp).transpose();
+    rhs.noalias() += alpha * (z * t);
+    Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(a);
+    llt.solveInPlace(rhs);
+    solved.row(smp) = rhs.transpose();
   }
-  const double mean_bias = solved.col(0).mean();
-  *bias = static_cast<float>(mean_bias);
+  const float mean_bias = solved.col(0).mean();
+  *bias = mean_bias;
   Eigen::Map<Eigen::VectorXf> row(out, other.cols());
-  const float scale = static_cast<float>(1.0 / root);
+  const float scale = 1.0f / root;
   for (int smp = 0; smp < samples; ++smp) {
     const int64_t o = smp * block;
-    row.segment(o, k) =
-        (scale * solved.row(smp).tail(k)).transpose().cast<float>();
-    const float dev = static_cast<float>((solved(smp, 0) - mean_bias)) * scale;
+    row.segment(o, k) = scale * solved.row(smp).tail(k).transpose();
+    const float dev = (solved(smp, 0) - mean_bias) * scale;
     row[o + k] = user_side ? dev : scale;
     row[o + k + 1] = user_side ? scale : dev;
   }
