@@ -304,6 +304,9 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
     quiet.on_epoch = nullptr;
     RECSYS_ASSIGN_OR_RETURN(Model rank, TrainModel(data, ModelKind::kIals,
                                                    RankingPart(params), quiet));
+    // The rating part keeps its own copy of the ratings; this one would only
+    // add to the peak memory of the second fit.
+    rank.user_ratings = SparseRows();
     RECSYS_ASSIGN_OR_RETURN(
         Model m, TrainModel(data, ModelKind::kBayes, params, options));
     m.kind = ModelKind::kHybrid;
