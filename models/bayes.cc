@@ -124,9 +124,10 @@ struct RowScratch {
   VectorXd b;
 };
 
-// The conditional posterior of one row: rows `cols` of `other` (d columns:
-// [bias, factors]) rated `values`. Returns the mean in `mean`; when `rng` is
-// set, also draws a sample into `sample`.
+// The conditional posterior of one row given rows `cols` of `other` (d
+// columns: [bias, factors]) rated `values`: writes its mean to `out`, or,
+// when `rng` is set, a draw from it. (FoldInBayes computes the same mean in
+// float for serving.)
 void RowPosterior(const MatrixXd& other, absl::Span<const int32_t> cols,
                   absl::Span<const float> values, double offset,
                   const Prior& prior, double alpha, RowScratch* s,
@@ -272,8 +273,7 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
       if (validation != nullptr) {
         for (size_t j = 0; j < validation->size(); ++j) {
           const Rating& r = (*validation)[j];
-          validation_sum[j] += m->scale.Clip(
-              static_cast<float>(Predict(x, y, mu, r.user, r.item)));
+          validation_sum[j] += Predict(x, y, mu, r.user, r.item);
         }
       }
     }
@@ -282,7 +282,10 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
     if (validation != nullptr && kept > 0) {
       double vse = 0;
       for (size_t j = 0; j < validation->size(); ++j) {
-        const double e = validation_sum[j] / kept - (*validation)[j].value;
+        // Clipped after averaging, as the served model predicts.
+        const double e =
+            m->scale.Clip(static_cast<float>(validation_sum[j] / kept)) -
+            (*validation)[j].value;
         vse += e * e;
       }
       validation_rmse =
