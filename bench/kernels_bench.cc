@@ -1,7 +1,10 @@
 // recsys-kernels-bench: Google Benchmark programs for the hot kernels.
 //
-//   score_topk/<items>x<factors>    ScoreAllItems + TopK(10), one user
+//   score_topk/<items>x<factors>    ItemPanels::Score + TopK(10), one user:
+//                                   what the server does per Recommend
 //   score_only, topk_only           the two halves of it
+//   score_topk_rowmajor/...         ScoreAllItems (Eigen's row-major
+//                                   product) + TopK(10), the old path
 //   read_factors/<items>x<factors>  one pass summing the item-factor matrix:
 //                                   the memory-bandwidth floor for scoring
 //   fold_in/64f/<n>                 FoldInUser from n ratings, 64 factors
@@ -30,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "models/fold_in.h"
 #include "models/model.h"
+#include "models/scoring.h"
 #include "models/topk.h"
 #include "models/train.h"
 #include "trainer/generate.h"
@@ -83,7 +87,40 @@ void SetMatrixBytes(benchmark::State& state, const Model& m) {
   state.counters["matrix_MB"] = static_cast<double>(bytes) / 1e6;
 }
 
+// The panels of a model, built once per model as the server builds them once
+// per generation (not timed: it is not part of a request).
+const ItemPanels& PanelsOf(const Model& m) {
+  static std::unique_ptr<ItemPanels> cached;
+  static const Model* key = nullptr;
+  static int64_t key_size = -1;
+  if (!cached || key != &m || key_size != m.item_factors.size()) {
+    cached = std::make_unique<ItemPanels>(m.item_factors, m.item_bias);
+    key = &m;
+    key_size = m.item_factors.size();
+  }
+  return *cached;
+}
+
+// What the server does per Recommend: the panelled product, then TopK(10)
+// into a reused vector.
 void ScoreTopK(benchmark::State& state, int32_t items, int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const ItemPanels& panels = PanelsOf(m);
+  const Eigen::VectorXf p = RandomUser(factors);
+  std::vector<float> scores(static_cast<size_t>(items));
+  std::vector<ScoredItem> top;
+  for (auto _ : state) {
+    panels.Score(p.data(), m.mu + 0.1f, scores.data());
+    TopK(scores, 10, {}, &top);
+    benchmark::DoNotOptimize(top.data());
+  }
+  SetMatrixBytes(state, m);
+}
+
+// The library's ScoreAllItems (Eigen's row-major product) + TopK(10), as
+// the server did before the panels.
+void ScoreTopKRowMajor(benchmark::State& state, int32_t items,
+                       int32_t factors) {
   const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
   const Eigen::VectorXf p = RandomUser(factors);
   Eigen::VectorXf scores;
@@ -97,10 +134,11 @@ void ScoreTopK(benchmark::State& state, int32_t items, int32_t factors) {
 
 void ScoreOnly(benchmark::State& state, int32_t items, int32_t factors) {
   const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const ItemPanels& panels = PanelsOf(m);
   const Eigen::VectorXf p = RandomUser(factors);
-  Eigen::VectorXf scores;
+  std::vector<float> scores(static_cast<size_t>(items));
   for (auto _ : state) {
-    ScoreAllItems(m, 0.1f, p.data(), &scores);
+    panels.Score(p.data(), m.mu + 0.1f, scores.data());
     benchmark::DoNotOptimize(scores.data());
     benchmark::ClobberMemory();
   }
@@ -112,8 +150,9 @@ void TopKOnly(benchmark::State& state, int32_t items, int32_t factors) {
   const Eigen::VectorXf p = RandomUser(factors);
   Eigen::VectorXf scores;
   ScoreAllItems(m, 0.1f, p.data(), &scores);
+  std::vector<ScoredItem> top;
   for (auto _ : state) {
-    std::vector<ScoredItem> top = TopK(scores, 10, {});
+    TopK(scores, 10, {}, &top);
     benchmark::DoNotOptimize(top.data());
   }
 }
@@ -298,6 +337,9 @@ void RegisterAll() {
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("read_factors/" + shape).c_str(),
                                    ReadFactors, items, factors)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("score_topk_rowmajor/" + shape).c_str(),
+                                   ScoreTopKRowMajor, items, factors)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("score_only/" + shape).c_str(), ScoreOnly,
                                    items, factors)
