@@ -56,6 +56,7 @@ inline void Tile(const float* __restrict x, int64_t ldx,
   }
 }
 
+#if defined(__AVX2__) || defined(__AVX512F__)
 // The lower triangle (by whole tiles: some entries above the diagonal are
 // written too) of a = y y^T, for y with d rows (ld_y apart, zero-padded)
 // and n columns. `a` has ld rows and at least RoundUp(d, kTileCols)
@@ -68,6 +69,25 @@ void LowerGram(const float* y, int64_t ld_y, int64_t n, int64_t d, float* a,
            /*accumulate=*/false);
     }
   }
+}
+#endif
+
+// The lower triangle of y y^T (y: d rows used of its ld, n columns) into the
+// padded `a` (whose top-left d x d block is `top`), with zeros in a's rows
+// and columns past d where CholeskyInPlace's tiles read. The tiles win with
+// AVX's fused multiply-adds; with SSE alone Eigen's product measured
+// faster, so that build keeps it.
+template <typename Top>
+void Gram(const Eigen::MatrixXf& y, int64_t n, int64_t d, Eigen::MatrixXf* a,
+          Top* top) {
+#if defined(__AVX2__) || defined(__AVX512F__)
+  (void)top;
+  LowerGram(y.data(), y.rows(), n, d, a->data(), a->rows());
+#else
+  a->setZero();
+  top->template selfadjointView<Eigen::Lower>().rankUpdate(
+      y.topLeftCorner(d, n));
+#endif
 }
 
 // Cholesky factorisation a = L L^T in place of a's lower triangle (d x d,
@@ -133,22 +153,22 @@ void SolveBiasedRow(const RowMatrix& other_factors,
     s->b[j] = values[j] - offset - other_bias[cols[j]];
   }
   s->a.resize(ld, std::max(ld, RoundUp(d, kTileCols)));
-  LowerGram(s->y.data(), ld, n, d, s->a.data(), ld);
+  using Padded = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+  Padded a(s->a.data(), d, d, Eigen::OuterStride<>(ld));
+  Gram(s->y, n, d, &s->a, &a);
   const float nf = static_cast<float>(n);
   s->a(0, 0) += nf * reg_bias;
   for (int64_t f = 1; f <= k; ++f) s->a(f, f) += nf * reg;
   s->x.noalias() = s->y.topRows(d) * s->b;
   // With reg, reg_bias > 0 the matrix is positive definite; Cholesky on the
   // lower triangle is the cheapest exact solve.
-  using Padded = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-  Padded a(s->a.data(), d, d, Eigen::OuterStride<>(ld));
   if (CholeskyInPlace(s->a.data(), ld, d)) {
     a.triangularView<Eigen::Lower>().solveInPlace(s->x);
     a.triangularView<Eigen::Lower>().transpose().solveInPlace(s->x);
   } else {
     // Not positive definite (a zero penalty): what Eigen's LLT makes of it,
     // as before.
-    LowerGram(s->y.data(), ld, n, d, s->a.data(), ld);
+    Gram(s->y, n, d, &s->a, &a);
     s->a(0, 0) += nf * reg_bias;
     for (int64_t f = 1; f <= k; ++f) s->a(f, f) += nf * reg;
     s->x.noalias() = s->y.topRows(d) * s->b;
