@@ -1,6 +1,7 @@
 #include "models/topk.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace recsys {
 
@@ -53,9 +54,13 @@ class TopKHeap {
     float threshold = heap_->front().score;
     constexpr int32_t kBlock = 16;
     for (; i + kBlock <= end; i += kBlock) {
-      int any = 0;
-      for (int32_t j = 0; j < kBlock; ++j) any |= s_[i + j] > threshold;
-      if (any == 0) continue;
+      // A branch-free maximum over the block: one vector compare per block.
+      // (NaN scores never win a comparison, so they are never selected.)
+      float top = -std::numeric_limits<float>::infinity();
+      for (int32_t j = 0; j < kBlock; ++j) {
+        top = s_[i + j] > top ? s_[i + j] : top;
+      }
+      if (!(top > threshold)) continue;
       for (int32_t j = i; j < i + kBlock; ++j) {
         if (s_[j] > threshold) threshold = Replace(j);
       }
@@ -66,9 +71,13 @@ class TopKHeap {
   }
 
  private:
-  static bool WorseOnTop(const ScoredItem& a, const ScoredItem& b) {
-    return Better(a, b);
-  }
+  // A function object (not a function pointer) so the heap code inlines it.
+  struct WorseOnTopOrder {
+    bool operator()(const ScoredItem& a, const ScoredItem& b) const {
+      return Better(a, b);
+    }
+  };
+  static constexpr WorseOnTopOrder WorseOnTop{};
   // Item i beats the worst kept one: swap them; returns the new threshold.
   float Replace(int32_t i) {
     std::pop_heap(heap_->begin(), heap_->end(), WorseOnTop);
