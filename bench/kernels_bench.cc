@@ -7,7 +7,7 @@
 //                                   product) + TopK(10), the old path
 //   read_factors/<items>x<factors>  one pass summing the item-factor matrix:
 //                                   the memory-bandwidth floor for scoring
-//   fold_in/64f/<n>                 FoldInUser from n ratings, 64 factors
+//   fold_in/<factors>f/<n>          FoldInUser from n ratings
 //   train/<kind>/<ratings>          TrainModel with epochs = 1, 2 threads, on
 //                                   generated MovieLens-like data
 //   whatif_*                        alternatives the profiles suggest, timed
@@ -166,9 +166,9 @@ void ReadFactors(benchmark::State& state, int32_t items, int32_t factors) {
   SetMatrixBytes(state, m);
 }
 
-void FoldIn(benchmark::State& state, int32_t n) {
+void FoldIn(benchmark::State& state, int32_t factors, int32_t n) {
   constexpr int32_t kItems = 62423;
-  const Model& m = RandomModel(kItems, 64, ModelKind::kAls, 0.3f);
+  const Model& m = RandomModel(kItems, factors, ModelKind::kAls, 0.3f);
   std::mt19937_64 rng(5);
   std::vector<IndexedRating> ratings;
   std::vector<char> used(kItems, 0);
@@ -207,76 +207,6 @@ void WhatIfScoreColMajor(benchmark::State& state, int32_t items,
     benchmark::ClobberMemory();
   }
   SetMatrixBytes(state, m);
-}
-
-// Top-k that rejects most items with one comparison against the current
-// k-th best score and touches the heap only for the few that beat it.
-std::vector<ScoredItem> ThresholdTopK(const Eigen::VectorXf& scores, int k) {
-  std::vector<ScoredItem> heap;
-  const auto n = static_cast<int32_t>(scores.size());
-  auto better = [](const ScoredItem& a, const ScoredItem& b) {
-    return a.score > b.score || (a.score == b.score && a.item < b.item);
-  };
-  int32_t i = 0;
-  for (; i < n && static_cast<int>(heap.size()) < k; ++i) {
-    heap.push_back({i, scores[i]});
-    std::push_heap(heap.begin(), heap.end(), better);
-  }
-  float threshold = heap.empty() ? 0 : heap.front().score;
-  const float* s = scores.data();
-  for (; i < n; ++i) {
-    if (s[i] < threshold) continue;
-    const ScoredItem c{i, s[i]};
-    if (!better(c, heap.front())) continue;
-    std::pop_heap(heap.begin(), heap.end(), better);
-    heap.back() = c;
-    std::push_heap(heap.begin(), heap.end(), better);
-    threshold = heap.front().score;
-  }
-  std::sort(heap.begin(), heap.end(), better);
-  return heap;
-}
-
-void WhatIfThresholdTopK(benchmark::State& state, int32_t items,
-                         int32_t factors) {
-  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
-  const Eigen::VectorXf p = RandomUser(factors);
-  Eigen::VectorXf scores;
-  ScoreAllItems(m, 0.1f, p.data(), &scores);
-  if (ThresholdTopK(scores, 10).front().item != TopK(scores, 10, {})[0].item) {
-    state.SkipWithError("ThresholdTopK disagrees with TopK");
-  }
-  for (auto _ : state) {
-    std::vector<ScoredItem> top = ThresholdTopK(scores, 10);
-    benchmark::DoNotOptimize(top.data());
-  }
-}
-
-// Fold-in's solve with its scratch space kept across calls (FoldInUser
-// allocates it per call).
-void WhatIfFoldInReusedScratch(benchmark::State& state, int32_t n) {
-  constexpr int32_t kItems = 62423;
-  const Model& m = RandomModel(kItems, 64, ModelKind::kAls, 0.3f);
-  std::mt19937_64 rng(5);
-  std::vector<int32_t> cols;
-  std::vector<float> values;
-  std::vector<char> used(kItems, 0);
-  while (static_cast<int32_t>(cols.size()) < n) {
-    const auto i = static_cast<int32_t>(rng() % kItems);
-    if (used[i]) continue;
-    used[i] = 1;
-    cols.push_back(i);
-    values.push_back(static_cast<float>(1 + rng() % 5));
-  }
-  internal::SolveScratch scratch;
-  Eigen::VectorXf out(64);
-  float bias = 0;
-  for (auto _ : state) {
-    internal::SolveBiasedRow(m.item_factors, m.item_bias, m.mu, cols, values,
-                             m.params.reg, m.params.reg_bias, &scratch, &bias,
-                             out.data());
-    benchmark::DoNotOptimize(out.data());
-  }
 }
 
 struct DataSize {
@@ -350,19 +280,15 @@ void RegisterAll() {
       benchmark::RegisterBenchmark(("whatif_score_colmajor/" + shape).c_str(),
                                    WhatIfScoreColMajor, items, factors)
           ->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark(("whatif_threshold_topk/" + shape).c_str(),
-                                   WhatIfThresholdTopK, items, factors)
-          ->Unit(benchmark::kMicrosecond);
     }
   }
-  for (int32_t n : {10, 100, 1000}) {
-    benchmark::RegisterBenchmark(absl::StrCat("fold_in/64f/", n).c_str(),
-                                 FoldIn, n)
-        ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(
-        absl::StrCat("whatif_fold_in_reused_scratch/64f/", n).c_str(),
-        WhatIfFoldInReusedScratch, n)
-        ->Unit(benchmark::kMicrosecond);
+  for (int32_t factors : {64, 128}) {
+    for (int32_t n : {10, 100, 1000}) {
+      benchmark::RegisterBenchmark(
+          absl::StrCat("fold_in/", factors, "f/", n).c_str(), FoldIn, factors,
+          n)
+          ->Unit(benchmark::kMicrosecond);
+    }
   }
   for (const DataSize& size : kDataSizes) {
     for (const char* name : {"sgd", "als", "baseline"}) {

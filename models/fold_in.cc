@@ -25,14 +25,18 @@ int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // The 16 x 4 block c[r + j * ldc] (r < 16, j < 4) becomes
 // sign * sum_k x[r + k * ldx] * z[j + k * ldz], or has it added when
-// `accumulate`. The 64 sums stay in registers while k runs.
+// kAccumulate. The 64 sums are four named 16-float accumulators, so the
+// compiler keeps them in registers while k runs.
+template <bool kAccumulate>
 inline void Tile(const float* __restrict x, int64_t ldx,
                  const float* __restrict z, int64_t ldz, int64_t kk,
-                 float* __restrict c, int64_t ldc, float sign,
-                 bool accumulate) {
-  float acc[kTileCols][kTileRows];
-  for (int64_t j = 0; j < kTileCols; ++j) {
-    for (int64_t r = 0; r < kTileRows; ++r) acc[j][r] = 0.0f;
+                 float* __restrict c, int64_t ldc, float sign) {
+  float a0[kTileRows], a1[kTileRows], a2[kTileRows], a3[kTileRows];
+  for (int64_t r = 0; r < kTileRows; ++r) {
+    a0[r] = 0.0f;
+    a1[r] = 0.0f;
+    a2[r] = 0.0f;
+    a3[r] = 0.0f;
   }
   for (int64_t k = 0; k < kk; ++k) {
     const float* xk = x + k * ldx;
@@ -40,18 +44,27 @@ inline void Tile(const float* __restrict x, int64_t ldx,
     const float z0 = zk[0], z1 = zk[1], z2 = zk[2], z3 = zk[3];
     for (int64_t r = 0; r < kTileRows; ++r) {
       const float v = xk[r];
-      acc[0][r] += v * z0;
-      acc[1][r] += v * z1;
-      acc[2][r] += v * z2;
-      acc[3][r] += v * z3;
+      a0[r] += v * z0;
+      a1[r] += v * z1;
+      a2[r] += v * z2;
+      a3[r] += v * z3;
     }
   }
-  for (int64_t j = 0; j < kTileCols; ++j) {
-    float* cj = c + j * ldc;
-    if (accumulate) {
-      for (int64_t r = 0; r < kTileRows; ++r) cj[r] += sign * acc[j][r];
+  float* c0 = c;
+  float* c1 = c + ldc;
+  float* c2 = c + 2 * ldc;
+  float* c3 = c + 3 * ldc;
+  for (int64_t r = 0; r < kTileRows; ++r) {
+    if (kAccumulate) {
+      c0[r] += sign * a0[r];
+      c1[r] += sign * a1[r];
+      c2[r] += sign * a2[r];
+      c3[r] += sign * a3[r];
     } else {
-      for (int64_t r = 0; r < kTileRows; ++r) cj[r] = sign * acc[j][r];
+      c0[r] = sign * a0[r];
+      c1[r] = sign * a1[r];
+      c2[r] = sign * a2[r];
+      c3[r] = sign * a3[r];
     }
   }
 }
@@ -65,8 +78,8 @@ void LowerGram(const float* y, int64_t ld_y, int64_t n, int64_t d, float* a,
                int64_t ld) {
   for (int64_t c0 = 0; c0 < d; c0 += kTileCols) {
     for (int64_t i0 = c0 / kTileRows * kTileRows; i0 < d; i0 += kTileRows) {
-      Tile(y + i0, ld_y, y + c0, ld_y, n, a + i0 + c0 * ld, ld, 1.0f,
-           /*accumulate=*/false);
+      Tile</*kAccumulate=*/false>(y + i0, ld_y, y + c0, ld_y, n,
+                                  a + i0 + c0 * ld, ld, 1.0f);
     }
   }
 }
@@ -99,8 +112,8 @@ bool CholeskyInPlace(float* a, int64_t ld, int64_t d) {
   for (int64_t j = 0; j < d; j += kTileCols) {
     if (j > 0) {
       for (int64_t i0 = j / kTileRows * kTileRows; i0 < d; i0 += kTileRows) {
-        Tile(a + i0, ld, a + j, ld, j, a + i0 + j * ld, ld, -1.0f,
-             /*accumulate=*/true);
+        Tile</*kAccumulate=*/true>(a + i0, ld, a + j, ld, j, a + i0 + j * ld,
+                                   ld, -1.0f);
       }
     }
     const int64_t w = std::min(kTileCols, d - j);
