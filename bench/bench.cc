@@ -316,7 +316,8 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
         << ",\"factors\":" << info.factors << ",\"users\":" << info.users
         << ",\"items\":" << info.items << "}"
         << ",\"channels\":" << o.channels
-        << ",\"client_threads\":" << o.load.threads
+        << ",\"client_threads\":" << o.load.threads << ",\"decode_responses\":"
+        << (o.load.decode_responses ? "true" : "false")
         << ",\"warmup_s\":" << Num(o.load.warmup_seconds)
         << ",\"duration_s\":" << Num(o.load.duration_seconds)
         << ",\"results\":[" << absl::StrJoin(results, ",") << "]}\n";
@@ -324,10 +325,11 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
     out << absl::StrFormat(
         "target %s (%s), %s model: %d factors, %d users, %d items\n"
         "%d channels, %d client thread(s), %.1f s warm-up, %.1f s measured "
-        "per workload\n",
+        "per workload, responses %s\n",
         info.target, info.started ? "started by recsys-bench" : "external",
         info.kind, info.factors, info.users, info.items, o.channels,
-        o.load.threads, o.load.warmup_seconds, o.load.duration_seconds);
+        o.load.threads, o.load.warmup_seconds, o.load.duration_seconds,
+        o.load.decode_responses ? "decoded" : "kept as bytes");
     PrintTable(rows, out);
   }
   for (const Row& row : rows) {

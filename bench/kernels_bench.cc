@@ -1,10 +1,13 @@
 // recsys-kernels-bench: Google Benchmark programs for the hot kernels.
 //
-//   score_topk/<items>x<factors>    ScoreAllItems + TopK(10), one user
+//   score_topk/<items>x<factors>    ItemPanels::Score + TopK(10), one user:
+//                                   what the server does per Recommend
 //   score_only, topk_only           the two halves of it
+//   score_topk_rowmajor/...         ScoreAllItems (Eigen's row-major
+//                                   product) + TopK(10), the old path
 //   read_factors/<items>x<factors>  one pass summing the item-factor matrix:
 //                                   the memory-bandwidth floor for scoring
-//   fold_in/64f/<n>                 FoldInUser from n ratings, 64 factors
+//   fold_in/<factors>f/<n>          FoldInUser from n ratings
 //   train/<kind>/<ratings>          TrainModel with epochs = 1, 2 threads, on
 //                                   generated MovieLens-like data
 //   whatif_*                        alternatives the profiles suggest, timed
@@ -30,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "models/fold_in.h"
 #include "models/model.h"
+#include "models/scoring.h"
 #include "models/topk.h"
 #include "models/train.h"
 #include "trainer/generate.h"
@@ -83,7 +87,40 @@ void SetMatrixBytes(benchmark::State& state, const Model& m) {
   state.counters["matrix_MB"] = static_cast<double>(bytes) / 1e6;
 }
 
+// The panels of a model, built once per model as the server builds them once
+// per generation (not timed: it is not part of a request).
+const ItemPanels& PanelsOf(const Model& m) {
+  static std::unique_ptr<ItemPanels> cached;
+  static const Model* key = nullptr;
+  static int64_t key_size = -1;
+  if (!cached || key != &m || key_size != m.item_factors.size()) {
+    cached = std::make_unique<ItemPanels>(m.item_factors, m.item_bias);
+    key = &m;
+    key_size = m.item_factors.size();
+  }
+  return *cached;
+}
+
+// What the server does per Recommend: the panelled product, then TopK(10)
+// into a reused vector.
 void ScoreTopK(benchmark::State& state, int32_t items, int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const ItemPanels& panels = PanelsOf(m);
+  const Eigen::VectorXf p = RandomUser(factors);
+  std::vector<float> scores(static_cast<size_t>(items));
+  std::vector<ScoredItem> top;
+  for (auto _ : state) {
+    panels.Score(p.data(), m.mu + 0.1f, scores.data());
+    TopK(scores, 10, {}, &top);
+    benchmark::DoNotOptimize(top.data());
+  }
+  SetMatrixBytes(state, m);
+}
+
+// The library's ScoreAllItems (Eigen's row-major product) + TopK(10), as
+// the server did before the panels.
+void ScoreTopKRowMajor(benchmark::State& state, int32_t items,
+                       int32_t factors) {
   const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
   const Eigen::VectorXf p = RandomUser(factors);
   Eigen::VectorXf scores;
@@ -97,10 +134,11 @@ void ScoreTopK(benchmark::State& state, int32_t items, int32_t factors) {
 
 void ScoreOnly(benchmark::State& state, int32_t items, int32_t factors) {
   const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const ItemPanels& panels = PanelsOf(m);
   const Eigen::VectorXf p = RandomUser(factors);
-  Eigen::VectorXf scores;
+  std::vector<float> scores(static_cast<size_t>(items));
   for (auto _ : state) {
-    ScoreAllItems(m, 0.1f, p.data(), &scores);
+    panels.Score(p.data(), m.mu + 0.1f, scores.data());
     benchmark::DoNotOptimize(scores.data());
     benchmark::ClobberMemory();
   }
@@ -112,8 +150,9 @@ void TopKOnly(benchmark::State& state, int32_t items, int32_t factors) {
   const Eigen::VectorXf p = RandomUser(factors);
   Eigen::VectorXf scores;
   ScoreAllItems(m, 0.1f, p.data(), &scores);
+  std::vector<ScoredItem> top;
   for (auto _ : state) {
-    std::vector<ScoredItem> top = TopK(scores, 10, {});
+    TopK(scores, 10, {}, &top);
     benchmark::DoNotOptimize(top.data());
   }
 }
@@ -127,9 +166,9 @@ void ReadFactors(benchmark::State& state, int32_t items, int32_t factors) {
   SetMatrixBytes(state, m);
 }
 
-void FoldIn(benchmark::State& state, int32_t n) {
+void FoldIn(benchmark::State& state, int32_t factors, int32_t n) {
   constexpr int32_t kItems = 62423;
-  const Model& m = RandomModel(kItems, 64, ModelKind::kAls, 0.3f);
+  const Model& m = RandomModel(kItems, factors, ModelKind::kAls, 0.3f);
   std::mt19937_64 rng(5);
   std::vector<IndexedRating> ratings;
   std::vector<char> used(kItems, 0);
@@ -168,76 +207,6 @@ void WhatIfScoreColMajor(benchmark::State& state, int32_t items,
     benchmark::ClobberMemory();
   }
   SetMatrixBytes(state, m);
-}
-
-// Top-k that rejects most items with one comparison against the current
-// k-th best score and touches the heap only for the few that beat it.
-std::vector<ScoredItem> ThresholdTopK(const Eigen::VectorXf& scores, int k) {
-  std::vector<ScoredItem> heap;
-  const auto n = static_cast<int32_t>(scores.size());
-  auto better = [](const ScoredItem& a, const ScoredItem& b) {
-    return a.score > b.score || (a.score == b.score && a.item < b.item);
-  };
-  int32_t i = 0;
-  for (; i < n && static_cast<int>(heap.size()) < k; ++i) {
-    heap.push_back({i, scores[i]});
-    std::push_heap(heap.begin(), heap.end(), better);
-  }
-  float threshold = heap.empty() ? 0 : heap.front().score;
-  const float* s = scores.data();
-  for (; i < n; ++i) {
-    if (s[i] < threshold) continue;
-    const ScoredItem c{i, s[i]};
-    if (!better(c, heap.front())) continue;
-    std::pop_heap(heap.begin(), heap.end(), better);
-    heap.back() = c;
-    std::push_heap(heap.begin(), heap.end(), better);
-    threshold = heap.front().score;
-  }
-  std::sort(heap.begin(), heap.end(), better);
-  return heap;
-}
-
-void WhatIfThresholdTopK(benchmark::State& state, int32_t items,
-                         int32_t factors) {
-  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
-  const Eigen::VectorXf p = RandomUser(factors);
-  Eigen::VectorXf scores;
-  ScoreAllItems(m, 0.1f, p.data(), &scores);
-  if (ThresholdTopK(scores, 10).front().item != TopK(scores, 10, {})[0].item) {
-    state.SkipWithError("ThresholdTopK disagrees with TopK");
-  }
-  for (auto _ : state) {
-    std::vector<ScoredItem> top = ThresholdTopK(scores, 10);
-    benchmark::DoNotOptimize(top.data());
-  }
-}
-
-// Fold-in's solve with its scratch space kept across calls (FoldInUser
-// allocates it per call).
-void WhatIfFoldInReusedScratch(benchmark::State& state, int32_t n) {
-  constexpr int32_t kItems = 62423;
-  const Model& m = RandomModel(kItems, 64, ModelKind::kAls, 0.3f);
-  std::mt19937_64 rng(5);
-  std::vector<int32_t> cols;
-  std::vector<float> values;
-  std::vector<char> used(kItems, 0);
-  while (static_cast<int32_t>(cols.size()) < n) {
-    const auto i = static_cast<int32_t>(rng() % kItems);
-    if (used[i]) continue;
-    used[i] = 1;
-    cols.push_back(i);
-    values.push_back(static_cast<float>(1 + rng() % 5));
-  }
-  internal::SolveScratch scratch;
-  Eigen::VectorXf out(64);
-  float bias = 0;
-  for (auto _ : state) {
-    internal::SolveBiasedRow(m.item_factors, m.item_bias, m.mu, cols, values,
-                             m.params.reg, m.params.reg_bias, &scratch, &bias,
-                             out.data());
-    benchmark::DoNotOptimize(out.data());
-  }
 }
 
 struct DataSize {
@@ -299,6 +268,9 @@ void RegisterAll() {
       benchmark::RegisterBenchmark(("read_factors/" + shape).c_str(),
                                    ReadFactors, items, factors)
           ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("score_topk_rowmajor/" + shape).c_str(),
+                                   ScoreTopKRowMajor, items, factors)
+          ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("score_only/" + shape).c_str(), ScoreOnly,
                                    items, factors)
           ->Unit(benchmark::kMicrosecond);
@@ -308,19 +280,15 @@ void RegisterAll() {
       benchmark::RegisterBenchmark(("whatif_score_colmajor/" + shape).c_str(),
                                    WhatIfScoreColMajor, items, factors)
           ->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark(("whatif_threshold_topk/" + shape).c_str(),
-                                   WhatIfThresholdTopK, items, factors)
-          ->Unit(benchmark::kMicrosecond);
     }
   }
-  for (int32_t n : {10, 100, 1000}) {
-    benchmark::RegisterBenchmark(absl::StrCat("fold_in/64f/", n).c_str(),
-                                 FoldIn, n)
-        ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(
-        absl::StrCat("whatif_fold_in_reused_scratch/64f/", n).c_str(),
-        WhatIfFoldInReusedScratch, n)
-        ->Unit(benchmark::kMicrosecond);
+  for (int32_t factors : {64, 128}) {
+    for (int32_t n : {10, 100, 1000}) {
+      benchmark::RegisterBenchmark(
+          absl::StrCat("fold_in/", factors, "f/", n).c_str(), FoldIn, factors,
+          n)
+          ->Unit(benchmark::kMicrosecond);
+    }
   }
   for (const DataSize& size : kDataSizes) {
     for (const char* name : {"sgd", "als", "baseline"}) {

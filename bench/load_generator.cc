@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -19,6 +20,14 @@ namespace {
 using v1::Recommender;
 
 constexpr char kHealthCheck[] = "/grpc.health.v1.Health/Check";
+constexpr char kRecommendMethod[] = "/recsys.v1.Recommender/Recommend";
+constexpr char kRateMethod[] = "/recsys.v1.Recommender/Rate";
+constexpr char kInfoMethod[] = "/recsys.v1.Recommender/GetModelInfo";
+
+grpc::ByteBuffer Encode(const google::protobuf::MessageLite& m) {
+  grpc::Slice slice(m.SerializeAsString());
+  return grpc::ByteBuffer(&slice, 1);
+}
 // How often an idle worker wakes to look at the clock.
 constexpr int64_t kPollNs = 20'000'000;
 
@@ -285,6 +294,23 @@ class Worker {
       SetDeadline(&call->ctx);
       call->Start(generic_[c]->PrepareUnaryCall(&call->ctx, kHealthCheck,
                                                 empty_request_, &cq_));
+    } else if (!o_.decode_responses) {
+      // The same requests as below, encoded here; responses stay bytes.
+      const char* method = kRateMethod;
+      grpc::ByteBuffer request;
+      if (op == kOpRecommend) {
+        method = kRecommendMethod;
+        request = RecommendRequestBytes(Pick(ids_.users));
+      } else if (op == kOpInfo) {
+        method = kInfoMethod;
+        request = Encode(v1::GetModelInfoRequest());
+      } else {
+        request = Encode(RandomRating());
+      }
+      auto* call = new UnaryCall<grpc::ByteBuffer>(this, op, scheduled);
+      SetDeadline(&call->ctx);
+      call->Start(
+          generic_[c]->PrepareUnaryCall(&call->ctx, method, request, &cq_));
     } else if (op == kOpRecommend) {
       v1::RecommendRequest req;
       req.set_user_id(Pick(ids_.users));
@@ -305,9 +331,22 @@ class Worker {
     }
   }
 
+  // Encoded once per user id and reused (a ByteBuffer shares its slices).
+  grpc::ByteBuffer RecommendRequestBytes(const std::string& user) {
+    auto it = recommend_bytes_.find(user);
+    if (it == recommend_bytes_.end()) {
+      v1::RecommendRequest req;
+      req.set_user_id(user);
+      req.set_k(o_.k);
+      it = recommend_bytes_.emplace(user, Encode(req)).first;
+    }
+    return it->second;
+  }
+
   const RequestIds& ids_;
   const LoadOptions& o_;
   std::mt19937_64 rng_;
+  std::map<std::string, grpc::ByteBuffer> recommend_bytes_;
   grpc::CompletionQueue cq_;
   std::vector<std::unique_ptr<Recommender::Stub>> stubs_;
   std::vector<std::unique_ptr<grpc::GenericStub>> generic_;

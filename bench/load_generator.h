@@ -76,6 +76,12 @@ struct LoadOptions {
   int stream_window = 1024;
   int stream_flush_every = 32;
   uint64_t seed = 1;
+  // Unary calls: false sends encoded bytes and takes the response as bytes
+  // (the way `empty` always does), so the generator's own CPU per call is
+  // about the same for every workload and the ratios to `empty` measure the
+  // server; true decodes every response into its message (what a real
+  // client pays, on the same cores as the server here).
+  bool decode_responses = false;
 };
 
 struct OpStats {

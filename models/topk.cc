@@ -1,6 +1,7 @@
 #include "models/topk.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace recsys {
 
@@ -32,40 +33,98 @@ namespace {
 inline bool Better(const ScoredItem& a, const ScoredItem& b) {
   return a.score > b.score || (a.score == b.score && a.item < b.item);
 }
+
+// A min-heap (the worst kept item on top) of at most k items, filled from
+// index ranges in increasing index order. Once it holds k items, an item
+// can only enter with a score >= the worst kept one (a tie enters only with
+// a lower index, which never happens in increasing order), so most items
+// are rejected by one comparison with a threshold, checked a block at a
+// time, and the heap is touched only by the few that beat it.
+class TopKHeap {
+ public:
+  TopKHeap(const float* scores, int k, std::vector<ScoredItem>* heap)
+      : s_(scores), k_(static_cast<size_t>(k)), heap_(heap) {}
+
+  void Scan(int32_t begin, int32_t end) {
+    int32_t i = begin;
+    for (; i < end && heap_->size() < k_; ++i) {
+      heap_->push_back({i, s_[i]});
+      std::push_heap(heap_->begin(), heap_->end(), WorseOnTop);
+    }
+    if (i == end) return;
+    float threshold = heap_->front().score;
+    constexpr int32_t kBlock = 16;
+    for (; i + kBlock <= end; i += kBlock) {
+      // A branch-free maximum over the block: one vector compare per block.
+      // (NaN scores never win a comparison, so they are never selected.)
+      float top = -std::numeric_limits<float>::infinity();
+      for (int32_t j = 0; j < kBlock; ++j) {
+        top = s_[i + j] > top ? s_[i + j] : top;
+      }
+      if (!(top > threshold)) continue;
+      for (int32_t j = i; j < i + kBlock; ++j) {
+        if (s_[j] > threshold) threshold = Replace(j);
+      }
+    }
+    for (; i < end; ++i) {
+      if (s_[i] > threshold) threshold = Replace(i);
+    }
+  }
+
+ private:
+  // A function object (not a function pointer) so the heap code inlines it.
+  struct WorseOnTopOrder {
+    bool operator()(const ScoredItem& a, const ScoredItem& b) const {
+      return Better(a, b);
+    }
+  };
+  static constexpr WorseOnTopOrder WorseOnTop{};
+  // Item i beats the worst kept one: swap them; returns the new threshold.
+  float Replace(int32_t i) {
+    std::pop_heap(heap_->begin(), heap_->end(), WorseOnTop);
+    heap_->back() = {i, s_[i]};
+    std::push_heap(heap_->begin(), heap_->end(), WorseOnTop);
+    return heap_->front().score;
+  }
+
+  const float* s_;
+  size_t k_;
+  std::vector<ScoredItem>* heap_;
+};
 }  // namespace
+
+void TopK(absl::Span<const float> scores, int k,
+          absl::Span<const int32_t> exclude, std::vector<ScoredItem>* out) {
+  out->clear();
+  const auto n = static_cast<int32_t>(scores.size());
+  if (k <= 0 || n == 0) return;
+  out->reserve(static_cast<size_t>(std::min(k, n)));
+  TopKHeap heap(scores.data(), k, out);
+  if (exclude.empty()) {
+    heap.Scan(0, n);
+  } else {
+    // The excluded indices, sorted, cut the catalogue into ranges to scan.
+    thread_local std::vector<int32_t> cuts;
+    cuts.assign(exclude.begin(), exclude.end());
+    std::sort(cuts.begin(), cuts.end());
+    int32_t begin = 0;
+    for (int32_t c : cuts) {
+      if (c < begin) continue;  // duplicates and negative values
+      if (c >= n) break;
+      heap.Scan(begin, c);
+      begin = c + 1;
+    }
+    heap.Scan(begin, n);
+  }
+  std::sort(out->begin(), out->end(), Better);
+}
 
 std::vector<ScoredItem> TopK(const Eigen::VectorXf& scores, int k,
                              absl::Span<const int32_t> exclude) {
-  const int32_t n = static_cast<int32_t>(scores.size());
-  std::vector<ScoredItem> heap;
-  if (k <= 0 || n == 0) return heap;
-  std::vector<bool> skip;
-  if (!exclude.empty()) {
-    skip.assign(n, false);
-    for (int32_t i : exclude) {
-      if (i >= 0 && i < n) skip[i] = true;
-    }
-  }
-  heap.reserve(std::min(k, n) + 1);
-  // A min-heap (worst of the kept items on top) of at most k items: one pass,
-  // O(n log k), and most items are rejected by a single comparison.
-  auto worse_on_top = [](const ScoredItem& a, const ScoredItem& b) {
-    return Better(a, b);
-  };
-  for (int32_t i = 0; i < n; ++i) {
-    if (!skip.empty() && skip[i]) continue;
-    const ScoredItem c{i, scores[i]};
-    if (static_cast<int>(heap.size()) < k) {
-      heap.push_back(c);
-      std::push_heap(heap.begin(), heap.end(), worse_on_top);
-    } else if (Better(c, heap.front())) {
-      std::pop_heap(heap.begin(), heap.end(), worse_on_top);
-      heap.back() = c;
-      std::push_heap(heap.begin(), heap.end(), worse_on_top);
-    }
-  }
-  std::sort(heap.begin(), heap.end(), Better);
-  return heap;
+  std::vector<ScoredItem> out;
+  TopK(absl::MakeConstSpan(scores.data(), static_cast<size_t>(scores.size())),
+       k, exclude, &out);
+  return out;
 }
 
 std::vector<ScoredItem> RecommendForUser(const Model& model, int32_t u, int k,

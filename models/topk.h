@@ -36,6 +36,9 @@ void ScoreAllItems(const Model& model, float user_bias,
 // skipped; fewer than k come back when the catalogue runs out.
 std::vector<ScoredItem> TopK(const Eigen::VectorXf& scores, int k,
                              absl::Span<const int32_t> exclude);
+// The same into `out` (cleared first), so a caller can reuse its capacity.
+void TopK(absl::Span<const float> scores, int k,
+          absl::Span<const int32_t> exclude, std::vector<ScoredItem>* out);
 
 // The k best items for user index `u` of the model, skipping what the user
 // rated in training when `exclude_rated`. u = -1 is a user the model has

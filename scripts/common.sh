@@ -36,11 +36,22 @@ recsys_ensure_packages() {
     { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; }
 }
 
-# Configures (once) and builds the Release tree.
+# The -march the Release tree is built for (CMake's RECSYS_MARCH). These
+# scripts build on the machine that runs the result, so "native" by default;
+# set RECSYS_MARCH= (empty) for portable binaries, or e.g. x86-64-v3 for a
+# known fleet (deploy/Dockerfile does: its image may run elsewhere).
+RECSYS_MARCH="${RECSYS_MARCH-native}"
+
+# Configures (once, and again when RECSYS_MARCH changes) and builds the
+# Release tree.
 recsys_build() {
-  if [ ! -f "$RECSYS_BUILD/build.ninja" ]; then
+  local cached=""
+  if [ -f "$RECSYS_BUILD/CMakeCache.txt" ]; then
+    cached="$(sed -n 's/^RECSYS_MARCH:STRING=//p' "$RECSYS_BUILD/CMakeCache.txt")"
+  fi
+  if [ ! -f "$RECSYS_BUILD/build.ninja" ] || [ "$cached" != "$RECSYS_MARCH" ]; then
     cmake -S "$RECSYS_ROOT" -B "$RECSYS_BUILD" -G Ninja \
-      -DCMAKE_BUILD_TYPE=Release || return 1
+      -DCMAKE_BUILD_TYPE=Release "-DRECSYS_MARCH=$RECSYS_MARCH" || return 1
   fi
   cmake --build "$RECSYS_BUILD" -j "$(nproc)" "$@"
 }

@@ -13,6 +13,7 @@
 #include "models/fold_in.h"
 #include "models/model_io.h"
 #include "models/parallel.h"
+#include "models/scoring.h"
 #include "models/status_macros.h"
 #include "models/topk.h"
 
@@ -55,6 +56,9 @@ struct Generation {
   std::shared_ptr<const Model> model;
   uint64_t version = 0;
   Eigen::VectorXf item_norms;  // |q_i| of the model's items
+  // The model's item factors (and, when they predict ratings, biases) laid
+  // out for Recommend's product over the catalogue.
+  ItemPanels panels;
   std::array<Shard, kShards> shards;
   // Writers of one shard's users go one at a time, so two ratings of a user
   // never fold in from the same old state.
@@ -69,6 +73,11 @@ struct Generation {
       item_norms =
           model->item_factors.leftCols(model->rank_cols()).rowwise().norm();
     }
+    // Ranking kinds score by their ranking columns alone, without biases.
+    panels = model->ranks_by_rating()
+                 ? ItemPanels(model->item_factors, model->item_bias)
+                 : ItemPanels(model->item_factors.leftCols(model->rank_cols()),
+                              Eigen::VectorXf());
     auto ni = std::make_shared<NewItems>();
     ni->factors.resize(0, model->factors());
     new_items = std::move(ni);
@@ -619,35 +628,53 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   const std::shared_ptr<const NewItems> ni = g->items();
   const int32_t base = m.num_items();
   const int32_t total = base + ni->ids.size();
-  const internal::UserView user = internal::ViewUser(*g, q.user);
+  // The user's row and rated items, read in place (no copies): from the
+  // per-user state when the user rated since training, else the model.
+  const std::shared_ptr<const UserState> state = g->FindUser(q.user);
+  const int32_t model_user = state ? -1 : m.users.Find(q.user);
+  float user_bias = 0;
+  const float* user_vec = nullptr;
+  int64_t rated_count = 0;
+  if (state) {
+    user_bias = state->bias;
+    user_vec = state->vec.data();
+    rated_count = static_cast<int64_t>(state->ratings.size());
+  } else if (model_user >= 0) {
+    user_bias = m.user_bias[model_user];
+    user_vec = m.user_factors.row(model_user).data();
+    rated_count = m.user_ratings.size(model_user);
+  }
 
   RecommendResult out;
   out.model_version = g->version;
-  out.personalized = user.known && !user.ratings.empty();
-  // Scores for the whole catalogue: one product over the trained items and
-  // one over the new ones.
-  // One product over the trained items and one over the new ones gives the
-  // ranking score of every item; predicted ratings are worked out only for
-  // the k returned (for explicit kinds they are the clipped scores).
-  Eigen::VectorXf scores(total);
+  out.personalized = rated_count > 0;
+  // One product over the trained items (ItemPanels, laid out per generation)
+  // and one over the new ones gives the ranking score of every item;
+  // predicted ratings are worked out only for the k returned (for explicit
+  // kinds they are the clipped scores). Scratch buffers live per thread.
+  thread_local std::vector<float> scores;
+  thread_local std::vector<int32_t> exclude;
+  thread_local std::vector<ScoredItem> best;
+  scores.resize(static_cast<size_t>(total));
+  exclude.clear();
   // (kPopularity scores are rating counts, kIals scores preferences.)
   const bool scores_are_ratings = out.personalized &&
                                   m.kind != ModelKind::kPopularity &&
                                   m.ranks_by_rating();
-  if (out.personalized) {
-    Eigen::VectorXf head;
-    ScoreAllItems(m, user.bias, user.vec.data(), &head);
-    scores.head(base) = head;
+  if (out.personalized && m.kind != ModelKind::kPopularity) {
+    g->panels.Score(user_vec, m.ranks_by_rating() ? m.mu + user_bias : 0.0f,
+                    scores.data());
     if (total > base) {
-      Eigen::VectorXf tail;
+      Eigen::Map<Eigen::VectorXf> tail(scores.data() + base, total - base);
       if (m.ranks_by_rating()) {
-        tail = ni->bias.array() + (m.mu + user.bias);
-        if (m.factors() > 0) tail.noalias() += ni->factors * user.vec;
+        Eigen::Map<const Eigen::VectorXf> p(user_vec, m.factors());
+        tail = ni->bias.array() + (m.mu + user_bias);
+        if (m.factors() > 0) tail.noalias() += ni->factors * p;
       } else {
         const int32_t r = m.rank_cols();
-        tail.noalias() = ni->factors.leftCols(r) * user.vec.head(r);
+        Eigen::Map<const Eigen::VectorXf> p(user_vec, r);
+        tail.noalias() = ni->factors.leftCols(r) * p;
       }
-      scores.tail(total - base) = tail;
     }
   } else {
     for (int32_t i = 0; i < base; ++i) {
@@ -667,12 +694,17 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
     const float* item_row = i < base ? m.item_factors.row(i).data()
                                      : ni->factors.row(i - base).data();
     return m.scale.Clip(
-        m.RatingScore(user.bias, user.vec.data(), item_bias, item_row));
+        m.RatingScore(user_bias, user_vec, item_bias, item_row));
   };
 
-  std::vector<int32_t> exclude;
   if (!q.include_rated) {
-    for (const auto& e : user.ratings) exclude.push_back(e.item);
+    if (state) {
+      for (const auto& e : state->ratings) exclude.push_back(e.item);
+    } else if (model_user >= 0) {
+      const SparseRows& r = m.user_ratings;
+      exclude.insert(exclude.end(), r.cols.begin() + r.offsets[model_user],
+                     r.cols.begin() + r.offsets[model_user + 1]);
+    }
   }
   for (const std::string& id : q.exclude) {
     const int32_t i = g->FindItem(id, *ni);
@@ -687,7 +719,6 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       }
     }
   }
-  std::vector<ScoredItem> best;
   if (!q.candidates.empty()) {
     // Rank only the caller's items: mask everything else out.
     std::vector<bool> allowed(total, false);
@@ -703,7 +734,8 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       if (!allowed[i]) exclude.push_back(i);
     }
   }
-  best = TopK(scores, q.k, exclude);
+  TopK(scores, q.k, exclude, &best);
+  out.items.reserve(best.size());
   for (const ScoredItem& s : best) {
     out.items.push_back(
         {ViewItem(*g, *ni, s.item), predicted(s.item, s.score), s.score});

@@ -1,9 +1,14 @@
 #include "server/service.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <iterator>
 #include <mutex>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "models/status_macros.h"
 
@@ -24,6 +29,13 @@ void FillItem(const ItemView& v, v1::Item* out) {
   for (const std::string& g : v.genres) out->add_genres(g);
 }
 
+// The same, moving the strings (the view is not used again).
+void MoveItem(ItemView&& v, v1::Item* out) {
+  out->set_id(std::move(v.id));
+  out->set_title(std::move(v.title));
+  for (std::string& g : v.genres) out->add_genres(std::move(g));
+}
+
 int KOrDefault(int32_t k) { return k == 0 ? 10 : k; }
 
 // Runs `body` with the engine, converting errors; the one shape every unary
@@ -35,6 +47,104 @@ grpc::Status WithEngine(const absl::StatusOr<Engine*>& engine, Fn&& body) {
 }
 
 }  // namespace
+
+// Rate calls wait here for a committer thread, which takes every call queued
+// so far (up to kMaxBatch) and gives them to Engine::RateBatch: one log
+// append and fsync for all of them, each user folded in once. While one
+// committer waits for its fsync, the other collects the next batch, so the
+// batches grow with the load instead of each call paying its own fsync.
+class RateBatcher {
+ public:
+  struct Call {
+    Engine* engine;
+    RatingInput rating;
+    v1::RateResponse* resp;
+    grpc::ServerUnaryReactor* reactor;
+  };
+  using Observer =
+      std::function<void(absl::Span<const absl::StatusOr<RateResult>>)>;
+
+  RateBatcher(Observer observe, int committers) : observe_(std::move(observe)) {
+    for (int t = 0; t < committers; ++t)
+      threads_.emplace_back([this] { Loop(); });
+  }
+  // Answers every queued call first.
+  ~RateBatcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+  void Add(Call call) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(call));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  static constexpr size_t kMaxBatch = 4096;
+
+  void Loop() {
+    std::vector<Call> batch;
+    std::vector<RatingInput> inputs;
+    while (true) {
+      batch.clear();
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        const size_t n = std::min(kMaxBatch, queue_.size());
+        std::move(queue_.begin(), queue_.begin() + n,
+                  std::back_inserter(batch));
+        queue_.erase(queue_.begin(), queue_.begin() + n);
+      }
+      // Runs of calls for the same engine (there is only ever one).
+      for (size_t begin = 0; begin < batch.size();) {
+        size_t end = begin + 1;
+        while (end < batch.size() && batch[end].engine == batch[begin].engine)
+          ++end;
+        inputs.clear();
+        for (size_t j = begin; j < end; ++j) {
+          inputs.push_back(std::move(batch[j].rating));
+        }
+        const std::vector<absl::StatusOr<RateResult>> results =
+            batch[begin].engine->RateBatch(inputs);
+        observe_(results);
+        for (size_t j = begin; j < end; ++j) {
+          const absl::StatusOr<RateResult>& r = results[j - begin];
+          if (r.ok()) {
+            batch[j].resp->set_sequence(r->sequence);
+            batch[j].resp->set_new_user(r->new_user);
+            batch[j].resp->set_new_item(r->new_item);
+          }
+          batch[j].reactor->Finish(ToGrpcStatus(r.status()));
+        }
+        begin = end;
+      }
+    }
+  }
+
+  const Observer observe_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Call> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+RecommenderService::RecommenderService()
+    : rate_batcher_(std::make_unique<RateBatcher>(
+          [this](absl::Span<const absl::StatusOr<RateResult>> results) {
+            Observe(results);
+          },
+          /*committers=*/2)) {}
+
+RecommenderService::~RecommenderService() = default;
 
 absl::StatusOr<Engine*> RecommenderService::engine() const {
   Engine* e = engine_.load();
@@ -60,10 +170,11 @@ void RecommenderService::Observe(
   if (accepted > 0) observer_->OnAccepted(accepted, new_users, new_items);
 }
 
-grpc::Status RecommenderService::Recommend(grpc::ServerContext*,
-                                           const v1::RecommendRequest* req,
-                                           v1::RecommendResponse* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+grpc::ServerUnaryReactor* RecommenderService::Recommend(
+    grpc::CallbackServerContext* ctx, const v1::RecommendRequest* req,
+    v1::RecommendResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(WithEngine(engine(), [&](Engine& e) -> absl::Status {
     RecommendQuery q;
     q.user = req->user_id();
     q.k = KOrDefault(req->k());
@@ -74,34 +185,37 @@ grpc::Status RecommenderService::Recommend(grpc::ServerContext*,
     q.candidates.assign(req->candidate_item_ids().begin(),
                         req->candidate_item_ids().end());
     RECSYS_ASSIGN_OR_RETURN(RecommendResult r, e.Recommend(q));
-    for (const RecommendedItem& it : r.items) {
+    for (RecommendedItem& it : r.items) {
       v1::ScoredItem* out = resp->add_items();
-      FillItem(it.item, out->mutable_item());
+      MoveItem(std::move(it.item), out->mutable_item());
       out->set_predicted_rating(it.predicted_rating);
       out->set_score(it.score);
     }
     resp->set_strategy(r.personalized ? v1::STRATEGY_PERSONALIZED
                                       : v1::STRATEGY_POPULARITY);
     resp->set_model_version(r.model_version);
-    for (const std::string& id : r.unknown_candidates)
-      resp->add_unknown_item_ids(id);
+    for (std::string& id : r.unknown_candidates)
+      resp->add_unknown_item_ids(std::move(id));
     return absl::OkStatus();
-  });
+  }));
+  return reactor;
 }
 
-grpc::Status RecommenderService::Rate(grpc::ServerContext*,
-                                      const v1::RateRequest* req,
-                                      v1::RateResponse* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
-    absl::StatusOr<RateResult> result = e.Rate(
-        {req->user_id(), req->item_id(), req->rating(), req->timestamp()});
-    Observe(absl::MakeConstSpan(&result, 1));
-    RECSYS_ASSIGN_OR_RETURN(RateResult r, std::move(result));
-    resp->set_sequence(r.sequence);
-    resp->set_new_user(r.new_user);
-    resp->set_new_item(r.new_item);
-    return absl::OkStatus();
-  });
+grpc::ServerUnaryReactor* RecommenderService::Rate(
+    grpc::CallbackServerContext* ctx, const v1::RateRequest* req,
+    v1::RateResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Engine*> e = engine();
+  if (!e.ok()) {
+    reactor->Finish(ToGrpcStatus(e.status()));
+    return reactor;
+  }
+  rate_batcher_->Add(
+      {*e,
+       {req->user_id(), req->item_id(), req->rating(), req->timestamp()},
+       resp,
+       reactor});
+  return reactor;
 }
 
 grpc::Status RecommenderService::RateStream(
@@ -112,9 +226,13 @@ grpc::Status RecommenderService::RateStream(
   Engine& e = **engine_or;
   // A reader thread queues requests while this thread makes them durable in
   // batches: whatever arrived during one log append goes into the next, so
-  // a fast stream costs one fsync per batch, not per rating.
-  constexpr size_t kMaxQueued = 8192;
-  constexpr size_t kMaxBatch = 2048;
+  // a fast stream costs one fsync per batch, not per rating. Big batches
+  // matter most for fold-in: a batch folds each of its users in once, so a
+  // client that keeps many ratings in flight (a bulk load) gets few solves
+  // per rating (ML-100K, 1 stream: 26k ratings/s with 1024 in flight,
+  // 114k/s with 32768). The queue bound keeps a stream's memory to a few MB.
+  constexpr size_t kMaxQueued = 32768;
+  constexpr size_t kMaxBatch = 16384;
   std::mutex mu;
   std::condition_variable cv;
   std::deque<v1::RateRequest> queue;

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -40,18 +41,31 @@ class ServiceObserver {
   virtual void OnTrainingStarted(const std::string& job_id) = 0;
 };
 
-class RecommenderService final : public recsys::v1::Recommender::Service {
+class RateBatcher;  // defined in service.cc
+
+// The hot unary calls, Recommend and Rate, use gRPC's callback API: Recommend
+// runs on the gRPC thread that received it (no hand-off to a sync-server
+// thread), and Rate is queued for a committer thread that makes everything
+// queued meanwhile durable with one log append (one fsync) and answers each
+// call when its rating is applied. The rest stay synchronous.
+class RecommenderService final
+    : public v1::Recommender::WithCallbackMethod_Recommend<
+          v1::Recommender::WithCallbackMethod_Rate<v1::Recommender::Service>> {
  public:
+  RecommenderService();
+  ~RecommenderService() override;
+
   // `engine` must outlive the service's use of it.
   void SetEngine(Engine* engine) { engine_.store(engine); }
   // Before the server starts; `observer` must outlive the service.
   void SetObserver(ServiceObserver* observer) { observer_ = observer; }
 
-  grpc::Status Recommend(grpc::ServerContext* ctx,
-                         const v1::RecommendRequest* req,
-                         v1::RecommendResponse* resp) override;
-  grpc::Status Rate(grpc::ServerContext* ctx, const v1::RateRequest* req,
-                    v1::RateResponse* resp) override;
+  grpc::ServerUnaryReactor* Recommend(grpc::CallbackServerContext* ctx,
+                                      const v1::RecommendRequest* req,
+                                      v1::RecommendResponse* resp) override;
+  grpc::ServerUnaryReactor* Rate(grpc::CallbackServerContext* ctx,
+                                 const v1::RateRequest* req,
+                                 v1::RateResponse* resp) override;
   grpc::Status RateStream(
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<v1::RateStreamResponse, v1::RateRequest>* stream)
@@ -77,6 +91,7 @@ class RecommenderService final : public recsys::v1::Recommender::Service {
   void Observe(absl::Span<const absl::StatusOr<RateResult>> results) const;
   std::atomic<Engine*> engine_{nullptr};
   ServiceObserver* observer_ = nullptr;
+  std::unique_ptr<RateBatcher> rate_batcher_;
 };
 
 }  // namespace recsys

@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
@@ -324,6 +326,61 @@ TEST_F(ServerE2eTest, StreamAcknowledgesEveryRatingAndSurvivesABadOne) {
 
 // SIGKILL at a random moment while ratings stream in; after a restart every
 // acknowledged rating is there.
+// Unary Rate calls wait for a committer that makes a whole batch durable at
+// once: many concurrent calls, a few of them invalid, must each get their
+// own answer, acknowledged ones distinct sequence numbers, and survive a
+// SIGKILL.
+TEST_F(ServerE2eTest, ConcurrentRatesAreBatchedAndSurviveAKill) {
+  auto server = Server({"--snapshot-every=0"});
+  server->Start();
+  constexpr int kThreads = 16;
+  constexpr int kCalls = 25;
+  std::mutex mu;
+  std::set<uint64_t> sequences;
+  std::map<std::string, std::set<std::string>> acked;
+  int oks = 0, invalid = 0, other = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int j = 0; j < kCalls; ++j) {
+        grpc::ClientContext ctx;
+        v1::RateRequest req;
+        req.set_user_id(absl::StrCat("c", t));
+        req.set_item_id(absl::StrCat("i", 1 + (t * 7 + j) % 150));
+        const bool bad = j % 10 == 3;
+        req.set_rating(bad ? 6.0f : 1.0f + static_cast<float>(j % 5));
+        v1::RateResponse resp;
+        const grpc::Status s = server->stub().Rate(&ctx, req, &resp);
+        std::lock_guard<std::mutex> lock(mu);
+        if (s.ok() && !bad) {
+          ++oks;
+          sequences.insert(resp.sequence());
+          acked[req.user_id()].insert(req.item_id());
+        } else if (bad &&
+                   s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+          ++invalid;
+        } else {
+          ++other;
+          ADD_FAILURE() << "rating " << j << " of thread " << t << ": "
+                        << s.error_code() << " " << s.error_message();
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(other, 0);
+  EXPECT_EQ(invalid, kThreads * 3);
+  EXPECT_EQ(oks, kThreads * (kCalls - 3));
+  EXPECT_EQ(sequences.size(), static_cast<size_t>(oks));
+  server->Kill(SIGKILL);
+  server->Start();
+  for (const auto& [user, items] : acked) {
+    EXPECT_EQ(RatingCount(server->stub(), user),
+              static_cast<int64_t>(items.size()))
+        << user;
+  }
+}
+
 TEST_F(ServerE2eTest, KilledServerKeepsEveryAcknowledgedRating) {
   std::mt19937 rng(1234);
   auto server = Server({"--snapshot-every=700"});

@@ -1,6 +1,7 @@
 #include "models/topk.h"
 
 #include <algorithm>
+#include <limits>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -49,6 +50,21 @@ TEST(TopKTest, MatchesFullSortWithTiesAndExclusions) {
     const int k = 1 + static_cast<int>(rng() % 40);
     ExpectSame(TopK(scores, k, exclude), FullSort(scores, k, exclude));
   }
+}
+
+// TopK skips whole blocks of items below the current k-th score; a NaN at
+// the start of a block must not hide a winner later in it, and winners in
+// the last, partial block count too.
+TEST(TopKTest, NaNDoesNotHideAWinnerInItsBlock) {
+  Eigen::VectorXf scores = Eigen::VectorXf::Zero(100);
+  for (int i = 0; i < 100; ++i) scores[i] = static_cast<float>(i % 7) / 10;
+  scores[48] = std::numeric_limits<float>::quiet_NaN();
+  scores[50] = 5.0f;
+  scores[99] = 4.0f;
+  const std::vector<ScoredItem> got = TopK(scores, 3, {});
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].item, 50);
+  EXPECT_EQ(got[1].item, 99);
 }
 
 TEST(TopKTest, KLargerThanCatalogueReturnsEverythingSorted) {
