@@ -243,6 +243,10 @@ void TrainOneEpoch(benchmark::State& state, const DataSize& size,
   const RatingData& data = Data(size);
   Hyperparameters params = DefaultHyperparameters(kind);
   params.epochs = 1;
+  if (kind == ModelKind::kBayes) {  // one Gibbs sweep, kept as the sample
+    params.burn_in = 0;
+    params.samples = 1;
+  }
   TrainOptions options;
   options.threads = 2;
   for (auto _ : state) {
@@ -291,7 +295,7 @@ void RegisterAll() {
     }
   }
   for (const DataSize& size : kDataSizes) {
-    for (const char* name : {"sgd", "als", "baseline"}) {
+    for (const char* name : {"sgd", "als", "ials", "bayes", "baseline"}) {
       absl::StatusOr<ModelKind> kind = ParseModelKind(name);
       if (!kind.ok()) continue;
       benchmark::RegisterBenchmark(

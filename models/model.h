@@ -156,9 +156,12 @@ struct Model {
   // each factors() floats.
   float RatingScore(float user_bias, const float* user_row, float item_bias,
                     const float* item_row) const {
+    const int32_t c = rating_col(), n = factors() - c;
     float s = mu + user_bias + item_bias;
-    for (int32_t c = rating_col(); c < factors(); ++c) {
-      s += user_row[c] * item_row[c];
+    if (n > 0) {
+      // Eigen's dot sums in vector lanes; a plain loop must add in order.
+      s += Eigen::Map<const Eigen::VectorXf>(user_row + c, n)
+               .dot(Eigen::Map<const Eigen::VectorXf>(item_row + c, n));
     }
     return s;
   }
