@@ -323,29 +323,95 @@ void FoldInBayes(const Model& m, bool user_side, RowMatrixRef other,
   const RowMatrix& precisions =
       user_side ? post.user_precision : post.item_precision;
   const int64_t n = static_cast<int64_t>(cols.size());
+  const int64_t S = samples;
   // The posterior mean of each sample, as RowPosterior has it for training
   // but in float and without a draw: fold-in is on the serving path, and a
-  // (k + 1)-square system in float is well within precision.
-  Eigen::MatrixXf z(d, n), a(d, d), solved(samples, d);
-  Eigen::VectorXf t(n), rhs(d);
-  for (int smp = 0; smp < samples; ++smp) {
-    const int64_t o = smp * block;
-    for (int64_t j = 0; j < n; ++j) {
-      const float* src = other.row(cols[j]).data() + o;
-      z(0, j) = 1.0f;
-      for (int64_t c = 0; c < k; ++c) z(1 + c, j) = root * src[c];
-      t[j] =
-          values[j] - m.mu - other_bias[cols[j]] - root * src[other_bias_col];
+  // (k + 1)-square system in float is well within precision. The S systems
+  // are small, so they are solved side by side with the sample index
+  // innermost, every step below one vector operation across samples:
+  // a[(r * d + c) * S + s] is entry (r, c), c <= r, of sample s's matrix,
+  // v[r * S + s] entry r of its right-hand side; z holds the current
+  // rating's [1, q^s] (w the same times alpha^s) and t its r - mu - b^s.
+  thread_local std::vector<float> a, v, z, w, t;
+  a.assign(d * d * S, 0.0f);
+  v.assign(d * S, 0.0f);
+  z.resize(d * S);
+  w.resize(d * S);
+  t.resize(S);
+  for (int64_t s = 0; s < S; ++s) {
+    const auto precision = precisions.middleRows(s * d, d);
+    const auto mean = means.row(s);
+    for (int64_t r = 0; r < d; ++r) {
+      for (int64_t c = 0; c <= r; ++c) a[(r * d + c) * S + s] = precision(r, c);
+      v[r * S + s] = precision.row(r).dot(mean);
     }
-    const auto precision = precisions.middleRows(smp * d, d);
-    const float alpha = post.alpha[smp];
-    a = precision;
-    a.selfadjointView<Eigen::Lower>().rankUpdate(z, alpha);
-    rhs.noalias() = precision * means.row(smp).transpose();
-    rhs.noalias() += alpha * (z * t);
-    Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(a);
-    llt.solveInPlace(rhs);
-    solved.row(smp) = rhs.transpose();
+  }
+  const float* alpha = post.alpha.data();
+  for (int64_t j = 0; j < n; ++j) {
+    const float* src = other.row(cols[j]).data();
+    const float offset = values[j] - m.mu - other_bias[cols[j]];
+    for (int64_t s = 0; s < S; ++s) {
+      const float* blk = src + s * block;
+      z[s] = 1.0f;
+      for (int64_t c = 0; c < k; ++c) z[(1 + c) * S + s] = root * blk[c];
+      t[s] = offset - root * blk[other_bias_col];
+    }
+    for (int64_t r = 0; r < d; ++r) {
+      float* __restrict wr = w.data() + r * S;
+      const float* __restrict zr = z.data() + r * S;
+      float* __restrict vr = v.data() + r * S;
+      for (int64_t s = 0; s < S; ++s) {
+        wr[s] = alpha[s] * zr[s];
+        vr[s] += wr[s] * t[s];
+      }
+      for (int64_t c = 0; c <= r; ++c) {
+        float* __restrict arc = a.data() + (r * d + c) * S;
+        const float* __restrict zc = z.data() + c * S;
+        for (int64_t s = 0; s < S; ++s) arc[s] += wr[s] * zc[s];
+      }
+    }
+  }
+  // Cholesky A = L L^T in place (lower), then L y = v and L^T x = y, all
+  // across samples.
+  for (int64_t r = 0; r < d; ++r) {
+    for (int64_t c = 0; c <= r; ++c) {
+      float* __restrict arc = a.data() + (r * d + c) * S;
+      for (int64_t p = 0; p < c; ++p) {
+        const float* __restrict arp = a.data() + (r * d + p) * S;
+        const float* __restrict acp = a.data() + (c * d + p) * S;
+        for (int64_t s = 0; s < S; ++s) arc[s] -= arp[s] * acp[s];
+      }
+      if (c == r) {
+        for (int64_t s = 0; s < S; ++s) arc[s] = std::sqrt(arc[s]);
+      } else {
+        const float* __restrict acc = a.data() + (c * d + c) * S;
+        for (int64_t s = 0; s < S; ++s) arc[s] /= acc[s];
+      }
+    }
+  }
+  for (int64_t r = 0; r < d; ++r) {
+    float* __restrict vr = v.data() + r * S;
+    for (int64_t c = 0; c < r; ++c) {
+      const float* __restrict arc = a.data() + (r * d + c) * S;
+      const float* __restrict vc = v.data() + c * S;
+      for (int64_t s = 0; s < S; ++s) vr[s] -= arc[s] * vc[s];
+    }
+    const float* __restrict arr = a.data() + (r * d + r) * S;
+    for (int64_t s = 0; s < S; ++s) vr[s] /= arr[s];
+  }
+  for (int64_t r = d - 1; r >= 0; --r) {
+    float* __restrict vr = v.data() + r * S;
+    for (int64_t c = r + 1; c < d; ++c) {
+      const float* __restrict acr = a.data() + (c * d + r) * S;
+      const float* __restrict vc = v.data() + c * S;
+      for (int64_t s = 0; s < S; ++s) vr[s] -= acr[s] * vc[s];
+    }
+    const float* __restrict arr = a.data() + (r * d + r) * S;
+    for (int64_t s = 0; s < S; ++s) vr[s] /= arr[s];
+  }
+  Eigen::MatrixXf solved(samples, d);
+  for (int64_t r = 0; r < d; ++r) {
+    for (int64_t s = 0; s < S; ++s) solved(s, r) = v[r * S + s];
   }
   const float mean_bias = solved.col(0).mean();
   *bias = mean_bias;
