@@ -96,7 +96,8 @@ struct Hyperparameters {
 // The iALS settings of kHybrid's ranking part.
 Hyperparameters RankingPart(const Hyperparameters& hybrid);
 
-// kBayes only: what fold-in needs from each kept Gibbs sample s, for rows
+// kBayes (and kHybrid's Bayesian part): what fold-in needs from each kept
+// Gibbs sample s, for rows
 // x = [bias, factors] of d = factors + 1 numbers: the prior of user and item
 // rows (mean and precision) and the rating noise precision alpha.
 struct Posterior {
