@@ -97,9 +97,9 @@ struct Hyperparameters {
 Hyperparameters RankingPart(const Hyperparameters& hybrid);
 
 // kBayes (and kHybrid's Bayesian part): what fold-in needs from each kept
-// Gibbs sample s, for rows
-// x = [bias, factors] of d = factors + 1 numbers: the prior of user and item
-// rows (mean and precision) and the rating noise precision alpha.
+// Gibbs sample s, for rows x = [bias, factors] of d = factors + 1 numbers:
+// the prior of user and item rows (mean and precision) and the rating noise
+// precision alpha.
 struct Posterior {
   int32_t samples = 0;
   Eigen::VectorXf alpha;     // [S]
