@@ -208,44 +208,38 @@ FoldInResult FoldInRows(const Model& model, bool user_side,
                         absl::Span<const float> values) {
   FoldInResult result;
   result.factors = Eigen::VectorXf::Zero(other_factors.cols());
-  if (other_factors.cols() == 0) {
-    // Bias-only kinds: the baseline's ridge estimate.
+  const Hyperparameters& p = model.params;
+  // The baseline's ridge estimate of the bias: what bias-only kinds and
+  // iALS (whose factors only rank) predict ratings with.
+  auto baseline_bias = [&] {
     double sum = 0;
     for (size_t j = 0; j < cols.size(); ++j) {
       sum += values[j] - model.mu - other_bias[cols[j]];
     }
-    const float reg = user_side ? model.params.baseline_reg_user
-                                : model.params.baseline_reg_item;
-    result.bias = static_cast<float>(sum / (reg + cols.size()));
+    const float reg = user_side ? p.baseline_reg_user : p.baseline_reg_item;
+    return static_cast<float>(sum / (reg + cols.size()));
+  };
+  if (other_factors.cols() == 0) {
+    result.bias = baseline_bias();
     return result;
   }
   // Reused across calls on this thread: no allocation once warm.
   thread_local internal::SolveScratch scratch;
-  const Hyperparameters& p = model.params;
-  if (model.kind == ModelKind::kIals) {
-    // Ranking vector from the interactions (values only say "rated"); the
-    // bias, for predicted ratings, as the baseline fits it.
-    double sum = 0;
-    for (size_t j = 0; j < cols.size(); ++j) {
-      sum += values[j] - model.mu - other_bias[cols[j]];
-    }
-    const float breg = user_side ? p.baseline_reg_user : p.baseline_reg_item;
-    result.bias = static_cast<float>(sum / (breg + cols.size()));
-    const Eigen::MatrixXf& gram = user_side ? model.item_gram : model.user_gram;
-    const int64_t n_other = user_side ? model.num_items() : model.num_users();
-    internal::SolveImplicitRow(other_factors, gram, cols, values, p,
-                               model.scale, n_other, &scratch,
-                               result.factors.data());
-    return result;
-  }
-  if (model.kind == ModelKind::kHybrid) {
-    // The ranking part as iALS solves it, the rating part as Bayesian MF.
+  if (!model.ranks_by_rating()) {
+    // The ranking part (all of an ials model's columns, the leading ones of
+    // a hybrid's) from the interactions, as iALS solves it.
     const int32_t r = model.rank_cols();
     const Eigen::MatrixXf& gram = user_side ? model.item_gram : model.user_gram;
     const int64_t n_other = user_side ? model.num_items() : model.num_users();
-    internal::SolveImplicitRow(other_factors.leftCols(r), gram, cols, values,
-                               RankingPart(p), model.scale, n_other, &scratch,
-                               result.factors.data());
+    internal::SolveImplicitRow(
+        other_factors.leftCols(r), gram, cols, values,
+        model.kind == ModelKind::kHybrid ? RankingPart(p) : p, model.scale,
+        n_other, &scratch, result.factors.data());
+    if (model.kind == ModelKind::kIals) {
+      result.bias = baseline_bias();
+      return result;
+    }
+    // A hybrid's rating part, as Bayesian MF folds in.
     internal::FoldInBayes(
         model, user_side, other_factors.rightCols(model.factors() - r),
         other_bias, cols, values, &result.bias, result.factors.data() + r);
