@@ -309,68 +309,71 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
   finish(&m->item_factors, &m->item_bias, k + 1);
 }
 
-void FoldInBayes(const Model& m, bool user_side, RowMatrixRef other,
-                 const Eigen::VectorXf& other_bias,
-                 absl::Span<const int32_t> cols, absl::Span<const float> values,
-                 float* bias, float* out) {
+void BayesEquations::Reset(const Model& m, bool user_side, int64_t cols) {
   const Posterior& post = m.posterior;
-  const int samples = post.samples;
-  const int64_t block = other.cols() / samples, k = block - 2, d = k + 1;
-  const float root = std::sqrt(static_cast<float>(samples));
-  // The counterpart's own bias column within its block.
-  const int64_t other_bias_col = user_side ? k + 1 : k;
+  user_side_ = user_side;
+  samples_ = post.samples;
+  block_ = cols / samples_;
+  k_ = block_ - 2;
+  d_ = k_ + 1;
+  root_ = std::sqrt(static_cast<float>(samples_));
+  alpha_ = post.alpha.data();
   const RowMatrix& means = user_side ? post.user_mean : post.item_mean;
   const RowMatrix& precisions =
       user_side ? post.user_precision : post.item_precision;
-  const int64_t n = static_cast<int64_t>(cols.size());
-  const int64_t S = samples;
-  // The posterior mean of each sample, as RowPosterior has it for training
-  // but in float and without a draw: fold-in is on the serving path, and a
-  // (k + 1)-square system in float is well within precision. The S systems
-  // are small, so they are solved side by side with the sample index
-  // innermost, every step below one vector operation across samples:
-  // a[(r * d + c) * S + s] is entry (r, c), c <= r, of sample s's matrix,
-  // v[r * S + s] entry r of its right-hand side; z holds the current
-  // rating's [1, q^s] (w the same times alpha^s) and t its r - mu - b^s.
-  thread_local std::vector<float> a, v, z, w, t;
-  a.assign(d * d * S, 0.0f);
-  v.assign(d * S, 0.0f);
-  z.resize(d * S);
-  w.resize(d * S);
-  t.resize(S);
+  const int64_t d = d_, S = samples_;
+  a_.assign(d * d * S, 0.0f);
+  v_.assign(d * S, 0.0f);
   for (int64_t s = 0; s < S; ++s) {
     const auto precision = precisions.middleRows(s * d, d);
     const auto mean = means.row(s);
     for (int64_t r = 0; r < d; ++r) {
-      for (int64_t c = 0; c <= r; ++c) a[(r * d + c) * S + s] = precision(r, c);
-      v[r * S + s] = precision.row(r).dot(mean);
+      for (int64_t c = 0; c <= r; ++c)
+        a_[(r * d + c) * S + s] = precision(r, c);
+      v_[r * S + s] = precision.row(r).dot(mean);
     }
   }
-  const float* alpha = post.alpha.data();
-  for (int64_t j = 0; j < n; ++j) {
-    const float* src = other.row(cols[j]).data();
-    const float offset = values[j] - m.mu - other_bias[cols[j]];
+}
+
+void BayesEquations::Add(const float* row, float offset, float value,
+                         float sign) {
+  const int64_t d = d_, k = k_, S = samples_;
+  // The counterpart's own bias column within its block.
+  const int64_t other_bias_col = user_side_ ? k + 1 : k;
+  // z holds the rating's [1, q^s] across samples (w the same times
+  // sign * alpha^s) and t its r - mu - b^s.
+  thread_local std::vector<float> z, w, t;
+  z.resize(d * S);
+  w.resize(d * S);
+  t.resize(S);
+  const float residual = value - offset;
+  for (int64_t s = 0; s < S; ++s) {
+    const float* blk = row + s * block_;
+    z[s] = 1.0f;
+    for (int64_t c = 0; c < k; ++c) z[(1 + c) * S + s] = root_ * blk[c];
+    t[s] = residual - root_ * blk[other_bias_col];
+  }
+  for (int64_t r = 0; r < d; ++r) {
+    float* __restrict wr = w.data() + r * S;
+    const float* __restrict zr = z.data() + r * S;
+    float* __restrict vr = v_.data() + r * S;
     for (int64_t s = 0; s < S; ++s) {
-      const float* blk = src + s * block;
-      z[s] = 1.0f;
-      for (int64_t c = 0; c < k; ++c) z[(1 + c) * S + s] = root * blk[c];
-      t[s] = offset - root * blk[other_bias_col];
+      wr[s] = sign * alpha_[s] * zr[s];
+      vr[s] += wr[s] * t[s];
     }
-    for (int64_t r = 0; r < d; ++r) {
-      float* __restrict wr = w.data() + r * S;
-      const float* __restrict zr = z.data() + r * S;
-      float* __restrict vr = v.data() + r * S;
-      for (int64_t s = 0; s < S; ++s) {
-        wr[s] = alpha[s] * zr[s];
-        vr[s] += wr[s] * t[s];
-      }
-      for (int64_t c = 0; c <= r; ++c) {
-        float* __restrict arc = a.data() + (r * d + c) * S;
-        const float* __restrict zc = z.data() + c * S;
-        for (int64_t s = 0; s < S; ++s) arc[s] += wr[s] * zc[s];
-      }
+    for (int64_t c = 0; c <= r; ++c) {
+      float* __restrict arc = a_.data() + (r * d + c) * S;
+      const float* __restrict zc = z.data() + c * S;
+      for (int64_t s = 0; s < S; ++s) arc[s] += wr[s] * zc[s];
     }
   }
+}
+
+void BayesEquations::Solve(float* bias, float* out) const {
+  const int64_t d = d_, k = k_, S = samples_;
+  thread_local std::vector<float> a, v;
+  a = a_;
+  v = v_;
   // Cholesky A = L L^T in place (lower), then L y = v and L^T x = y, all
   // across samples.
   for (int64_t r = 0; r < d; ++r) {
@@ -409,21 +412,36 @@ void FoldInBayes(const Model& m, bool user_side, RowMatrixRef other,
     const float* __restrict arr = a.data() + (r * d + r) * S;
     for (int64_t s = 0; s < S; ++s) vr[s] /= arr[s];
   }
-  Eigen::MatrixXf solved(samples, d);
-  for (int64_t r = 0; r < d; ++r) {
-    for (int64_t s = 0; s < S; ++s) solved(s, r) = v[r * S + s];
-  }
-  const float mean_bias = solved.col(0).mean();
+  float bias_sum = 0;
+  for (int64_t s = 0; s < S; ++s) bias_sum += v[s];
+  const float mean_bias = bias_sum / static_cast<float>(S);
   *bias = mean_bias;
-  Eigen::Map<Eigen::VectorXf> row(out, other.cols());
-  const float scale = 1.0f / root;
-  for (int smp = 0; smp < samples; ++smp) {
-    const int64_t o = smp * block;
-    row.segment(o, k) = scale * solved.row(smp).tail(k).transpose();
-    const float dev = (solved(smp, 0) - mean_bias) * scale;
-    row[o + k] = user_side ? dev : scale;
-    row[o + k + 1] = user_side ? scale : dev;
+  const float scale = 1.0f / root_;
+  for (int64_t s = 0; s < S; ++s) {
+    float* o = out + s * block_;
+    for (int64_t c = 0; c < k; ++c) o[c] = scale * v[(1 + c) * S + s];
+    const float dev = (v[s] - mean_bias) * scale;
+    o[k] = user_side_ ? dev : scale;
+    o[k + 1] = user_side_ ? scale : dev;
   }
+}
+
+size_t BayesEquations::bytes() const {
+  return (a_.capacity() + v_.capacity()) * sizeof(float);
+}
+
+void FoldInBayes(const Model& m, bool user_side, RowMatrixRef other,
+                 const Eigen::VectorXf& other_bias,
+                 absl::Span<const int32_t> cols, absl::Span<const float> values,
+                 float* bias, float* out) {
+  // Reused on this thread: no allocation once warm.
+  thread_local BayesEquations eq;
+  eq.Reset(m, user_side, other.cols());
+  for (size_t j = 0; j < cols.size(); ++j) {
+    eq.Add(other.row(cols[j]).data(), m.mu + other_bias[cols[j]], values[j],
+           1.0f);
+  }
+  eq.Solve(bias, out);
 }
 
 }  // namespace internal

@@ -35,6 +35,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "Eigen/Core"
 #include "absl/types/span.h"
@@ -53,6 +54,36 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
                 const TrainOptions& options,
                 const std::function<void(int, double, double)>& report,
                 Model* m);
+
+// The S per-sample systems of a Bayesian fold-in (see the top of this file),
+// kept so that ratings can be added or removed one at a time. They are
+// stored side by side with the sample index innermost, so every step is one
+// vector operation across samples: a[(r * d + c) * S + s] is entry (r, c),
+// c <= r, of sample s's matrix and v[r * S + s] entry r of its right-hand
+// side. In float: fold-in is on the serving path, and a (k + 1)-square
+// system in float is well within precision.
+class BayesEquations {
+ public:
+  // The prior's part alone (no ratings) for the side `user_side` of `m`,
+  // whose Bayesian part has `cols` serving-form columns. `m` must outlive
+  // the equations.
+  void Reset(const Model& m, bool user_side, int64_t cols);
+  // Adds sign (+1 or -1) times the rating `value` against the counterpart
+  // whose serving-form row is `row` (`cols` floats) and whose offset (mu
+  // plus its mean bias) is `offset`.
+  void Add(const float* row, float offset, float value, float sign);
+  // Each sample's posterior mean, written in the serving form: the mean bias
+  // to *bias and the row (`cols` floats) to `out`.
+  void Solve(float* bias, float* out) const;
+  size_t bytes() const;
+
+ private:
+  bool user_side_ = true;
+  int64_t samples_ = 0, block_ = 0, k_ = 0, d_ = 0;
+  float root_ = 1;  // sqrt(samples)
+  const float* alpha_ = nullptr;
+  std::vector<float> a_, v_;
+};
 
 // Fold-in for the Bayesian part of kBayes or kHybrid: the row of one user
 // (user_side) or item from its ratings. Row cols[j] of `other` (the serving

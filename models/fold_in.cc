@@ -137,6 +137,26 @@ bool CholeskyInPlace(float* a, int64_t ld, int64_t d) {
   return true;
 }
 
+// Solves a x = x in place for the symmetric positive definite `a` (its
+// lower triangle is read) by the tiled Cholesky above, or by Eigen's LLT when
+// a pivot is not positive (a zero penalty).
+void SolveSymmetric(const Eigen::MatrixXf& a, Eigen::VectorXf* x) {
+  const int64_t d = a.rows();
+  const int64_t ld = RoundUp(d, kTileRows);
+  thread_local Eigen::MatrixXf padded;
+  padded.setZero(ld, std::max(ld, RoundUp(d, kTileCols)));
+  padded.topLeftCorner(d, d).triangularView<Eigen::Lower>() = a;
+  using Padded = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+  Padded l(padded.data(), d, d, Eigen::OuterStride<>(ld));
+  if (CholeskyInPlace(padded.data(), ld, d)) {
+    l.triangularView<Eigen::Lower>().solveInPlace(*x);
+    l.triangularView<Eigen::Lower>().transpose().solveInPlace(*x);
+    return;
+  }
+  Eigen::LLT<Eigen::MatrixXf, Eigen::Lower> llt(a);
+  llt.solveInPlace(*x);
+}
+
 }  // namespace
 
 void SolveBiasedRow(const RowMatrix& other_factors,
@@ -286,6 +306,111 @@ absl::StatusOr<FoldInResult> FoldIn(const Model& model,
 }
 
 }  // namespace
+
+FoldInEquations::FoldInEquations(const Model& model, bool user_side)
+    : model_(&model), user_side_(user_side) {
+  if (model.factors() == 0) return;
+  if (!model.ranks_by_rating()) {
+    const int32_t r = model.rank_cols();
+    gram_.setZero(r, r);
+    rhs_.setZero(r);
+    if (model.kind == ModelKind::kHybrid) {
+      bayes_.Reset(model, user_side, model.factors() - r);
+    }
+  } else if (model.kind == ModelKind::kBayes) {
+    bayes_.Reset(model, user_side, model.factors());
+  } else {
+    gram_.setZero(model.factors() + 1, model.factors() + 1);
+    rhs_.setZero(model.factors() + 1);
+  }
+}
+
+void FoldInEquations::Add(const float* factors, float bias, float value,
+                          float sign) {
+  const Model& m = *model_;
+  n_ += sign > 0 ? 1 : -1;
+  residual_ += sign * (static_cast<double>(value) - m.mu - bias);
+  if (m.factors() == 0) return;
+  if (!m.ranks_by_rating()) {
+    const int32_t r = m.rank_cols();
+    Eigen::Map<const Eigen::VectorXf> q(factors, r);
+    gram_.selfadjointView<Eigen::Lower>().rankUpdate(q, sign);
+    const Hyperparameters p =
+        m.kind == ModelKind::kHybrid ? RankingPart(m.params) : m.params;
+    rhs_ += (sign * internal::ImplicitTarget(p, m.scale, value)) * q;
+    if (m.kind == ModelKind::kHybrid) {
+      bayes_.Add(factors + r, m.mu + bias, value, sign);
+    }
+  } else if (m.kind == ModelKind::kBayes) {
+    bayes_.Add(factors, m.mu + bias, value, sign);
+  } else {
+    // y = [1, q], kept in a per-thread buffer.
+    thread_local Eigen::VectorXf y;
+    y.resize(m.factors() + 1);
+    y[0] = 1.0f;
+    y.tail(m.factors()) =
+        Eigen::Map<const Eigen::VectorXf>(factors, m.factors());
+    gram_.selfadjointView<Eigen::Lower>().rankUpdate(y, sign);
+    rhs_ += (sign * (value - m.mu - bias)) * y;
+  }
+}
+
+FoldInResult FoldInEquations::Solve() const {
+  const Model& m = *model_;
+  const Hyperparameters& p = m.params;
+  FoldInResult result;
+  result.factors = Eigen::VectorXf::Zero(m.factors());
+  const float reg_bias = user_side_ ? p.baseline_reg_user : p.baseline_reg_item;
+  const float baseline_bias =
+      static_cast<float>(residual_ / (reg_bias + static_cast<double>(n_)));
+  if (m.factors() == 0) {
+    result.bias = baseline_bias;
+    return result;
+  }
+  const int64_t n_other = user_side_ ? m.num_items() : m.num_users();
+  thread_local Eigen::MatrixXf a;
+  thread_local Eigen::VectorXf x;
+  if (!m.ranks_by_rating()) {
+    const Hyperparameters rp =
+        m.kind == ModelKind::kHybrid ? RankingPart(p) : p;
+    const Eigen::MatrixXf& gram = user_side_ ? m.item_gram : m.user_gram;
+    if (n_ > 0) {  // else zero, as SolveImplicitRow has it
+      a = gram_;
+      a.noalias() += rp.implicit_weight * gram;
+      a.diagonal().array() += internal::ImplicitPenalty(rp, n_, n_other);
+      x = rhs_;
+      internal::SolveSymmetric(a, &x);
+      result.factors.head(m.rank_cols()) = x;
+    }
+    if (m.kind == ModelKind::kIals) {
+      result.bias = baseline_bias;
+    } else {
+      bayes_.Solve(&result.bias, result.factors.data() + m.rank_cols());
+    }
+    return result;
+  }
+  if (m.kind == ModelKind::kBayes) {
+    bayes_.Solve(&result.bias, result.factors.data());
+    return result;
+  }
+  if (n_ <= 0) return result;  // zero, as SolveBiasedRow has it
+  const float nf = static_cast<float>(n_);
+  a = gram_;
+  a(0, 0) += nf * (p.fold_in_reg_bias > 0 ? p.fold_in_reg_bias : p.reg_bias);
+  a.diagonal().tail(m.factors()).array() +=
+      nf * (p.fold_in_reg > 0 ? p.fold_in_reg : p.reg);
+  x = rhs_;
+  internal::SolveSymmetric(a, &x);
+  result.bias = x[0];
+  result.factors = x.tail(m.factors());
+  return result;
+}
+
+size_t FoldInEquations::bytes() const {
+  return sizeof(*this) +
+         static_cast<size_t>(gram_.size() + rhs_.size()) * sizeof(float) +
+         bayes_.bytes();
+}
 
 absl::StatusOr<FoldInResult> FoldInUser(
     const Model& model, absl::Span<const IndexedRating> ratings) {

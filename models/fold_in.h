@@ -23,6 +23,7 @@
 #include "Eigen/Core"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "models/bayes.h"
 #include "models/model.h"
 
 namespace recsys {
@@ -54,6 +55,50 @@ FoldInResult FoldInGathered(const Model& model, bool user_side,
                             const RowMatrix& factors,
                             const Eigen::VectorXf& bias,
                             absl::Span<const float> values);
+
+// The normal equations behind one row's fold-in, kept so that ratings can
+// be added, replaced or removed one at a time (O(k^2) each, against
+// rebuilding from all of the row's ratings) and the row solved again: the
+// server keeps them for recently active users, so a Rate costs one update
+// and one factorisation (O(k^3 / 6); for kHybrid, 32 ranking columns and
+// 48 nine-number systems). Solve() gives what FoldInGathered gives for the
+// same ratings, up to float rounding.
+//
+//   FoldInEquations eq(model, /*user_side=*/true);
+//   for (auto [i, r] : ratings)
+//     eq.Add(model.item_factors.row(i).data(), model.item_bias[i], r);
+//   eq.Add(q_old, b_old, old_value, -1.0f);  // a re-rating: out with the old
+//   eq.Add(q_new, b_new, new_value);
+//   FoldInResult row = eq.Solve();
+class FoldInEquations {
+ public:
+  // No ratings yet, for `model`'s users (user_side) or items. `model` must
+  // outlive the equations.
+  FoldInEquations(const Model& model, bool user_side);
+
+  // Adds (sign = +1) the rating `value` of the counterpart whose row is
+  // `factors` (model.factors() floats) and bias `bias`, or removes (-1) one
+  // added before.
+  void Add(const float* factors, float bias, float value, float sign = 1.0f);
+
+  FoldInResult Solve() const;
+
+  int64_t count() const { return n_; }
+  // Heap bytes held, for a cache's memory bound.
+  size_t bytes() const;
+
+ private:
+  const Model* model_;
+  bool user_side_;
+  int64_t n_ = 0;        // ratings
+  double residual_ = 0;  // sum of value - mu - bias, for the baseline bias
+  // Rating-predicting kinds with factors: sum of y y^T (lower triangle) and
+  // of t y, y = [1, q], t = value - mu - bias. Ranking kinds: sum of q q^T
+  // and of target * q over the ranking columns.
+  Eigen::MatrixXf gram_;
+  Eigen::VectorXf rhs_;
+  internal::BayesEquations bayes_;  // kBayes, and kHybrid's rating part
+};
 
 namespace internal {
 

@@ -1,6 +1,9 @@
 #include "models/fold_in.h"
 
+#include <algorithm>
+#include <cmath>
 #include <random>
+#include <string>
 
 #include "Eigen/QR"
 #include "gtest/gtest.h"
@@ -142,6 +145,114 @@ TEST(FoldInBaselineTest, BiasIsTheRidgeEstimate) {
   EXPECT_NEAR(got->bias, sum / (m->params.baseline_reg_user + 3), 1e-6);
   EXPECT_EQ(got->factors.size(), 0);
 }
+
+// Kept equations, updated one rating at a time, against the solve from
+// scratch over the same final ratings, for every model kind.
+class FoldInEquationsTest : public ::testing::TestWithParam<ModelKind> {
+ protected:
+  void SetUp() override {
+    data_ = testing::PlantedData(60, 50, 3, 0.3, 0.2, 5);
+    Hyperparameters p = DefaultHyperparameters(GetParam());
+    p.factors = 4;
+    p.epochs = 24;
+    p.burn_in = 8;
+    p.samples = 5;
+    p.rank_factors = 6;
+    p.rank_epochs = 4;
+    TrainOptions opt;
+    opt.threads = 2;
+    auto m = TrainModel(data_, GetParam(), p, opt);
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = *std::move(m);
+  }
+
+  // Rating `r` of item `i`, as Add takes it.
+  void Add(FoldInEquations* eq, const IndexedRating& r, float sign) const {
+    const float* q = model_.factors() > 0
+                         ? model_.item_factors.row(r.index).data()
+                         : nullptr;
+    eq->Add(q, model_.item_bias[r.index], r.value, sign);
+  }
+
+  void ExpectSame(const FoldInEquations& eq,
+                  const std::vector<IndexedRating>& final) const {
+    auto want = FoldInUser(model_, final);
+    ASSERT_TRUE(want.ok()) << want.status();
+    const FoldInResult got = eq.Solve();
+    EXPECT_NEAR(got.bias, want->bias, 1e-4);
+    ASSERT_EQ(got.factors.size(), want->factors.size());
+    for (int64_t f = 0; f < got.factors.size(); ++f) {
+      EXPECT_NEAR(got.factors[f], want->factors[f],
+                  1e-4 * (1 + std::abs(want->factors[f])))
+          << "factor " << f;
+    }
+    EXPECT_EQ(eq.count(), static_cast<int64_t>(final.size()));
+  }
+
+  RatingData data_;
+  Model model_;
+};
+
+TEST_P(FoldInEquationsTest, AddsReplacementsAndRemovalsMatchTheFullSolve) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int32_t> item(0, model_.num_items() - 1);
+  std::uniform_int_distribution<int> star(1, 5);
+  FoldInEquations eq(model_, /*user_side=*/true);
+  ExpectSame(eq, {});
+  // One rating per item, as the server keeps them: a second rating of an
+  // item replaces the first (out with the old, in with the new).
+  std::vector<IndexedRating> current;
+  for (int step = 0; step < 60; ++step) {
+    const IndexedRating r{item(rng), static_cast<float>(star(rng))};
+    auto old = std::find_if(
+        current.begin(), current.end(),
+        [&](const IndexedRating& x) { return x.index == r.index; });
+    if (old != current.end()) {
+      Add(&eq, *old, -1.0f);
+      *old = r;
+    } else {
+      current.push_back(r);
+    }
+    Add(&eq, r, 1.0f);
+    if (step == 0 || step % 20 == 19) ExpectSame(eq, current);
+  }
+  // Removing ratings leaves what the rest gives.
+  for (int j = 0; j < 10; ++j) {
+    Add(&eq, current.back(), -1.0f);
+    current.pop_back();
+  }
+  ExpectSame(eq, current);
+}
+
+TEST_P(FoldInEquationsTest, ItemSideMatchesTheFullSolve) {
+  FoldInEquations eq(model_, /*user_side=*/false);
+  std::vector<IndexedRating> rs = {{0, 5}, {3, 2}, {7, 4}, {11, 1}, {20, 3}};
+  for (const IndexedRating& r : rs) {
+    const float* p = model_.factors() > 0
+                         ? model_.user_factors.row(r.index).data()
+                         : nullptr;
+    eq.Add(p, model_.user_bias[r.index], r.value);
+  }
+  auto want = FoldInItem(model_, rs);
+  ASSERT_TRUE(want.ok()) << want.status();
+  const FoldInResult got = eq.Solve();
+  EXPECT_NEAR(got.bias, want->bias, 1e-4);
+  ASSERT_EQ(got.factors.size(), want->factors.size());
+  EXPECT_TRUE(got.factors.isApprox(want->factors, 1e-4f) ||
+              (got.factors - want->factors).norm() < 1e-5f)
+      << got.factors.transpose() << "\n"
+      << want->factors.transpose();
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, FoldInEquationsTest,
+                         ::testing::Values(ModelKind::kBaseline,
+                                           ModelKind::kPopularity,
+                                           ModelKind::kSgd, ModelKind::kAls,
+                                           ModelKind::kIals, ModelKind::kBayes,
+                                           ModelKind::kHybrid),
+                         [](const ::testing::TestParamInfo<ModelKind>& info) {
+                           return std::string(ModelKindName(info.param));
+                         });
 
 }  // namespace
 }  // namespace recsys
