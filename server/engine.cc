@@ -4,6 +4,8 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <list>
+#include <optional>
 #include <regex>
 
 #include "absl/container/flat_hash_map.h"
@@ -46,6 +48,50 @@ struct NewItems {
   std::vector<std::vector<std::pair<std::string, float>>> raters;
 };
 
+// The fold-in equations of recently active users (see FoldInEquations), so
+// that a rating costs an O(k^2) update and one small factorisation instead
+// of a rebuild from all of the user's ratings. Least recently used out first
+// once over the byte budget; a user not here is rebuilt from their ratings.
+// The equations cover the model's own items only: a new item's vector
+// changes as it is rated, so its ratings are added afresh at each solve.
+class EquationCache {
+ public:
+  // The user's equations, now the most recently used; null if absent.
+  FoldInEquations* Find(const std::string& user) {
+    auto it = index_.find(user);
+    if (it == index_.end()) return nullptr;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return &it->second->eq;
+  }
+  void Insert(const std::string& user, FoldInEquations eq) {
+    const size_t bytes = eq.bytes() + user.capacity() + kOverhead;
+    lru_.push_front({user, std::move(eq), bytes});
+    index_[user] = lru_.begin();
+    bytes_ += bytes;
+  }
+  // Evicts least recently used users until at most `budget` bytes remain.
+  void Trim(size_t budget) {
+    while (bytes_ > budget && !lru_.empty()) {
+      bytes_ -= lru_.back().bytes;
+      index_.erase(lru_.back().user);
+      lru_.pop_back();
+    }
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  // A list node and an index slot, roughly.
+  static constexpr size_t kOverhead = 96;
+  struct Entry {
+    std::string user;
+    FoldInEquations eq;
+    size_t bytes;
+  };
+  std::list<Entry> lru_;  // most recently used first
+  absl::flat_hash_map<std::string, std::list<Entry>::iterator> index_;
+  size_t bytes_ = 0;
+};
+
 struct Generation {
   static constexpr size_t kShards = 64;
   struct Shard {
@@ -63,8 +109,9 @@ struct Generation {
   // Writers of one shard's users go one at a time, so two ratings of a user
   // never fold in from the same old state.
   std::array<std::mutex, kShards> write_mu;
-  std::shared_ptr<const NewItems> new_items;  // std::atomic_load/store
-  std::mutex new_items_mu;                    // writers
+  std::array<EquationCache, kShards> equations;  // guarded by write_mu
+  std::shared_ptr<const NewItems> new_items;     // std::atomic_load/store
+  std::mutex new_items_mu;                       // writers
   std::atomic<int64_t> accepted{0};
 
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
@@ -449,6 +496,15 @@ std::vector<RateResult> Engine::ApplyUser(
   const int32_t base_user = m.users.Find(user_id);
   std::vector<UserState::Entry> entries = std::move(user.ratings);
   std::shared_ptr<const NewItems> ni = g.items();
+  // The user's kept fold-in equations, if any, follow each change of a
+  // rating of a model item (see EquationCache).
+  FoldInEquations* kept = g.equations[shard].Find(user_id);
+  std::optional<FoldInEquations> fresh;
+  auto add = [&m](FoldInEquations* eq, const UserState::Entry& e, float sign) {
+    if (e.item >= m.num_items()) return;
+    eq->Add(m.factors() > 0 ? m.item_factors.row(e.item).data() : nullptr,
+            m.item_bias[e.item], e.value, sign);
+  };
 
   for (size_t r = 0; r < recs.size(); ++r) {
     const LogRecord& rec = *recs[r];
@@ -467,34 +523,54 @@ std::vector<RateResult> Engine::ApplyUser(
                      [&](const UserState::Entry& x) { return x.item == item; });
     if (e == entries.end()) {
       entries.push_back({item, rec.value, rec.timestamp, rec.seq});
+      if (kept != nullptr) add(kept, entries.back(), 1.0f);
     } else if (e->seq <= rec.seq) {
+      if (kept != nullptr) add(kept, *e, -1.0f);
       *e = {item, rec.value, rec.timestamp, rec.seq};
+      if (kept != nullptr) add(kept, *e, 1.0f);
     }
   }
 
-  // One fold-in for all of this user's new ratings.
+  // One solve for all of this user's new ratings: from the kept equations,
+  // or from equations built now over all of the user's ratings (and kept
+  // for next time).
+  internal::EquationCache& cache = g.equations[shard];
+  const size_t budget =
+      static_cast<size_t>(std::max<int64_t>(0, options_.fold_in_cache_bytes) /
+                          static_cast<int64_t>(internal::Generation::kShards));
+  if (kept == nullptr) {
+    FoldInEquations built(m, /*user_side=*/true);
+    for (const UserState::Entry& e : entries) add(&built, e, 1.0f);
+    if (budget > 0) {
+      cache.Insert(user_id, std::move(built));
+      kept = cache.Find(user_id);
+    } else {
+      fresh.emplace(std::move(built));
+      kept = &*fresh;
+    }
+  }
+  FoldInResult row;
+  if (std::none_of(
+          entries.begin(), entries.end(),
+          [&](const UserState::Entry& e) { return e.item >= m.num_items(); })) {
+    row = kept->Solve();
+  } else {
+    FoldInEquations with_new = *kept;
+    for (const UserState::Entry& e : entries) {
+      if (e.item < m.num_items()) continue;
+      const int32_t j = e.item - m.num_items();
+      with_new.Add(m.factors() > 0 ? ni->factors.row(j).data() : nullptr,
+                   ni->bias[j], e.value);
+    }
+    row = with_new.Solve();
+  }
+  cache.Trim(budget);
+
   auto st = std::make_shared<UserState>();
   st->base = base_user;
   st->ratings = std::move(entries);
-  const size_t n = st->ratings.size();
-  RowMatrix qf(n, m.factors());
-  Eigen::VectorXf qb(n);
-  std::vector<float> values(n);
-  for (size_t j = 0; j < n; ++j) {
-    const int32_t i = st->ratings[j].item;
-    values[j] = st->ratings[j].value;
-    if (i < m.num_items()) {
-      qb[j] = m.item_bias[i];
-      if (m.factors() > 0) qf.row(j) = m.item_factors.row(i);
-    } else {
-      qb[j] = ni->bias[i - m.num_items()];
-      if (m.factors() > 0) qf.row(j) = ni->factors.row(i - m.num_items());
-    }
-  }
-  const FoldInResult row =
-      FoldInGathered(m, /*user_side=*/true, qf, qb, values);
   st->bias = row.bias;
-  st->vec = row.factors;
+  st->vec = std::move(row.factors);
   {
     internal::Generation::Shard& s = g.shards[shard];
     std::lock_guard<std::mutex> lock(s.mu);

@@ -54,6 +54,10 @@ ABSL_FLAG(std::string, fsync, "always",
 ABSL_FLAG(int, fsync_interval_ms, 50, "Flush period for --fsync=interval");
 ABSL_FLAG(int64_t, snapshot_every, 100000,
           "Write a snapshot after this many accepted ratings (0 = never)");
+ABSL_FLAG(int64_t, fold_in_cache_mb, 256,
+          "Memory for recently active users' fold-in equations, so a rating "
+          "costs an update rather than a solve from all of the user's "
+          "ratings (0 = none)");
 ABSL_FLAG(double, grace_seconds, 5,
           "On SIGTERM/SIGINT, how long in-flight calls may take to finish");
 ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted");
@@ -136,6 +140,12 @@ int main(int argc, char** argv) {
   }
   recsys::SetLogLevel(*level);
   recsys::SetLogFormat(*format);
+  const int64_t cache_mb = absl::GetFlag(FLAGS_fold_in_cache_mb);
+  if (cache_mb < 0 || cache_mb > (int64_t{1} << 30)) {
+    std::cerr << "recsys-server: --fold_in_cache_mb must be 0.."
+              << (int64_t{1} << 30) << ", not " << cache_mb << "\n";
+    return 1;
+  }
 
   if (!InstallSignalHandlers()) {
     std::perror("recsys-server: signal handlers");
@@ -153,6 +163,7 @@ int main(int argc, char** argv) {
   opt.engine.log.interval =
       absl::Milliseconds(absl::GetFlag(FLAGS_fsync_interval_ms));
   opt.engine.snapshot_every = absl::GetFlag(FLAGS_snapshot_every);
+  opt.engine.fold_in_cache_bytes = cache_mb << 20;
   opt.grace = absl::Seconds(absl::GetFlag(FLAGS_grace_seconds));
   opt.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   opt.port_file = absl::GetFlag(FLAGS_port_file);

@@ -381,6 +381,72 @@ TEST_F(EngineTest, LargeBatchEqualsOneAtATime) {
   }
 }
 
+// Rate updates the user's kept fold-in equations rather than solving from
+// all of their ratings: the rows must equal those solved from scratch (no
+// cache), also when the cache is so small that users are evicted and
+// rebuilt, with re-ratings and ratings of items new to the catalogue.
+TEST(EngineFoldInCache, KeptEquationsGiveTheRowsOfAFullSolve) {
+  const RatingData data = testing::PlantedData(80, 60, 3, 0.3, 0.3, 4, true);
+  for (ModelKind kind : {ModelKind::kAls, ModelKind::kHybrid}) {
+    Hyperparameters p = DefaultHyperparameters(kind);
+    p.factors = 4;
+    p.epochs = kind == ModelKind::kHybrid ? 24 : 8;
+    p.burn_in = 8;
+    p.samples = 4;
+    p.rank_factors = 6;
+    p.rank_epochs = 4;
+    absl::StatusOr<Model> model = TrainModel(data, kind, p, {});
+    ASSERT_TRUE(model.ok()) << model.status();
+    std::vector<std::unique_ptr<Engine>> engines;
+    // No cache, a few users' worth (evictions), plenty.
+    for (int64_t budget : {int64_t{0}, int64_t{64} << 10, int64_t{64} << 20}) {
+      EngineOptions opt;
+      opt.data_dir = testing::MakeTempDir(
+          absl::StrCat("cache_", ModelKindName(kind), "_", budget));
+      opt.snapshot_every = 0;
+      opt.fold_in_cache_bytes = budget;
+      opt.log.sync = SyncPolicy::kNever;  // durability is not under test
+      auto e = Engine::Open(opt, [&]() { return *model; });
+      ASSERT_TRUE(e.ok()) << e.status();
+      engines.push_back(*std::move(e));
+    }
+    std::mt19937 rng(4);
+    std::vector<RatingInput> ratings;
+    for (int j = 0; j < 600; ++j) {
+      // Trained users and new ones; a few items re-rated often; new items.
+      const std::string user =
+          absl::StrCat(j % 7 == 0 ? "new" : "u", rng() % 40);
+      const std::string item = j % 11 == 0 ? absl::StrCat("fresh", rng() % 5)
+                                           : absl::StrCat("i", rng() % 30);
+      ratings.push_back({user, item, 1.0f + rng() % 5, 0});
+    }
+    for (const RatingInput& r : ratings) {
+      for (auto& e : engines) ASSERT_TRUE(e->Rate(r).ok());
+    }
+    std::set<std::string> users;
+    for (const RatingInput& r : ratings) users.insert(r.user);
+    for (const std::string& user : users) {
+      RecommendQuery q;
+      q.user = user;
+      q.k = 30;
+      q.include_rated = true;
+      absl::StatusOr<RecommendResult> want = engines[0]->Recommend(q);
+      ASSERT_TRUE(want.ok());
+      for (size_t k = 1; k < engines.size(); ++k) {
+        absl::StatusOr<RecommendResult> got = engines[k]->Recommend(q);
+        ASSERT_TRUE(got.ok());
+        ASSERT_EQ(got->items.size(), want->items.size());
+        for (size_t j = 0; j < got->items.size(); ++j) {
+          EXPECT_NEAR(got->items[j].score, want->items[j].score, 1e-4)
+              << ModelKindName(kind) << " " << user << " engine " << k;
+          EXPECT_NEAR(got->items[j].predicted_rating,
+                      want->items[j].predicted_rating, 1e-4);
+        }
+      }
+    }
+  }
+}
+
 TEST_F(EngineTest, ConcurrentRatesAndReads) {
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
