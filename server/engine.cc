@@ -78,6 +78,7 @@ class EquationCache {
     }
   }
   size_t bytes() const { return bytes_; }
+  size_t users() const { return lru_.size(); }
 
  private:
   // A list node and an index slot, roughly.
@@ -110,8 +111,11 @@ struct Generation {
   // never fold in from the same old state.
   std::array<std::mutex, kShards> write_mu;
   std::array<EquationCache, kShards> equations;  // guarded by write_mu
-  std::shared_ptr<const NewItems> new_items;     // std::atomic_load/store
-  std::mutex new_items_mu;                       // writers
+  // Their totals, for Info.
+  std::atomic<int64_t> equation_bytes{0};
+  std::atomic<int64_t> equation_users{0};
+  std::shared_ptr<const NewItems> new_items;  // std::atomic_load/store
+  std::mutex new_items_mu;                    // writers
   std::atomic<int64_t> accepted{0};
 
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
@@ -535,6 +539,10 @@ std::vector<RateResult> Engine::ApplyUser(
   // or from equations built now over all of the user's ratings (and kept
   // for next time).
   internal::EquationCache& cache = g.equations[shard];
+  const int64_t bytes_before = static_cast<int64_t>(cache.bytes());
+  const int64_t users_before = static_cast<int64_t>(cache.users());
+  (kept != nullptr ? fold_in_cache_hits_ : fold_in_cache_misses_)
+      .fetch_add(1, std::memory_order_relaxed);
   const size_t budget =
       static_cast<size_t>(std::max<int64_t>(0, options_.fold_in_cache_bytes) /
                           static_cast<int64_t>(internal::Generation::kShards));
@@ -565,6 +573,10 @@ std::vector<RateResult> Engine::ApplyUser(
     row = with_new.Solve();
   }
   cache.Trim(budget);
+  g.equation_bytes.fetch_add(static_cast<int64_t>(cache.bytes()) - bytes_before,
+                             std::memory_order_relaxed);
+  g.equation_users.fetch_add(static_cast<int64_t>(cache.users()) - users_before,
+                             std::memory_order_relaxed);
 
   auto st = std::make_shared<UserState>();
   st->base = base_user;
@@ -924,6 +936,10 @@ EngineInfo Engine::Info() const {
   info.last_validation_rmse = m.last_validation_rmse;
   info.ratings_since_training = g->accepted.load();
   info.log_sequence = log_->last_seq();
+  info.fold_in_cache_bytes = g->equation_bytes.load();
+  info.fold_in_cache_users = g->equation_users.load();
+  info.fold_in_cache_hits = fold_in_cache_hits_.load();
+  info.fold_in_cache_misses = fold_in_cache_misses_.load();
   std::lock_guard<std::mutex> lock(jobs_mu_);
   if (running_ != nullptr) info.training_job = running_->id;
   return info;

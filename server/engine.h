@@ -140,6 +140,13 @@ struct EngineInfo {
   int64_t ratings_since_training = 0;
   uint64_t log_sequence = 0;
   std::string training_job;
+  // Kept fold-in equations (EngineOptions::fold_in_cache_bytes): held now,
+  // and since start how often a rating found its user's equations kept or
+  // had to rebuild them.
+  int64_t fold_in_cache_bytes = 0;
+  int64_t fold_in_cache_users = 0;
+  uint64_t fold_in_cache_hits = 0;
+  uint64_t fold_in_cache_misses = 0;
 };
 
 struct TrainSpec {
@@ -241,6 +248,8 @@ class Engine {
   std::mutex journal_mu_;
   std::vector<LogRecord> journal_;
   std::atomic<int64_t> since_snapshot_{0};
+  std::atomic<uint64_t> fold_in_cache_hits_{0};
+  std::atomic<uint64_t> fold_in_cache_misses_{0};
   std::mutex snapshot_mu_;  // one snapshot writer at a time
 
   mutable std::mutex jobs_mu_;

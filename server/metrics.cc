@@ -358,6 +358,20 @@ std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
             "Last rating-log sequence number applied.",
             static_cast<double>(info.log_sequence));
 
+      w.One("recsys_fold_in_cache_bytes", "gauge",
+            "Memory held by kept fold-in equations (--fold_in_cache_mb).",
+            static_cast<double>(info.fold_in_cache_bytes));
+      w.One("recsys_fold_in_cache_users", "gauge",
+            "Users whose fold-in equations are kept.",
+            static_cast<double>(info.fold_in_cache_users));
+      w.Header("recsys_fold_in_cache_lookups_total", "counter",
+               "User fold-ins that found the user's equations kept (hit) or "
+               "rebuilt them from all of the user's ratings (miss).");
+      w.Sample("recsys_fold_in_cache_lookups_total", "result=\"hit\"",
+               static_cast<double>(info.fold_in_cache_hits));
+      w.Sample("recsys_fold_in_cache_lookups_total", "result=\"miss\"",
+               static_cast<double>(info.fold_in_cache_misses));
+
       const RatingLogStats log = engine->log().stats();
       w.One("recsys_log_records_total", "counter",
             "Records appended to the rating log.",

@@ -344,6 +344,18 @@ TEST_F(OpsTest, MetricsEndpointCountsTheTrafficItSaw) {
   EXPECT_EQ(Metric(text, "recsys_new_users_total"), 1);
   EXPECT_EQ(Metric(text, "recsys_new_items_total"), 1);
 
+  // One lookup per user per group commit; every user's first is a miss.
+  // The retraining since started an empty cache for the new model.
+  const double hits =
+      Metric(text, "recsys_fold_in_cache_lookups_total{result=\"hit\"}");
+  const double misses =
+      Metric(text, "recsys_fold_in_cache_lookups_total{result=\"miss\"}");
+  EXPECT_GE(misses, 1);
+  EXPECT_GE(hits, 0);
+  EXPECT_LE(hits + misses, 12);
+  EXPECT_EQ(Metric(text, "recsys_fold_in_cache_users"), 0);
+  EXPECT_EQ(Metric(text, "recsys_fold_in_cache_bytes"), 0);
+
   EXPECT_EQ(Metric(text, "recsys_log_records_total"), 12);
   EXPECT_GE(Metric(text, "recsys_log_fsync_seconds_count"), 1);
   EXPECT_GT(Metric(text, "recsys_log_fsync_seconds_sum"), 0);
