@@ -8,6 +8,10 @@
 //   read_factors/<items>x<factors>  one pass summing the item-factor matrix:
 //                                   the memory-bandwidth floor for scoring
 //   fold_in/<factors>f/<n>          FoldInUser from n ratings
+//   fold_in/hybrid/<n>              the same for the default (hybrid) model
+//   fold_in_update/<factors>f/<n>   one re-rating of a user with n ratings
+//   fold_in_update/hybrid/<n>       through kept FoldInEquations, and the
+//                                   solve: the server's cost per rating
 //   train/<kind>/<ratings>          TrainModel with epochs = 1, 2 threads, on
 //                                   generated MovieLens-like data
 //   whatif_*                        alternatives the profiles suggest, timed
@@ -238,6 +242,73 @@ const RatingData& Data(const DataSize& size) {
   return *cached;
 }
 
+// n distinct random items of `m` with random 1..5 ratings.
+std::vector<IndexedRating> RandomRatings(const Model& m, int32_t n,
+                                         uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<IndexedRating> ratings;
+  std::vector<char> used(m.num_items(), 0);
+  while (static_cast<int32_t>(ratings.size()) < n) {
+    const auto i = static_cast<int32_t>(rng() % m.num_items());
+    if (used[i]) continue;
+    used[i] = 1;
+    ratings.push_back({i, static_cast<float>(1 + rng() % 5)});
+  }
+  return ratings;
+}
+
+// The default hybrid model's shape (32 iALS columns, 48 Bayesian samples of
+// 8 factors) trained on the generated 100k set with fewer sweeps.
+const Model& HybridModel() {
+  static const Model* m = [] {
+    Hyperparameters p = DefaultHyperparameters(ModelKind::kHybrid);
+    p.epochs = p.burn_in + p.samples;
+    TrainOptions o;
+    o.threads = 2;
+    absl::StatusOr<Model> trained =
+        TrainModel(Data(kDataSizes[0]), ModelKind::kHybrid, p, o);
+    return trained.ok() ? new Model(*std::move(trained)) : nullptr;
+  }();
+  return *m;
+}
+
+// What the server does per rating of a user whose fold-in equations it
+// keeps (FoldInEquations): a re-rating (the old value out, the new in) of
+// a user with n ratings, then the solve. Not `hybrid`: an ALS-shaped
+// random model with `factors` over 62k items; else the hybrid model.
+void FoldInUpdate(benchmark::State& state, bool hybrid, int32_t factors,
+                  int32_t n) {
+  const Model& m = hybrid ? HybridModel()
+                          : RandomModel(62423, factors, ModelKind::kAls, 0.3f);
+  const std::vector<IndexedRating> ratings = RandomRatings(m, n, 5);
+  FoldInEquations eq(m, /*user_side=*/true);
+  auto row = [&](int32_t i) { return m.item_factors.row(i).data(); };
+  for (const IndexedRating& r : ratings) {
+    eq.Add(row(r.index), m.item_bias[r.index], r.value);
+  }
+  int64_t j = 0;
+  for (auto _ : state) {
+    const IndexedRating& r = ratings[j++ % n];
+    eq.Add(row(r.index), m.item_bias[r.index], r.value, -1.0f);
+    eq.Add(row(r.index), m.item_bias[r.index], 6.0f - r.value);
+    FoldInResult solved = eq.Solve();
+    benchmark::DoNotOptimize(solved.factors.data());
+    eq.Add(row(r.index), m.item_bias[r.index], 6.0f - r.value, -1.0f);
+    eq.Add(row(r.index), m.item_bias[r.index], r.value);
+  }
+}
+
+// FoldInUser from all n ratings of the hybrid model: what a rating costs
+// without kept equations.
+void FoldInHybrid(benchmark::State& state, int32_t n) {
+  const Model& m = HybridModel();
+  const std::vector<IndexedRating> ratings = RandomRatings(m, n, 5);
+  for (auto _ : state) {
+    absl::StatusOr<FoldInResult> r = FoldInUser(m, ratings);
+    benchmark::DoNotOptimize(r->factors.data());
+  }
+}
+
 void TrainOneEpoch(benchmark::State& state, const DataSize& size,
                    ModelKind kind) {
   const RatingData& data = Data(size);
@@ -292,7 +363,21 @@ void RegisterAll() {
           absl::StrCat("fold_in/", factors, "f/", n).c_str(), FoldIn, factors,
           n)
           ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(
+          absl::StrCat("fold_in_update/", factors, "f/", n).c_str(),
+          FoldInUpdate, false, factors, n)
+          ->Unit(benchmark::kMicrosecond);
     }
+  }
+  // The hybrid model's items number 1682: up to 1000 ratings.
+  for (int32_t n : {10, 100, 1000}) {
+    benchmark::RegisterBenchmark(absl::StrCat("fold_in/hybrid/", n).c_str(),
+                                 FoldInHybrid, n)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(
+        absl::StrCat("fold_in_update/hybrid/", n).c_str(), FoldInUpdate, true,
+        0, n)
+        ->Unit(benchmark::kMicrosecond);
   }
   for (const DataSize& size : kDataSizes) {
     for (const char* name : {"sgd", "als", "ials", "bayes", "baseline"}) {
