@@ -734,7 +734,8 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       if (!allowed[i]) exclude.push_back(i);
     }
   }
-  TopK(scores, q.k, exclude, &best);
+  // `scores` is this call's scratch: the excluded items may be overwritten.
+  TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &best);
   out.items.reserve(best.size());
   for (const ScoredItem& s : best) {
     out.items.push_back(
