@@ -29,13 +29,6 @@ void FillItem(const ItemView& v, v1::Item* out) {
   for (const std::string& g : v.genres) out->add_genres(g);
 }
 
-// The same, moving the strings (the view is not used again).
-void MoveItem(ItemView&& v, v1::Item* out) {
-  out->set_id(std::move(v.id));
-  out->set_title(std::move(v.title));
-  for (std::string& g : v.genres) out->add_genres(std::move(g));
-}
-
 int KOrDefault(int32_t k) { return k == 0 ? 10 : k; }
 
 // Runs `body` with the engine, converting errors; the one shape every unary
@@ -184,13 +177,20 @@ grpc::ServerUnaryReactor* RecommenderService::Recommend(
     q.genre = req->genre();
     q.candidates.assign(req->candidate_item_ids().begin(),
                         req->candidate_item_ids().end());
-    RECSYS_ASSIGN_OR_RETURN(RecommendResult r, e.Recommend(q));
-    for (RecommendedItem& it : r.items) {
-      v1::ScoredItem* out = resp->add_items();
-      MoveItem(std::move(it.item), out->mutable_item());
-      out->set_predicted_rating(it.predicted_rating);
-      out->set_score(it.score);
-    }
+    // The strings go from the serving state straight into the response.
+    resp->mutable_items()->Reserve(std::clamp(q.k, 0, kMaxK));
+    RECSYS_ASSIGN_OR_RETURN(
+        RecommendResult r, e.Recommend(q, [resp](const RecommendedItemRef& it) {
+          v1::ScoredItem* out = resp->add_items();
+          v1::Item* item = out->mutable_item();
+          item->set_id(it.id);
+          item->set_title(it.info.title);
+          item->mutable_genres()->Reserve(
+              static_cast<int>(it.info.genres.size()));
+          for (const std::string& g : it.info.genres) item->add_genres(g);
+          out->set_predicted_rating(it.predicted_rating);
+          out->set_score(it.score);
+        }));
     resp->set_strategy(r.personalized ? v1::STRATEGY_PERSONALIZED
                                       : v1::STRATEGY_POPULARITY);
     resp->set_model_version(r.model_version);
