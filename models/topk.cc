@@ -108,12 +108,26 @@ class TopKHeap {
     }
   };
   static constexpr WorseOnTopOrder WorseOnTop{};
-  // Item i beats the worst kept one: swap them; returns the new threshold.
+  // Item i beats the worst kept one: it takes the root's place and sinks
+  // below every kept item it ranks before. One pass down the heap, where
+  // std::pop_heap + std::push_heap took one down to a leaf and one back up
+  // (topk_only/1682x32: 0.93 -> 0.74 us). Returns the new threshold.
   float Replace(int32_t i) {
-    std::pop_heap(heap_->begin(), heap_->end(), WorseOnTop);
-    heap_->back() = {i, s_[i]};
-    std::push_heap(heap_->begin(), heap_->end(), WorseOnTop);
-    return heap_->front().score;
+    const ScoredItem item = {i, s_[i]};
+    ScoredItem* h = heap_->data();
+    const size_t n = heap_->size();
+    size_t hole = 0;
+    while (true) {
+      size_t child = 2 * hole + 1;
+      if (child >= n) break;
+      // The worse of the two children.
+      if (child + 1 < n && Better(h[child], h[child + 1])) ++child;
+      if (!Better(item, h[child])) break;
+      h[hole] = h[child];
+      hole = child;
+    }
+    h[hole] = item;
+    return h[0].score;
   }
 
   const float* s_;
