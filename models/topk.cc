@@ -50,6 +50,19 @@ inline int CountAbove(const float* __restrict s, float threshold) {
   return count;
 }
 
+// Bit j set when s[j] > threshold: for a block that has any, so only those
+// items are visited (with AVX2 or AVX-512 the same few vector instructions
+// as the count; the portable build gets a scalar loop, no worse than
+// visiting every item).
+inline uint32_t MaskAbove(const float* __restrict s, float threshold) {
+  static_assert(kBlock <= 32, "one bit per item of a block");
+  uint32_t mask = 0;
+  for (int32_t j = 0; j < kBlock; ++j) {
+    mask |= static_cast<uint32_t>(s[j] > threshold) << j;
+  }
+  return mask;
+}
+
 // A min-heap (the worst kept item on top) of at most k items, filled in
 // increasing index order. Once it holds k items, an item can only enter with
 // a score above the worst kept one (a tie enters only with a lower index,
@@ -77,7 +90,11 @@ class TopKHeap {
     float threshold = heap_->front().score;
     for (; i + kBlock <= end; i += kBlock) {
       if (CountAbove(s_ + i, threshold) == 0) continue;
-      for (int32_t j = i; j < i + kBlock; ++j) {
+      // In index order; the threshold rises as items enter, so each one is
+      // checked again.
+      for (uint32_t mask = MaskAbove(s_ + i, threshold); mask != 0;
+           mask &= mask - 1) {
+        const int32_t j = i + __builtin_ctz(mask);
         if (s_[j] > threshold) threshold = Replace(j);
       }
     }
