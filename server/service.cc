@@ -132,7 +132,7 @@ class RateBatcher {
 };
 
 // Recommend's request and response live on a protobuf Arena per call, so
-// the ~60 small objects of a k = 10 response (messages, strings, repeated
+// the ~70 small objects of a k = 10 response (messages, strings, repeated
 // fields) are bump-allocated from one block and dropped together, instead
 // of one malloc and free each. Holders are kept for reuse: the block is
 // allocated once, and Reset leaves it in place.
@@ -163,7 +163,7 @@ class RecommendAllocator final
   // Enough for the request and a response of k = 10 to fit in the first
   // block; bigger ones take further blocks, freed on reuse.
   static constexpr size_t kBlockBytes = 8192;
-  // More idle holders than calls ever in flight at once are freed.
+  // Idle holders beyond this many (more than are ever in flight) are freed.
   static constexpr size_t kMaxFree = 256;
 
   class Holder final : public grpc::MessageHolder<v1::RecommendRequest,
