@@ -39,11 +39,18 @@ std::vector<ScoredItem> TopK(const Eigen::VectorXf& scores, int k,
 // The same into `out` (cleared first), so a caller can reuse its capacity.
 void TopK(absl::Span<const float> scores, int k,
           absl::Span<const int32_t> exclude, std::vector<ScoredItem>* out);
+// The same for a caller that owns `scores` and is done with them: the
+// excluded entries are overwritten with -inf, which spares the copy TopK
+// makes when there are exclusions.
+void TopKInPlace(absl::Span<float> scores, int k,
+                 absl::Span<const int32_t> exclude,
+                 std::vector<ScoredItem>* out);
 
 // The k best items for user index `u` of the model, skipping what the user
 // rated in training when `exclude_rated`. u = -1 is a user the model has
 // never seen: items rank by their biases (or counts, for kPopularity).
-// `scores` is scratch space the caller may reuse across calls.
+// `scores` is scratch space the caller may reuse across calls (it ends with
+// the excluded items scored -inf).
 std::vector<ScoredItem> RecommendForUser(const Model& model, int32_t u, int k,
                                          bool exclude_rated,
                                          Eigen::VectorXf* scores);

@@ -705,6 +705,19 @@ absl::Status Engine::Sync() { return log_->Sync(); }
 
 absl::StatusOr<RecommendResult> Engine::Recommend(
     const RecommendQuery& q) const {
+  std::vector<RecommendedItem> items;
+  RECSYS_ASSIGN_OR_RETURN(
+      RecommendResult out, Recommend(q, [&](const RecommendedItemRef& r) {
+        items.push_back(
+            {{r.id, r.info.title, r.info.genres}, r.predicted_rating, r.score});
+      }));
+  out.items = std::move(items);
+  return out;
+}
+
+absl::StatusOr<RecommendResult> Engine::Recommend(
+    const RecommendQuery& q,
+    absl::FunctionRef<void(const RecommendedItemRef&)> emit) const {
   RECSYS_RETURN_IF_ERROR(CheckId("user id", q.user));
   RECSYS_RETURN_IF_ERROR(CheckK(q.k));
   if (q.exclude.size() > kMaxListItems || q.candidates.size() > kMaxListItems) {
@@ -822,11 +835,15 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       if (!allowed[i]) exclude.push_back(i);
     }
   }
-  TopK(scores, q.k, exclude, &best);
-  out.items.reserve(best.size());
+  // `scores` is this call's scratch: the excluded items may be overwritten.
+  TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &best);
+  // `g` and `ni` keep the referenced ids and descriptions alive until
+  // Recommend returns.
   for (const ScoredItem& s : best) {
-    out.items.push_back(
-        {ViewItem(*g, *ni, s.item), predicted(s.item, s.score), s.score});
+    const bool trained = s.item < base;
+    emit({trained ? m.items.External(s.item) : ni->ids.External(s.item - base),
+          trained ? m.item_info[s.item] : ni->info[s.item - base],
+          predicted(s.item, s.score), s.score});
   }
   return out;
 }

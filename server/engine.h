@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -98,6 +99,15 @@ struct RecommendQuery {
 
 struct RecommendedItem {
   ItemView item;
+  float predicted_rating = 0;
+  float score = 0;
+};
+
+// One recommended item as the visitor of Engine::Recommend sees it:
+// references into the serving state, valid only during the call.
+struct RecommendedItemRef {
+  const std::string& id;
+  const ItemInfo& info;
   float predicted_rating = 0;
   float score = 0;
 };
@@ -184,6 +194,13 @@ class Engine {
   ~Engine();
 
   absl::StatusOr<RecommendResult> Recommend(const RecommendQuery& q) const;
+  // The same without copying the items: `emit` sees each one, best first,
+  // before Recommend returns, and the result's `items` stays empty. For a
+  // caller that copies them somewhere anyway (the gRPC response), this
+  // saves a copy of every id, title and genre.
+  absl::StatusOr<RecommendResult> Recommend(
+      const RecommendQuery& q,
+      absl::FunctionRef<void(const RecommendedItemRef&)> emit) const;
   absl::StatusOr<RateResult> Rate(const RatingInput& rating);
   // Validates each, makes the valid ones durable together (one log append),
   // applies them; one result per input, in order.

@@ -41,7 +41,8 @@ class ServiceObserver {
   virtual void OnTrainingStarted(const std::string& job_id) = 0;
 };
 
-class RateBatcher;  // defined in service.cc
+class RateBatcher;         // defined in service.cc
+class RecommendAllocator;  // defined in service.cc
 
 // The hot unary calls, Recommend and Rate, use gRPC's callback API: Recommend
 // runs on the gRPC thread that received it (no hand-off to a sync-server
@@ -92,6 +93,8 @@ class RecommenderService final
   std::atomic<Engine*> engine_{nullptr};
   ServiceObserver* observer_ = nullptr;
   std::unique_ptr<RateBatcher> rate_batcher_;
+  // Recommend's request and response, on a protobuf arena per call.
+  std::unique_ptr<RecommendAllocator> recommend_allocator_;
 };
 
 }  // namespace recsys

@@ -52,6 +52,49 @@ TEST(TopKTest, MatchesFullSortWithTiesAndExclusions) {
   }
 }
 
+// Excluded items are overwritten with -inf internally, so items that really
+// score -inf must still come back (after every other, lowest index first)
+// when the catalogue runs short, and excluded ones never. TopKInPlace must
+// agree with TopK.
+TEST(TopKTest, NegativeInfinityScoresAreRankedNotExcluded) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 700);
+    Eigen::VectorXf scores(n);
+    for (int i = 0; i < n; ++i) {
+      const unsigned r = rng() % 10;
+      scores[i] = r < 3 ? -kInf : r == 3 ? kInf : static_cast<float>(r) / 2;
+    }
+    std::vector<int32_t> exclude;
+    const int ex = static_cast<int>(rng() % (n + 1));
+    for (int j = 0; j < ex; ++j)
+      exclude.push_back(static_cast<int32_t>(rng() % (n + 8)) - 4);
+    const int k = 1 + static_cast<int>(rng() % (n + 5));
+    const std::vector<ScoredItem> want = FullSort(scores, k, exclude);
+    ExpectSame(TopK(scores, k, exclude), want);
+    Eigen::VectorXf scratch = scores;
+    std::vector<ScoredItem> got;
+    TopKInPlace(absl::MakeSpan(scratch.data(), static_cast<size_t>(n)), k,
+                exclude, &got);
+    ExpectSame(got, want);
+  }
+}
+
+TEST(TopKTest, InPlaceOverwritesOnlyExcludedScores) {
+  Eigen::VectorXf scores(5);
+  scores << 1, 5, 3, 4, 2;
+  const std::vector<int32_t> exclude = {1, 7, -1};
+  std::vector<ScoredItem> got;
+  TopKInPlace(absl::MakeSpan(scores.data(), 5), 2, exclude, &got);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].item, 3);
+  EXPECT_EQ(got[1].item, 2);
+  EXPECT_EQ(scores[0], 1);
+  EXPECT_EQ(scores[1], -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(scores[4], 2);
+}
+
 // TopK skips whole blocks of items below the current k-th score; a NaN at
 // the start of a block must not hide a winner later in it, and winners in
 // the last, partial block count too.

@@ -1,0 +1,171 @@
+// The gRPC service in process, over an in-process channel: Recommend's
+// response must carry exactly what Engine::Recommend returns for the same
+// query (the service builds the response from references into the serving
+// state, on a per-call arena), for every kind of query.
+#include "server/service.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+#include "models/train.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RatingData data = testing::PlantedData(80, 60, 4, 0.2, 0.3, 5, true);
+    // Titles too long for the small-string buffer, and 0 to 3 genres.
+    const std::vector<std::string> genres = {"Action", "Children's", "Drama"};
+    for (size_t i = 0; i < data.item_info.size(); ++i) {
+      ItemInfo& info = data.item_info[i];
+      info.title = absl::StrCat("A title long enough for the heap #", i);
+      info.genres.clear();
+      for (size_t g = 0; g < genres.size(); ++g) {
+        if ((i >> g) & 1) info.genres.push_back(genres[g]);
+      }
+    }
+    EngineOptions opt;
+    opt.data_dir = testing::MakeTempDir("service");
+    opt.train_threads = 1;
+    opt.snapshot_every = 0;
+    auto e = Engine::Open(opt, [&data]() -> absl::StatusOr<Model> {
+      Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
+      p.factors = 6;
+      p.epochs = 4;
+      TrainOptions topt;
+      topt.threads = 1;
+      return TrainModel(data, ModelKind::kAls, p, topt);
+    });
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = *std::move(e);
+    // A new item (its description is empty) and a user folded in since.
+    ASSERT_TRUE(
+        engine_->Rate({"u3", "an-item-added-after-training", 5, 0}).ok());
+    ASSERT_TRUE(engine_->Rate({"u3", "i7", 1, 0}).ok());
+
+    service_.SetEngine(engine_.get());
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = v1::Recommender::NewStub(
+        server_->InProcessChannel(grpc::ChannelArguments()));
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  // Sends `req` and checks the answer against the engine's for the same
+  // query, field by field.
+  void ExpectSameAsEngine(const v1::RecommendRequest& req) {
+    SCOPED_TRACE(req.ShortDebugString());
+    grpc::ClientContext ctx;
+    v1::RecommendResponse resp;
+    const grpc::Status s = stub_->Recommend(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+
+    RecommendQuery q;
+    q.user = req.user_id();
+    q.k = req.k() == 0 ? 10 : req.k();
+    q.include_rated = req.include_rated();
+    q.exclude.assign(req.exclude_item_ids().begin(),
+                     req.exclude_item_ids().end());
+    q.genre = req.genre();
+    q.candidates.assign(req.candidate_item_ids().begin(),
+                        req.candidate_item_ids().end());
+    absl::StatusOr<RecommendResult> want = engine_->Recommend(q);
+    ASSERT_TRUE(want.ok()) << want.status();
+
+    ASSERT_EQ(resp.items_size(), static_cast<int>(want->items.size()));
+    for (int r = 0; r < resp.items_size(); ++r) {
+      const v1::ScoredItem& got = resp.items(r);
+      const RecommendedItem& w = want->items[static_cast<size_t>(r)];
+      EXPECT_EQ(got.item().id(), w.item.id) << "rank " << r;
+      EXPECT_EQ(got.item().title(), w.item.title) << "rank " << r;
+      EXPECT_THAT(got.item().genres(),
+                  ::testing::ElementsAreArray(w.item.genres))
+          << "rank " << r;
+      EXPECT_EQ(got.predicted_rating(), w.predicted_rating) << "rank " << r;
+      EXPECT_EQ(got.score(), w.score) << "rank " << r;
+    }
+    EXPECT_EQ(resp.strategy(), want->personalized ? v1::STRATEGY_PERSONALIZED
+                                                  : v1::STRATEGY_POPULARITY);
+    EXPECT_EQ(resp.model_version(), want->model_version);
+    EXPECT_THAT(resp.unknown_item_ids(),
+                ::testing::ElementsAreArray(want->unknown_candidates));
+  }
+
+  std::unique_ptr<Engine> engine_;
+  RecommenderService service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Recommender::Stub> stub_;
+};
+
+TEST_F(ServiceTest, RecommendAnswersWhatTheEngineDoes) {
+  std::vector<v1::RecommendRequest> reqs;
+  for (const char* user : {"u0", "u3", "u17", "someone-new"}) {
+    v1::RecommendRequest req;
+    req.set_user_id(user);
+    reqs.push_back(req);  // k = 0: the default 10
+    req.set_k(1000);      // more than the catalogue
+    reqs.push_back(req);
+    req.set_k(7);
+    req.set_include_rated(true);
+    reqs.push_back(req);
+    req.set_include_rated(false);
+    req.add_exclude_item_ids("i1");
+    req.add_exclude_item_ids("i2");
+    req.add_exclude_item_ids("no-such-item");
+    reqs.push_back(req);
+    req.set_genre("Children's");
+    reqs.push_back(req);
+    req.clear_genre();
+    for (const char* c : {"i5", "i9", "an-item-added-after-training", "i2",
+                          "unknown-1", "unknown-2"}) {
+      req.add_candidate_item_ids(c);
+    }
+    reqs.push_back(req);
+  }
+  for (const v1::RecommendRequest& req : reqs) ExpectSameAsEngine(req);
+}
+
+// Many calls at once, each with its own request and response: the per-call
+// messages must not leak from one call into another.
+TEST_F(ServiceTest, ConcurrentRecommendsGetTheirOwnAnswers) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([this, t] {
+      for (int n = 0; n < 50; ++n) {
+        v1::RecommendRequest req;
+        req.set_user_id(absl::StrCat("u", (t * 50 + n) % 80));
+        req.set_k(1 + (n % 12));
+        ExpectSameAsEngine(req);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+}
+
+TEST_F(ServiceTest, RecommendErrorsCarryNoItems) {
+  v1::RecommendRequest req;
+  req.set_user_id("u0");
+  req.set_k(-3);
+  grpc::ClientContext ctx;
+  v1::RecommendResponse resp;
+  const grpc::Status s = stub_->Recommend(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.items_size(), 0);
+}
+
+}  // namespace
+}  // namespace recsys
