@@ -167,6 +167,8 @@ std::string ResultJson(const Row& row) {
       ",\"first_error\":", JsonString(r.total.first_error),
       ",\"ratio_to_empty\":", row.ratio >= 0 ? Num(row.ratio) : "null",
       ",\"latency_us\":", LatencyJson(r.total.latency),
+      r.open_loop ? absl::StrCat(",\"send_lag_us\":", LatencyJson(r.send_lag))
+                  : "",
       ",\"client_cpu_cores\":", Num(r.client_cpu),
       ",\"server_cpu_cores\":", r.server_cpu >= 0 ? Num(r.server_cpu) : "null",
       ",\"ops\":{", absl::StrJoin(ops, ","), "}}");
@@ -195,6 +197,15 @@ void PrintTable(const std::vector<Row>& rows, std::ostream& out) {
         Us(h.Percentile(50)), Us(h.Percentile(90)), Us(h.Percentile(99)),
         Us(h.Percentile(99.9)), r.total.errors, r.client_cpu,
         r.server_cpu >= 0 ? absl::StrFormat("%.2f", r.server_cpu) : "-");
+    if (r.open_loop) {
+      // The client's own lateness is part of every latency above (they
+      // count from the scheduled time); shown so it can be told apart.
+      const LatencyHistogram& lag = r.send_lag;
+      out << absl::StrFormat("  %-20s %10s %7s %8s %8s %8s %9s\n",
+                             "client send lag", "", "", Us(lag.Percentile(50)),
+                             Us(lag.Percentile(90)), Us(lag.Percentile(99)),
+                             Us(lag.Percentile(99.9)));
+    }
     if (r.by_op.size() > 1) {
       for (const auto& [op, s] : r.by_op) {
         out << absl::StrFormat("  %-20s %10.0f %7s %8s %8s %8s %9s %7d\n", op,

@@ -1,8 +1,10 @@
 #include "bench/load_generator.h"
 
+#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <random>
@@ -180,18 +182,39 @@ class Worker {
     } else if (!open_loop) {
       for (int i = 0; i < inflight; ++i) Issue(NowNs());
     }
+    // The open loop's calls are issued by a thread of their own that sleeps
+    // until each send time. Waiting for them in AsyncNext's deadline, as
+    // this loop once did, left sends 0.5 ms late at the median and 1.9 ms
+    // at p99 at only 4,000 calls/s with the client on a core of its own
+    // (gRPC's timers are coarse), and a late send counts as latency.
+    const bool paced = open_loop && o_.workload != Workload::kStream;
+    std::atomic<bool> sending{paced};
+    std::thread sender;
+    if (paced) {
+      sender = std::thread([this, &sending, next_send, end,
+                            interval_ns]() mutable {
+        // Wake-ups as exact as the kernel allows (the default slack is
+        // 50 us).
+        prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+        while (next_send < end) {
+          std::this_thread::sleep_until(std::chrono::steady_clock::time_point(
+              std::chrono::nanoseconds(next_send)));
+          const int64_t now = NowNs();
+          while (next_send <= now && next_send < end) {
+            if (next_send >= warm_end_) send_lag_.Record(NowNs() - next_send);
+            Issue(next_send);
+            next_send += interval_ns;
+          }
+        }
+        sending = false;
+      });
+    }
     const int64_t cancel_at =
         end + static_cast<int64_t>(o_.timeout_seconds * 1e9) + 1'000'000'000;
     bool cancelled = false;
     while (true) {
       int64_t now = NowNs();
-      if (open_loop && o_.workload != Workload::kStream) {
-        while (next_send <= now && next_send < end) {
-          Issue(next_send);
-          next_send += interval_ns;
-        }
-      }
-      if (now >= end) {
+      if (now >= end && !sending) {
         for (auto& s : streams_) s->Close();
         const bool streams_done =
             std::all_of(streams_.begin(), streams_.end(),
@@ -204,7 +227,6 @@ class Worker {
       }
       int64_t wake = now + kPollNs;
       if (now < end) wake = std::min(wake, end);
-      if (open_loop && next_send < end) wake = std::min(wake, next_send);
       void* tag = nullptr;
       bool ok = false;
       const auto status = cq_.AsyncNext(&tag, &ok, DeadlineIn(wake - now));
@@ -214,6 +236,7 @@ class Worker {
         break;
       }
     }
+    if (sender.joinable()) sender.join();
     cq_.Shutdown();
     void* tag = nullptr;
     bool ok = false;
@@ -261,6 +284,7 @@ class Worker {
 
   int64_t end() const { return end_; }
   const OpStats& stats(int op) const { return stats_[op]; }
+  const LatencyHistogram& send_lag() const { return send_lag_; }
 
  private:
   const std::string& Pick(const std::vector<std::string>& v) {
@@ -353,11 +377,14 @@ class Worker {
   std::vector<std::unique_ptr<RatingStream>> streams_;
   grpc::ByteBuffer empty_request_;
   size_t next_channel_ = 0;
-  int64_t outstanding_ = 0;
+  // Calls started and not finished: the sender thread (open loop) starts
+  // them, the completion-queue thread finishes them.
+  std::atomic<int64_t> outstanding_{0};
   bool closed_loop_ = true;
   int64_t warm_end_ = 0;
   int64_t end_ = 0;
   OpStats stats_[kNumOps];
+  LatencyHistogram send_lag_;  // open loop, measured window
 
   friend class RatingStream;
 };
@@ -569,6 +596,7 @@ WorkloadResult RunWorkload(
     result.total.Merge(merged);
     result.by_op[kOpNames[op]] = std::move(merged);
   }
+  for (const auto& w : workers) result.send_lag.Merge(w->send_lag());
   result.qps = o.duration_seconds > 0
                    ? static_cast<double>(result.total.ok) / o.duration_seconds
                    : 0;

@@ -104,6 +104,9 @@ struct WorkloadResult {
   // Per RPC ("recommend", "rate", "empty", "stream", "info"); one entry
   // unless kMix.
   std::map<std::string, OpStats> by_op;
+  // Open loop: how late the client started each call after its scheduled
+  // time (its own scheduling delay, already inside the latencies above).
+  LatencyHistogram send_lag;
   // CPU used during the window, in cores (1.0 = one core busy).
   double client_cpu = 0;
   double server_cpu = -1;  // -1 when unknown
