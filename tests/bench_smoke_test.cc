@@ -102,6 +102,13 @@ TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
     EXPECT_GT(Number(lat, "p50"), 0) << name;
     EXPECT_LE(Number(lat, "p50"), Number(lat, "p99")) << name;
     EXPECT_LE(Number(lat, "p99"), Number(lat, "p999")) << name;
+    // Open-loop runs report how late the client sent, which is part of
+    // (so at most) the latency.
+    EXPECT_EQ(res.fields().contains("send_lag_us"), loop == "open") << name;
+    if (loop == "open") {
+      const auto& lag = res.fields().at("send_lag_us").struct_value();
+      EXPECT_LE(Number(lag, "p50"), Number(lat, "p50") + 1) << name;
+    }
   }
   EXPECT_THAT(names, ::testing::ElementsAre(
                          "empty/closed", "empty/open", "recommend/closed",
