@@ -329,6 +329,7 @@ void FoldInEquations::Add(const float* factors, float bias, float value,
                           float sign) {
   const Model& m = *model_;
   n_ += sign > 0 ? 1 : -1;
+  ++updates_;
   residual_ += sign * (static_cast<double>(value) - m.mu - bias);
   if (m.factors() == 0) return;
   if (!m.ranks_by_rating()) {

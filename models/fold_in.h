@@ -84,6 +84,9 @@ class FoldInEquations {
   FoldInResult Solve() const;
 
   int64_t count() const { return n_; }
+  // Add calls so far: rounding error grows with them, so a long-lived
+  // holder rebuilds the equations from the ratings now and then.
+  int64_t updates() const { return updates_; }
   // Heap bytes held, for a cache's memory bound.
   size_t bytes() const;
 
@@ -91,6 +94,7 @@ class FoldInEquations {
   const Model* model_;
   bool user_side_;
   int64_t n_ = 0;        // ratings
+  int64_t updates_ = 0;  // Add calls
   double residual_ = 0;  // sum of value - mu - bias, for the baseline bias
   // Rating-predicting kinds with factors: sum of y y^T (lower triangle) and
   // of t y, y = [1, q], t = value - mu - bias. Ranking kinds: sum of q q^T

@@ -63,7 +63,9 @@ class EquationCache {
     lru_.splice(lru_.begin(), lru_, it->second);
     return &it->second->eq;
   }
+  // Adds or replaces the user's equations, now the most recently used.
   void Insert(const std::string& user, FoldInEquations eq) {
+    Erase(user);
     const size_t bytes = eq.bytes() + user.capacity() + kOverhead;
     lru_.push_front({user, std::move(eq), bytes});
     index_[user] = lru_.begin();
@@ -81,6 +83,14 @@ class EquationCache {
   size_t users() const { return lru_.size(); }
 
  private:
+  void Erase(const std::string& user) {
+    auto it = index_.find(user);
+    if (it == index_.end()) return;
+    bytes_ -= it->second->bytes;
+    lru_.erase(it->second);
+    index_.erase(it);
+  }
+
   // A list node and an index slot, roughly.
   static constexpr size_t kOverhead = 96;
   struct Entry {
@@ -503,6 +513,10 @@ std::vector<RateResult> Engine::ApplyUser(
   // The user's kept fold-in equations, if any, follow each change of a
   // rating of a model item (see EquationCache).
   FoldInEquations* kept = g.equations[shard].Find(user_id);
+  // Every update adds rounding error; after many, start again from the
+  // ratings (one full fold-in per kRebuildAfter updates).
+  constexpr int64_t kRebuildAfter = 1 << 16;
+  if (kept != nullptr && kept->updates() >= kRebuildAfter) kept = nullptr;
   std::optional<FoldInEquations> fresh;
   auto add = [&m](FoldInEquations* eq, const UserState::Entry& e, float sign) {
     if (e.item >= m.num_items()) return;
