@@ -309,6 +309,12 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
   finish(&m->item_factors, &m->item_bias, k + 1);
 }
 
+namespace {
+// Where row r of a packed lower triangle starts: r (r + 1) / 2 entries
+// precede it.
+inline int64_t Tri(int64_t r) { return r * (r + 1) / 2; }
+}  // namespace
+
 void BayesEquations::Reset(const Model& m, bool user_side, int64_t cols) {
   const Posterior& post = m.posterior;
   user_side_ = user_side;
@@ -322,14 +328,14 @@ void BayesEquations::Reset(const Model& m, bool user_side, int64_t cols) {
   const RowMatrix& precisions =
       user_side ? post.user_precision : post.item_precision;
   const int64_t d = d_, S = samples_;
-  a_.assign(d * d * S, 0.0f);
+  a_.assign(d * (d + 1) / 2 * S, 0.0f);
   v_.assign(d * S, 0.0f);
   for (int64_t s = 0; s < S; ++s) {
     const auto precision = precisions.middleRows(s * d, d);
     const auto mean = means.row(s);
     for (int64_t r = 0; r < d; ++r) {
       for (int64_t c = 0; c <= r; ++c)
-        a_[(r * d + c) * S + s] = precision(r, c);
+        a_[(Tri(r) + c) * S + s] = precision(r, c);
       v_[r * S + s] = precision.row(r).dot(mean);
     }
   }
@@ -362,7 +368,7 @@ void BayesEquations::Add(const float* row, float offset, float value,
       vr[s] += wr[s] * t[s];
     }
     for (int64_t c = 0; c <= r; ++c) {
-      float* __restrict arc = a_.data() + (r * d + c) * S;
+      float* __restrict arc = a_.data() + (Tri(r) + c) * S;
       const float* __restrict zc = z.data() + c * S;
       for (int64_t s = 0; s < S; ++s) arc[s] += wr[s] * zc[s];
     }
@@ -378,10 +384,10 @@ void BayesEquations::Solve(float* bias, float* out) const {
   // across samples.
   for (int64_t r = 0; r < d; ++r) {
     for (int64_t c = 0; c <= r; ++c) {
-      float* __restrict arc = a.data() + (r * d + c) * S;
+      float* __restrict arc = a.data() + (Tri(r) + c) * S;
       for (int64_t p = 0; p < c; ++p) {
-        const float* __restrict arp = a.data() + (r * d + p) * S;
-        const float* __restrict acp = a.data() + (c * d + p) * S;
+        const float* __restrict arp = a.data() + (Tri(r) + p) * S;
+        const float* __restrict acp = a.data() + (Tri(c) + p) * S;
         for (int64_t s = 0; s < S; ++s) arc[s] -= arp[s] * acp[s];
       }
       if (c == r) {
@@ -391,7 +397,7 @@ void BayesEquations::Solve(float* bias, float* out) const {
         Eigen::Map<Eigen::ArrayXf> pivots(arc, S);
         pivots = pivots.sqrt();
       } else {
-        const float* __restrict acc = a.data() + (c * d + c) * S;
+        const float* __restrict acc = a.data() + (Tri(c) + c) * S;
         for (int64_t s = 0; s < S; ++s) arc[s] /= acc[s];
       }
     }
@@ -399,21 +405,21 @@ void BayesEquations::Solve(float* bias, float* out) const {
   for (int64_t r = 0; r < d; ++r) {
     float* __restrict vr = v.data() + r * S;
     for (int64_t c = 0; c < r; ++c) {
-      const float* __restrict arc = a.data() + (r * d + c) * S;
+      const float* __restrict arc = a.data() + (Tri(r) + c) * S;
       const float* __restrict vc = v.data() + c * S;
       for (int64_t s = 0; s < S; ++s) vr[s] -= arc[s] * vc[s];
     }
-    const float* __restrict arr = a.data() + (r * d + r) * S;
+    const float* __restrict arr = a.data() + (Tri(r) + r) * S;
     for (int64_t s = 0; s < S; ++s) vr[s] /= arr[s];
   }
   for (int64_t r = d - 1; r >= 0; --r) {
     float* __restrict vr = v.data() + r * S;
     for (int64_t c = r + 1; c < d; ++c) {
-      const float* __restrict acr = a.data() + (c * d + r) * S;
+      const float* __restrict acr = a.data() + (Tri(c) + r) * S;
       const float* __restrict vc = v.data() + c * S;
       for (int64_t s = 0; s < S; ++s) vr[s] -= acr[s] * vc[s];
     }
-    const float* __restrict arr = a.data() + (r * d + r) * S;
+    const float* __restrict arr = a.data() + (Tri(r) + r) * S;
     for (int64_t s = 0; s < S; ++s) vr[s] /= arr[s];
   }
   float bias_sum = 0;

@@ -58,10 +58,10 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
 // The S per-sample systems of a Bayesian fold-in (see the top of this file),
 // kept so that ratings can be added or removed one at a time. They are
 // stored side by side with the sample index innermost, so every step is one
-// vector operation across samples: a[(r * d + c) * S + s] is entry (r, c),
-// c <= r, of sample s's matrix and v[r * S + s] entry r of its right-hand
-// side. In float: fold-in is on the serving path, and a (k + 1)-square
-// system in float is well within precision.
+// vector operation across samples: a[(r (r + 1) / 2 + c) * S + s] is entry
+// (r, c), c <= r, of sample s's matrix (the lower triangle, packed) and
+// v[r * S + s] entry r of its right-hand side. In float: fold-in is on the
+// serving path, and a (k + 1)-square system in float is well within precision.
 class BayesEquations {
  public:
   // The prior's part alone (no ratings) for the side `user_side` of `m`,

@@ -65,7 +65,7 @@ struct EngineOptions {
   int keep_snapshots = 1;
   // Memory for the fold-in equations of recently active users, so that a
   // rating updates them instead of re-solving from all of the user's
-  // ratings (hybrid: ~22 KB per user; sgd at 128 factors: ~67 KB). 0 = none.
+  // ratings (hybrid: ~15 KB per user; sgd at 128 factors: ~67 KB). 0 = none.
   int64_t fold_in_cache_bytes = int64_t{256} << 20;
 };
 
