@@ -126,8 +126,8 @@ struct RowScratch {
 
 // The conditional posterior of one row given rows `cols` of `other` (d
 // columns: [bias, factors]) rated `values`: writes its mean to `out`, or,
-// when `rng` is set, a draw from it. (FoldInBayes computes the same mean in
-// float for serving.)
+// when `rng` is set, a draw from it. (BayesEquations computes the same mean
+// in float for serving.)
 void RowPosterior(const MatrixXd& other, absl::Span<const int32_t> cols,
                   absl::Span<const float> values, double offset,
                   const Prior& prior, double alpha, RowScratch* s,
@@ -438,20 +438,6 @@ void BayesEquations::Solve(float* bias, float* out) const {
 
 size_t BayesEquations::bytes() const {
   return (a_.capacity() + v_.capacity()) * sizeof(float);
-}
-
-void FoldInBayes(const Model& m, bool user_side, RowMatrixRef other,
-                 const Eigen::VectorXf& other_bias,
-                 absl::Span<const int32_t> cols, absl::Span<const float> values,
-                 float* bias, float* out) {
-  // Reused on this thread: no allocation once warm.
-  thread_local BayesEquations eq;
-  eq.Reset(m, user_side, other.cols());
-  for (size_t j = 0; j < cols.size(); ++j) {
-    eq.Add(other.row(cols[j]).data(), m.mu + other_bias[cols[j]], values[j],
-           1.0f);
-  }
-  eq.Solve(bias, out);
 }
 
 }  // namespace internal

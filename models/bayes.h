@@ -85,16 +85,6 @@ class BayesEquations {
   std::vector<float> a_, v_;
 };
 
-// Fold-in for the Bayesian part of kBayes or kHybrid: the row of one user
-// (user_side) or item from its ratings. Row cols[j] of `other` (the serving
-// form of the Bayesian part) and other_bias[cols[j]] belong to the
-// counterpart rated values[j]. Writes the mean bias to *bias and the
-// serving-form row to `out` (other.cols() floats).
-void FoldInBayes(const Model& m, bool user_side, RowMatrixRef other,
-                 const Eigen::VectorXf& other_bias,
-                 absl::Span<const int32_t> cols, absl::Span<const float> values,
-                 float* bias, float* out);
-
 }  // namespace internal
 }  // namespace recsys
 

@@ -80,6 +80,10 @@ class FoldInEquations {
   // `factors` (model.factors() floats) and bias `bias`, or removes (-1) one
   // added before.
   void Add(const float* factors, float bias, float value, float sign = 1.0f);
+  // Adds many ratings at once, as fast as a solve from scratch: rating j is
+  // values[j] against row cols[j] of `rows` and entry cols[j] of `bias`.
+  void AddRows(RowMatrixRef rows, const Eigen::VectorXf& bias,
+               absl::Span<const int32_t> cols, absl::Span<const float> values);
 
   FoldInResult Solve() const;
 

@@ -26,32 +26,6 @@ float ImplicitTarget(const Hyperparameters& p, const RatingScale& scale,
   return 1.0f - p.value_weight * std::clamp(below, 0.0f, 1.0f);
 }
 
-void SolveImplicitRow(RowMatrixRef other, const Eigen::MatrixXf& gram,
-                      absl::Span<const int32_t> cols,
-                      absl::Span<const float> values, const Hyperparameters& p,
-                      const RatingScale& scale, int64_t n_other,
-                      SolveScratch* s, float* out) {
-  const int64_t k = other.cols();
-  Eigen::Map<Eigen::VectorXf> x(out, k);
-  if (cols.empty()) {
-    x.setZero();
-    return;
-  }
-  const int64_t n = static_cast<int64_t>(cols.size());
-  s->y.resize(k, n);
-  for (int64_t j = 0; j < n; ++j) s->y.col(j) = other.row(cols[j]).transpose();
-  s->a = p.implicit_weight * gram;
-  s->a.selfadjointView<Eigen::Lower>().rankUpdate(s->y);
-  s->a.diagonal().array() += ImplicitPenalty(p, n, n_other);
-  s->x.setZero(k);
-  for (int64_t j = 0; j < n; ++j) {
-    s->x += ImplicitTarget(p, scale, values[j]) * s->y.col(j);
-  }
-  Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(s->a);
-  llt.solveInPlace(s->x);
-  x = s->x;
-}
-
 namespace {
 
 // A few conjugate-gradient steps on the row's system, from its current

@@ -15,8 +15,7 @@
 // exactly (Cholesky).
 //
 //   Model m;  // kind kIals, with item_gram filled (ComputeGrams)
-//   internal::SolveImplicitRow(m.item_factors, m.item_gram, cols, m.params,
-//                              m.num_items(), &scratch, p_u.data());
+//   FoldInResult row = *FoldInUser(m, ratings);  // the exact solve
 #ifndef RECSYS_MODELS_IALS_H_
 #define RECSYS_MODELS_IALS_H_
 
@@ -38,14 +37,6 @@ float ImplicitPenalty(const Hyperparameters& p, int64_t n_row, int64_t n_other);
 // The target of an observed pair rated `value` (see value_weight).
 float ImplicitTarget(const Hyperparameters& p, const RatingScale& scale,
                      float value);
-
-// The exact solve for one row: `cols` index `other` (the fixed side), rated
-// `values`, and `gram` is other^T other. Writes other.cols() floats to `out`.
-void SolveImplicitRow(RowMatrixRef other, const Eigen::MatrixXf& gram,
-                      absl::Span<const int32_t> cols,
-                      absl::Span<const float> values, const Hyperparameters& p,
-                      const RatingScale& scale, int64_t n_other,
-                      SolveScratch* scratch, float* out);
 
 // Trains the factors of a kIals model whose biases (for predicted ratings)
 // are already fitted. `by_user` / `by_item` are the rating rows.

@@ -562,7 +562,16 @@ std::vector<RateResult> Engine::ApplyUser(
                           static_cast<int64_t>(internal::Generation::kShards));
   if (kept == nullptr) {
     FoldInEquations built(m, /*user_side=*/true);
-    for (const UserState::Entry& e : entries) add(&built, e, 1.0f);
+    thread_local std::vector<int32_t> cols;
+    thread_local std::vector<float> values;
+    cols.clear();
+    values.clear();
+    for (const UserState::Entry& e : entries) {
+      if (e.item >= m.num_items()) continue;  // added at the solve
+      cols.push_back(e.item);
+      values.push_back(e.value);
+    }
+    built.AddRows(m.item_factors, m.item_bias, cols, values);
     if (budget > 0) {
       cache.Insert(user_id, std::move(built));
       kept = cache.Find(user_id);
