@@ -140,7 +140,29 @@ struct Row {
   WorkloadResult result;
   LoadOptions load;
   double ratio = -1;  // to the empty RPC; -1 when none was measured
+  // With several rounds: the ratio within each round, in order.
+  std::vector<double> round_ratios;
 };
+
+// Adds a later round of the same workload: counts and histograms add up,
+// rates and CPU shares are weighted by each round's measured seconds.
+void MergeRound(WorkloadResult* into, const WorkloadResult& r) {
+  const double total = into->seconds + r.seconds;
+  if (total <= 0) return;
+  auto weighted = [&](double a, double b) {
+    return (a * into->seconds + b * r.seconds) / total;
+  };
+  into->qps = weighted(into->qps, r.qps);
+  into->offered_qps = weighted(into->offered_qps, r.offered_qps);
+  into->client_cpu = weighted(into->client_cpu, r.client_cpu);
+  into->server_cpu = into->server_cpu >= 0 && r.server_cpu >= 0
+                         ? weighted(into->server_cpu, r.server_cpu)
+                         : -1;
+  into->seconds = total;
+  into->total.Merge(r.total);
+  for (const auto& [op, s] : r.by_op) into->by_op[op].Merge(s);
+  into->send_lag.Merge(r.send_lag);
+}
 
 std::string ResultJson(const Row& row) {
   const WorkloadResult& r = row.result;
@@ -166,6 +188,14 @@ std::string ResultJson(const Row& row) {
       ",\"ok\":", r.total.ok, ",\"errors\":", r.total.errors,
       ",\"first_error\":", JsonString(r.total.first_error),
       ",\"ratio_to_empty\":", row.ratio >= 0 ? Num(row.ratio) : "null",
+      row.round_ratios.size() > 1
+          ? absl::StrCat(",\"round_ratios\":[",
+                         absl::StrJoin(row.round_ratios, ",",
+                                       [](std::string* o, double v) {
+                                         o->append(Num(v));
+                                       }),
+                         "]")
+          : "",
       ",\"latency_us\":", LatencyJson(r.total.latency),
       r.open_loop ? absl::StrCat(",\"send_lag_us\":", LatencyJson(r.send_lag))
                   : "",
@@ -206,6 +236,14 @@ void PrintTable(const std::vector<Row>& rows, std::ostream& out) {
                              Us(lag.Percentile(90)), Us(lag.Percentile(99)),
                              Us(lag.Percentile(99.9)));
     }
+    if (row.round_ratios.size() > 1 && r.workload != Workload::kEmpty) {
+      std::vector<std::string> each;
+      for (double v : row.round_ratios) {
+        each.push_back(absl::StrFormat("%.3f", v));
+      }
+      out << absl::StrFormat("  %-20s %s\n", "x empty by round",
+                             absl::StrJoin(each, " "));
+    }
     if (r.by_op.size() > 1) {
       for (const auto& [op, s] : r.by_op) {
         out << absl::StrFormat("  %-20s %10.0f %7s %8s %8s %8s %9s %7d\n", op,
@@ -233,6 +271,7 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
   }
   if (workloads.empty()) return absl::InvalidArgumentError("no workloads");
   if (o.channels < 1) return absl::InvalidArgumentError("--channels < 1");
+  if (o.rounds < 1) return absl::InvalidArgumentError("--rounds < 1");
   if (o.load.qps <= 0 && o.load.inflight < 1) {
     return absl::InvalidArgumentError("--inflight must be at least 1");
   }
@@ -282,7 +321,6 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
     std::function<double()> server_cpu;
     if (server) server_cpu = [&] { return server->CpuSeconds(); };
 
-    double empty_qps = -1;
     auto run = [&](LoadOptions lo) {
       log << "recsys-bench: " << WorkloadName(lo.workload) << ", "
           << (lo.workload == Workload::kStream
@@ -292,24 +330,55 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
                            : absl::StrCat(lo.inflight, " in flight"))
           << ", " << lo.warmup_seconds << " s warm-up + " << lo.duration_seconds
           << " s\n";
-      Row row;
-      row.load = lo;
-      row.result = RunWorkload(channels, ids, lo, server_cpu);
-      if (lo.workload == Workload::kEmpty && !row.result.open_loop &&
+      return RunWorkload(channels, ids, lo, server_cpu);
+    };
+    // Each round runs every workload once, in order; a workload's rows
+    // merge its rounds. Rounds spread the machine's slow drifts (other
+    // tenants, clock speed) evenly over the workloads compared.
+    std::vector<Row> closed(workloads.size());
+    for (int round = 0; round < o.rounds; ++round) {
+      if (o.rounds > 1) {
+        log << "recsys-bench: round " << round + 1 << " of " << o.rounds
+            << "\n";
+      }
+      double empty_qps = -1;
+      std::vector<double> qps(workloads.size());
+      for (size_t w = 0; w < workloads.size(); ++w) {
+        LoadOptions lo = o.load;
+        lo.workload = workloads[w];
+        const WorkloadResult r = run(lo);
+        qps[w] = r.qps;
+        if (workloads[w] == Workload::kEmpty && lo.qps <= 0 && empty_qps < 0) {
+          empty_qps = r.qps;
+        }
+        if (round == 0) {
+          closed[w].load = lo;
+          closed[w].result = r;
+        } else {
+          MergeRound(&closed[w].result, r);
+        }
+      }
+      for (size_t w = 0; w < workloads.size(); ++w) {
+        if (empty_qps > 0) closed[w].round_ratios.push_back(qps[w] / empty_qps);
+      }
+    }
+    double empty_qps = -1;
+    for (const Row& row : closed) {
+      if (row.result.workload == Workload::kEmpty && !row.result.open_loop &&
           empty_qps < 0) {
         empty_qps = row.result.qps;
       }
-      rows.push_back(std::move(row));
-      return rows.back().result.qps;
-    };
-    for (Workload w : workloads) {
-      LoadOptions lo = o.load;
-      lo.workload = w;
-      const double qps = run(lo);
-      if (o.open_fraction > 0 && lo.qps <= 0 && w != Workload::kStream &&
-          qps > 0) {
-        lo.qps = qps * o.open_fraction;
-        run(lo);
+    }
+    for (Row& row : closed) {
+      rows.push_back(row);
+      LoadOptions lo = row.load;
+      if (o.open_fraction > 0 && lo.qps <= 0 &&
+          lo.workload != Workload::kStream && row.result.qps > 0) {
+        lo.qps = row.result.qps * o.open_fraction;
+        Row open;
+        open.load = lo;
+        open.result = run(lo);
+        rows.push_back(std::move(open));
       }
     }
     for (Row& row : rows) {
@@ -331,16 +400,17 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
         << (o.load.decode_responses ? "true" : "false")
         << ",\"warmup_s\":" << Num(o.load.warmup_seconds)
         << ",\"duration_s\":" << Num(o.load.duration_seconds)
-        << ",\"results\":[" << absl::StrJoin(results, ",") << "]}\n";
+        << ",\"rounds\":" << o.rounds << ",\"results\":["
+        << absl::StrJoin(results, ",") << "]}\n";
   } else {
     out << absl::StrFormat(
         "target %s (%s), %s model: %d factors, %d users, %d items\n"
         "%d channels, %d client thread(s), %.1f s warm-up, %.1f s measured "
-        "per workload, responses %s\n",
+        "per workload and round, %d round(s), responses %s\n",
         info.target, info.started ? "started by recsys-bench" : "external",
         info.kind, info.factors, info.users, info.items, o.channels,
         o.load.threads, o.load.warmup_seconds, o.load.duration_seconds,
-        o.load.decode_responses ? "decoded" : "kept as bytes");
+        o.rounds, o.load.decode_responses ? "decoded" : "kept as bytes");
     PrintTable(rows, out);
   }
   for (const Row& row : rows) {

@@ -37,6 +37,11 @@ struct BenchOptions {
   // at this fraction of the throughput just measured (e.g. 0.5 for "p99 at
   // half the maximum").
   double open_fraction = 0;
+  // The closed-loop workloads run this many times in turn (empty, recommend,
+  // empty, recommend, ...); each row merges its rounds, and the ratio to
+  // `empty` is also given per round. Open-loop runs follow, once, at
+  // `open_fraction` of the merged throughput.
+  int rounds = 1;
   bool json = false;
 };
 

@@ -50,6 +50,10 @@ ABSL_FLAG(double, qps, 0,
 ABSL_FLAG(double, open_fraction, 0,
           "> 0: after each closed-loop run, an open-loop run at this fraction "
           "of the throughput it reached (0.5 = p99 at half the maximum)");
+ABSL_FLAG(int, rounds, 1,
+          "Run the closed-loop workloads this many times in turn and merge "
+          "them, so slow drifts of a shared machine fall evenly on each; "
+          "ratios to empty are also printed per round");
 ABSL_FLAG(double, warmup, 1, "Seconds of warm-up before each measurement");
 ABSL_FLAG(double, duration, 5, "Seconds measured per workload");
 ABSL_FLAG(double, timeout, 10, "Deadline of every call, seconds");
@@ -96,6 +100,7 @@ int main(int argc, char** argv) {
   o.load.inflight = absl::GetFlag(FLAGS_inflight);
   o.load.qps = absl::GetFlag(FLAGS_qps);
   o.open_fraction = absl::GetFlag(FLAGS_open_fraction);
+  o.rounds = absl::GetFlag(FLAGS_rounds);
   o.load.warmup_seconds = absl::GetFlag(FLAGS_warmup);
   o.load.duration_seconds = absl::GetFlag(FLAGS_duration);
   o.load.timeout_seconds = absl::GetFlag(FLAGS_timeout);

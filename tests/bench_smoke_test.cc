@@ -119,6 +119,36 @@ TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
   EXPECT_TRUE(mix.fields().contains("rate"));
 }
 
+TEST(BenchSmokeTest, RoundsAlternateTheWorkloadsAndMergeThem) {
+  const std::string dir = testing::MakeTempDir("bench-rounds");
+  const std::string csv = testing::WriteRatingsCsv(
+      testing::PlantedData(120, 90, 4, 0.15, 0.3, 13, true),
+      dir + "/ratings.csv");
+  const testing::CommandResult r = RunCommand(absl::StrCat(
+      RECSYS_BENCH_BIN, " --server-bin=", RECSYS_SERVER_BIN, " --train-data=",
+      csv, " --server-flags='--threads=2 --model-kind=baseline'",
+      " --workloads=empty,recommend --rounds=3 --channels=2 --inflight=8",
+      " --warmup=0.05 --duration=0.25 --json 2>", dir, "/bench.log"));
+  ASSERT_EQ(r.exit_code, 0) << r.output << "\nsee " << dir << "/bench.log";
+  const google::protobuf::Struct json = ParseJson(r.output);
+  EXPECT_EQ(Number(json, "rounds"), 3);
+  const auto& results = json.fields().at("results").list_value().values();
+  ASSERT_EQ(results.size(), 2);
+  const google::protobuf::Struct& empty = results[0].struct_value();
+  const google::protobuf::Struct& rec = results[1].struct_value();
+  // One row per workload, measured over all three rounds.
+  for (const google::protobuf::Struct* res : {&empty, &rec}) {
+    EXPECT_NEAR(Number(*res, "seconds"), 0.75, 0.2);
+    EXPECT_NEAR(Number(*res, "qps") * Number(*res, "seconds"),
+                Number(*res, "ok"), 1);
+  }
+  EXPECT_NEAR(Number(rec, "ratio_to_empty"),
+              Number(rec, "qps") / Number(empty, "qps"), 1e-4);
+  const auto& each = rec.fields().at("round_ratios").list_value().values();
+  ASSERT_EQ(each.size(), 3);
+  for (const auto& v : each) EXPECT_GT(v.number_value(), 0);
+}
+
 TEST(BenchSmokeTest, KernelBenchmarksRunOnTheSmallestCatalogue) {
   const testing::CommandResult r = RunCommand(absl::StrCat(
       RECSYS_KERNELS_BENCH_BIN,
