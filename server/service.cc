@@ -10,8 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "google/protobuf/arena.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "models/status_macros.h"
+#include "server/wire.h"
 
 namespace recsys {
 
@@ -131,88 +132,12 @@ class RateBatcher {
   std::vector<std::thread> threads_;
 };
 
-// Recommend's request and response live on a protobuf Arena per call, so
-// the ~70 small objects of a k = 10 response (messages, strings, repeated
-// fields) are bump-allocated from one block and dropped together, instead
-// of one malloc and free each. Holders are kept for reuse: the block is
-// allocated once, and Reset leaves it in place.
-class RecommendAllocator final
-    : public grpc::MessageAllocator<v1::RecommendRequest,
-                                    v1::RecommendResponse> {
- public:
-  ~RecommendAllocator() override {
-    for (Holder* h : free_) delete h;
-  }
-
-  grpc::MessageHolder<v1::RecommendRequest, v1::RecommendResponse>*
-  AllocateMessages() override {
-    Holder* h = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!free_.empty()) {
-        h = free_.back();
-        free_.pop_back();
-      }
-    }
-    if (h == nullptr) h = new Holder(this);
-    h->Create();
-    return h;
-  }
-
- private:
-  // Enough for the request and a response of k = 10 to fit in the first
-  // block; bigger ones take further blocks, freed on reuse.
-  static constexpr size_t kBlockBytes = 8192;
-  // Idle holders beyond this many (more than are ever in flight) are freed.
-  static constexpr size_t kMaxFree = 256;
-
-  class Holder final : public grpc::MessageHolder<v1::RecommendRequest,
-                                                  v1::RecommendResponse> {
-   public:
-    explicit Holder(RecommendAllocator* owner)
-        : owner_(owner), arena_(block_, sizeof(block_)) {}
-    void Create() {
-      set_request(google::protobuf::Arena::CreateMessage<v1::RecommendRequest>(
-          &arena_));
-      set_response(
-          google::protobuf::Arena::CreateMessage<v1::RecommendResponse>(
-              &arena_));
-    }
-    void Release() override {
-      arena_.Reset();  // runs the string destructors, keeps `block_`
-      owner_->Recycle(this);
-    }
-
-   private:
-    RecommendAllocator* const owner_;
-    alignas(8) char block_[kBlockBytes];
-    google::protobuf::Arena arena_;
-  };
-
-  void Recycle(Holder* h) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (free_.size() < kMaxFree) {
-        free_.push_back(h);
-        return;
-      }
-    }
-    delete h;
-  }
-
-  std::mutex mu_;
-  std::vector<Holder*> free_;
-};
-
 RecommenderService::RecommenderService()
     : rate_batcher_(std::make_unique<RateBatcher>(
           [this](absl::Span<const absl::StatusOr<RateResult>> results) {
             Observe(results);
           },
-          /*committers=*/2)),
-      recommend_allocator_(std::make_unique<RecommendAllocator>()) {
-  SetMessageAllocatorFor_Recommend(recommend_allocator_.get());
-}
+          /*committers=*/2)) {}
 
 RecommenderService::~RecommenderService() = default;
 
@@ -241,40 +166,50 @@ void RecommenderService::Observe(
 }
 
 grpc::ServerUnaryReactor* RecommenderService::Recommend(
-    grpc::CallbackServerContext* ctx, const v1::RecommendRequest* req,
-    v1::RecommendResponse* resp) {
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(WithEngine(engine(), [&](Engine& e) -> absl::Status {
-    RecommendQuery q;
-    q.user = req->user_id();
-    q.k = KOrDefault(req->k());
-    q.include_rated = req->include_rated();
-    q.exclude.assign(req->exclude_item_ids().begin(),
-                     req->exclude_item_ids().end());
-    q.genre = req->genre();
-    q.candidates.assign(req->candidate_item_ids().begin(),
-                        req->candidate_item_ids().end());
-    // The strings go from the serving state straight into the response.
-    resp->mutable_items()->Reserve(std::clamp(q.k, 0, kMaxK));
-    RECSYS_ASSIGN_OR_RETURN(
-        RecommendResult r, e.Recommend(q, [resp](const RecommendedItemRef& it) {
-          v1::ScoredItem* out = resp->add_items();
-          v1::Item* item = out->mutable_item();
-          item->set_id(it.id);
-          item->set_title(it.info.title);
-          item->mutable_genres()->Reserve(
-              static_cast<int>(it.info.genres.size()));
-          for (const std::string& g : it.info.genres) item->add_genres(g);
-          out->set_predicted_rating(it.predicted_rating);
-          out->set_score(it.score);
-        }));
-    resp->set_strategy(r.personalized ? v1::STRATEGY_PERSONALIZED
-                                      : v1::STRATEGY_POPULARITY);
-    resp->set_model_version(r.model_version);
-    for (std::string& id : r.unknown_candidates)
-      resp->add_unknown_item_ids(std::move(id));
-    return absl::OkStatus();
-  }));
+  // Kept by the thread from call to call, so parsing and writing reuse
+  // their strings' capacity; both are done with before Finish.
+  thread_local v1::RecommendRequest req;
+  thread_local std::string body;
+  req.Clear();
+  body.clear();
+  // (The reader only reads; ByteBuffer's reading API is not const.)
+  grpc::ProtoBufferReader reader(const_cast<grpc::ByteBuffer*>(request));
+  if (!req.ParseFromZeroCopyStream(&reader)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "the request is not a RecommendRequest"));
+    return reactor;
+  }
+  const grpc::Status status =
+      WithEngine(engine(), [&](Engine& e) -> absl::Status {
+        RecommendQuery q;
+        q.user = req.user_id();
+        q.k = KOrDefault(req.k());
+        q.include_rated = req.include_rated();
+        q.exclude.assign(req.exclude_item_ids().begin(),
+                         req.exclude_item_ids().end());
+        q.genre = req.genre();
+        q.candidates.assign(req.candidate_item_ids().begin(),
+                            req.candidate_item_ids().end());
+        // The strings go from the serving state straight into the bytes.
+        RECSYS_ASSIGN_OR_RETURN(
+            RecommendResult r, e.Recommend(q, [](const RecommendedItemRef& it) {
+              internal::AppendScoredItem(it.id, it.info.title, it.info.genres,
+                                         it.predicted_rating, it.score, &body);
+            }));
+        internal::AppendRecommendTail(r.personalized ? v1::STRATEGY_PERSONALIZED
+                                                     : v1::STRATEGY_POPULARITY,
+                                      r.model_version, r.unknown_candidates,
+                                      &body);
+        return absl::OkStatus();
+      });
+  if (status.ok()) {
+    grpc::Slice slice(body.data(), body.size());
+    *response = grpc::ByteBuffer(&slice, 1);
+  }
+  reactor->Finish(status);
   return reactor;
 }
 

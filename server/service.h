@@ -41,8 +41,7 @@ class ServiceObserver {
   virtual void OnTrainingStarted(const std::string& job_id) = 0;
 };
 
-class RateBatcher;         // defined in service.cc
-class RecommendAllocator;  // defined in service.cc
+class RateBatcher;  // defined in service.cc
 
 // The hot unary calls, Recommend and Rate, use gRPC's callback API: Recommend
 // runs on the gRPC thread that received it (no hand-off to a sync-server
@@ -50,7 +49,7 @@ class RecommendAllocator;  // defined in service.cc
 // queued meanwhile durable with one log append (one fsync) and answers each
 // call when its rating is applied. The rest stay synchronous.
 class RecommenderService final
-    : public v1::Recommender::WithCallbackMethod_Recommend<
+    : public v1::Recommender::WithRawCallbackMethod_Recommend<
           v1::Recommender::WithCallbackMethod_Rate<v1::Recommender::Service>> {
  public:
   RecommenderService();
@@ -61,9 +60,11 @@ class RecommenderService final
   // Before the server starts; `observer` must outlive the service.
   void SetObserver(ServiceObserver* observer) { observer_ = observer; }
 
+  // Takes and answers bytes: the response is written in the wire format
+  // directly from the serving state (server/wire.h).
   grpc::ServerUnaryReactor* Recommend(grpc::CallbackServerContext* ctx,
-                                      const v1::RecommendRequest* req,
-                                      v1::RecommendResponse* resp) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Rate(grpc::CallbackServerContext* ctx,
                                  const v1::RateRequest* req,
                                  v1::RateResponse* resp) override;
@@ -93,8 +94,6 @@ class RecommenderService final
   std::atomic<Engine*> engine_{nullptr};
   ServiceObserver* observer_ = nullptr;
   std::unique_ptr<RateBatcher> rate_batcher_;
-  // Recommend's request and response, on a protobuf arena per call.
-  std::unique_ptr<RecommendAllocator> recommend_allocator_;
 };
 
 }  // namespace recsys

@@ -1,16 +1,19 @@
 // The gRPC service in process, over an in-process channel: Recommend's
 // response must carry exactly what Engine::Recommend returns for the same
 // query (the service builds the response from references into the serving
-// state, on a per-call arena), for every kind of query.
+// state, written as bytes by server/wire.h), for every kind of query.
 #include "server/service.h"
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "models/train.h"
@@ -165,6 +168,38 @@ TEST_F(ServiceTest, RecommendErrorsCarryNoItems) {
   const grpc::Status s = stub_->Recommend(&ctx, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(resp.items_size(), 0);
+}
+
+// The service reads Recommend's request bytes itself: bytes that are not a
+// RecommendRequest get INVALID_ARGUMENT.
+TEST_F(ServiceTest, RecommendRefusesBytesThatDoNotParse) {
+  grpc::GenericStub generic(
+      server_->InProcessChannel(grpc::ChannelArguments()));
+  // Field 1 (user_id) claims 100 bytes and holds 3.
+  const std::string bad = std::string("\x0a\x64") + "abc";
+  grpc::Slice slice(bad.data(), bad.size());
+  const grpc::ByteBuffer request(&slice, 1);
+  grpc::ClientContext ctx;
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, "/recsys.v1.Recommender/Recommend",
+                    grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      status = std::move(s);
+                      done = true;
+                      cv.notify_one();
+                    });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done; });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << status.error_message();
+  // (Not the empty user id's complaint: the bytes were refused as a whole.)
+  EXPECT_THAT(status.error_message(),
+              ::testing::HasSubstr("not a RecommendRequest"));
 }
 
 }  // namespace
