@@ -175,12 +175,12 @@ struct UserView {
 // `with_ratings` = false skips copying the history when only the row is
 // needed.
 UserView ViewUser(const Generation& g, const std::string& user,
-                  bool with_ratings = true) {
+                  bool with_ratings = true, bool with_vector = true) {
   UserView v;
   if (auto st = g.FindUser(user)) {
     v.known = true;
     v.bias = st->bias;
-    v.vec = st->vec;
+    if (with_vector) v.vec = st->vec;
     if (with_ratings) v.ratings = st->ratings;
     return v;
   }
@@ -189,7 +189,7 @@ UserView ViewUser(const Generation& g, const std::string& user,
   if (u < 0) return v;
   v.known = true;
   v.bias = m.user_bias[u];
-  v.vec = m.user_factors.row(u).transpose();
+  if (with_vector) v.vec = m.user_factors.row(u).transpose();
   if (!with_ratings) return v;
   const SparseRows& r = m.user_ratings;
   for (int64_t k = r.offsets[u]; k < r.offsets[u + 1]; ++k) {
@@ -505,7 +505,10 @@ std::vector<RateResult> Engine::ApplyUser(
   std::lock_guard<std::mutex> write(g.write_mu[shard]);
   std::vector<RateResult> results(recs.size());
 
-  internal::UserView user = internal::ViewUser(g, user_id);
+  // The vector (up to 512 floats) is only needed to fold in a new item.
+  internal::UserView user =
+      internal::ViewUser(g, user_id, /*with_ratings=*/true,
+                         /*with_vector=*/false);
   if (!recs.empty()) results[0].new_user = !user.known;
   const int32_t base_user = m.users.Find(user_id);
   std::vector<UserState::Entry> entries = std::move(user.ratings);
@@ -532,6 +535,10 @@ std::vector<RateResult> Engine::ApplyUser(
     int32_t item = g.FindItem(rec.item, *ni);
     result.new_item = item < 0;
     if (result.new_item || item >= m.num_items()) {
+      if (user.known && user.vec.size() == 0) {
+        // (This user's state has not changed yet: it is solved last.)
+        user.vec = internal::ViewUser(g, user_id, /*with_ratings=*/false).vec;
+      }
       item = FoldInNewItem(g, rec, user);
       ni = g.items();
     }
