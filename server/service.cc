@@ -209,6 +209,11 @@ grpc::ServerUnaryReactor* RecommenderService::Recommend(
     grpc::Slice slice(body.data(), body.size());
     *response = grpc::ByteBuffer(&slice, 1);
   }
+  // A call with a long candidate list should not leave its memory with the
+  // thread for good.
+  constexpr size_t kKeepBytes = 1 << 20;
+  if (body.capacity() > kKeepBytes) std::string().swap(body);
+  if (request->Length() > kKeepBytes) req = v1::RecommendRequest();
   reactor->Finish(status);
   return reactor;
 }

@@ -159,6 +159,27 @@ TEST_F(ServiceTest, ConcurrentRecommendsGetTheirOwnAnswers) {
   for (std::thread& th : threads) th.join();
 }
 
+// A request and an answer of more than 1 MB (6,000 unknown candidates of
+// 200 bytes, each listed back), then small ones: the per-thread request and
+// buffer let go of the big call's memory and still serve the next calls.
+TEST_F(ServiceTest, ABigCallIsAnsweredAndSmallOnesAfterIt) {
+  v1::RecommendRequest big;
+  big.set_user_id("u3");
+  big.add_candidate_item_ids("i5");
+  for (int c = 0; c < 6000; ++c) {
+    std::string id = absl::StrCat("unknown-", c, "-");
+    id.resize(200, 'x');
+    big.add_candidate_item_ids(id);
+  }
+  ASSERT_GT(big.ByteSizeLong(), size_t{1} << 20);
+  ExpectSameAsEngine(big);
+  for (const char* user : {"u0", "u3", "someone-new"}) {
+    v1::RecommendRequest small;
+    small.set_user_id(user);
+    ExpectSameAsEngine(small);
+  }
+}
+
 TEST_F(ServiceTest, RecommendErrorsCarryNoItems) {
   v1::RecommendRequest req;
   req.set_user_id("u0");
