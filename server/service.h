@@ -14,6 +14,7 @@
 #define RECSYS_SERVER_SERVICE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -45,14 +46,20 @@ class RateBatcher;  // defined in service.cc
 
 // The hot unary calls, Recommend and Rate, use gRPC's callback API: Recommend
 // runs on the gRPC thread that received it (no hand-off to a sync-server
-// thread), and Rate is queued for a committer thread that makes everything
-// queued meanwhile durable with one log append (one fsync) and answers each
-// call when its rating is applied. The rest stay synchronous.
+// thread). Rate is group-committed: the call that finds no commit running
+// makes everything queued meanwhile durable with one log append (one fsync),
+// folds it in and answers each call, on its own gRPC thread, until nothing
+// is queued (see RateBatcher in service.cc). The rest stay synchronous.
 class RecommenderService final
     : public v1::Recommender::WithRawCallbackMethod_Recommend<
           v1::Recommender::WithCallbackMethod_Rate<v1::Recommender::Service>> {
  public:
-  RecommenderService();
+  // How long a gRPC thread may lead Rate's group commit before it hands the
+  // lead to the batcher's own thread (see RateBatcher in service.cc).
+  static constexpr std::chrono::microseconds kRateInlineBudget{3000};
+
+  explicit RecommenderService(
+      std::chrono::microseconds rate_inline_budget = kRateInlineBudget);
   ~RecommenderService() override;
 
   // `engine` must outlive the service's use of it.

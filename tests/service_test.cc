@@ -4,6 +4,8 @@
 // state, written as bytes by server/wire.h), for every kind of query.
 #include "server/service.h"
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -108,6 +110,59 @@ class ServiceTest : public ::testing::Test {
                 ::testing::ElementsAreArray(want->unknown_candidates));
   }
 
+  // Rate from many client threads at once, so that calls queue behind a
+  // running commit and are answered by its leader: every call is answered,
+  // the valid ones once each with their own log position and the invalid
+  // one per thread with INVALID_ARGUMENT, and the engine holds every valid
+  // rating. Users are named `prefix` + thread.
+  void RateFromManyThreads(v1::Recommender::Stub* stub,
+                           const std::string& prefix) {
+    constexpr int kThreads = 8, kCalls = 40;
+    const int64_t before = engine_->Info().ratings_since_training;
+    std::mutex mu;
+    std::vector<uint64_t> sequences;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int n = 0; n < kCalls; ++n) {
+          v1::RateRequest req;
+          req.set_user_id(absl::StrCat(prefix, t));
+          req.set_item_id(absl::StrCat("i", n));
+          // One rating per thread is off the 1-5 scale.
+          req.set_rating(n == 17 ? 9.0f : static_cast<float>(1 + n % 5));
+          grpc::ClientContext ctx;
+          // A call left unanswered fails the test instead of hanging it.
+          ctx.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(20));
+          v1::RateResponse resp;
+          const grpc::Status s = stub->Rate(&ctx, req, &resp);
+          if (n == 17) {
+            EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+                << s.error_message();
+            continue;
+          }
+          ASSERT_TRUE(s.ok()) << s.error_message();
+          EXPECT_EQ(resp.new_user(), n == 0);
+          std::lock_guard<std::mutex> lock(mu);
+          sequences.push_back(resp.sequence());
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    ASSERT_EQ(sequences.size(), size_t{kThreads * (kCalls - 1)});
+    std::sort(sequences.begin(), sequences.end());
+    EXPECT_EQ(std::adjacent_find(sequences.begin(), sequences.end()),
+              sequences.end());
+    EXPECT_EQ(engine_->Info().ratings_since_training - before,
+              kThreads * (kCalls - 1));
+    for (int t = 0; t < kThreads; ++t) {
+      absl::StatusOr<UserResult> user =
+          engine_->GetUser(absl::StrCat(prefix, t), 1);
+      ASSERT_TRUE(user.ok()) << user.status();
+      EXPECT_EQ(user->rating_count, kCalls - 1);
+    }
+  }
+
   std::unique_ptr<Engine> engine_;
   RecommenderService service_;
   std::unique_ptr<grpc::Server> server_;
@@ -177,6 +232,31 @@ TEST_F(ServiceTest, ABigCallIsAnsweredAndSmallOnesAfterIt) {
     v1::RecommendRequest small;
     small.set_user_id(user);
     ExpectSameAsEngine(small);
+  }
+}
+
+TEST_F(ServiceTest, ConcurrentRatesAreEachAnsweredAndKept) {
+  RateFromManyThreads(stub_.get(), "rater-");
+}
+
+// The same with the two extreme budgets of the gRPC thread that leads a
+// commit: none (from its second batch on, the batcher's own thread leads)
+// and an hour (gRPC threads lead until nothing is queued).
+TEST_F(ServiceTest, ConcurrentRatesWithEitherThreadLeading) {
+  for (const auto budget :
+       {std::chrono::microseconds(0), std::chrono::microseconds(3600000000)}) {
+    SCOPED_TRACE(budget.count());
+    RecommenderService service(budget);
+    service.SetEngine(engine_.get());
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    ASSERT_NE(server, nullptr);
+    auto stub = v1::Recommender::NewStub(
+        server->InProcessChannel(grpc::ChannelArguments()));
+    RateFromManyThreads(stub.get(),
+                        absl::StrCat("rater-", budget.count(), "-"));
+    server->Shutdown();
   }
 }
 
