@@ -49,7 +49,8 @@ class RateBatcher;  // defined in service.cc
 // thread). Rate is group-committed: the call that finds no commit running
 // makes everything queued meanwhile durable with one log append (one fsync),
 // folds it in and answers each call, on its own gRPC thread, until nothing
-// is queued (see RateBatcher in service.cc). The rest stay synchronous.
+// is queued or its budget is spent, when the batcher's own thread takes
+// over (see RateBatcher in service.cc). The rest stay synchronous.
 class RecommenderService final
     : public v1::Recommender::WithRawCallbackMethod_Recommend<
           v1::Recommender::WithCallbackMethod_Rate<v1::Recommender::Service>> {
