@@ -240,8 +240,8 @@ TEST_F(ServiceTest, ConcurrentRatesAreEachAnsweredAndKept) {
 }
 
 // The same with the two extreme budgets of the gRPC thread that leads a
-// commit: none (from its second batch on, the batcher's own thread leads)
-// and an hour (gRPC threads lead until nothing is queued).
+// commit: none (the batcher's own thread leads every commit) and an hour
+// (gRPC threads lead until nothing is queued).
 TEST_F(ServiceTest, ConcurrentRatesWithEitherThreadLeading) {
   for (const auto budget :
        {std::chrono::microseconds(0), std::chrono::microseconds(3600000000)}) {
