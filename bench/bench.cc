@@ -370,11 +370,12 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
       }
     }
     for (Row& row : closed) {
-      rows.push_back(row);
       LoadOptions lo = row.load;
+      const double measured_qps = row.result.qps;
+      rows.push_back(std::move(row));
       if (o.open_fraction > 0 && lo.qps <= 0 &&
-          lo.workload != Workload::kStream && row.result.qps > 0) {
-        lo.qps = row.result.qps * o.open_fraction;
+          lo.workload != Workload::kStream && measured_qps > 0) {
+        lo.qps = measured_qps * o.open_fraction;
         Row open;
         open.load = lo;
         open.result = run(lo);

@@ -72,18 +72,29 @@ double Number(const google::protobuf::Struct& s, const std::string& key) {
   return it == s.fields().end() ? -1 : it->second.number_value();
 }
 
-TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
-  const std::string dir = testing::MakeTempDir("bench");
-  const std::string csv = testing::WriteRatingsCsv(
-      testing::PlantedData(200, 150, 4, 0.15, 0.3, 12, true),
-      dir + "/ratings.csv");
-  const testing::CommandResult r = RunCommand(absl::StrCat(
+// Runs recsys-bench with `flags` (and --json) against a baseline server it
+// starts on `data`, in a new directory named after `name`; its log goes to
+// bench.log there.
+testing::CommandResult RunBenchOnData(const std::string& name,
+                                      const RatingData& data,
+                                      const std::string& flags) {
+  const std::string dir = testing::MakeTempDir(name);
+  const std::string csv = testing::WriteRatingsCsv(data, dir + "/ratings.csv");
+  testing::CommandResult r = RunCommand(absl::StrCat(
       RECSYS_BENCH_BIN, " --server-bin=", RECSYS_SERVER_BIN, " --train-data=",
-      csv, " --server-flags='--threads=2 --model-kind=baseline'",
-      " --workloads=empty,recommend,rate,stream,mix --open-fraction=0.5",
-      " --channels=2 --inflight=8 --stream-window=64 --warmup=0.1",
-      " --duration=0.4 --json 2>", dir, "/bench.log"));
-  ASSERT_EQ(r.exit_code, 0) << r.output << "\nsee " << dir << "/bench.log";
+      csv, " --server-flags='--threads=2 --model-kind=baseline' ", flags,
+      " --json 2>", dir, "/bench.log"));
+  if (r.exit_code != 0) absl::StrAppend(&r.output, "\nsee ", dir, "/bench.log");
+  return r;
+}
+
+TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
+  const testing::CommandResult r = RunBenchOnData(
+      "bench", testing::PlantedData(200, 150, 4, 0.15, 0.3, 12, true),
+      "--workloads=empty,recommend,rate,stream,mix --open-fraction=0.5"
+      " --channels=2 --inflight=8 --stream-window=64 --warmup=0.1"
+      " --duration=0.4");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
   const google::protobuf::Struct json = ParseJson(r.output);
   const auto& results = json.fields().at("results").list_value().values();
   // Five closed-loop runs, and an open-loop one after each but the stream.
@@ -120,16 +131,11 @@ TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
 }
 
 TEST(BenchSmokeTest, RoundsAlternateTheWorkloadsAndMergeThem) {
-  const std::string dir = testing::MakeTempDir("bench-rounds");
-  const std::string csv = testing::WriteRatingsCsv(
-      testing::PlantedData(120, 90, 4, 0.15, 0.3, 13, true),
-      dir + "/ratings.csv");
-  const testing::CommandResult r = RunCommand(absl::StrCat(
-      RECSYS_BENCH_BIN, " --server-bin=", RECSYS_SERVER_BIN, " --train-data=",
-      csv, " --server-flags='--threads=2 --model-kind=baseline'",
-      " --workloads=empty,recommend --rounds=3 --channels=2 --inflight=8",
-      " --warmup=0.05 --duration=0.25 --json 2>", dir, "/bench.log"));
-  ASSERT_EQ(r.exit_code, 0) << r.output << "\nsee " << dir << "/bench.log";
+  const testing::CommandResult r = RunBenchOnData(
+      "bench-rounds", testing::PlantedData(120, 90, 4, 0.15, 0.3, 13, true),
+      "--workloads=empty,recommend --rounds=3 --channels=2 --inflight=8"
+      " --warmup=0.05 --duration=0.25");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
   const google::protobuf::Struct json = ParseJson(r.output);
   EXPECT_EQ(Number(json, "rounds"), 3);
   const auto& results = json.fields().at("results").list_value().values();
