@@ -53,7 +53,9 @@ absl::Status WritePortFile(const std::string& path, int port) {
 
 }  // namespace
 
-Server::Server(const ServerOptions& options) : options_(options) {
+Server::Server(const ServerOptions& options)
+    : options_(options),
+      service_(absl::ToChronoMicroseconds(options.rate_lead_budget)) {
   service_.SetObserver(this);
 }
 

@@ -47,6 +47,10 @@ struct ServerOptions {
   std::string health_listen;
   // Prometheus text on http://<metrics_listen>/metrics. "" = none.
   std::string metrics_listen;
+  // How long a gRPC thread may lead Rate's group commit before handing the
+  // lead to the batcher's own thread (RecommenderService::kRateInlineBudget).
+  absl::Duration rate_lead_budget =
+      absl::FromChrono(RecommenderService::kRateInlineBudget);
 };
 
 class Server final : private ServiceObserver {

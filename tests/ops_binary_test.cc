@@ -162,6 +162,18 @@ CommandResult RunClient(const std::string& args) {
       absl::StrCat(RECSYS_CLIENT_BIN, " --timeout=20 ", args, " 2>&1"));
 }
 
+TEST_F(OpsBinaryTest, ServerRefusesARateLeadBudgetOutOfRange) {
+  for (const char* bad : {"-1", "1001", "nan"}) {
+    const CommandResult r = testing::RunCommand(absl::StrCat(
+        RECSYS_SERVER_BIN, " --listen=127.0.0.1:0 --data-dir=", dir_,
+        "/never --train-data=", csv_, " --rate-lead-budget-ms=", bad, " 2>&1"));
+    EXPECT_EQ(r.exit_code, 1) << bad << ": " << r.output;
+    EXPECT_THAT(r.output, HasSubstr("--rate_lead_budget_ms must be 0..1000"))
+        << bad;
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/never")) << bad;
+  }
+}
+
 TEST_F(OpsBinaryTest, ClientBinaryTlsAndTokenFlagsAgainstServerBinary) {
   const testing::TestCerts& c = testing::GetTestCerts();
   if (!c.error.empty()) GTEST_SKIP() << c.error;
