@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -233,19 +234,22 @@ TEST_F(OpsBinaryTest, SigtermUnderLoadKeepsEveryAcknowledgedRating) {
   const std::string port_file = dir_ + "/load.port";
   const std::string log = dir_ + "/load.log";
   const std::string data = dir_ + "/load-data";
-  auto make = [&] {
+  // The second round hands every Rate commit to the batcher's own thread
+  // (--rate-lead-budget-ms=0), so SIGTERM also lands while it leads.
+  auto make = [&](const std::string& lead_budget_ms) {
     return std::make_unique<Process>(
         std::vector<std::string>{RECSYS_SERVER_BIN, "--listen=127.0.0.1:0",
                                  "--data-dir=" + data, "--train-data=" + csv_,
                                  "--threads=2", "--port-file=" + port_file,
-                                 "--grace-seconds=1", "--snapshot-every=500"},
+                                 "--grace-seconds=1", "--snapshot-every=500",
+                                 "--rate-lead-budget-ms=" + lead_budget_ms},
         log);
   };
   testing::AckedRatings acked;
   std::mutex mu;
   for (int round = 0; round < 2; ++round) {
     std::filesystem::remove(port_file);
-    auto server = make();
+    auto server = make(round == 0 ? "3" : "0");
     server->Start();
     const int port = StartServer(server.get(), port_file, log, {});
     ASSERT_GT(port, 0);
@@ -283,8 +287,14 @@ TEST_F(OpsBinaryTest, SigtermUnderLoadKeepsEveryAcknowledgedRating) {
                                                                << ReadAll(log);
   }
   ASSERT_GT(acked.size(), 50u);
+  for (int round = 0; round < 2; ++round) {
+    const std::string user = absl::StrCat("unary", round);
+    EXPECT_TRUE(std::any_of(acked.begin(), acked.end(),
+                            [&](const auto& a) { return a.first == user; }))
+        << "no unary Rate acknowledged in round " << round;
+  }
   std::filesystem::remove(port_file);
-  auto server = make();
+  auto server = make("3");
   server->Start();
   const int port = StartServer(server.get(), port_file, log, {});
   auto stub = Recommender::NewStub(Channel(Plain(port)));
