@@ -48,9 +48,9 @@ struct ServerOptions {
   // Prometheus text on http://<metrics_listen>/metrics. "" = none.
   std::string metrics_listen;
   // How long a gRPC thread may lead Rate's group commit before handing the
-  // lead to the batcher's own thread (RecommenderService::kRateInlineBudget).
+  // lead to the batcher's own thread (RecommenderService::kRateLeadBudget).
   absl::Duration rate_lead_budget =
-      absl::FromChrono(RecommenderService::kRateInlineBudget);
+      absl::FromChrono(RecommenderService::kRateLeadBudget);
 };
 
 class Server final : private ServiceObserver {

@@ -55,7 +55,7 @@ grpc::Status WithEngine(const absl::StatusOr<Engine*>& engine, Fn&& body) {
 //
 // A gRPC thread that leads holds up the rest of what it was doing, such as
 // reading the next calls of the connection its call came in on. So it
-// leads for at most its budget (RecommenderService::kRateInlineBudget); if
+// leads for at most its budget (RecommenderService::kRateLeadBudget); if
 // calls are still queued then, it hands the lead to the batcher's own
 // thread, which leads until the queue is empty. The budget trades
 // throughput for tail latency (README, "Rate committed on gRPC's
@@ -73,9 +73,9 @@ class RateBatcher {
   using Observer =
       std::function<void(absl::Span<const absl::StatusOr<RateResult>>)>;
 
-  RateBatcher(Observer observe, std::chrono::microseconds inline_budget)
+  RateBatcher(Observer observe, std::chrono::microseconds lead_budget)
       : observe_(std::move(observe)),
-        inline_budget_(inline_budget),
+        lead_budget_(lead_budget),
         thread_([this] { Loop(); }) {}
   // Answers every queued call first.
   ~RateBatcher() {
@@ -93,7 +93,7 @@ class RateBatcher {
     queue_.push_back(std::move(call));
     if (leading_) return;
     leading_ = true;
-    const auto deadline = std::chrono::steady_clock::now() + inline_budget_;
+    const auto deadline = std::chrono::steady_clock::now() + lead_budget_;
     while (!queue_.empty()) {
       if (std::chrono::steady_clock::now() >= deadline) {
         handed_off_ = true;  // still leading_, now on thread_
@@ -165,7 +165,7 @@ class RateBatcher {
   }
 
   const Observer observe_;
-  const std::chrono::microseconds inline_budget_;
+  const std::chrono::microseconds lead_budget_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Call> queue_;
@@ -176,12 +176,12 @@ class RateBatcher {
 };
 
 RecommenderService::RecommenderService(
-    std::chrono::microseconds rate_inline_budget)
+    std::chrono::microseconds rate_lead_budget)
     : rate_batcher_(std::make_unique<RateBatcher>(
           [this](absl::Span<const absl::StatusOr<RateResult>> results) {
             Observe(results);
           },
-          rate_inline_budget)) {}
+          rate_lead_budget)) {}
 
 RecommenderService::~RecommenderService() = default;
 

@@ -57,10 +57,10 @@ class RecommenderService final
  public:
   // How long a gRPC thread may lead Rate's group commit before it hands the
   // lead to the batcher's own thread (see RateBatcher in service.cc).
-  static constexpr std::chrono::microseconds kRateInlineBudget{3000};
+  static constexpr std::chrono::microseconds kRateLeadBudget{3000};
 
   explicit RecommenderService(
-      std::chrono::microseconds rate_inline_budget = kRateInlineBudget);
+      std::chrono::microseconds rate_lead_budget = kRateLeadBudget);
   ~RecommenderService() override;
 
   // `engine` must outlive the service's use of it.
