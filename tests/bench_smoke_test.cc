@@ -1,19 +1,27 @@
 // The benchmark programs, briefly: the latency histogram against exact
 // percentiles, recsys-bench for a fraction of a second per workload against
 // a server it starts on generated data (its --json output must parse and
-// every workload must have succeeded calls), and the smallest kernel
-// benchmarks. Figures are never checked here: CI machines are noisy.
+// every workload must have succeeded calls), recsys-grpc-ceiling, and the
+// smallest kernel benchmarks. Figures are never checked here: CI machines are
+// noisy.
 #include <sys/wait.h>
 
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "bench/histogram.h"
+#include "bench/server_process.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "proto/recsys.grpc.pb.h"
 #include "tests/test_util.h"
 
 namespace recsys {
@@ -153,6 +161,93 @@ TEST(BenchSmokeTest, RoundsAlternateTheWorkloadsAndMergeThem) {
   const auto& each = rec.fields().at("round_ratios").list_value().values();
   ASSERT_EQ(each.size(), 3);
   for (const auto& v : each) EXPECT_GT(v.number_value(), 0);
+}
+
+// recsys-grpc-ceiling answers health, GetModelInfo and a Recommend-shaped
+// call of the size asked for, refuses every other method, and recsys-bench
+// drives it as it drives recsys-server.
+TEST(BenchSmokeTest, GrpcCeilingServesWhatItDocuments) {
+  bench::ServerProcess server(
+      RECSYS_CEILING_BIN, {"--recommend-work-us=5", "--recommend-bytes=700"});
+  const absl::Status started = server.Start(absl::Seconds(30));
+  ASSERT_TRUE(started.ok()) << started << "\n" << server.LogTail();
+  auto channel =
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials());
+  auto stub = v1::Recommender::NewStub(channel);
+  {
+    grpc::ClientContext ctx;
+    v1::ModelInfo info;
+    ASSERT_TRUE(stub->GetModelInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.kind(), "grpc-ceiling");
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::RecommendRequest req;
+    req.set_user_id("1");
+    v1::RecommendResponse resp;
+    ASSERT_TRUE(stub->Recommend(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.items_size(), 10);
+    EXPECT_GE(resp.ByteSizeLong(), 700u);
+    EXPECT_LE(resp.ByteSizeLong(), 710u);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::RateResponse resp;
+    const grpc::Status s = stub->Rate(&ctx, v1::RateRequest(), &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("Rate"));
+  }
+  {
+    // grpc.health.v1.HealthCheckResponse{status: SERVING} is 08 01.
+    grpc::GenericStub generic(channel);
+    grpc::ClientContext ctx;
+    grpc::Slice empty("");
+    grpc::ByteBuffer req(&empty, 1), resp;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status status;
+    generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
+                      &req, &resp, [&](grpc::Status s) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        status = s;
+                        done = true;
+                        cv.notify_one();
+                      });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(resp.Dump(&slices).ok());
+    std::string bytes;
+    for (const grpc::Slice& sl : slices) {
+      bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
+    EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+  }
+  server.Stop();
+
+  const std::string dir = testing::MakeTempDir("bench-ceiling");
+  const std::string csv = testing::WriteRatingsCsv(
+      testing::PlantedData(50, 40, 3, 0.2, 0.3, 14, true), dir + "/r.csv");
+  const testing::CommandResult r = RunCommand(absl::StrCat(
+      RECSYS_BENCH_BIN, " --server-bin=", RECSYS_CEILING_BIN,
+      " --train-data=", csv,
+      " --server-flags='--recommend-bytes=600 --threads=2'"
+      " --workloads=empty,recommend,info --decode-responses --channels=2"
+      " --inflight=8 --warmup=0.05 --duration=0.2 --json 2>",
+      dir, "/bench.log"));
+  ASSERT_EQ(r.exit_code, 0) << r.output << "\nsee " << dir << "/bench.log";
+  const google::protobuf::Struct json = ParseJson(r.output);
+  const auto& results = json.fields().at("results").list_value().values();
+  ASSERT_EQ(results.size(), 3);
+  for (const auto& v : results) {
+    const google::protobuf::Struct& res = v.struct_value();
+    const std::string name = res.fields().at("workload").string_value();
+    EXPECT_GT(Number(res, "qps"), 0) << name;
+    EXPECT_EQ(Number(res, "errors"), 0)
+        << name << ": " << res.fields().at("first_error").string_value();
+  }
 }
 
 TEST(BenchSmokeTest, KernelBenchmarksRunOnTheSmallestCatalogue) {
