@@ -42,6 +42,16 @@ grpc::Status WithEngine(const absl::StatusOr<Engine*>& engine, Fn&& body) {
   return ToGrpcStatus(body(**engine));
 }
 
+// WithEngine, answering the call on the gRPC thread that received it.
+template <typename Fn>
+grpc::ServerUnaryReactor* AnswerWithEngine(
+    grpc::CallbackServerContext* ctx, const absl::StatusOr<Engine*>& engine,
+    Fn&& body) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(WithEngine(engine, std::forward<Fn>(body)));
+  return reactor;
+}
+
 }  // namespace
 
 // Group commit for Rate, led from gRPC's own threads. A call that finds no
@@ -349,10 +359,10 @@ grpc::Status RecommenderService::RateStream(
   return grpc::Status::OK;
 }
 
-grpc::Status RecommenderService::Train(grpc::ServerContext*,
-                                       const v1::TrainRequest* req,
-                                       v1::TrainResponse* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+grpc::ServerUnaryReactor* RecommenderService::Train(
+    grpc::CallbackServerContext* ctx, const v1::TrainRequest* req,
+    v1::TrainResponse* resp) {
+  return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
     TrainSpec spec;
     if (!req->model_kind().empty()) {
       RECSYS_ASSIGN_OR_RETURN(spec.kind, ParseModelKind(req->model_kind()));
@@ -423,10 +433,10 @@ grpc::Status RecommenderService::WatchTraining(
   return grpc::Status::OK;
 }
 
-grpc::Status RecommenderService::SimilarItems(
-    grpc::ServerContext*, const v1::SimilarItemsRequest* req,
+grpc::ServerUnaryReactor* RecommenderService::SimilarItems(
+    grpc::CallbackServerContext* ctx, const v1::SimilarItemsRequest* req,
     v1::SimilarItemsResponse* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+  return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
     RECSYS_ASSIGN_OR_RETURN(
         SimilarResult r, e.SimilarItems(req->item_id(), KOrDefault(req->k())));
     FillItem(r.item, resp->mutable_item());
@@ -440,10 +450,10 @@ grpc::Status RecommenderService::SimilarItems(
   });
 }
 
-grpc::Status RecommenderService::GetUser(grpc::ServerContext*,
-                                         const v1::GetUserRequest* req,
-                                         v1::GetUserResponse* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+grpc::ServerUnaryReactor* RecommenderService::GetUser(
+    grpc::CallbackServerContext* ctx, const v1::GetUserRequest* req,
+    v1::GetUserResponse* resp) {
+  return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
     RECSYS_ASSIGN_OR_RETURN(
         UserResult r, e.GetUser(req->user_id(), KOrDefault(req->recent())));
     resp->set_user_id(req->user_id());
@@ -459,10 +469,10 @@ grpc::Status RecommenderService::GetUser(grpc::ServerContext*,
   });
 }
 
-grpc::Status RecommenderService::GetModelInfo(grpc::ServerContext*,
-                                              const v1::GetModelInfoRequest*,
-                                              v1::ModelInfo* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+grpc::ServerUnaryReactor* RecommenderService::GetModelInfo(
+    grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest*,
+    v1::ModelInfo* resp) {
+  return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
     const EngineInfo info = e.Info();
     resp->set_kind(std::string(ModelKindName(info.kind)));
     resp->set_version(info.version);

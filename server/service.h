@@ -50,10 +50,18 @@ class RateBatcher;  // defined in service.cc
 // makes everything queued meanwhile durable with one log append (one fsync),
 // folds it in and answers each call, on its own gRPC thread, until nothing
 // is queued or its budget is spent, when the batcher's own thread takes
-// over (see RateBatcher in service.cc). The rest stay synchronous.
+// over (see RateBatcher in service.cc). The other quick unary calls (Train,
+// which only starts a job, SimilarItems, GetUser, GetModelInfo) are callback
+// methods too; the long-lived streams, RateStream and WatchTraining, stay on
+// the synchronous server's threads.
 class RecommenderService final
     : public v1::Recommender::WithRawCallbackMethod_Recommend<
-          v1::Recommender::WithCallbackMethod_Rate<v1::Recommender::Service>> {
+          v1::Recommender::WithCallbackMethod_Rate<
+              v1::Recommender::WithCallbackMethod_Train<
+                  v1::Recommender::WithCallbackMethod_SimilarItems<
+                      v1::Recommender::WithCallbackMethod_GetUser<
+                          v1::Recommender::WithCallbackMethod_GetModelInfo<
+                              v1::Recommender::Service>>>>>> {
  public:
   // How long a gRPC thread may lead Rate's group commit before it hands the
   // lead to the batcher's own thread (see RateBatcher in service.cc).
@@ -80,19 +88,21 @@ class RecommenderService final
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<v1::RateStreamResponse, v1::RateRequest>* stream)
       override;
-  grpc::Status Train(grpc::ServerContext* ctx, const v1::TrainRequest* req,
-                     v1::TrainResponse* resp) override;
+  grpc::ServerUnaryReactor* Train(grpc::CallbackServerContext* ctx,
+                                  const v1::TrainRequest* req,
+                                  v1::TrainResponse* resp) override;
   grpc::Status WatchTraining(
       grpc::ServerContext* ctx, const v1::WatchTrainingRequest* req,
       grpc::ServerWriter<v1::TrainingEvent>* writer) override;
-  grpc::Status SimilarItems(grpc::ServerContext* ctx,
-                            const v1::SimilarItemsRequest* req,
-                            v1::SimilarItemsResponse* resp) override;
-  grpc::Status GetUser(grpc::ServerContext* ctx, const v1::GetUserRequest* req,
-                       v1::GetUserResponse* resp) override;
-  grpc::Status GetModelInfo(grpc::ServerContext* ctx,
-                            const v1::GetModelInfoRequest* req,
-                            v1::ModelInfo* resp) override;
+  grpc::ServerUnaryReactor* SimilarItems(
+      grpc::CallbackServerContext* ctx, const v1::SimilarItemsRequest* req,
+      v1::SimilarItemsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetUser(grpc::CallbackServerContext* ctx,
+                                    const v1::GetUserRequest* req,
+                                    v1::GetUserResponse* resp) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
+                                         const v1::GetModelInfoRequest* req,
+                                         v1::ModelInfo* resp) override;
 
  private:
   // The engine, or FAILED_PRECONDITION while no model is loaded.
