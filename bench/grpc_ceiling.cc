@@ -1,8 +1,8 @@
 // recsys-grpc-ceiling: the cheapest gRPC server this gRPC (1.51) allows, for
 // recsys-bench to measure what the transport itself costs on a machine.
 //
-// recsys-server serves Recommend and Rate with gRPC's callback API and the
-// rest synchronously; gRPC then polls with two or more threads of its own,
+// recsys-server serves its unary calls with gRPC's callback API and its
+// streams synchronously; gRPC then polls with two or more threads of its own,
 // which hand the poller role to each other on every poll. This program
 // instead answers every call from one AsyncGenericService on completion
 // queues it polls itself, one thread per queue (--threads, default 1), with
@@ -24,8 +24,6 @@
 //       --server-flags='--recommend-work-us=6 --recommend-bytes=650'
 #include <signal.h>
 
-#include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
