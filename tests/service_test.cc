@@ -1,7 +1,9 @@
 // The gRPC service in process, over an in-process channel: Recommend's
 // response must carry exactly what Engine::Recommend returns for the same
 // query (the service builds the response from references into the serving
-// state, written as bytes by server/wire.h), for every kind of query.
+// state, written as bytes by server/wire.h), for every kind of query. Rate
+// from many threads at once; the other unary calls against the engine; and
+// every call before a model is loaded.
 #include "server/service.h"
 
 #include <algorithm>
@@ -301,6 +303,160 @@ TEST_F(ServiceTest, RecommendRefusesBytesThatDoNotParse) {
   // (Not the empty user id's complaint: the bytes were refused as a whole.)
   EXPECT_THAT(status.error_message(),
               ::testing::HasSubstr("not a RecommendRequest"));
+}
+
+// The quick unary calls other than Recommend and Rate (callback methods,
+// answered on the thread that received them) carry what the engine says.
+TEST_F(ServiceTest, TheOtherUnaryCallsAnswerWhatTheEngineDoes) {
+  {
+    grpc::ClientContext ctx;
+    v1::ModelInfo info;
+    ASSERT_TRUE(stub_->GetModelInfo(&ctx, {}, &info).ok());
+    const EngineInfo want = engine_->Info();
+    EXPECT_EQ(info.kind(), ModelKindName(want.kind));
+    EXPECT_EQ(info.version(), want.version);
+    EXPECT_EQ(info.factors(), want.factors);
+    EXPECT_EQ(info.users(), want.users);
+    EXPECT_EQ(info.items(), want.items);
+    EXPECT_EQ(info.ratings_since_training(), want.ratings_since_training);
+    EXPECT_EQ(info.log_sequence(), want.log_sequence);
+    EXPECT_EQ(info.scale().max(), want.scale.max);
+  }
+  {
+    v1::GetUserRequest req;
+    req.set_user_id("u3");
+    req.set_recent(2);
+    grpc::ClientContext ctx;
+    v1::GetUserResponse resp;
+    ASSERT_TRUE(stub_->GetUser(&ctx, req, &resp).ok());
+    absl::StatusOr<UserResult> want = engine_->GetUser("u3", 2);
+    ASSERT_TRUE(want.ok()) << want.status();
+    EXPECT_EQ(resp.user_id(), "u3");
+    EXPECT_EQ(resp.rating_count(), want->rating_count);
+    ASSERT_EQ(resp.recent_size(), 2);
+    // Newest first: the two ratings SetUp added.
+    EXPECT_EQ(resp.recent(0).item().id(), want->recent[0].item.id);
+    EXPECT_EQ(resp.recent(0).item().id(), "i7");
+    EXPECT_EQ(resp.recent(0).rating(), 1.0f);
+    EXPECT_EQ(resp.recent(1).item().id(), "an-item-added-after-training");
+  }
+  {
+    v1::SimilarItemsRequest req;
+    req.set_item_id("i7");
+    req.set_k(5);
+    grpc::ClientContext ctx;
+    v1::SimilarItemsResponse resp;
+    ASSERT_TRUE(stub_->SimilarItems(&ctx, req, &resp).ok());
+    absl::StatusOr<SimilarResult> want = engine_->SimilarItems("i7", 5);
+    ASSERT_TRUE(want.ok()) << want.status();
+    EXPECT_EQ(resp.item().id(), "i7");
+    EXPECT_EQ(resp.item().title(), want->item.title);
+    ASSERT_EQ(resp.items_size(), static_cast<int>(want->similar.size()));
+    for (int r = 0; r < resp.items_size(); ++r) {
+      EXPECT_EQ(resp.items(r).item().id(), want->similar[r].first.id);
+      EXPECT_EQ(resp.items(r).similarity(), want->similar[r].second);
+    }
+  }
+  {
+    v1::SimilarItemsRequest req;
+    req.set_item_id("no-such-item");
+    grpc::ClientContext ctx;
+    v1::SimilarItemsResponse resp;
+    EXPECT_EQ(stub_->SimilarItems(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    v1::TrainRequest req;
+    req.set_model_kind("no-such-kind");
+    grpc::ClientContext ctx;
+    v1::TrainResponse resp;
+    EXPECT_EQ(stub_->Train(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    v1::TrainRequest req;
+    req.set_epochs(2);
+    grpc::ClientContext ctx;
+    v1::TrainResponse resp;
+    const grpc::Status s = stub_->Train(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(resp.job_id(), ::testing::StartsWith("train-"));
+    engine_->WaitForTraining();
+  }
+}
+
+// Before a model is loaded (the server answers while its first model
+// trains), every call fails with FAILED_PRECONDITION and says why.
+TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {
+  RecommenderService service;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::Recommender::NewStub(
+      server->InProcessChannel(grpc::ChannelArguments()));
+  auto expect = [](const std::string& call, const grpc::Status& s) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << call;
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("no model")) << call;
+  };
+  {
+    v1::RecommendRequest req;
+    req.set_user_id("u0");
+    grpc::ClientContext ctx;
+    v1::RecommendResponse resp;
+    expect("Recommend", stub->Recommend(&ctx, req, &resp));
+  }
+  {
+    v1::RateRequest req;
+    req.set_user_id("u0");
+    req.set_item_id("i0");
+    req.set_rating(3);
+    grpc::ClientContext ctx;
+    v1::RateResponse resp;
+    expect("Rate", stub->Rate(&ctx, req, &resp));
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::TrainResponse resp;
+    expect("Train", stub->Train(&ctx, {}, &resp));
+  }
+  {
+    v1::SimilarItemsRequest req;
+    req.set_item_id("i0");
+    grpc::ClientContext ctx;
+    v1::SimilarItemsResponse resp;
+    expect("SimilarItems", stub->SimilarItems(&ctx, req, &resp));
+  }
+  {
+    v1::GetUserRequest req;
+    req.set_user_id("u0");
+    grpc::ClientContext ctx;
+    v1::GetUserResponse resp;
+    expect("GetUser", stub->GetUser(&ctx, req, &resp));
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::ModelInfo resp;
+    expect("GetModelInfo", stub->GetModelInfo(&ctx, {}, &resp));
+  }
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub->RateStream(&ctx);
+    stream->WritesDone();
+    v1::RateStreamResponse resp;
+    EXPECT_FALSE(stream->Read(&resp));
+    expect("RateStream", stream->Finish());
+  }
+  {
+    v1::WatchTrainingRequest req;
+    req.set_job_id("train-1");
+    grpc::ClientContext ctx;
+    auto reader = stub->WatchTraining(&ctx, req);
+    v1::TrainingEvent ev;
+    EXPECT_FALSE(reader->Read(&ev));
+    expect("WatchTraining", reader->Finish());
+  }
+  server->Shutdown();
 }
 
 }  // namespace
