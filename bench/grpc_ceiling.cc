@@ -25,8 +25,6 @@
 #include <signal.h>
 
 #include <chrono>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -41,6 +39,7 @@
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "models/file_util.h"
 #include "models/flag_names.h"
 #include "proto/recsys.pb.h"
 
@@ -238,10 +237,9 @@ int main(int argc, char** argv) {
   }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
-    const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << port << "\n";
-    if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
-      std::cerr << "recsys-grpc-ceiling: cannot write " << port_file << "\n";
+    const absl::Status written = recsys::WritePortFile(port_file, port);
+    if (!written.ok()) {
+      std::cerr << "recsys-grpc-ceiling: " << written.message() << "\n";
       return 1;
     }
   }

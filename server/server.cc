@@ -1,11 +1,9 @@
 #include "server/server.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "models/file_util.h"
 #include "models/model_io.h"
 #include "models/status_macros.h"
 #include "models/train.h"
@@ -36,19 +34,6 @@ absl::StatusOr<Model> FirstModel(const ServerOptions& o) {
   TrainOptions topt;
   topt.threads = o.engine.train_threads;
   return TrainModel(data, kind, DefaultHyperparameters(kind), topt);
-}
-
-absl::Status WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << port << "\n";
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename to ", path));
-  return absl::OkStatus();
 }
 
 }  // namespace
