@@ -1,8 +1,12 @@
 // recsys-kernels-bench: Google Benchmark programs for the hot kernels.
 //
-//   score_topk/<items>x<factors>    ItemPanels::Score + TopK(10), one user:
+//   score_topk/<items>x<factors>    ItemPanels::ScoreTopK(10), one user:
 //                                   what the server does per Recommend
-//   score_only, topk_only           the two halves of it
+//                                   (exact_items: how many it scored in
+//                                   float after the int8 bounds)
+//   score_topk_float/...            ItemPanels::Score + TopK(10): the same
+//                                   answer from every item's float score
+//   score_only, topk_only           the two halves of that
 //   score_topk_exclude/...          score_topk skipping 100 items, the
 //                                   way Recommend skips a user's ratings
 //   score_topk_rowmajor/...         ScoreAllItems (Eigen's row-major
@@ -107,9 +111,32 @@ const ItemPanels& PanelsOf(const Model& m) {
   return *cached;
 }
 
-// What the server does per Recommend: the panelled product, then TopK(10)
-// into a reused vector.
+// How many items the last ScoreTopK call scored exactly, as a counter
+// (-1: it scored them all).
+void SetExactItems(benchmark::State& state) {
+  state.counters["exact_items"] =
+      static_cast<double>(ItemPanels::LastExactCount());
+}
+
+// What the server does per Recommend: ItemPanels::ScoreTopK(10), the int8
+// bounds and then the exact scores of the few items that can win, into a
+// reused vector.
 void ScoreTopK(benchmark::State& state, int32_t items, int32_t factors) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const ItemPanels& panels = PanelsOf(m);
+  const Eigen::VectorXf p = RandomUser(factors);
+  std::vector<ScoredItem> top;
+  for (auto _ : state) {
+    panels.ScoreTopK(p.data(), m.mu + 0.1f, {}, 10, {}, &top);
+    benchmark::DoNotOptimize(top.data());
+  }
+  SetMatrixBytes(state, m);
+  SetExactItems(state);
+}
+
+// The same answer from every item's float score and TopK(10): the path
+// before ScoreTopK's int8 bounds.
+void ScoreTopKFloat(benchmark::State& state, int32_t items, int32_t factors) {
   const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
   const ItemPanels& panels = PanelsOf(m);
   const Eigen::VectorXf p = RandomUser(factors);
@@ -145,16 +172,19 @@ void ScoreTopKExclude(benchmark::State& state, int32_t items, int32_t factors) {
     excludes[u].assign(all.begin(),
                        all.begin() + std::min<size_t>(100, all.size()));
   }
-  std::vector<float> scores(static_cast<size_t>(items));
   std::vector<ScoredItem> top;
   int u = 0;
+  int64_t exact_items = 0;
   for (auto _ : state) {
-    panels.Score(users[u].data(), m.mu + 0.1f, scores.data());
-    TopKInPlace(absl::MakeSpan(scores), 10, excludes[u], &top);
+    panels.ScoreTopK(users[u].data(), m.mu + 0.1f, {}, 10, excludes[u], &top);
+    exact_items += ItemPanels::LastExactCount();
     benchmark::DoNotOptimize(top.data());
     u = (u + 1) % kUsers;
   }
   SetMatrixBytes(state, m);
+  state.counters["exact_items"] =
+      static_cast<double>(exact_items) /
+      static_cast<double>(std::max<int64_t>(1, state.iterations()));
 }
 
 // The library's ScoreAllItems (Eigen's row-major product) + TopK(10), as
@@ -370,12 +400,15 @@ void TrainOneEpoch(benchmark::State& state, const DataSize& size,
 }
 
 void RegisterAll() {
-  for (int32_t items : {1682, 62423, 1000000}) {
+  for (int32_t items : {1682, 4096, 9742, 62423, 1000000}) {
     // 32 factors: the ranking part of the default kHybrid model.
     for (int32_t factors : {32, 64, 128}) {
       const std::string shape = absl::StrCat(items, "x", factors);
       benchmark::RegisterBenchmark(("score_topk/" + shape).c_str(), ScoreTopK,
                                    items, factors)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("score_topk_float/" + shape).c_str(),
+                                   ScoreTopKFloat, items, factors)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("score_topk_exclude/" + shape).c_str(),
                                    ScoreTopKExclude, items, factors)

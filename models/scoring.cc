@@ -1,19 +1,61 @@
 #include "models/scoring.h"
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+#endif
 
 namespace recsys {
 
 namespace {
 constexpr int kW = ItemPanels::kWidth;
+constexpr int kCW = ItemPanels::kCodeWidth;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+thread_local int64_t last_exact_count = -1;
+
+// The smallest float at least x (x >= 0, finite), a little above it so the
+// double arithmetic that gave x is covered too.
+float RoundUp(double x) {
+  x *= 1.0 + 1e-9;
+  float f = static_cast<float>(x);
+  if (static_cast<double>(f) < x) {
+    f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  }
+  return f;
+}
+
+// The integer code of v at scale a (a >= 0): round(v / a) within
+// [-127, 127], 0 for a zero scale.
+int32_t Code(float v, float a) {
+  if (!(a > 0)) return 0;
+  const long c = std::lround(static_cast<double>(v) / a);
+  return static_cast<int32_t>(std::clamp<long>(c, -127, 127));
+}
+
+// "a ranks before b", as TopK orders: higher score, then lower index.
+inline bool Better(const ScoredItem& a, const ScoredItem& b) {
+  return a.score > b.score || (a.score == b.score && a.item < b.item);
+}
 
 // One panel: out[j] = offset + bias[j] + sum_f panel[f][j] * p[f], for the
 // first `n` of its kW items. Two accumulator sets (even and odd factors)
 // keep enough independent multiply-adds in flight to hide their latency.
-inline void ScorePanel(const float* __restrict panel,
-                       const float* __restrict bias, int32_t k,
-                       const float* __restrict p, float offset, int n,
-                       float* __restrict out) {
+// One copy of the machine code (not inlined, not cloned), so Score() and
+// ScoreTopK()'s exact pass round every score identically.
+#if defined(__GNUC__) && !defined(__clang__)
+#define RECSYS_ONE_COPY __attribute__((noinline, noclone))
+#else
+#define RECSYS_ONE_COPY __attribute__((noinline))
+#endif
+RECSYS_ONE_COPY void ScorePanel(const float* __restrict panel,
+                                const float* __restrict bias, int32_t k,
+                                const float* __restrict p, float offset, int n,
+                                float* __restrict out) {
   float even[kW];
   float odd[kW];
   for (int j = 0; j < kW; ++j) {
@@ -46,7 +88,56 @@ inline void ScorePanel(const float* __restrict panel,
 }
 }  // namespace
 
-ItemPanels::ItemPanels(RowMatrixRef factors, const Eigen::VectorXf& bias)
+namespace internal {
+
+void CodePanelDotPortable(const int8_t* codes, const uint32_t* user,
+                          int32_t groups, int32_t* out) {
+  int32_t acc[kCW] = {};
+  for (int32_t g = 0; g < groups; ++g) {
+    const uint32_t u = user[g];
+    const int32_t u0 = static_cast<int32_t>(u & 0xffu);
+    const int32_t u1 = static_cast<int32_t>((u >> 8) & 0xffu);
+    const int32_t u2 = static_cast<int32_t>((u >> 16) & 0xffu);
+    const int32_t u3 = static_cast<int32_t>(u >> 24);
+    const int8_t* c = codes + static_cast<int64_t>(g) * kCW * 4;
+    for (int j = 0; j < kCW; ++j) {
+      acc[j] += u0 * c[4 * j] + u1 * c[4 * j + 1] + u2 * c[4 * j + 2] +
+                u3 * c[4 * j + 3];
+    }
+  }
+  std::copy(acc, acc + kCW, out);
+}
+
+void CodePanelDot(const int8_t* codes, const uint32_t* user, int32_t groups,
+                  int32_t* out) {
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+  static_assert(kCW == 64, "four registers of 16 items");
+  __m512i a0 = _mm512_setzero_si512();
+  __m512i a1 = _mm512_setzero_si512();
+  __m512i a2 = _mm512_setzero_si512();
+  __m512i a3 = _mm512_setzero_si512();
+  for (int32_t g = 0; g < groups; ++g) {
+    // Four unsigned user bytes against each item's four signed codes.
+    const __m512i u = _mm512_set1_epi32(static_cast<int>(user[g]));
+    const int8_t* c = codes + static_cast<int64_t>(g) * kCW * 4;
+    a0 = _mm512_dpbusd_epi32(a0, u, _mm512_loadu_si512(c));
+    a1 = _mm512_dpbusd_epi32(a1, u, _mm512_loadu_si512(c + 64));
+    a2 = _mm512_dpbusd_epi32(a2, u, _mm512_loadu_si512(c + 128));
+    a3 = _mm512_dpbusd_epi32(a3, u, _mm512_loadu_si512(c + 192));
+  }
+  _mm512_storeu_si512(out, a0);
+  _mm512_storeu_si512(out + 16, a1);
+  _mm512_storeu_si512(out + 32, a2);
+  _mm512_storeu_si512(out + 48, a3);
+#else
+  CodePanelDotPortable(codes, user, groups, out);
+#endif
+}
+
+}  // namespace internal
+
+ItemPanels::ItemPanels(RowMatrixRef factors, const Eigen::VectorXf& bias,
+                       Int8 int8)
     : rows_(static_cast<int32_t>(factors.rows())),
       factors_(static_cast<int32_t>(factors.cols())) {
   const int64_t panels = (static_cast<int64_t>(rows_) + kW - 1) / kW;
@@ -61,6 +152,237 @@ ItemPanels::ItemPanels(RowMatrixRef factors, const Eigen::VectorXf& bias)
       dst[static_cast<int64_t>(f) * kW] = src[f];
     if (bias.size() > 0) bias_[static_cast<size_t>(i)] = bias[i];
   }
+  if (int8 == Int8::kAlways ||
+      static_cast<int64_t>(rows_) * factors_ >= kInt8MinFloats) {
+    Quantize(factors);
+  }
+}
+
+void ItemPanels::Quantize(RowMatrixRef factors) {
+  if (rows_ == 0 || factors_ < 1 || factors_ > kMaxQuantizedFactors) return;
+  for (int32_t i = 0; i < rows_; ++i) {
+    if (!std::isfinite(bias_[static_cast<size_t>(i)]) ||
+        !factors.row(i).allFinite()) {
+      return;  // ScoreTopK scores such a model exactly
+    }
+  }
+  groups_ = (factors_ + 3) / 4;
+  const int64_t panels = (static_cast<int64_t>(rows_) + kCW - 1) / kCW;
+  const auto padded = static_cast<size_t>(panels * kCW);
+  codes_.assign(static_cast<size_t>(panels * groups_ * kCW * 4), 0);
+  code_sum_.assign(padded, 0);
+  scale_.assign(padded, 0.0f);
+  scaled_norm_.assign(padded, 0.0f);
+  error_norm_.assign(padded, 0.0f);
+  norm_.assign(padded, 0.0f);
+  code_bias_.assign(padded, 0.0f);
+  std::copy(bias_.begin(), bias_.begin() + rows_, code_bias_.begin());
+  for (int32_t i = 0; i < rows_; ++i) {
+    const float* row = factors.row(i).data();
+    float max_abs = 0.0f;
+    for (int32_t f = 0; f < factors_; ++f) {
+      max_abs = std::max(max_abs, std::abs(row[f]));
+    }
+    const float a = max_abs / 127.0f;
+    int8_t* panel = codes_.data() + (i / kCW) * groups_ * kCW * 4;
+    const int j = i % kCW;
+    int32_t sum = 0;
+    double codes2 = 0, error2 = 0, norm2 = 0;
+    for (int32_t f = 0; f < factors_; ++f) {
+      const int32_t c = Code(row[f], a);
+      panel[(static_cast<int64_t>(f / 4) * kCW + j) * 4 + f % 4] =
+          static_cast<int8_t>(c);
+      sum += c;
+      // Exact in double: a float times a small integer.
+      const double e = static_cast<double>(row[f]) - static_cast<double>(a) * c;
+      codes2 += static_cast<double>(c) * c;
+      error2 += e * e;
+      norm2 += static_cast<double>(row[f]) * row[f];
+    }
+    const auto k = static_cast<size_t>(i);
+    code_sum_[k] = sum;
+    scale_[k] = a;
+    scaled_norm_[k] = RoundUp(a * std::sqrt(codes2));
+    error_norm_[k] = RoundUp(std::sqrt(error2));
+    norm_[k] = RoundUp(std::sqrt(norm2));
+    max_norm_ = std::max(max_norm_, norm_[k]);
+    max_abs_bias_ = std::max(max_abs_bias_, std::abs(code_bias_[k]));
+  }
+}
+
+int64_t ItemPanels::LastExactCount() { return last_exact_count; }
+
+void ItemPanels::ExactTopK(const float* p, float offset,
+                           absl::Span<const float> tail, int k,
+                           absl::Span<const int32_t> exclude,
+                           std::vector<ScoredItem>* out) const {
+  thread_local std::vector<float> all;
+  all.resize(static_cast<size_t>(rows_) + tail.size());
+  if (rows_ > 0) Score(p, offset, all.data());
+  std::copy(tail.begin(), tail.end(), all.begin() + rows_);
+  TopKInPlace(absl::MakeSpan(all), k, exclude, out);
+  last_exact_count = -1;
+}
+
+// Why the interval holds. With c_u the user's codes at scale b (u = b c_u +
+// d) and item i's as above (q = a c + e), the real dot product is
+//   u . q = a b (c_u . c) + a (d . c) + u . e,
+// and by Cauchy-Schwarz the last two terms are at most |d| a|c| and |u| |e|
+// in size. The integer product is exact (at most 127 * 127 * 1024 < 2^24,
+// so exact as a float too). Score() sums in float with about k/2 + 3
+// roundings of at most 2^-24 relative to |offset + bias| + |u| |q|, and the
+// approximate score (its product at most about 1.3 |u| |q|) and bounds
+// here have a few more; gamma allows (k + 16) * 2^-21 times
+// |offset + bias| + 2 |u| |q|, eight times the sum of them all.
+void ItemPanels::ScoreTopK(const float* p, float offset,
+                           absl::Span<const float> tail, int k,
+                           absl::Span<const int32_t> exclude,
+                           std::vector<ScoredItem>* out) const {
+  out->clear();
+  const int64_t n =
+      static_cast<int64_t>(rows_) + static_cast<int64_t>(tail.size());
+  last_exact_count = -1;
+  if (k <= 0 || n == 0) return;
+  bool usable = quantized() && std::isfinite(offset);
+  float max_abs = 0.0f;
+  double user2 = 0;
+  for (int32_t f = 0; f < factors_ && usable; ++f) {
+    usable = std::isfinite(p[f]);
+    max_abs = std::max(max_abs, std::abs(p[f]));
+    user2 += static_cast<double>(p[f]) * p[f];
+  }
+  for (float t : tail) usable = usable && std::isfinite(t);
+  if (!usable) {
+    ExactTopK(p, offset, tail, k, exclude, out);
+    return;
+  }
+
+  // The user's codes, plus 128 (VNNI multiplies unsigned by signed bytes),
+  // four to a uint32; padding factors get 128, against zero item codes.
+  const float b = max_abs / 127.0f;
+  thread_local std::vector<uint32_t> user;
+  user.assign(static_cast<size_t>(groups_), 0);
+  double residual2 = 0;
+  for (int32_t f = 0; f < groups_ * 4; ++f) {
+    int32_t c = 0;
+    if (f < factors_) {
+      c = Code(p[f], b);
+      const double d = static_cast<double>(p[f]) - static_cast<double>(b) * c;
+      residual2 += d * d;
+    }
+    user[static_cast<size_t>(f / 4)] |= static_cast<uint32_t>(c + 128)
+                                        << (8 * (f % 4));
+  }
+  const float user_norm = RoundUp(std::sqrt(user2));
+  const float residual_norm = RoundUp(std::sqrt(residual2));
+  // Every bound below is a few times this at most: if it overflows, so
+  // might they.
+  if (!std::isfinite(
+          16.0f * (std::abs(offset) + max_abs_bias_ + user_norm * max_norm_))) {
+    ExactTopK(p, offset, tail, k, exclude, out);
+    return;
+  }
+  const float gamma = static_cast<float>(factors_ + 16) * 0x1p-21f;
+
+  // One pass over the bounds: a min-heap keeps the k best lower bounds, so
+  // its top is a running threshold that only rises; an item whose upper
+  // bound is below it cannot be among the k best, and the rest are noted
+  // as candidates (bounds of a panel at a time, the check for a block of
+  // them at once). Excluded items are looked up only when they would be
+  // noted.
+  thread_local std::vector<int32_t> excluded;
+  excluded.assign(exclude.begin(), exclude.end());
+  std::sort(excluded.begin(), excluded.end());
+  auto is_excluded = [&](int64_t i) {
+    return std::binary_search(excluded.begin(), excluded.end(),
+                              static_cast<int32_t>(i));
+  };
+  thread_local std::vector<float> heap;  // lower bounds, worst on top
+  heap.clear();
+  const auto kk = static_cast<size_t>(k);
+  float threshold = kNegInf;
+  thread_local std::vector<ScoredItem> noted;  // (item, upper bound)
+  noted.clear();
+  auto offer = [&](int64_t i, float item_lo, float item_hi) {
+    if (!(item_hi >= threshold) || is_excluded(i)) return;
+    noted.push_back({static_cast<int32_t>(i), item_hi});
+    if (heap.size() < kk) {
+      heap.push_back(item_lo);
+      std::push_heap(heap.begin(), heap.end(), std::greater<float>());
+    } else if (item_lo > heap.front()) {
+      std::pop_heap(heap.begin(), heap.end(), std::greater<float>());
+      heap.back() = item_lo;
+      std::push_heap(heap.begin(), heap.end(), std::greater<float>());
+    } else {
+      return;
+    }
+    if (heap.size() == kk) threshold = heap.front();
+  };
+
+  const int64_t panels = (static_cast<int64_t>(rows_) + kCW - 1) / kCW;
+  alignas(64) int32_t dots[kCW];
+  alignas(64) float lo[kCW];
+  alignas(64) float hi[kCW];
+  for (int64_t pb = 0; pb < panels; ++pb) {
+    internal::CodePanelDot(codes_.data() + pb * groups_ * kCW * 4, user.data(),
+                           groups_, dots);
+    const size_t first = static_cast<size_t>(pb) * kCW;
+    for (int j = 0; j < kCW; ++j) {
+      const size_t i = first + static_cast<size_t>(j);
+      const float level = offset + code_bias_[i];
+      const auto dot = static_cast<float>(dots[j] - 128 * code_sum_[i]);
+      const float approx = level + (scale_[i] * b) * dot;
+      const float margin =
+          residual_norm * scaled_norm_[i] + user_norm * error_norm_[i] +
+          gamma * (std::abs(level) + 2.0f * user_norm * norm_[i]);
+      lo[j] = approx - margin;
+      hi[j] = approx + margin;
+    }
+    const int m = static_cast<int>(std::min<int64_t>(kCW, rows_ - pb * kCW));
+    int above = 0;
+    for (int j = 0; j < kCW; ++j) above += hi[j] >= threshold;
+    if (above == 0) continue;
+    for (int j = 0; j < m; ++j) {
+      offer(static_cast<int64_t>(first) + j, lo[j], hi[j]);
+    }
+  }
+  for (size_t t = 0; t < tail.size(); ++t) {
+    offer(rows_ + static_cast<int64_t>(t), tail[t], tail[t]);
+  }
+  if (heap.size() < kk) {
+    // Fewer than k items left: the plain path tops up with -inf scores.
+    ExactTopK(p, offset, tail, k, exclude, out);
+    return;
+  }
+
+  // The noted items that reach the final threshold, scored exactly: a
+  // whole panel at a time, with Score()'s own arithmetic.
+  thread_local std::vector<ScoredItem> candidates;
+  candidates.clear();
+  alignas(64) float panel_scores[kW];
+  int64_t scored = -1;
+  const int64_t stride = static_cast<int64_t>(factors_) * kW;
+  for (const ScoredItem& c : noted) {
+    if (!(c.score >= threshold)) continue;
+    const int64_t i = c.item;
+    if (i < rows_) {
+      const int64_t pb = i / kW;
+      if (pb != scored) {
+        const int m = static_cast<int>(std::min<int64_t>(kW, rows_ - pb * kW));
+        ScorePanel(data_.data() + pb * stride, bias_.data() + pb * kW, factors_,
+                   p, offset, m, panel_scores);
+        scored = pb;
+      }
+      candidates.push_back({c.item, panel_scores[i - pb * kW]});
+    } else {
+      candidates.push_back({c.item, tail[static_cast<size_t>(i - rows_)]});
+    }
+  }
+  last_exact_count = static_cast<int64_t>(candidates.size());
+  const size_t keep = std::min(candidates.size(), static_cast<size_t>(k));
+  std::partial_sort(candidates.begin(), candidates.begin() + keep,
+                    candidates.end(), Better);
+  out->assign(candidates.begin(), candidates.begin() + keep);
 }
 
 void ItemPanels::Score(const float* p, float offset, float* out) const {

@@ -20,7 +20,9 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "absl/types/span.h"
 #include "models/model.h"
+#include "models/topk.h"
 
 namespace recsys {
 
@@ -36,11 +38,19 @@ class ItemPanels {
   static constexpr int kWidth = 16;
 #endif
 
+  // When to make the int8 copy ScoreTopK uses (see below). Below about
+  // 2^17 floats of factors (1682 x 64, say) the float pass is as fast
+  // (kernels bench, score_topk against score_topk_float), so kIfLarge
+  // leaves smaller catalogues without one; kAlways is for tests.
+  enum class Int8 { kIfLarge, kAlways };
+  static constexpr int64_t kInt8MinFloats = int64_t{1} << 17;
+
   ItemPanels() = default;
   // Row i of `factors` (a matrix, or a block of its leading columns) and
   // bias[i] (an empty `bias` means zeros) describe item i. Copies them: the
   // panels do not refer back to the arguments.
-  ItemPanels(RowMatrixRef factors, const Eigen::VectorXf& bias);
+  ItemPanels(RowMatrixRef factors, const Eigen::VectorXf& bias,
+             Int8 int8 = Int8::kIfLarge);
 
   int32_t rows() const { return rows_; }
   int32_t factors() const { return factors_; }
@@ -50,13 +60,76 @@ class ItemPanels {
   // factors() floats, `out` to rows() floats.
   void Score(const float* p, float offset, float* out) const;
 
+  // The k best of the rows() items scored as Score() scores them, followed
+  // by `tail` (scores of items rows(), rows() + 1, ... worked out
+  // elsewhere), skipping `exclude`: always exactly what Score() and then
+  // TopKInPlace() over [scores, tail] give, bit for bit.
+  //
+  // With the int8 copy (see below) it gets there reading a quarter of the
+  // bytes. Every item's score is first bounded: an int8 product gives an
+  // approximate score, and the quantization errors of the item (kept per
+  // item) and of this user, with a float rounding allowance, give an
+  // interval the exact score lies in. Only items whose upper bound reaches
+  // the k-th best lower bound can be among the k best; their panels are
+  // then scored exactly and the k best taken from those. On real factor
+  // models a dozen or so items survive for k = 10.
+  void ScoreTopK(const float* p, float offset, absl::Span<const float> tail,
+                 int k, absl::Span<const int32_t> exclude,
+                 std::vector<ScoredItem>* out) const;
+
+  // Whether the int8 copy exists: it is made (as the constructor's `int8`
+  // asks) for 1 to kMaxQuantizedFactors factors when every factor and bias
+  // is finite.
+  bool quantized() const { return !codes_.empty(); }
+  static constexpr int32_t kMaxQuantizedFactors = 1024;
+  // Items per panel of the int8 copy.
+  static constexpr int kCodeWidth = 64;
+
+  // The count of items ScoreTopK's last call on this thread scored exactly
+  // (-1 when it scored every item), for tests and benchmarks.
+  static int64_t LastExactCount();
+
  private:
+  void Quantize(RowMatrixRef factors);
+  // Scores of every item into `out`, then TopKInPlace: the plain path.
+  void ExactTopK(const float* p, float offset, absl::Span<const float> tail,
+                 int k, absl::Span<const int32_t> exclude,
+                 std::vector<ScoredItem>* out) const;
+
   int32_t rows_ = 0;
   int32_t factors_ = 0;
   // panels x factors x kWidth floats, then panels x kWidth biases.
   std::vector<float> data_;
   std::vector<float> bias_;
+
+  // The int8 copy. Item i's factors are a_i * c_i + e_i with c_i integers
+  // in [-127, 127], a_i = max |factor| / 127 and e_i the rounding error.
+  // Codes go in panels of kCodeWidth items; within a panel, groups of four
+  // factors, each group holding every item's four codes side by side (the
+  // order of AVX-512 VNNI's four-way byte dot product). Factor counts are
+  // padded to a multiple of four with zero codes.
+  int32_t groups_ = 0;              // padded factors / 4
+  std::vector<int8_t> codes_;       // panels x groups x kCodeWidth x 4
+  std::vector<int32_t> code_sum_;   // sum of c_i, per item (padded)
+  std::vector<float> scale_;        // a_i
+  std::vector<float> scaled_norm_;  // a_i |c_i|, rounded up
+  std::vector<float> error_norm_;   // |e_i|, rounded up
+  std::vector<float> norm_;         // |factors of i|, rounded up
+  std::vector<float> code_bias_;    // bias_, padded to whole code panels
+  float max_norm_ = 0;              // the largest norm_
+  float max_abs_bias_ = 0;          // the largest |bias|
 };
+
+namespace internal {
+// out[j] = sum over f of user[f] * codes[f of item j] for the kCodeWidth
+// items of one code panel of `groups` groups: the portable loop, and the
+// one ScoreTopK uses (VNNI when built for it). `user` holds the user's
+// codes plus 128, four per uint32.
+void CodePanelDotPortable(const int8_t* codes, const uint32_t* user,
+                          int32_t groups, int32_t* out);
+void CodePanelDot(const int8_t* codes, const uint32_t* user, int32_t groups,
+                  int32_t* out);
+}  // namespace internal
 
 }  // namespace recsys
 

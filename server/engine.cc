@@ -779,24 +779,27 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   RecommendResult out;
   out.model_version = g->version;
   out.personalized = rated_count > 0;
-  // One product over the trained items (ItemPanels, laid out per generation)
-  // and one over the new ones gives the ranking score of every item;
-  // predicted ratings are worked out only for the k returned (for explicit
-  // kinds they are the clipped scores). Scratch buffers live per thread.
+  // The new items' ranking scores come from one product here, and
+  // ItemPanels::ScoreTopK (laid out per generation) finds the k best of the
+  // trained items and them, exactly; predicted ratings are worked out only
+  // for the k returned (for explicit kinds they are the clipped scores).
+  // Otherwise (kPopularity, or no ratings yet) `scores` holds every item's
+  // rating count.
+  // Scratch buffers live per thread.
   thread_local std::vector<float> scores;
   thread_local std::vector<int32_t> exclude;
   thread_local std::vector<ScoredItem> best;
-  scores.resize(static_cast<size_t>(total));
   exclude.clear();
   // (kPopularity scores are rating counts, kIals scores preferences.)
   const bool scores_are_ratings = out.personalized &&
                                   m.kind != ModelKind::kPopularity &&
                                   m.ranks_by_rating();
-  if (out.personalized && m.kind != ModelKind::kPopularity) {
-    g->panels.Score(user_vec, m.ranks_by_rating() ? m.mu + user_bias : 0.0f,
-                    scores.data());
+  const bool by_factors = out.personalized && m.kind != ModelKind::kPopularity;
+  const float offset = m.ranks_by_rating() ? m.mu + user_bias : 0.0f;
+  if (by_factors) {
+    scores.resize(static_cast<size_t>(total - base));
     if (total > base) {
-      Eigen::Map<Eigen::VectorXf> tail(scores.data() + base, total - base);
+      Eigen::Map<Eigen::VectorXf> tail(scores.data(), total - base);
       if (m.ranks_by_rating()) {
         Eigen::Map<const Eigen::VectorXf> p(user_vec, m.factors());
         tail = ni->bias.array() + (m.mu + user_bias);
@@ -808,6 +811,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       }
     }
   } else {
+    scores.resize(static_cast<size_t>(total));
     for (int32_t i = 0; i < base; ++i) {
       scores[i] = static_cast<float>(m.item_counts[i]);
     }
@@ -865,8 +869,12 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       if (!allowed[i]) exclude.push_back(i);
     }
   }
-  // `scores` is this call's scratch: the excluded items may be overwritten.
-  TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &best);
+  if (by_factors) {
+    g->panels.ScoreTopK(user_vec, offset, scores, q.k, exclude, &best);
+  } else {
+    // `scores` is this call's scratch: the excluded items may be overwritten.
+    TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &best);
+  }
   // `g` and `ni` keep the referenced ids and descriptions alive until
   // Recommend returns.
   for (const ScoredItem& s : best) {

@@ -17,6 +17,7 @@
 #include "models/evaluation.h"
 #include "models/fold_in.h"
 #include "models/loaders.h"
+#include "models/scoring.h"
 #include "models/topk.h"
 #include "models/train.h"
 #include "tests/test_util.h"
@@ -185,6 +186,58 @@ TEST(EngineKinds, ShownRatingsAreTheModelsPredictions) {
                                    model->items.Find(it.item.id)),
                     1e-4)
             << ModelKindName(kind) << " " << user << " " << it.item.id;
+      }
+    }
+  }
+}
+
+// A catalogue large enough for ItemPanels' int8 bounds: Recommend still
+// returns exactly the float top k (items and scores, bit for bit) of every
+// item's score, skipping what the user rated and what the query excludes.
+TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
+  const RatingData data = testing::PlantedData(40, 3000, 4, 0.05, 0.3, 3, true);
+  for (ModelKind kind : {ModelKind::kIals, ModelKind::kSgd}) {
+    Hyperparameters p = DefaultHyperparameters(kind);
+    p.factors = 48;
+    p.epochs = 3;
+    absl::StatusOr<Model> model = TrainModel(data, kind, p, {});
+    ASSERT_TRUE(model.ok()) << model.status();
+    const Model& m = *model;
+    const ItemPanels panels =
+        m.ranks_by_rating() ? ItemPanels(m.item_factors, m.item_bias)
+                            : ItemPanels(m.item_factors.leftCols(m.rank_cols()),
+                                         Eigen::VectorXf());
+    ASSERT_TRUE(panels.quantized()) << ModelKindName(kind);
+    EngineOptions opt;
+    opt.data_dir =
+        testing::MakeTempDir(absl::StrCat(ModelKindName(kind), "_large"));
+    opt.snapshot_every = 0;
+    auto engine = Engine::Open(opt, [&]() { return m; });
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    std::vector<float> scores(static_cast<size_t>(m.num_items()));
+    for (int32_t u = 0; u < m.num_users(); u += 3) {
+      RecommendQuery q;
+      q.user = m.users.External(u);
+      q.k = 20;
+      q.exclude = {m.items.External(u), m.items.External(u + 100)};
+      absl::StatusOr<RecommendResult> got = (*engine)->Recommend(q);
+      ASSERT_TRUE(got.ok()) << got.status();
+
+      const float offset = m.ranks_by_rating() ? m.mu + m.user_bias[u] : 0.0f;
+      panels.Score(m.user_factors.row(u).data(), offset, scores.data());
+      const SparseRows& rated = m.user_ratings;
+      std::vector<int32_t> exclude(rated.cols.begin() + rated.offsets[u],
+                                   rated.cols.begin() + rated.offsets[u + 1]);
+      exclude.push_back(u);
+      exclude.push_back(u + 100);
+      std::vector<ScoredItem> want;
+      TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &want);
+      ASSERT_EQ(got->items.size(), want.size());
+      for (size_t r = 0; r < want.size(); ++r) {
+        EXPECT_EQ(got->items[r].item.id, m.items.External(want[r].item))
+            << ModelKindName(kind) << " user " << u << " rank " << r;
+        EXPECT_EQ(got->items[r].score, want[r].score)
+            << ModelKindName(kind) << " user " << u << " rank " << r;
       }
     }
   }

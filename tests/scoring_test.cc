@@ -1,7 +1,10 @@
 #include "models/scoring.h"
 
+#include <cstring>
+#include <limits>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace recsys {
@@ -60,6 +63,240 @@ TEST(ItemPanelsTest, EmptyBiasMeansZero) {
   EXPECT_FLOAT_EQ(out[0], -0.5f);
   EXPECT_FLOAT_EQ(out[1], -0.5f);
   EXPECT_FLOAT_EQ(out[2], -0.5f);
+}
+
+// What ScoreTopK must equal bit for bit: every score, then TopKInPlace.
+std::vector<ScoredItem> PlainTopK(const ItemPanels& panels, const float* p,
+                                  float offset, const std::vector<float>& tail,
+                                  int k, const std::vector<int32_t>& exclude) {
+  std::vector<float> all(static_cast<size_t>(panels.rows()) + tail.size());
+  if (panels.rows() > 0) panels.Score(p, offset, all.data());
+  std::copy(tail.begin(), tail.end(), all.begin() + panels.rows());
+  std::vector<ScoredItem> out;
+  TopKInPlace(absl::MakeSpan(all), k, exclude, &out);
+  return out;
+}
+
+// Equal items and bit-identical scores, in order.
+void ExpectSameList(const std::vector<ScoredItem>& got,
+                    const std::vector<ScoredItem>& want,
+                    const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t r = 0; r < got.size(); ++r) {
+    EXPECT_EQ(got[r].item, want[r].item) << what << " rank " << r;
+    EXPECT_EQ(std::memcmp(&got[r].score, &want[r].score, sizeof(float)), 0)
+        << what << " rank " << r << ": " << got[r].score << " vs "
+        << want[r].score;
+  }
+}
+
+// Items as a low-rank model makes them (a few tastes plus noise), the
+// shape ScoreTopK's bounds are built for.
+RowMatrix LowRankItems(int32_t rows, int32_t k, std::mt19937* rng) {
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  const int32_t rank = std::max(1, std::min(k, 4));
+  RowMatrix basis(rank, k);
+  for (int64_t j = 0; j < basis.size(); ++j) basis.data()[j] = gauss(*rng);
+  RowMatrix q(rows, k);
+  for (int32_t i = 0; i < rows; ++i) {
+    for (int32_t f = 0; f < k; ++f) q(i, f) = 0.05f * gauss(*rng);
+    for (int32_t r = 0; r < rank; ++r) {
+      q.row(i) += (0.3f * gauss(*rng)) * basis.row(r);
+    }
+  }
+  return q;
+}
+
+TEST(ItemPanelsTopKTest, EqualsScoringEveryItemForEveryShape) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> gauss(0.0f, 0.5f);
+  const int w = ItemPanels::kCodeWidth;
+  int64_t two_stage_calls = 0;
+  for (int32_t rows : {1, w - 1, w, w + 1, 3 * w + 5, 1682, 6000}) {
+    for (int32_t k : {1, 3, 4, 7, 32, 129}) {
+      const RowMatrix q = LowRankItems(rows, k, &rng);
+      Eigen::VectorXf bias(rows);
+      for (int32_t i = 0; i < rows; ++i) bias[i] = 0.3f * gauss(rng);
+      for (bool with_bias : {false, true}) {
+        const ItemPanels panels(q, with_bias ? bias : Eigen::VectorXf(),
+                                ItemPanels::Int8::kAlways);
+        ASSERT_TRUE(panels.quantized()) << rows << "x" << k;
+        for (int user = 0; user < 6; ++user) {
+          // A user like the items, or plain noise.
+          Eigen::VectorXf p(k);
+          if (user % 2 == 0) {
+            p = q.row(static_cast<int32_t>(rng() % rows)).transpose() * 3.0f;
+          } else {
+            for (int32_t f = 0; f < k; ++f) p[f] = gauss(rng);
+          }
+          std::vector<float> tail;
+          for (int t = 0; t < user % 3 * 4; ++t) tail.push_back(gauss(rng));
+          std::vector<int32_t> exclude;
+          const auto n = static_cast<int32_t>(rows + tail.size());
+          for (int e = 0; e < user * 7; ++e) {
+            exclude.push_back(static_cast<int32_t>(rng() % n));
+          }
+          exclude.push_back(-3);  // ignored, as TopKInPlace ignores it
+          for (int top : {1, 10, 40}) {
+            const float offset = with_bias ? 3.5f : 0.0f;
+            std::vector<ScoredItem> got;
+            panels.ScoreTopK(p.data(), offset, tail, top, exclude, &got);
+            two_stage_calls += ItemPanels::LastExactCount() >= 0;
+            ExpectSameList(
+                got, PlainTopK(panels, p.data(), offset, tail, top, exclude),
+                absl::StrCat(rows, "x", k, " user ", user, " k ", top,
+                             with_bias ? " bias" : ""));
+          }
+        }
+      }
+    }
+  }
+  // Most calls take the int8 path (the rest: fewer than k items left).
+  EXPECT_GT(two_stage_calls, 1000);
+}
+
+// On a catalogue shaped like a real model's, few items need exact scores.
+TEST(ItemPanelsTopKTest, ScoresFewItemsExactlyOnLowRankData) {
+  std::mt19937 rng(9);
+  const RowMatrix q = LowRankItems(20000, 64, &rng);
+  const ItemPanels panels(q, Eigen::VectorXf());
+  ASSERT_TRUE(panels.quantized()) << "large enough for kIfLarge";
+  int64_t most = 0;
+  for (int user = 0; user < 20; ++user) {
+    const Eigen::VectorXf p = q.row(user * 997).transpose();
+    std::vector<ScoredItem> got;
+    panels.ScoreTopK(p.data(), 0.0f, {}, 10, {}, &got);
+    ASSERT_GE(ItemPanels::LastExactCount(), 10);
+    most = std::max(most, ItemPanels::LastExactCount());
+    ExpectSameList(got, PlainTopK(panels, p.data(), 0.0f, {}, 10, {}),
+                   absl::StrCat("user ", user));
+  }
+  EXPECT_LT(most, 2000) << "of 20000 items";
+}
+
+// Ties, duplicates, zero rows and users, wide ranges of magnitude: still
+// exactly the plain result.
+TEST(ItemPanelsTopKTest, HardCasesStayExact) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  const int32_t rows = 700, k = 16;
+  RowMatrix q(rows, k);
+  for (int32_t i = 0; i < rows; ++i) {
+    if (i % 5 == 0) {
+      q.row(i).setZero();  // zero items tie at the offset
+    } else if (i % 5 == 1 && i > 1) {
+      q.row(i) = q.row(i - 5);  // duplicates tie exactly
+    } else {
+      for (int32_t f = 0; f < k; ++f) q(i, f) = gauss(rng);
+      // One huge factor beside tiny ones.
+      if (i % 7 == 0) q(i, i % k) = 1e6f;
+      if (i % 11 == 0) q.row(i) *= 1e-30f;
+    }
+  }
+  const ItemPanels panels(q, Eigen::VectorXf(), ItemPanels::Int8::kAlways);
+  ASSERT_TRUE(panels.quantized());
+  std::vector<Eigen::VectorXf> users;
+  users.push_back(Eigen::VectorXf::Zero(k));
+  users.push_back(Eigen::VectorXf::Constant(k, 1.0f));
+  users.push_back(Eigen::VectorXf::Constant(k, -1e-20f));
+  Eigen::VectorXf spiky = Eigen::VectorXf::Zero(k);
+  spiky[3] = 1e5f;
+  spiky[4] = 1e-5f;
+  users.push_back(spiky);
+  for (size_t u = 0; u < users.size(); ++u) {
+    for (int top : {1, 10, 200}) {
+      std::vector<ScoredItem> got;
+      panels.ScoreTopK(users[u].data(), 0.25f, {}, top, {}, &got);
+      ExpectSameList(got,
+                     PlainTopK(panels, users[u].data(), 0.25f, {}, top, {}),
+                     absl::StrCat("user ", u, " k ", top));
+    }
+  }
+}
+
+// Fewer items left than k, non-finite inputs and models without an int8
+// copy take the plain path, with the plain answer.
+TEST(ItemPanelsTopKTest, FallsBackToScoringEveryItem) {
+  std::mt19937 rng(13);
+  RowMatrix q = LowRankItems(100, 8, &rng);
+  const ItemPanels panels(q, Eigen::VectorXf(), ItemPanels::Int8::kAlways);
+  Eigen::VectorXf p = q.row(1).transpose();
+  std::vector<int32_t> most;
+  for (int32_t i = 0; i < 95; ++i) most.push_back(i);
+  std::vector<ScoredItem> got;
+  panels.ScoreTopK(p.data(), 0.0f, {}, 10, most, &got);
+  EXPECT_EQ(got.size(), 5u);
+  ExpectSameList(got, PlainTopK(panels, p.data(), 0.0f, {}, 10, most),
+                 "five left");
+
+  p[2] = std::numeric_limits<float>::quiet_NaN();
+  panels.ScoreTopK(p.data(), 0.0f, {}, 10, {}, &got);
+  EXPECT_EQ(ItemPanels::LastExactCount(), -1) << "NaN user";
+  EXPECT_EQ(got.size(), 10u);
+
+  // Bounds that would overflow a float.
+  const Eigen::VectorXf huge = Eigen::VectorXf::Constant(8, 1e37f);
+  panels.ScoreTopK(huge.data(), 0.0f, {}, 10, {}, &got);
+  EXPECT_EQ(ItemPanels::LastExactCount(), -1) << "huge user";
+  ExpectSameList(got, PlainTopK(panels, huge.data(), 0.0f, {}, 10, {}),
+                 "huge user");
+
+  RowMatrix bad = q;
+  bad(7, 3) = std::numeric_limits<float>::infinity();
+  const ItemPanels unquantized(bad, Eigen::VectorXf(),
+                               ItemPanels::Int8::kAlways);
+  EXPECT_FALSE(unquantized.quantized());
+  p = q.row(1).transpose();
+  unquantized.ScoreTopK(p.data(), 0.0f, {}, 10, {}, &got);
+  EXPECT_EQ(ItemPanels::LastExactCount(), -1);
+  ExpectSameList(got, PlainTopK(unquantized, p.data(), 0.0f, {}, 10, {}),
+                 "infinite factor");
+
+  const ItemPanels no_factors(RowMatrix(50, 0), Eigen::VectorXf::Ones(50),
+                              ItemPanels::Int8::kAlways);
+  EXPECT_FALSE(no_factors.quantized());
+  no_factors.ScoreTopK(nullptr, 1.0f, {}, 3, {}, &got);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].item, 0);
+  EXPECT_EQ(got[0].score, 2.0f);
+}
+
+TEST(ItemPanelsTopKTest, SmallCataloguesKeepNoInt8Copy) {
+  std::mt19937 rng(19);
+  const RowMatrix small = LowRankItems(1682, 32, &rng);
+  const ItemPanels panels(small, Eigen::VectorXf());
+  EXPECT_FALSE(panels.quantized());
+  const Eigen::VectorXf p = small.row(3).transpose();
+  std::vector<ScoredItem> got;
+  panels.ScoreTopK(p.data(), 0.0f, {}, 10, {}, &got);
+  EXPECT_EQ(ItemPanels::LastExactCount(), -1);
+  ExpectSameList(got, PlainTopK(panels, p.data(), 0.0f, {}, 10, {}), "small");
+}
+
+TEST(CodePanelDotTest, VectorKernelEqualsPortableLoop) {
+  std::mt19937 rng(17);
+  for (int32_t groups : {1, 2, 8, 33}) {
+    std::vector<int8_t> codes(static_cast<size_t>(groups) *
+                              ItemPanels::kCodeWidth * 4);
+    for (int8_t& c : codes) c = static_cast<int8_t>(int(rng() % 255) - 127);
+    std::vector<uint32_t> user(static_cast<size_t>(groups));
+    for (uint32_t& u : user) u = static_cast<uint32_t>(rng());
+    std::vector<int32_t> a(ItemPanels::kCodeWidth), b(ItemPanels::kCodeWidth);
+    internal::CodePanelDot(codes.data(), user.data(), groups, a.data());
+    internal::CodePanelDotPortable(codes.data(), user.data(), groups, b.data());
+    EXPECT_EQ(a, b) << groups << " groups";
+    // And the portable loop against the definition, for item 5.
+    int64_t want = 0;
+    for (int32_t g = 0; g < groups; ++g) {
+      for (int t = 0; t < 4; ++t) {
+        want +=
+            static_cast<int64_t>((user[g] >> (8 * t)) & 0xffu) *
+            codes[(static_cast<size_t>(g) * ItemPanels::kCodeWidth + 5) * 4 +
+                  t];
+      }
+    }
+    EXPECT_EQ(b[5], want);
+  }
 }
 
 }  // namespace
