@@ -23,9 +23,11 @@
 //   whatif_*                        alternatives the profiles suggest, timed
 //                                   beside the kernels they would replace
 //
-// Scoring reads every item vector once, so score_topk / read_factors of the
-// same shape says how close scoring runs to the memory system's limit; the
-// two are registered next to each other so they run under the same load.
+// Scoring every item in float reads every item vector once, so
+// score_topk_float / read_factors of the same shape says how close it runs
+// to the memory system's limit; score_topk, reading int8 codes instead,
+// can go below it. They are registered next to each other so they run
+// under the same load.
 //
 //   recsys-kernels-bench --benchmark_filter='score_topk|read_factors'
 //   recsys-kernels-bench --benchmark_filter=fold_in --benchmark_repetitions=5
