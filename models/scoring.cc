@@ -90,16 +90,16 @@ RECSYS_ONE_COPY void ScorePanel(const float* __restrict panel,
 
 namespace internal {
 
-void CodePanelDotPortable(const int8_t* codes, const uint32_t* user,
+void CodePanelDotPortable(const uint8_t* codes, const uint32_t* user,
                           int32_t groups, int32_t* out) {
   int32_t acc[kCW] = {};
   for (int32_t g = 0; g < groups; ++g) {
     const uint32_t u = user[g];
-    const int32_t u0 = static_cast<int32_t>(u & 0xffu);
-    const int32_t u1 = static_cast<int32_t>((u >> 8) & 0xffu);
-    const int32_t u2 = static_cast<int32_t>((u >> 16) & 0xffu);
-    const int32_t u3 = static_cast<int32_t>(u >> 24);
-    const int8_t* c = codes + static_cast<int64_t>(g) * kCW * 4;
+    const int32_t u0 = static_cast<int8_t>(u & 0xffu);
+    const int32_t u1 = static_cast<int8_t>((u >> 8) & 0xffu);
+    const int32_t u2 = static_cast<int8_t>((u >> 16) & 0xffu);
+    const int32_t u3 = static_cast<int8_t>(u >> 24);
+    const uint8_t* c = codes + static_cast<int64_t>(g) * kCW * 4;
     for (int j = 0; j < kCW; ++j) {
       acc[j] += u0 * c[4 * j] + u1 * c[4 * j + 1] + u2 * c[4 * j + 2] +
                 u3 * c[4 * j + 3];
@@ -108,7 +108,7 @@ void CodePanelDotPortable(const int8_t* codes, const uint32_t* user,
   std::copy(acc, acc + kCW, out);
 }
 
-void CodePanelDot(const int8_t* codes, const uint32_t* user, int32_t groups,
+void CodePanelDot(const uint8_t* codes, const uint32_t* user, int32_t groups,
                   int32_t* out) {
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
   static_assert(kCW == 64, "four registers of 16 items");
@@ -117,13 +117,13 @@ void CodePanelDot(const int8_t* codes, const uint32_t* user, int32_t groups,
   __m512i a2 = _mm512_setzero_si512();
   __m512i a3 = _mm512_setzero_si512();
   for (int32_t g = 0; g < groups; ++g) {
-    // Four unsigned user bytes against each item's four signed codes.
+    // Each item's four unsigned codes against the user's four signed ones.
     const __m512i u = _mm512_set1_epi32(static_cast<int>(user[g]));
-    const int8_t* c = codes + static_cast<int64_t>(g) * kCW * 4;
-    a0 = _mm512_dpbusd_epi32(a0, u, _mm512_loadu_si512(c));
-    a1 = _mm512_dpbusd_epi32(a1, u, _mm512_loadu_si512(c + 64));
-    a2 = _mm512_dpbusd_epi32(a2, u, _mm512_loadu_si512(c + 128));
-    a3 = _mm512_dpbusd_epi32(a3, u, _mm512_loadu_si512(c + 192));
+    const uint8_t* c = codes + static_cast<int64_t>(g) * kCW * 4;
+    a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(c), u);
+    a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(c + 64), u);
+    a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(c + 128), u);
+    a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(c + 192), u);
   }
   _mm512_storeu_si512(out, a0);
   _mm512_storeu_si512(out + 16, a1);
@@ -169,12 +169,11 @@ void ItemPanels::Quantize(RowMatrixRef factors) {
   groups_ = (factors_ + 3) / 4;
   const int64_t panels = (static_cast<int64_t>(rows_) + kCW - 1) / kCW;
   const auto padded = static_cast<size_t>(panels * kCW);
-  codes_.assign(static_cast<size_t>(panels * groups_ * kCW * 4), 0);
-  code_sum_.assign(padded, 0);
+  // 128 is code 0: padding factors and items score nothing.
+  codes_.assign(static_cast<size_t>(panels * groups_ * kCW * 4), 128);
   scale_.assign(padded, 0.0f);
-  scaled_norm_.assign(padded, 0.0f);
-  error_norm_.assign(padded, 0.0f);
   norm_.assign(padded, 0.0f);
+  error_norm_.assign(padded, 0.0f);
   code_bias_.assign(padded, 0.0f);
   std::copy(bias_.begin(), bias_.begin() + rows_, code_bias_.begin());
   for (int32_t i = 0; i < rows_; ++i) {
@@ -184,27 +183,22 @@ void ItemPanels::Quantize(RowMatrixRef factors) {
       max_abs = std::max(max_abs, std::abs(row[f]));
     }
     const float a = max_abs / 127.0f;
-    int8_t* panel = codes_.data() + (i / kCW) * groups_ * kCW * 4;
+    uint8_t* panel = codes_.data() + (i / kCW) * groups_ * kCW * 4;
     const int j = i % kCW;
-    int32_t sum = 0;
-    double codes2 = 0, error2 = 0, norm2 = 0;
+    double error2 = 0, norm2 = 0;
     for (int32_t f = 0; f < factors_; ++f) {
       const int32_t c = Code(row[f], a);
       panel[(static_cast<int64_t>(f / 4) * kCW + j) * 4 + f % 4] =
-          static_cast<int8_t>(c);
-      sum += c;
+          static_cast<uint8_t>(c + 128);
       // Exact in double: a float times a small integer.
       const double e = static_cast<double>(row[f]) - static_cast<double>(a) * c;
-      codes2 += static_cast<double>(c) * c;
       error2 += e * e;
       norm2 += static_cast<double>(row[f]) * row[f];
     }
     const auto k = static_cast<size_t>(i);
-    code_sum_[k] = sum;
     scale_[k] = a;
-    scaled_norm_[k] = RoundUp(a * std::sqrt(codes2));
-    error_norm_[k] = RoundUp(std::sqrt(error2));
     norm_[k] = RoundUp(std::sqrt(norm2));
+    error_norm_[k] = RoundUp(std::sqrt(error2));
     max_norm_ = std::max(max_norm_, norm_[k]);
     max_abs_bias_ = std::max(max_abs_bias_, std::abs(code_bias_[k]));
   }
@@ -228,11 +222,11 @@ void ItemPanels::ExactTopK(const float* p, float offset,
 // d) and item i's as above (q = a c + e), the real dot product is
 //   u . q = a b (c_u . c) + a (d . c) + u . e,
 // and by Cauchy-Schwarz the last two terms are at most |d| a|c| and |u| |e|
-// in size. The integer product is exact (at most 127 * 127 * 1024 < 2^24,
-// so exact as a float too). Score() sums in float with about k/2 + 3
-// roundings of at most 2^-24 relative to |offset + bias| + |u| |q|, and the
-// approximate score (its product at most about 1.3 |u| |q|) and bounds
-// here have a few more; gamma allows (k + 16) * 2^-21 times
+// in size, where a|c| = |q - e| <= |q| + |e|. The integer product is exact
+// (at most 127 * 127 * 1024 < 2^24, so exact as a float too). Score() sums in
+// float with about k/2 + 3 roundings of at most 2^-24 relative to |offset +
+// bias| + |u| |q|, and the approximate score (its product at most about 1.3 |u|
+// |q|) and bounds here have a few more; gamma allows (k + 16) * 2^-21 times
 // |offset + bias| + 2 |u| |q|, eight times the sum of them all.
 void ItemPanels::ScoreTopK(const float* p, float offset,
                            absl::Span<const float> tail, int k,
@@ -257,22 +251,24 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     return;
   }
 
-  // The user's codes, plus 128 (VNNI multiplies unsigned by signed bytes),
-  // four to a uint32; padding factors get 128, against zero item codes.
+  // The user's codes, four to a uint32 (padding factors get 0). The item
+  // codes carry +128, which adds 128 times the sum of the user's codes to
+  // every item's product.
   const float b = max_abs / 127.0f;
   thread_local std::vector<uint32_t> user;
   user.assign(static_cast<size_t>(groups_), 0);
   double residual2 = 0;
-  for (int32_t f = 0; f < groups_ * 4; ++f) {
-    int32_t c = 0;
-    if (f < factors_) {
-      c = Code(p[f], b);
-      const double d = static_cast<double>(p[f]) - static_cast<double>(b) * c;
-      residual2 += d * d;
-    }
-    user[static_cast<size_t>(f / 4)] |= static_cast<uint32_t>(c + 128)
-                                        << (8 * (f % 4));
+  int32_t user_sum = 0;
+  for (int32_t f = 0; f < factors_; ++f) {
+    const int32_t c = Code(p[f], b);
+    const double d = static_cast<double>(p[f]) - static_cast<double>(b) * c;
+    residual2 += d * d;
+    user_sum += c;
+    user[static_cast<size_t>(f / 4)] |=
+        static_cast<uint32_t>(static_cast<uint8_t>(static_cast<int8_t>(c)))
+        << (8 * (f % 4));
   }
+  const int32_t bias_of_codes = 128 * user_sum;
   const float user_norm = RoundUp(std::sqrt(user2));
   const float residual_norm = RoundUp(std::sqrt(residual2));
   // Every bound below is a few times this at most: if it overflows, so
@@ -283,6 +279,10 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     return;
   }
   const float gamma = static_cast<float>(factors_ + 16) * 0x1p-21f;
+  // margin_i = |d| a_i|c_i| + |u| |e_i| + gamma (|level_i| + 2 |u| |q_i|),
+  // bounded with a_i|c_i| <= |q_i| + |e_i| by two per-item norms.
+  const float per_norm = residual_norm + 2.0f * gamma * user_norm;
+  const float per_error = residual_norm + user_norm;
 
   // One pass over the bounds: a min-heap keeps the k best lower bounds, so
   // its top is a running threshold that only rises; an item whose upper
@@ -330,11 +330,10 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     for (int j = 0; j < kCW; ++j) {
       const size_t i = first + static_cast<size_t>(j);
       const float level = offset + code_bias_[i];
-      const auto dot = static_cast<float>(dots[j] - 128 * code_sum_[i]);
+      const auto dot = static_cast<float>(dots[j] - bias_of_codes);
       const float approx = level + (scale_[i] * b) * dot;
-      const float margin =
-          residual_norm * scaled_norm_[i] + user_norm * error_norm_[i] +
-          gamma * (std::abs(level) + 2.0f * user_norm * norm_[i]);
+      const float margin = per_norm * norm_[i] + per_error * error_norm_[i] +
+                           gamma * std::abs(level);
       lo[j] = approx - margin;
       hi[j] = approx + margin;
     }

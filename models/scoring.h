@@ -104,30 +104,30 @@ class ItemPanels {
 
   // The int8 copy. Item i's factors are a_i * c_i + e_i with c_i integers
   // in [-127, 127], a_i = max |factor| / 127 and e_i the rounding error.
-  // Codes go in panels of kCodeWidth items; within a panel, groups of four
-  // factors, each group holding every item's four codes side by side (the
-  // order of AVX-512 VNNI's four-way byte dot product). Factor counts are
-  // padded to a multiple of four with zero codes.
-  int32_t groups_ = 0;              // padded factors / 4
-  std::vector<int8_t> codes_;       // panels x groups x kCodeWidth x 4
-  std::vector<int32_t> code_sum_;   // sum of c_i, per item (padded)
-  std::vector<float> scale_;        // a_i
-  std::vector<float> scaled_norm_;  // a_i |c_i|, rounded up
-  std::vector<float> error_norm_;   // |e_i|, rounded up
-  std::vector<float> norm_;         // |factors of i|, rounded up
-  std::vector<float> code_bias_;    // bias_, padded to whole code panels
-  float max_norm_ = 0;              // the largest norm_
-  float max_abs_bias_ = 0;          // the largest |bias|
+  // Codes are stored plus 128, as the unsigned side of AVX-512 VNNI's
+  // four-way byte dot product (the user's codes are the signed side), in
+  // panels of kCodeWidth items; within a panel, groups of four factors,
+  // each group holding every item's four codes side by side. Factor counts
+  // are padded to a multiple of four with zero codes.
+  int32_t groups_ = 0;             // padded factors / 4
+  std::vector<uint8_t> codes_;     // panels x groups x kCodeWidth x 4
+  std::vector<float> scale_;       // a_i
+  std::vector<float> norm_;        // |factors of i|, rounded up
+  std::vector<float> error_norm_;  // |e_i|, rounded up
+  std::vector<float> code_bias_;   // bias_, padded to whole code panels
+  float max_norm_ = 0;             // the largest norm_
+  float max_abs_bias_ = 0;         // the largest |bias|
 };
 
 namespace internal {
-// out[j] = sum over f of user[f] * codes[f of item j] for the kCodeWidth
-// items of one code panel of `groups` groups: the portable loop, and the
-// one ScoreTopK uses (VNNI when built for it). `user` holds the user's
-// codes plus 128, four per uint32.
-void CodePanelDotPortable(const int8_t* codes, const uint32_t* user,
+// out[j] = sum over f of codes[f of item j] * user[f] for the kCodeWidth
+// items of one code panel of `groups` groups, with unsigned codes and the
+// user's signed codes four per uint32 (byte t of user[g] is factor
+// 4g + t): the portable loop, and the one ScoreTopK uses (VNNI when built
+// for it).
+void CodePanelDotPortable(const uint8_t* codes, const uint32_t* user,
                           int32_t groups, int32_t* out);
-void CodePanelDot(const int8_t* codes, const uint32_t* user, int32_t groups,
+void CodePanelDot(const uint8_t* codes, const uint32_t* user, int32_t groups,
                   int32_t* out);
 }  // namespace internal
 

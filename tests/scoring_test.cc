@@ -276,9 +276,9 @@ TEST(ItemPanelsTopKTest, SmallCataloguesKeepNoInt8Copy) {
 TEST(CodePanelDotTest, VectorKernelEqualsPortableLoop) {
   std::mt19937 rng(17);
   for (int32_t groups : {1, 2, 8, 33}) {
-    std::vector<int8_t> codes(static_cast<size_t>(groups) *
-                              ItemPanels::kCodeWidth * 4);
-    for (int8_t& c : codes) c = static_cast<int8_t>(int(rng() % 255) - 127);
+    std::vector<uint8_t> codes(static_cast<size_t>(groups) *
+                               ItemPanels::kCodeWidth * 4);
+    for (uint8_t& c : codes) c = static_cast<uint8_t>(rng() % 256);
     std::vector<uint32_t> user(static_cast<size_t>(groups));
     for (uint32_t& u : user) u = static_cast<uint32_t>(rng());
     std::vector<int32_t> a(ItemPanels::kCodeWidth), b(ItemPanels::kCodeWidth);
@@ -289,8 +289,10 @@ TEST(CodePanelDotTest, VectorKernelEqualsPortableLoop) {
     int64_t want = 0;
     for (int32_t g = 0; g < groups; ++g) {
       for (int t = 0; t < 4; ++t) {
+        const auto user_code =
+            static_cast<int8_t>((user[g] >> (8 * t)) & 0xffu);
         want +=
-            static_cast<int64_t>((user[g] >> (8 * t)) & 0xffu) *
+            static_cast<int64_t>(user_code) *
             codes[(static_cast<size_t>(g) * ItemPanels::kCodeWidth + 5) * 4 +
                   t];
       }
