@@ -779,12 +779,12 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   RecommendResult out;
   out.model_version = g->version;
   out.personalized = rated_count > 0;
-  // The new items' ranking scores come from one product here, and
-  // ItemPanels::ScoreTopK (laid out per generation) finds the k best of the
-  // trained items and them, exactly; predicted ratings are worked out only
-  // for the k returned (for explicit kinds they are the clipped scores).
-  // Otherwise (kPopularity, or no ratings yet) `scores` holds every item's
-  // rating count.
+  // With personal factors, `scores` holds the new items' ranking scores
+  // (one product here), and ItemPanels::ScoreTopK (laid out per
+  // generation) scores the trained items and picks the k best of both,
+  // exactly. Otherwise (kPopularity, or no ratings yet) `scores` holds
+  // every item's rating count. Predicted ratings are worked out only for
+  // the k returned (for explicit kinds they are the clipped scores).
   // Scratch buffers live per thread.
   thread_local std::vector<float> scores;
   thread_local std::vector<int32_t> exclude;
