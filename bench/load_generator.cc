@@ -25,6 +25,7 @@ constexpr char kHealthCheck[] = "/grpc.health.v1.Health/Check";
 constexpr char kRecommendMethod[] = "/recsys.v1.Recommender/Recommend";
 constexpr char kRateMethod[] = "/recsys.v1.Recommender/Rate";
 constexpr char kInfoMethod[] = "/recsys.v1.Recommender/GetModelInfo";
+constexpr char kSimilarMethod[] = "/recsys.v1.Recommender/SimilarItems";
 
 grpc::ByteBuffer Encode(const google::protobuf::MessageLite& m) {
   grpc::Slice slice(m.SerializeAsString());
@@ -54,9 +55,17 @@ double ProcessCpuSeconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-enum Op { kOpEmpty, kOpRecommend, kOpRate, kOpStream, kOpInfo, kNumOps };
-constexpr const char* kOpNames[kNumOps] = {"empty", "recommend", "rate",
-                                           "stream", "info"};
+enum Op {
+  kOpEmpty,
+  kOpRecommend,
+  kOpRate,
+  kOpStream,
+  kOpInfo,
+  kOpSimilar,
+  kNumOps
+};
+constexpr const char* kOpNames[kNumOps] = {"empty",  "recommend", "rate",
+                                           "stream", "info",      "similar"};
 
 // What a completion-queue tag points at.
 class Tag {
@@ -304,6 +313,9 @@ class Worker {
       case Workload::kInfo:
         op = kOpInfo;
         break;
+      case Workload::kSimilar:
+        op = kOpSimilar;
+        break;
       case Workload::kMix:
         op = static_cast<int>(rng_() % 100) < o_.mix_rate_percent
                  ? kOpRate
@@ -328,6 +340,9 @@ class Worker {
       } else if (op == kOpInfo) {
         method = kInfoMethod;
         request = Encode(v1::GetModelInfoRequest());
+      } else if (op == kOpSimilar) {
+        method = kSimilarMethod;
+        request = Encode(SimilarRequest());
       } else {
         request = Encode(RandomRating());
       }
@@ -347,12 +362,24 @@ class Worker {
       SetDeadline(&call->ctx);
       call->Start(stubs_[c]->PrepareAsyncGetModelInfo(
           &call->ctx, v1::GetModelInfoRequest(), &cq_));
+    } else if (op == kOpSimilar) {
+      auto* call = new UnaryCall<v1::SimilarItemsResponse>(this, op, scheduled);
+      SetDeadline(&call->ctx);
+      call->Start(stubs_[c]->PrepareAsyncSimilarItems(&call->ctx,
+                                                      SimilarRequest(), &cq_));
     } else {
       const v1::RateRequest req = RandomRating();
       auto* call = new UnaryCall<v1::RateResponse>(this, op, scheduled);
       SetDeadline(&call->ctx);
       call->Start(stubs_[c]->PrepareAsyncRate(&call->ctx, req, &cq_));
     }
+  }
+
+  v1::SimilarItemsRequest SimilarRequest() {
+    v1::SimilarItemsRequest req;
+    req.set_item_id(Pick(ids_.items));
+    req.set_k(o_.k);
+    return req;
   }
 
   // Encoded once per user id and reused (a ByteBuffer shares its slices).
@@ -499,9 +526,10 @@ absl::StatusOr<Workload> ParseWorkload(absl::string_view name) {
   if (n == "stream") return Workload::kStream;
   if (n == "mix") return Workload::kMix;
   if (n == "info") return Workload::kInfo;
+  if (n == "similar") return Workload::kSimilar;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown workload '", name,
-                   "' (empty, recommend, rate, stream, mix, info)"));
+                   "' (empty, recommend, rate, stream, mix, info, similar)"));
 }
 
 std::string WorkloadName(Workload w) {
@@ -518,6 +546,8 @@ std::string WorkloadName(Workload w) {
       return "mix";
     case Workload::kInfo:
       return "info";
+    case Workload::kSimilar:
+      return "similar";
   }
   return "?";
 }

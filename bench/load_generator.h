@@ -46,6 +46,8 @@ enum class Workload {
   // separates the service's own per-call cost (threading, status, protobuf)
   // from the work Recommend does.
   kInfo,
+  // SimilarItems of items drawn uniformly, k from the options.
+  kSimilar,
 };
 
 absl::StatusOr<Workload> ParseWorkload(absl::string_view name);

@@ -40,7 +40,8 @@ ABSL_FLAG(double, server_start_timeout, 600,
           "Seconds the started server may take to load or train its model");
 ABSL_FLAG(std::string, workloads, "empty,recommend",
           "Comma-separated, run in order: empty, recommend, rate, stream, "
-          "mix, info (GetModelInfo: the service's own per-call cost)");
+          "mix, info (GetModelInfo: the service's own per-call cost), "
+          "similar (SimilarItems of items drawn from the model)");
 ABSL_FLAG(int, channels, 4, "gRPC channels (one TCP connection each)");
 ABSL_FLAG(int, threads, 1, "Client threads, one completion queue each");
 ABSL_FLAG(int, inflight, 64, "Closed loop: calls in flight over all channels");
@@ -57,7 +58,7 @@ ABSL_FLAG(int, rounds, 1,
 ABSL_FLAG(double, warmup, 1, "Seconds of warm-up before each measurement");
 ABSL_FLAG(double, duration, 5, "Seconds measured per workload");
 ABSL_FLAG(double, timeout, 10, "Deadline of every call, seconds");
-ABSL_FLAG(int, k, 10, "recommend: how many items");
+ABSL_FLAG(int, k, 10, "recommend and similar: how many items");
 ABSL_FLAG(int, mix_rate_percent, 10,
           "mix: share of calls that are Rate (the rest Recommend)");
 ABSL_FLAG(int, streams, 1, "stream: concurrent RateStream calls");
@@ -75,7 +76,8 @@ ABSL_FLAG(bool, json, false, "Print the results as one JSON object");
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "recsys-bench [--target=HOST:PORT | --model=FILE | --train-data=D] "
-      "[--workloads=empty,recommend,rate,stream,mix] [--inflight=64 | "
+      "[--workloads=empty,recommend,rate,stream,mix,info,similar] "
+      "[--inflight=64 | "
       "--qps=R] [--json]");
   std::vector<std::string> storage(argv, argv + argc);
   std::vector<char*> args = recsys::NormalizeFlagNames(&storage);

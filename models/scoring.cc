@@ -18,6 +18,10 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 thread_local int64_t last_exact_count = -1;
 
+// ScoreTopK gives up on its bounds once more than 1/kMaxNotedFraction of the
+// items (and more than 4k + 1024) remain candidates.
+constexpr int64_t kMaxNotedFraction = 16;
+
 // The smallest float at least x (x >= 0, finite), a little above it so the
 // double arithmetic that gave x is covered too.
 float RoundUp(double x) {
@@ -87,6 +91,19 @@ RECSYS_ONE_COPY void ScorePanel(const float* __restrict panel,
   }
 }
 }  // namespace
+
+RowMatrix UnitRows(RowMatrixRef m) {
+  RowMatrix out(m.rows(), m.cols());
+  for (int64_t i = 0; i < m.rows(); ++i) {
+    const float n = m.row(i).norm();
+    if (n > 0) {
+      out.row(i) = m.row(i) / n;
+    } else {
+      out.row(i).setZero();
+    }
+  }
+  return out;
+}
 
 namespace internal {
 
@@ -320,6 +337,8 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
   };
 
   const int64_t panels = (static_cast<int64_t>(rows_) + kCW - 1) / kCW;
+  const size_t max_noted = static_cast<size_t>(
+      std::max<int64_t>(4 * kk + 1024, rows_ / kMaxNotedFraction));
   alignas(64) int32_t dots[kCW];
   alignas(64) float lo[kCW];
   alignas(64) float hi[kCW];
@@ -343,6 +362,12 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     if (above == 0) continue;
     for (int j = 0; j < m; ++j) {
       offer(static_cast<int64_t>(first) + j, lo[j], hi[j]);
+    }
+    if (noted.size() > max_noted) {
+      // The bounds do not separate these scores (many nearly equal at the
+      // top): scoring every item in float is cheaper than going on.
+      ExactTopK(p, offset, tail, k, exclude, out);
+      return;
     }
   }
   for (size_t t = 0; t < tail.size(); ++t) {

@@ -124,6 +124,10 @@ class ItemPanels {
   float max_abs_bias_ = 0;         // the largest |bias|
 };
 
+// Each row of `m` divided by its length (Eigen's norm()); rows of length
+// zero stay zero. Panels of these score cosine similarities.
+RowMatrix UnitRows(RowMatrixRef m);
+
 namespace internal {
 // out[j] = sum over f of codes[f of item j] * user[f] for the kCodeWidth
 // items of one code panel of `groups` groups, with unsigned codes and the

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 #include <list>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <regex>
 
@@ -112,7 +114,6 @@ struct Generation {
 
   std::shared_ptr<const Model> model;
   uint64_t version = 0;
-  Eigen::VectorXf item_norms;  // |q_i| of the model's items
   // The model's item factors (and, when they predict ratings, biases) laid
   // out for Recommend's product over the catalogue.
   ItemPanels panels;
@@ -128,12 +129,22 @@ struct Generation {
   std::mutex new_items_mu;                    // writers
   std::atomic<int64_t> accepted{0};
 
+  // The ranking vectors at unit length, laid out for SimilarItems' cosine
+  // similarities; made by its first call (a server that never answers one
+  // does not keep the copy).
+  const ItemPanels& UnitPanels() {
+    std::call_once(unit_panels_once, [this] {
+      unit_panels = std::make_unique<const ItemPanels>(
+          UnitRows(model->item_factors.leftCols(model->rank_cols())),
+          Eigen::VectorXf());
+    });
+    return *unit_panels;
+  }
+  std::once_flag unit_panels_once;
+  std::unique_ptr<const ItemPanels> unit_panels;
+
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
       : model(std::move(m)), version(v) {
-    if (model->factors() > 0) {
-      item_norms =
-          model->item_factors.leftCols(model->rank_cols()).rowwise().norm();
-    }
     // Ranking kinds score by their ranking columns alone, without biases.
     panels = model->ranks_by_rating()
                  ? ItemPanels(model->item_factors, model->item_bias)
@@ -902,32 +913,29 @@ absl::StatusOr<SimilarResult> Engine::SimilarItems(const std::string& item,
   if (i < 0)
     return absl::NotFoundError(absl::StrCat("unknown item '", item, "'"));
   const int32_t base = m.num_items();
-  // Items compare by their ranking vectors (all factors, except for a
-  // kHybrid model's rating part).
+  // Items compare by the cosine of their ranking vectors (all factors,
+  // except for a kHybrid model's rating part): the trained ones by the
+  // unit-length panels, the new ones here.
   const int32_t cols = m.rank_cols();
-  const Eigen::VectorXf v =
-      i < base
-          ? Eigen::VectorXf(m.item_factors.row(i).head(cols).transpose())
-          : Eigen::VectorXf(ni->factors.row(i - base).head(cols).transpose());
-  const float vn = v.norm();
-  const int32_t total = base + ni->ids.size();
-  Eigen::VectorXf sims = Eigen::VectorXf::Zero(total);
-  if (vn > 0) {
-    sims.head(base) = m.item_factors.leftCols(cols) * v;
-    for (int32_t j = 0; j < base; ++j) {
-      sims[j] = g->item_norms[j] > 0 ? sims[j] / (g->item_norms[j] * vn) : 0.0f;
-    }
-    for (int32_t j = 0; j < ni->ids.size(); ++j) {
-      const auto row = ni->factors.row(j).head(cols);
-      const float n = row.norm();
-      sims[base + j] = n > 0 ? row.dot(v.transpose()) / (n * vn) : 0.0f;
-    }
+  // (UnitRows, as for the panels, so a trained item's own row is the same
+  // floats in both.)
+  const RowMatrix unit =
+      i < base ? UnitRows(m.item_factors.block(i, 0, 1, cols))
+               : UnitRows(ni->factors.block(i - base, 0, 1, cols));
+  thread_local std::vector<float> tail;
+  tail.assign(static_cast<size_t>(ni->ids.size()), 0.0f);
+  for (int32_t j = 0; j < ni->ids.size(); ++j) {
+    const auto row = ni->factors.row(j).head(cols);
+    const float n = row.norm();
+    if (n > 0) tail[static_cast<size_t>(j)] = (row / n).dot(unit.row(0));
   }
+  thread_local std::vector<ScoredItem> best;
+  const int32_t self[] = {i};
+  g->UnitPanels().ScoreTopK(unit.data(), 0.0f, tail, k, self, &best);
   SimilarResult out;
   out.model_version = g->version;
   out.item = ViewItem(*g, *ni, i);
-  const std::vector<int32_t> self = {i};
-  for (const ScoredItem& s : TopK(sims, k, self)) {
+  for (const ScoredItem& s : best) {
     out.similar.emplace_back(ViewItem(*g, *ni, s.item), s.score);
   }
   return out;

@@ -84,13 +84,14 @@ double Number(const google::protobuf::Struct& s, const std::string& key) {
 // bench.log there.
 testing::CommandResult RunBenchOnData(const std::string& name,
                                       const RatingData& data,
-                                      const std::string& flags) {
+                                      const std::string& flags,
+                                      const std::string& kind = "baseline") {
   const std::string dir = testing::MakeTempDir(name);
   const std::string csv = testing::WriteRatingsCsv(data, dir + "/ratings.csv");
   testing::CommandResult r = RunCommand(absl::StrCat(
-      RECSYS_BENCH_BIN, " --server-bin=", RECSYS_SERVER_BIN, " --train-data=",
-      csv, " --server-flags='--threads=2 --model-kind=baseline' ", flags,
-      " --json 2>", dir, "/bench.log"));
+      RECSYS_BENCH_BIN, " --server-bin=", RECSYS_SERVER_BIN,
+      " --train-data=", csv, " --server-flags='--threads=2 --model-kind=", kind,
+      "' ", flags, " --json 2>", dir, "/bench.log"));
   if (r.exit_code != 0) absl::StrAppend(&r.output, "\nsee ", dir, "/bench.log");
   return r;
 }
@@ -135,6 +136,30 @@ TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
   const auto& mix = results[7].struct_value().fields().at("ops").struct_value();
   EXPECT_TRUE(mix.fields().contains("recommend"));
   EXPECT_TRUE(mix.fields().contains("rate"));
+}
+
+// SimilarItems needs item vectors, so a factor model; responses both kept
+// as bytes and decoded.
+TEST(BenchSmokeTest, SimilarWorkloadAgainstAFactorModel) {
+  for (const char* decode : {"", " --decode-responses"}) {
+    const testing::CommandResult r = RunBenchOnData(
+        "bench-similar", testing::PlantedData(60, 80, 3, 0.2, 0.3, 15, true),
+        absl::StrCat("--workloads=empty,similar --k=5 --channels=2"
+                     " --inflight=8 --warmup=0.05 --duration=0.2",
+                     decode),
+        "ials");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const google::protobuf::Struct json = ParseJson(r.output);
+    const auto& results = json.fields().at("results").list_value().values();
+    ASSERT_EQ(results.size(), 2);
+    const google::protobuf::Struct& res = results[1].struct_value();
+    EXPECT_EQ(res.fields().at("workload").string_value(), "similar");
+    EXPECT_GT(Number(res, "qps"), 0) << decode;
+    EXPECT_EQ(Number(res, "errors"), 0)
+        << decode << ": " << res.fields().at("first_error").string_value();
+    EXPECT_TRUE(
+        res.fields().at("ops").struct_value().fields().contains("similar"));
+  }
 }
 
 TEST(BenchSmokeTest, RoundsAlternateTheWorkloadsAndMergeThem) {

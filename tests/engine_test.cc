@@ -193,7 +193,8 @@ TEST(EngineKinds, ShownRatingsAreTheModelsPredictions) {
 
 // A catalogue large enough for ItemPanels' int8 bounds: Recommend still
 // returns exactly the float top k (items and scores, bit for bit) of every
-// item's score, skipping what the user rated and what the query excludes.
+// item's score, skipping what the user rated and what the query excludes,
+// and SimilarItems the float top k of every item's cosine.
 TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
   const RatingData data = testing::PlantedData(40, 3000, 4, 0.05, 0.3, 3, true);
   for (ModelKind kind : {ModelKind::kIals, ModelKind::kSgd}) {
@@ -238,6 +239,29 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
             << ModelKindName(kind) << " user " << u << " rank " << r;
         EXPECT_EQ(got->items[r].score, want[r].score)
             << ModelKindName(kind) << " user " << u << " rank " << r;
+      }
+    }
+
+    // SimilarItems: the cosine top k over unit-length ranking vectors,
+    // skipping the item itself.
+    const RowMatrix unit_rows =
+        UnitRows(m.item_factors.leftCols(m.rank_cols()));
+    const ItemPanels unit(unit_rows, Eigen::VectorXf());
+    ASSERT_TRUE(unit.quantized()) << ModelKindName(kind);
+    for (int32_t i = 0; i < m.num_items(); i += 97) {
+      absl::StatusOr<SimilarResult> got =
+          (*engine)->SimilarItems(m.items.External(i), 15);
+      ASSERT_TRUE(got.ok()) << got.status();
+      unit.Score(unit_rows.row(i).data(), 0.0f, scores.data());
+      std::vector<ScoredItem> want;
+      const int32_t self[] = {i};
+      TopKInPlace(absl::MakeSpan(scores), 15, self, &want);
+      ASSERT_EQ(got->similar.size(), want.size());
+      for (size_t r = 0; r < want.size(); ++r) {
+        EXPECT_EQ(got->similar[r].first.id, m.items.External(want[r].item))
+            << ModelKindName(kind) << " item " << i << " rank " << r;
+        EXPECT_EQ(got->similar[r].second, want[r].score)
+            << ModelKindName(kind) << " item " << i << " rank " << r;
       }
     }
   }

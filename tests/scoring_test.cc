@@ -214,6 +214,28 @@ TEST(ItemPanelsTopKTest, HardCasesStayExact) {
   }
 }
 
+// When the bounds cannot separate the scores (every item nearly the same),
+// ScoreTopK gives up on them and scores every item: the same answer.
+TEST(ItemPanelsTopKTest, NearlyEqualScoresFallBackToScoringEveryItem) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  const int32_t rows = 30000, k = 32;
+  Eigen::VectorXf base(k);
+  for (int32_t f = 0; f < k; ++f) base[f] = gauss(rng);
+  RowMatrix q(rows, k);
+  for (int32_t i = 0; i < rows; ++i) {
+    for (int32_t f = 0; f < k; ++f)
+      q(i, f) = base[f] * (1 + 1e-4f * gauss(rng));
+  }
+  const ItemPanels panels(q, Eigen::VectorXf());
+  ASSERT_TRUE(panels.quantized());
+  std::vector<ScoredItem> got;
+  panels.ScoreTopK(base.data(), 0.0f, {}, 10, {}, &got);
+  EXPECT_EQ(ItemPanels::LastExactCount(), -1);
+  ExpectSameList(got, PlainTopK(panels, base.data(), 0.0f, {}, 10, {}),
+                 "nearly equal");
+}
+
 // Fewer items left than k, non-finite inputs and models without an int8
 // copy take the plain path, with the plain answer.
 TEST(ItemPanelsTopKTest, FallsBackToScoringEveryItem) {
