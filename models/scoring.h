@@ -77,7 +77,9 @@ class ItemPanels {
   // interval the exact score lies in. Only items whose upper bound reaches
   // the k-th best lower bound can be among the k best; their panels are
   // then scored exactly and the k best taken from those. On real factor
-  // models a dozen or so items survive for k = 10.
+  // models a dozen or so items survive for k = 10; where the bounds cannot
+  // separate the scores (more than 1/16 of the items survive), it scores
+  // every item in float instead.
   void ScoreTopK(const float* p, float offset, absl::Span<const float> tail,
                  int k, absl::Span<const int32_t> exclude,
                  std::vector<ScoredItem>* out) const;
