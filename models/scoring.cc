@@ -223,6 +223,23 @@ void ItemPanels::Quantize(RowMatrixRef factors) {
 
 int64_t ItemPanels::LastExactCount() { return last_exact_count; }
 
+void ItemPanels::ScoreItems(const float* p, float offset,
+                            absl::Span<const int32_t> items, float* out) const {
+  alignas(64) float panel_scores[kW];
+  int64_t scored = -1;
+  const int64_t stride = static_cast<int64_t>(factors_) * kW;
+  for (size_t j = 0; j < items.size(); ++j) {
+    const int64_t pb = items[j] / kW;
+    if (pb != scored) {
+      const int m = static_cast<int>(std::min<int64_t>(kW, rows_ - pb * kW));
+      ScorePanel(data_.data() + pb * stride, bias_.data() + pb * kW, factors_,
+                 p, offset, m, panel_scores);
+      scored = pb;
+    }
+    out[j] = panel_scores[items[j] - pb * kW];
+  }
+}
+
 void ItemPanels::ExactTopK(const float* p, float offset,
                            absl::Span<const float> tail, int k,
                            absl::Span<const int32_t> exclude,
@@ -307,10 +324,27 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
   // as candidates (bounds of a panel at a time, the check for a block of
   // them at once). Excluded items are looked up only when they would be
   // noted.
+  // A short exclusion list is sorted and searched; a long one (a filter
+  // that leaves a small part of the catalogue) becomes a bit set.
   thread_local std::vector<int32_t> excluded;
-  excluded.assign(exclude.begin(), exclude.end());
-  std::sort(excluded.begin(), excluded.end());
+  thread_local std::vector<uint64_t> excluded_bits;
+  const bool as_bits = exclude.size() > static_cast<size_t>(n / 64 + 64);
+  if (as_bits) {
+    excluded_bits.assign(static_cast<size_t>((n + 63) / 64), 0);
+    for (int32_t c : exclude) {
+      if (c >= 0 && c < n) {
+        excluded_bits[static_cast<size_t>(c) / 64] |= uint64_t{1} << (c % 64);
+      }
+    }
+  } else {
+    excluded.assign(exclude.begin(), exclude.end());
+    std::sort(excluded.begin(), excluded.end());
+  }
   auto is_excluded = [&](int64_t i) {
+    if (as_bits) {
+      return ((excluded_bits[static_cast<size_t>(i) / 64] >> (i % 64)) & 1) !=
+             0;
+    }
     return std::binary_search(excluded.begin(), excluded.end(),
                               static_cast<int32_t>(i));
   };

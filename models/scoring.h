@@ -84,6 +84,12 @@ class ItemPanels {
                  int k, absl::Span<const int32_t> exclude,
                  std::vector<ScoredItem>* out) const;
 
+  // out[j] = the score Score() gives item items[j], bit for bit, for items
+  // in [0, rows()) in increasing order: each of their panels is scored
+  // once. For ranking a short list of the catalogue.
+  void ScoreItems(const float* p, float offset, absl::Span<const int32_t> items,
+                  float* out) const;
+
   // Whether the int8 copy exists: it is made (as the constructor's `int8`
   // asks) for 1 to kMaxQuantizedFactors factors when every factor and bias
   // is finite.

@@ -142,6 +142,9 @@ struct Generation {
   }
   std::once_flag unit_panels_once;
   std::unique_ptr<const ItemPanels> unit_panels;
+  // The model's items by genre, in increasing order, for Recommend's genre
+  // filter (new items are looked at one by one).
+  absl::flat_hash_map<std::string, std::vector<int32_t>> items_by_genre;
 
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
       : model(std::move(m)), version(v) {
@@ -150,6 +153,13 @@ struct Generation {
                  ? ItemPanels(model->item_factors, model->item_bias)
                  : ItemPanels(model->item_factors.leftCols(model->rank_cols()),
                               Eigen::VectorXf());
+    for (int32_t i = 0; i < model->num_items(); ++i) {
+      for (const std::string& genre : model->item_info[i].genres) {
+        std::vector<int32_t>& items = items_by_genre[genre];
+        // (An item listing a genre twice is in its list once.)
+        if (items.empty() || items.back() != i) items.push_back(i);
+      }
+    }
     auto ni = std::make_shared<NewItems>();
     ni->factors.resize(0, model->factors());
     new_items = std::move(ni);
@@ -856,35 +866,91 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
     const int32_t i = g->FindItem(id, *ni);
     if (i >= 0) exclude.push_back(i);
   }
-  if (!q.genre.empty()) {
-    for (int32_t i = 0; i < total; ++i) {
+  // A genre or a candidate list narrows the catalogue to `allowed`, in
+  // increasing order, without what `exclude` names.
+  const bool narrowed = !q.genre.empty() || !q.candidates.empty();
+  thread_local std::vector<int32_t> allowed;
+  allowed.clear();
+  if (narrowed) {
+    auto has_genre = [&](int32_t i) {
       const ItemInfo& info = i < base ? m.item_info[i] : ni->info[i - base];
-      if (std::find(info.genres.begin(), info.genres.end(), q.genre) ==
-          info.genres.end()) {
-        exclude.push_back(i);
+      return std::find(info.genres.begin(), info.genres.end(), q.genre) !=
+             info.genres.end();
+    };
+    if (!q.candidates.empty()) {
+      for (const std::string& id : q.candidates) {
+        const int32_t i = g->FindItem(id, *ni);
+        if (i < 0) {
+          out.unknown_candidates.push_back(id);
+        } else if (q.genre.empty() || has_genre(i)) {
+          allowed.push_back(i);
+        }
+      }
+      std::sort(allowed.begin(), allowed.end());
+      allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+    } else {
+      auto it = g->items_by_genre.find(q.genre);
+      if (it != g->items_by_genre.end()) allowed = it->second;
+      for (int32_t i = base; i < total; ++i) {
+        if (has_genre(i)) allowed.push_back(i);
       }
     }
+    thread_local std::vector<int32_t> sorted_exclude;
+    sorted_exclude.assign(exclude.begin(), exclude.end());
+    std::sort(sorted_exclude.begin(), sorted_exclude.end());
+    allowed.erase(std::remove_if(allowed.begin(), allowed.end(),
+                                 [&](int32_t i) {
+                                   return std::binary_search(
+                                       sorted_exclude.begin(),
+                                       sorted_exclude.end(), i);
+                                 }),
+                  allowed.end());
   }
-  if (!q.candidates.empty()) {
-    // Rank only the caller's items: mask everything else out.
-    std::vector<bool> allowed(total, false);
-    for (const std::string& id : q.candidates) {
-      const int32_t i = g->FindItem(id, *ni);
-      if (i < 0) {
-        out.unknown_candidates.push_back(id);
-      } else {
-        allowed[i] = true;
+  // A short list is scored item by item (a whole panel each, for a
+  // factor model); otherwise the catalogue is scored with the rest
+  // excluded. Either way the k best come out in the same order, since
+  // `allowed` keeps the items' order.
+  if (narrowed &&
+      (!by_factors || allowed.size() * 128 <= static_cast<size_t>(total))) {
+    thread_local std::vector<float> short_scores;
+    short_scores.resize(allowed.size());
+    const auto trained = static_cast<size_t>(
+        std::lower_bound(allowed.begin(), allowed.end(), base) -
+        allowed.begin());
+    for (size_t j = trained; j < allowed.size(); ++j) {
+      short_scores[j] =
+          by_factors ? scores[allowed[j] - base] : scores[allowed[j]];
+    }
+    if (by_factors) {
+      g->panels.ScoreItems(user_vec, offset,
+                           absl::MakeConstSpan(allowed.data(), trained),
+                           short_scores.data());
+    } else {
+      for (size_t j = 0; j < trained; ++j) {
+        short_scores[j] = scores[allowed[j]];
       }
     }
-    for (int32_t i = 0; i < total; ++i) {
-      if (!allowed[i]) exclude.push_back(i);
-    }
-  }
-  if (by_factors) {
-    g->panels.ScoreTopK(user_vec, offset, scores, q.k, exclude, &best);
+    TopK(short_scores, q.k, {}, &best);
+    for (ScoredItem& b : best) b.item = allowed[static_cast<size_t>(b.item)];
   } else {
-    // `scores` is this call's scratch: the excluded items may be overwritten.
-    TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &best);
+    if (narrowed) {
+      // Everything not allowed is excluded.
+      size_t a = 0;
+      for (int32_t i = 0; i < total; ++i) {
+        if (a < allowed.size() && allowed[a] == i) {
+          ++a;
+        } else {
+          exclude.push_back(i);
+        }
+      }
+    }
+    if (by_factors) {
+      g->panels.ScoreTopK(user_vec, offset, scores, q.k, exclude, &best);
+    } else {
+      // `scores` is this call's scratch: the excluded items may be
+      // overwritten.
+      TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &best);
+    }
   }
   // `g` and `ni` keep the referenced ids and descriptions alive until
   // Recommend returns.

@@ -194,7 +194,8 @@ TEST(EngineKinds, ShownRatingsAreTheModelsPredictions) {
 // A catalogue large enough for ItemPanels' int8 bounds: Recommend still
 // returns exactly the float top k (items and scores, bit for bit) of every
 // item's score, skipping what the user rated and what the query excludes,
-// and SimilarItems the float top k of every item's cosine.
+// with a genre, a short or a long candidate list (each filter takes its own
+// path), and SimilarItems the float top k of every item's cosine.
 TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
   const RatingData data = testing::PlantedData(40, 3000, 4, 0.05, 0.3, 3, true);
   for (ModelKind kind : {ModelKind::kIals, ModelKind::kSgd}) {
@@ -203,7 +204,12 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
     p.epochs = 3;
     absl::StatusOr<Model> model = TrainModel(data, kind, p, {});
     ASSERT_TRUE(model.ok()) << model.status();
-    const Model& m = *model;
+    Model& m = *model;
+    // Genres G0..G6, one or two per item.
+    for (int32_t i = 0; i < m.num_items(); ++i) {
+      m.item_info[i].genres = {absl::StrCat("G", i % 7)};
+      if (i % 5 == 0) m.item_info[i].genres.push_back("G9");
+    }
     const ItemPanels panels =
         m.ranks_by_rating() ? ItemPanels(m.item_factors, m.item_bias)
                             : ItemPanels(m.item_factors.leftCols(m.rank_cols()),
@@ -216,29 +222,66 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
     auto engine = Engine::Open(opt, [&]() { return m; });
     ASSERT_TRUE(engine.ok()) << engine.status();
     std::vector<float> scores(static_cast<size_t>(m.num_items()));
+    std::vector<std::string> short_list, long_list;
+    for (int32_t i = 0; i < m.num_items(); i += 150) {
+      short_list.push_back(m.items.External(i));
+    }
+    short_list.push_back(short_list[3]);  // a duplicate
+    short_list.push_back("no-such-item");
+    for (int32_t i = 0; i < m.num_items(); i += 2) {
+      long_list.push_back(m.items.External(i));
+    }
+    struct Filter {
+      std::string genre;
+      const std::vector<std::string>* candidates;
+    };
+    const Filter filters[] = {{"", nullptr},      {"G3", nullptr},
+                              {"", &short_list},  {"", &long_list},
+                              {"G9", &long_list}, {"nobody's genre", nullptr}};
     for (int32_t u = 0; u < m.num_users(); u += 3) {
-      RecommendQuery q;
-      q.user = m.users.External(u);
-      q.k = 20;
-      q.exclude = {m.items.External(u), m.items.External(u + 100)};
-      absl::StatusOr<RecommendResult> got = (*engine)->Recommend(q);
-      ASSERT_TRUE(got.ok()) << got.status();
+      for (const Filter& filter : filters) {
+        RecommendQuery q;
+        q.user = m.users.External(u);
+        q.k = 20;
+        q.exclude = {m.items.External(u), m.items.External(u + 100)};
+        q.genre = filter.genre;
+        if (filter.candidates != nullptr) q.candidates = *filter.candidates;
+        absl::StatusOr<RecommendResult> got = (*engine)->Recommend(q);
+        ASSERT_TRUE(got.ok()) << got.status();
 
-      const float offset = m.ranks_by_rating() ? m.mu + m.user_bias[u] : 0.0f;
-      panels.Score(m.user_factors.row(u).data(), offset, scores.data());
-      const SparseRows& rated = m.user_ratings;
-      std::vector<int32_t> exclude(rated.cols.begin() + rated.offsets[u],
-                                   rated.cols.begin() + rated.offsets[u + 1]);
-      exclude.push_back(u);
-      exclude.push_back(u + 100);
-      std::vector<ScoredItem> want;
-      TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &want);
-      ASSERT_EQ(got->items.size(), want.size());
-      for (size_t r = 0; r < want.size(); ++r) {
-        EXPECT_EQ(got->items[r].item.id, m.items.External(want[r].item))
-            << ModelKindName(kind) << " user " << u << " rank " << r;
-        EXPECT_EQ(got->items[r].score, want[r].score)
-            << ModelKindName(kind) << " user " << u << " rank " << r;
+        const float offset = m.ranks_by_rating() ? m.mu + m.user_bias[u] : 0.0f;
+        panels.Score(m.user_factors.row(u).data(), offset, scores.data());
+        const SparseRows& rated = m.user_ratings;
+        std::vector<int32_t> exclude(rated.cols.begin() + rated.offsets[u],
+                                     rated.cols.begin() + rated.offsets[u + 1]);
+        exclude.push_back(u);
+        exclude.push_back(u + 100);
+        for (int32_t i = 0; i < m.num_items(); ++i) {
+          const auto& genres = m.item_info[i].genres;
+          const bool genre_ok =
+              filter.genre.empty() || std::find(genres.begin(), genres.end(),
+                                                filter.genre) != genres.end();
+          const bool listed =
+              filter.candidates == nullptr ||
+              std::find(filter.candidates->begin(), filter.candidates->end(),
+                        m.items.External(i)) != filter.candidates->end();
+          if (!genre_ok || !listed) exclude.push_back(i);
+        }
+        std::vector<ScoredItem> want;
+        TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &want);
+        const std::string what = absl::StrCat(
+            ModelKindName(kind), " user ", u, " genre '", filter.genre,
+            "' candidates ", filter.candidates ? filter.candidates->size() : 0);
+        ASSERT_EQ(got->items.size(), want.size()) << what;
+        for (size_t r = 0; r < want.size(); ++r) {
+          EXPECT_EQ(got->items[r].item.id, m.items.External(want[r].item))
+              << what << " rank " << r;
+          EXPECT_EQ(got->items[r].score, want[r].score)
+              << what << " rank " << r;
+        }
+        EXPECT_EQ(got->unknown_candidates.size(),
+                  filter.candidates == &short_list ? 1u : 0u)
+            << what;
       }
     }
 

@@ -1,5 +1,6 @@
 #include "models/scoring.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -210,6 +211,52 @@ TEST(ItemPanelsTopKTest, HardCasesStayExact) {
       ExpectSameList(got,
                      PlainTopK(panels, users[u].data(), 0.25f, {}, top, {}),
                      absl::StrCat("user ", u, " k ", top));
+    }
+  }
+}
+
+// A long exclusion list (a filter that leaves little of the catalogue)
+// takes another lookup; the answer is the same.
+TEST(ItemPanelsTopKTest, LongExclusionListsToo) {
+  std::mt19937 rng(29);
+  const RowMatrix q = LowRankItems(6000, 24, &rng);
+  const ItemPanels panels(q, Eigen::VectorXf());
+  ASSERT_TRUE(panels.quantized());
+  for (int32_t excluded : {100, 3000, 5990, 6000}) {
+    std::vector<int32_t> all(6000);
+    for (int32_t i = 0; i < 6000; ++i) all[i] = i;
+    std::shuffle(all.begin(), all.end(), rng);
+    const std::vector<int32_t> exclude(all.begin(), all.begin() + excluded);
+    const Eigen::VectorXf p = q.row(excluded % 6000).transpose();
+    std::vector<ScoredItem> got;
+    panels.ScoreTopK(p.data(), 0.0f, {}, 10, exclude, &got);
+    ExpectSameList(got, PlainTopK(panels, p.data(), 0.0f, {}, 10, exclude),
+                   absl::StrCat(excluded, " excluded"));
+  }
+}
+
+TEST(ItemPanelsTest, ScoreItemsEqualsScore) {
+  std::mt19937 rng(31);
+  for (int32_t rows : {1, 100, 1682}) {
+    const RowMatrix q = LowRankItems(rows, 20, &rng);
+    Eigen::VectorXf bias(rows);
+    for (int32_t i = 0; i < rows; ++i)
+      bias[i] = 0.01f * static_cast<float>(i % 13);
+    const ItemPanels panels(q, bias);
+    const Eigen::VectorXf p = q.row(0).transpose();
+    std::vector<float> all(static_cast<size_t>(rows));
+    panels.Score(p.data(), 1.5f, all.data());
+    std::vector<int32_t> items;
+    for (int32_t i = 0; i < rows; ++i) {
+      if (rng() % 4 == 0 || i == rows - 1) items.push_back(i);
+    }
+    std::vector<float> some(items.size());
+    panels.ScoreItems(p.data(), 1.5f, items, some.data());
+    for (size_t j = 0; j < items.size(); ++j) {
+      EXPECT_EQ(std::memcmp(&some[j], &all[static_cast<size_t>(items[j])],
+                            sizeof(float)),
+                0)
+          << rows << " rows, item " << items[j];
     }
   }
 }
