@@ -275,6 +275,10 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
   if (o.load.qps <= 0 && o.load.inflight < 1) {
     return absl::InvalidArgumentError("--inflight must be at least 1");
   }
+  if (o.load.recommend_candidates < 0 || o.load.recommend_candidates > 10000) {
+    return absl::InvalidArgumentError(
+        "--recommend_candidates must be 0..10000 (the server's limit)");
+  }
 
   ServerInfo info;
   std::unique_ptr<ServerProcess> server;
@@ -401,8 +405,10 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
         << (o.load.decode_responses ? "true" : "false")
         << ",\"warmup_s\":" << Num(o.load.warmup_seconds)
         << ",\"duration_s\":" << Num(o.load.duration_seconds)
-        << ",\"rounds\":" << o.rounds << ",\"results\":["
-        << absl::StrJoin(results, ",") << "]}\n";
+        << ",\"rounds\":" << o.rounds
+        << ",\"recommend_genre\":" << JsonString(o.load.recommend_genre)
+        << ",\"recommend_candidates\":" << o.load.recommend_candidates
+        << ",\"results\":[" << absl::StrJoin(results, ",") << "]}\n";
   } else {
     out << absl::StrFormat(
         "target %s (%s), %s model: %d factors, %d users, %d items\n"
@@ -412,6 +418,11 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
         info.kind, info.factors, info.users, info.items, o.channels,
         o.load.threads, o.load.warmup_seconds, o.load.duration_seconds,
         o.rounds, o.load.decode_responses ? "decoded" : "kept as bytes");
+    if (!o.load.recommend_genre.empty() || o.load.recommend_candidates > 0) {
+      out << absl::StrFormat(
+          "recommend: genre '%s', %d candidate items per user\n",
+          o.load.recommend_genre, o.load.recommend_candidates);
+    }
     PrintTable(rows, out);
   }
   for (const Row& row : rows) {

@@ -351,9 +351,7 @@ class Worker {
       call->Start(
           generic_[c]->PrepareUnaryCall(&call->ctx, method, request, &cq_));
     } else if (op == kOpRecommend) {
-      v1::RecommendRequest req;
-      req.set_user_id(Pick(ids_.users));
-      req.set_k(o_.k);
+      const v1::RecommendRequest req = RecommendRequestFor(Pick(ids_.users));
       auto* call = new UnaryCall<v1::RecommendResponse>(this, op, scheduled);
       SetDeadline(&call->ctx);
       call->Start(stubs_[c]->PrepareAsyncRecommend(&call->ctx, req, &cq_));
@@ -382,14 +380,25 @@ class Worker {
     return req;
   }
 
+  // A Recommend for `user`, with the options' genre and candidates (drawn
+  // from the model's items).
+  v1::RecommendRequest RecommendRequestFor(const std::string& user) {
+    v1::RecommendRequest req;
+    req.set_user_id(user);
+    req.set_k(o_.k);
+    if (!o_.recommend_genre.empty()) req.set_genre(o_.recommend_genre);
+    for (int j = 0; j < o_.recommend_candidates; ++j) {
+      req.add_candidate_item_ids(Pick(ids_.items));
+    }
+    return req;
+  }
+
   // Encoded once per user id and reused (a ByteBuffer shares its slices).
   grpc::ByteBuffer RecommendRequestBytes(const std::string& user) {
     auto it = recommend_bytes_.find(user);
     if (it == recommend_bytes_.end()) {
-      v1::RecommendRequest req;
-      req.set_user_id(user);
-      req.set_k(o_.k);
-      it = recommend_bytes_.emplace(user, Encode(req)).first;
+      it = recommend_bytes_.emplace(user, Encode(RecommendRequestFor(user)))
+               .first;
     }
     return it->second;
   }

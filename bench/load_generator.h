@@ -70,6 +70,11 @@ struct LoadOptions {
   double duration_seconds = 5;
   double timeout_seconds = 10;  // deadline of every call
   int k = 10;
+  // recommend (and mix): a genre filter, and that many candidate items
+  // drawn from the model (0 = none): once per user when responses stay
+  // bytes (the request is encoded once), at every call when decoded.
+  std::string recommend_genre;
+  int recommend_candidates = 0;
   int mix_rate_percent = 10;
   // kStream: concurrent RateStream calls, ratings sent but not yet
   // acknowledged per call, and how many writes may be coalesced before the

@@ -59,6 +59,11 @@ ABSL_FLAG(double, warmup, 1, "Seconds of warm-up before each measurement");
 ABSL_FLAG(double, duration, 5, "Seconds measured per workload");
 ABSL_FLAG(double, timeout, 10, "Deadline of every call, seconds");
 ABSL_FLAG(int, k, 10, "recommend and similar: how many items");
+ABSL_FLAG(std::string, recommend_genre, "",
+          "recommend and mix: only items of this genre");
+ABSL_FLAG(int, recommend_candidates, 0,
+          "recommend and mix: rank only this many items drawn from the "
+          "model (0 = the whole catalogue)");
 ABSL_FLAG(int, mix_rate_percent, 10,
           "mix: share of calls that are Rate (the rest Recommend)");
 ABSL_FLAG(int, streams, 1, "stream: concurrent RateStream calls");
@@ -107,6 +112,8 @@ int main(int argc, char** argv) {
   o.load.duration_seconds = absl::GetFlag(FLAGS_duration);
   o.load.timeout_seconds = absl::GetFlag(FLAGS_timeout);
   o.load.k = absl::GetFlag(FLAGS_k);
+  o.load.recommend_genre = absl::GetFlag(FLAGS_recommend_genre);
+  o.load.recommend_candidates = absl::GetFlag(FLAGS_recommend_candidates);
   o.load.mix_rate_percent = absl::GetFlag(FLAGS_mix_rate_percent);
   o.load.streams = absl::GetFlag(FLAGS_streams);
   o.load.stream_window = absl::GetFlag(FLAGS_stream_window);

@@ -46,6 +46,18 @@ inline bool Better(const ScoredItem& a, const ScoredItem& b) {
   return a.score > b.score || (a.score == b.score && a.item < b.item);
 }
 
+// a * b + c as Score() rounds it: fused (one rounding) where the target
+// has a fast fma, a product and a sum otherwise; written out so that the
+// panel loop and ScoreLane() below cannot differ in how the compiler
+// contracts them.
+inline float MulAdd(float a, float b, float c) {
+#if defined(FP_FAST_FMAF)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 // One panel: out[j] = offset + bias[j] + sum_f panel[f][j] * p[f], for the
 // first `n` of its kW items. Two accumulator sets (even and odd factors)
 // keep enough independent multiply-adds in flight to hide their latency.
@@ -73,14 +85,14 @@ RECSYS_ONE_COPY void ScorePanel(const float* __restrict panel,
     const float* re = panel + static_cast<int64_t>(f) * kW;
     const float* ro = re + kW;
     for (int j = 0; j < kW; ++j) {
-      even[j] += re[j] * pe;
-      odd[j] += ro[j] * po;
+      even[j] = MulAdd(re[j], pe, even[j]);
+      odd[j] = MulAdd(ro[j], po, odd[j]);
     }
   }
   if (f < k) {
     const float pe = p[f];
     const float* re = panel + static_cast<int64_t>(f) * kW;
-    for (int j = 0; j < kW; ++j) even[j] += re[j] * pe;
+    for (int j = 0; j < kW; ++j) even[j] = MulAdd(re[j], pe, even[j]);
   }
   if (n == kW) {
     for (int j = 0; j < kW; ++j)
@@ -89,6 +101,20 @@ RECSYS_ONE_COPY void ScorePanel(const float* __restrict panel,
     for (int j = 0; j < n; ++j)
       out[j] = (offset + bias[j]) + (even[j] + odd[j]);
   }
+}
+// Lane j of ScorePanel alone, the same operations in the same order: the
+// same float, at a 1/kW of the work.
+float ScoreLane(const float* panel, const float* bias, int32_t k,
+                const float* p, float offset, int j) {
+  float even = 0.0f;
+  float odd = 0.0f;
+  int32_t f = 0;
+  for (; f + 1 < k; f += 2) {
+    even = MulAdd(panel[static_cast<int64_t>(f) * kW + j], p[f], even);
+    odd = MulAdd(panel[static_cast<int64_t>(f + 1) * kW + j], p[f + 1], odd);
+  }
+  if (f < k) even = MulAdd(panel[static_cast<int64_t>(f) * kW + j], p[f], even);
+  return (offset + bias[j]) + (even + odd);
 }
 }  // namespace
 
@@ -225,18 +251,11 @@ int64_t ItemPanels::LastExactCount() { return last_exact_count; }
 
 void ItemPanels::ScoreItems(const float* p, float offset,
                             absl::Span<const int32_t> items, float* out) const {
-  alignas(64) float panel_scores[kW];
-  int64_t scored = -1;
   const int64_t stride = static_cast<int64_t>(factors_) * kW;
   for (size_t j = 0; j < items.size(); ++j) {
     const int64_t pb = items[j] / kW;
-    if (pb != scored) {
-      const int m = static_cast<int>(std::min<int64_t>(kW, rows_ - pb * kW));
-      ScorePanel(data_.data() + pb * stride, bias_.data() + pb * kW, factors_,
-                 p, offset, m, panel_scores);
-      scored = pb;
-    }
-    out[j] = panel_scores[items[j] - pb * kW];
+    out[j] = ScoreLane(data_.data() + pb * stride, bias_.data() + pb * kW,
+                       factors_, p, offset, static_cast<int>(items[j] % kW));
   }
 }
 
@@ -413,25 +432,19 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     return;
   }
 
-  // The noted items that reach the final threshold, scored exactly: a
-  // whole panel at a time, with Score()'s own arithmetic.
+  // The noted items that reach the final threshold, scored exactly, with
+  // Score()'s own arithmetic (ScoreLane).
   thread_local std::vector<ScoredItem> candidates;
   candidates.clear();
-  alignas(64) float panel_scores[kW];
-  int64_t scored = -1;
   const int64_t stride = static_cast<int64_t>(factors_) * kW;
   for (const ScoredItem& c : noted) {
     if (!(c.score >= threshold)) continue;
     const int64_t i = c.item;
     if (i < rows_) {
       const int64_t pb = i / kW;
-      if (pb != scored) {
-        const int m = static_cast<int>(std::min<int64_t>(kW, rows_ - pb * kW));
-        ScorePanel(data_.data() + pb * stride, bias_.data() + pb * kW, factors_,
-                   p, offset, m, panel_scores);
-        scored = pb;
-      }
-      candidates.push_back({c.item, panel_scores[i - pb * kW]});
+      candidates.push_back(
+          {c.item, ScoreLane(data_.data() + pb * stride, bias_.data() + pb * kW,
+                             factors_, p, offset, static_cast<int>(i % kW))});
     } else {
       candidates.push_back({c.item, tail[static_cast<size_t>(i - rows_)]});
     }

@@ -75,18 +75,18 @@ class ItemPanels {
   // approximate score, and the quantization errors of the item (kept per
   // item) and of this user, with a float rounding allowance, give an
   // interval the exact score lies in. Only items whose upper bound reaches
-  // the k-th best lower bound can be among the k best; their panels are
-  // then scored exactly and the k best taken from those. On real factor
-  // models a dozen or so items survive for k = 10; where the bounds cannot
-  // separate the scores (more than 1/16 of the items survive), it scores
+  // the k-th best lower bound can be among the k best; they are then
+  // scored exactly (as ScoreItems does) and the k best taken from those. On
+  // real factor models a dozen or so items survive for k = 10; where the bounds
+  // cannot separate the scores (more than 1/16 of the items survive), it scores
   // every item in float instead.
   void ScoreTopK(const float* p, float offset, absl::Span<const float> tail,
                  int k, absl::Span<const int32_t> exclude,
                  std::vector<ScoredItem>* out) const;
 
-  // out[j] = the score Score() gives item items[j], bit for bit, for items
-  // in [0, rows()) in increasing order: each of their panels is scored
-  // once. For ranking a short list of the catalogue.
+  // out[j] = the score Score() gives item items[j] (in [0, rows())), bit
+  // for bit, at the cost of one dot product each. For ranking a short list
+  // of the catalogue.
   void ScoreItems(const float* p, float offset, absl::Span<const int32_t> items,
                   float* out) const;
 

@@ -138,27 +138,34 @@ TEST(BenchSmokeTest, EveryWorkloadAgainstAServerItStarts) {
   EXPECT_TRUE(mix.fields().contains("rate"));
 }
 
-// SimilarItems needs item vectors, so a factor model; responses both kept
-// as bytes and decoded.
-TEST(BenchSmokeTest, SimilarWorkloadAgainstAFactorModel) {
+// SimilarItems needs item vectors, so a factor model, and so do
+// Recommends with candidate lists; responses both kept as bytes and
+// decoded.
+TEST(BenchSmokeTest, SimilarAndCandidateWorkloadsAgainstAFactorModel) {
   for (const char* decode : {"", " --decode-responses"}) {
     const testing::CommandResult r = RunBenchOnData(
         "bench-similar", testing::PlantedData(60, 80, 3, 0.2, 0.3, 15, true),
-        absl::StrCat("--workloads=empty,similar --k=5 --channels=2"
+        absl::StrCat("--workloads=empty,similar,recommend --k=5 --channels=2"
+                     " --recommend-candidates=12"
                      " --inflight=8 --warmup=0.05 --duration=0.2",
                      decode),
         "ials");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const google::protobuf::Struct json = ParseJson(r.output);
+    EXPECT_EQ(Number(json, "recommend_candidates"), 12);
     const auto& results = json.fields().at("results").list_value().values();
-    ASSERT_EQ(results.size(), 2);
-    const google::protobuf::Struct& res = results[1].struct_value();
-    EXPECT_EQ(res.fields().at("workload").string_value(), "similar");
-    EXPECT_GT(Number(res, "qps"), 0) << decode;
-    EXPECT_EQ(Number(res, "errors"), 0)
-        << decode << ": " << res.fields().at("first_error").string_value();
-    EXPECT_TRUE(
-        res.fields().at("ops").struct_value().fields().contains("similar"));
+    ASSERT_EQ(results.size(), 3);
+    for (int w : {1, 2}) {
+      const google::protobuf::Struct& res = results[w].struct_value();
+      const std::string name = res.fields().at("workload").string_value();
+      EXPECT_EQ(name, w == 1 ? "similar" : "recommend");
+      EXPECT_GT(Number(res, "qps"), 0) << name << decode;
+      EXPECT_EQ(Number(res, "errors"), 0)
+          << name << decode << ": "
+          << res.fields().at("first_error").string_value();
+      EXPECT_TRUE(
+          res.fields().at("ops").struct_value().fields().contains(name));
+    }
   }
 }
 

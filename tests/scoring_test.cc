@@ -238,25 +238,27 @@ TEST(ItemPanelsTopKTest, LongExclusionListsToo) {
 TEST(ItemPanelsTest, ScoreItemsEqualsScore) {
   std::mt19937 rng(31);
   for (int32_t rows : {1, 100, 1682}) {
-    const RowMatrix q = LowRankItems(rows, 20, &rng);
-    Eigen::VectorXf bias(rows);
-    for (int32_t i = 0; i < rows; ++i)
-      bias[i] = 0.01f * static_cast<float>(i % 13);
-    const ItemPanels panels(q, bias);
-    const Eigen::VectorXf p = q.row(0).transpose();
-    std::vector<float> all(static_cast<size_t>(rows));
-    panels.Score(p.data(), 1.5f, all.data());
-    std::vector<int32_t> items;
-    for (int32_t i = 0; i < rows; ++i) {
-      if (rng() % 4 == 0 || i == rows - 1) items.push_back(i);
-    }
-    std::vector<float> some(items.size());
-    panels.ScoreItems(p.data(), 1.5f, items, some.data());
-    for (size_t j = 0; j < items.size(); ++j) {
-      EXPECT_EQ(std::memcmp(&some[j], &all[static_cast<size_t>(items[j])],
-                            sizeof(float)),
-                0)
-          << rows << " rows, item " << items[j];
+    for (int32_t k : {1, 7, 20, 129}) {
+      const RowMatrix q = LowRankItems(rows, k, &rng);
+      Eigen::VectorXf bias(rows);
+      for (int32_t i = 0; i < rows; ++i)
+        bias[i] = 0.01f * static_cast<float>(i % 13);
+      const ItemPanels panels(q, bias);
+      const Eigen::VectorXf p = q.row(0).transpose();
+      std::vector<float> all(static_cast<size_t>(rows));
+      panels.Score(p.data(), 1.5f, all.data());
+      std::vector<int32_t> items;
+      for (int32_t i = 0; i < rows; ++i) {
+        if (rng() % 4 == 0 || i == rows - 1) items.push_back(i);
+      }
+      std::vector<float> some(items.size());
+      panels.ScoreItems(p.data(), 1.5f, items, some.data());
+      for (size_t j = 0; j < items.size(); ++j) {
+        EXPECT_EQ(std::memcmp(&some[j], &all[static_cast<size_t>(items[j])],
+                              sizeof(float)),
+                  0)
+            << rows << "x" << k << ", item " << items[j];
+      }
     }
   }
 }
