@@ -895,18 +895,23 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
         if (has_genre(i)) allowed.push_back(i);
       }
     }
-    thread_local std::vector<int32_t> sorted_exclude;
-    sorted_exclude.assign(exclude.begin(), exclude.end());
-    std::sort(sorted_exclude.begin(), sorted_exclude.end());
-    allowed.erase(std::remove_if(allowed.begin(), allowed.end(),
-                                 [&](int32_t i) {
-                                   return std::binary_search(
-                                       sorted_exclude.begin(),
-                                       sorted_exclude.end(), i);
-                                 }),
-                  allowed.end());
+    // Each excluded item is looked up in `allowed` (sorted), rather than
+    // sorting the exclusions: a heavy user's history is long.
+    thread_local std::vector<char> dropped;
+    dropped.assign(allowed.size(), 0);
+    for (int32_t e : exclude) {
+      auto it = std::lower_bound(allowed.begin(), allowed.end(), e);
+      if (it != allowed.end() && *it == e) {
+        dropped[static_cast<size_t>(it - allowed.begin())] = 1;
+      }
+    }
+    size_t kept = 0;
+    for (size_t j = 0; j < allowed.size(); ++j) {
+      if (!dropped[j]) allowed[kept++] = allowed[j];
+    }
+    allowed.resize(kept);
   }
-  // A short list is scored item by item (a whole panel each, for a
+  // A short list is scored item by item (one dot product each, for a
   // factor model); otherwise the catalogue is scored with the rest
   // excluded. Either way the k best come out in the same order, since
   // `allowed` keeps the items' order.
