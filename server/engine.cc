@@ -919,20 +919,20 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       (!by_factors || allowed.size() * 128 <= static_cast<size_t>(total))) {
     thread_local std::vector<float> short_scores;
     short_scores.resize(allowed.size());
-    const auto trained = static_cast<size_t>(
-        std::lower_bound(allowed.begin(), allowed.end(), base) -
-        allowed.begin());
-    for (size_t j = trained; j < allowed.size(); ++j) {
-      short_scores[j] =
-          by_factors ? scores[allowed[j] - base] : scores[allowed[j]];
-    }
     if (by_factors) {
+      // The trained items come first; the new ones' scores are in `scores`.
+      const auto trained = static_cast<size_t>(
+          std::lower_bound(allowed.begin(), allowed.end(), base) -
+          allowed.begin());
       g->panels.ScoreItems(user_vec, offset,
                            absl::MakeConstSpan(allowed.data(), trained),
                            short_scores.data());
+      for (size_t j = trained; j < allowed.size(); ++j) {
+        short_scores[j] = scores[static_cast<size_t>(allowed[j] - base)];
+      }
     } else {
-      for (size_t j = 0; j < trained; ++j) {
-        short_scores[j] = scores[allowed[j]];
+      for (size_t j = 0; j < allowed.size(); ++j) {
+        short_scores[j] = scores[static_cast<size_t>(allowed[j])];
       }
     }
     TopK(short_scores, q.k, {}, &best);

@@ -285,6 +285,38 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
       }
     }
 
+    // A user without ratings ranks by rating counts, filtered the same way.
+    for (const Filter& filter : filters) {
+      RecommendQuery q;
+      q.user = "stranger";
+      q.k = 20;
+      q.genre = filter.genre;
+      if (filter.candidates != nullptr) q.candidates = *filter.candidates;
+      absl::StatusOr<RecommendResult> got = (*engine)->Recommend(q);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_FALSE(got->personalized);
+      std::vector<float> counts(m.item_counts.begin(), m.item_counts.end());
+      std::vector<int32_t> exclude;
+      for (int32_t i = 0; i < m.num_items(); ++i) {
+        const auto& genres = m.item_info[i].genres;
+        if ((!filter.genre.empty() &&
+             std::find(genres.begin(), genres.end(), filter.genre) ==
+                 genres.end()) ||
+            (filter.candidates != nullptr &&
+             std::find(filter.candidates->begin(), filter.candidates->end(),
+                       m.items.External(i)) == filter.candidates->end())) {
+          exclude.push_back(i);
+        }
+      }
+      std::vector<ScoredItem> want;
+      TopKInPlace(absl::MakeSpan(counts), q.k, exclude, &want);
+      ASSERT_EQ(got->items.size(), want.size()) << filter.genre;
+      for (size_t r = 0; r < want.size(); ++r) {
+        EXPECT_EQ(got->items[r].item.id, m.items.External(want[r].item))
+            << "stranger, genre '" << filter.genre << "' rank " << r;
+      }
+    }
+
     // SimilarItems: the cosine top k over unit-length ranking vectors,
     // skipping the item itself.
     const RowMatrix unit_rows =
