@@ -61,17 +61,10 @@ inline float MulAdd(float a, float b, float c) {
 // One panel: out[j] = offset + bias[j] + sum_f panel[f][j] * p[f], for the
 // first `n` of its kW items. Two accumulator sets (even and odd factors)
 // keep enough independent multiply-adds in flight to hide their latency.
-// One copy of the machine code (not inlined, not cloned), so Score() and
-// ScoreTopK()'s exact pass round every score identically.
-#if defined(__GNUC__) && !defined(__clang__)
-#define RECSYS_ONE_COPY __attribute__((noinline, noclone))
-#else
-#define RECSYS_ONE_COPY __attribute__((noinline))
-#endif
-RECSYS_ONE_COPY void ScorePanel(const float* __restrict panel,
-                                const float* __restrict bias, int32_t k,
-                                const float* __restrict p, float offset, int n,
-                                float* __restrict out) {
+inline void ScorePanel(const float* __restrict panel,
+                       const float* __restrict bias, int32_t k,
+                       const float* __restrict p, float offset, int n,
+                       float* __restrict out) {
   float even[kW];
   float odd[kW];
   for (int j = 0; j < kW; ++j) {
@@ -102,8 +95,10 @@ RECSYS_ONE_COPY void ScorePanel(const float* __restrict panel,
       out[j] = (offset + bias[j]) + (even[j] + odd[j]);
   }
 }
-// Lane j of ScorePanel alone, the same operations in the same order: the
-// same float, at a 1/kW of the work.
+
+// Lane j of ScorePanel alone, the same operations in the same order (the
+// multiply-adds by MulAdd, the sums with no product to fuse): the same
+// float, at 1/kW of the work.
 float ScoreLane(const float* panel, const float* bias, int32_t k,
                 const float* p, float offset, int j) {
   float even = 0.0f;
