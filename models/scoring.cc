@@ -41,11 +41,6 @@ int32_t Code(float v, float a) {
   return static_cast<int32_t>(std::clamp<long>(c, -127, 127));
 }
 
-// "a ranks before b", as TopK orders: higher score, then lower index.
-inline bool Better(const ScoredItem& a, const ScoredItem& b) {
-  return a.score > b.score || (a.score == b.score && a.item < b.item);
-}
-
 // a * b + c as Score() rounds it: fused (one rounding) where the target
 // has a fast fma, a product and a sum otherwise; written out so that the
 // panel loop and ScoreLane() below cannot differ in how the compiler
@@ -447,7 +442,7 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
   last_exact_count = static_cast<int64_t>(candidates.size());
   const size_t keep = std::min(candidates.size(), static_cast<size_t>(k));
   std::partial_sort(candidates.begin(), candidates.begin() + keep,
-                    candidates.end(), Better);
+                    candidates.end(), RanksBefore);
   out->assign(candidates.begin(), candidates.begin() + keep);
 }
 

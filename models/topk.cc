@@ -31,11 +31,6 @@ void ScoreAllItems(const Model& model, float user_bias,
 namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// "a ranks before b": higher score, then lower index.
-inline bool Better(const ScoredItem& a, const ScoredItem& b) {
-  return a.score > b.score || (a.score == b.score && a.item < b.item);
-}
-
 // How many of the kBlock scores at `s` are above `threshold`. Written as a
 // count, which the compiler turns into a few vector compares and one
 // horizontal sum; the running maximum used before does not vectorise (max
@@ -121,7 +116,7 @@ class TopKHeap {
   // A function object (not a function pointer) so the heap code inlines it.
   struct WorseOnTopOrder {
     bool operator()(const ScoredItem& a, const ScoredItem& b) const {
-      return Better(a, b);
+      return RanksBefore(a, b);
     }
   };
   static constexpr WorseOnTopOrder WorseOnTop{};
@@ -138,8 +133,8 @@ class TopKHeap {
       size_t child = 2 * hole + 1;
       if (child >= n) break;
       // The worse of the two children.
-      if (child + 1 < n && Better(h[child], h[child + 1])) ++child;
-      if (!Better(item, h[child])) break;
+      if (child + 1 < n && RanksBefore(h[child], h[child + 1])) ++child;
+      if (!RanksBefore(item, h[child])) break;
       h[hole] = h[child];
       hole = child;
     }
@@ -160,7 +155,7 @@ void SelectTopK(const float* scores, int32_t n, int k,
   TopKHeap heap(scores, k, out);
   heap.Scan(n);
   if (out->size() < static_cast<size_t>(k)) heap.TopUpWithNegInf(n, exclude);
-  std::sort(out->begin(), out->end(), Better);
+  std::sort(out->begin(), out->end(), RanksBefore);
 }
 }  // namespace
 

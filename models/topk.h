@@ -25,6 +25,12 @@ struct ScoredItem {
   float score = 0;
 };
 
+// The order every top-k here returns: higher score first, then the lower
+// item index.
+inline bool RanksBefore(const ScoredItem& a, const ScoredItem& b) {
+  return a.score > b.score || (a.score == b.score && a.item < b.item);
+}
+
 // Writes one score per item into `scores` (resized to num_items): one
 // matrix-vector product over the item factors plus the biases.
 // `user_vector` points to model.factors() floats (ignored without factors).

@@ -823,7 +823,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       Eigen::Map<Eigen::VectorXf> tail(scores.data(), total - base);
       if (m.ranks_by_rating()) {
         Eigen::Map<const Eigen::VectorXf> p(user_vec, m.factors());
-        tail = ni->bias.array() + (m.mu + user_bias);
+        tail = ni->bias.array() + offset;
         if (m.factors() > 0) tail.noalias() += ni->factors * p;
       } else {
         const int32_t r = m.rank_cols();
