@@ -18,6 +18,17 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 thread_local int64_t last_exact_count = -1;
 
+// Word w of an `allowed` bit set (ScoreTopK), zero past its end.
+inline uint64_t AllowedWord(absl::Span<const uint64_t> allowed, int64_t w) {
+  return static_cast<size_t>(w) < allowed.size()
+             ? allowed[static_cast<size_t>(w)]
+             : 0;
+}
+// Whether item i is allowed: every item is when `allowed` is empty.
+inline bool IsAllowed(absl::Span<const uint64_t> allowed, int64_t i) {
+  return allowed.empty() || ((AllowedWord(allowed, i / 64) >> (i % 64)) & 1);
+}
+
 // ScoreTopK gives up on its bounds once more than 1/kMaxNotedFraction of the
 // items (and more than 4k + 1024) remain candidates.
 constexpr int64_t kMaxNotedFraction = 16;
@@ -252,11 +263,22 @@ void ItemPanels::ScoreItems(const float* p, float offset,
 void ItemPanels::ExactTopK(const float* p, float offset,
                            absl::Span<const float> tail, int k,
                            absl::Span<const int32_t> exclude,
+                           absl::Span<const uint64_t> allowed,
                            std::vector<ScoredItem>* out) const {
   thread_local std::vector<float> all;
   all.resize(static_cast<size_t>(rows_) + tail.size());
   if (rows_ > 0) Score(p, offset, all.data());
   std::copy(tail.begin(), tail.end(), all.begin() + rows_);
+  if (!allowed.empty()) {
+    // The items not allowed are excluded too (so that TopKInPlace does not
+    // top up with them either).
+    thread_local std::vector<int32_t> merged;
+    merged.assign(exclude.begin(), exclude.end());
+    for (int32_t i = 0; i < rows_; ++i) {
+      if (!IsAllowed(allowed, i)) merged.push_back(i);
+    }
+    exclude = merged;
+  }
   TopKInPlace(absl::MakeSpan(all), k, exclude, out);
   last_exact_count = -1;
 }
@@ -274,6 +296,7 @@ void ItemPanels::ExactTopK(const float* p, float offset,
 void ItemPanels::ScoreTopK(const float* p, float offset,
                            absl::Span<const float> tail, int k,
                            absl::Span<const int32_t> exclude,
+                           absl::Span<const uint64_t> allowed,
                            std::vector<ScoredItem>* out) const {
   out->clear();
   const int64_t n =
@@ -290,7 +313,7 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
   }
   for (float t : tail) usable = usable && std::isfinite(t);
   if (!usable) {
-    ExactTopK(p, offset, tail, k, exclude, out);
+    ExactTopK(p, offset, tail, k, exclude, allowed, out);
     return;
   }
 
@@ -318,7 +341,7 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
   // might they.
   if (!std::isfinite(
           16.0f * (std::abs(offset) + max_abs_bias_ + user_norm * max_norm_))) {
-    ExactTopK(p, offset, tail, k, exclude, out);
+    ExactTopK(p, offset, tail, k, exclude, allowed, out);
     return;
   }
   const float gamma = static_cast<float>(factors_ + 16) * 0x1p-21f;
@@ -350,6 +373,7 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     std::sort(excluded.begin(), excluded.end());
   }
   auto is_excluded = [&](int64_t i) {
+    if (i < rows_ && !IsAllowed(allowed, i)) return true;
     if (as_bits) {
       return ((excluded_bits[static_cast<size_t>(i) / 64] >> (i % 64)) & 1) !=
              0;
@@ -386,6 +410,9 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
   alignas(64) float lo[kCW];
   alignas(64) float hi[kCW];
   for (int64_t pb = 0; pb < panels; ++pb) {
+    // A code panel is one word of `allowed`.
+    static_assert(kCW == 64, "one allowed word per code panel");
+    if (!allowed.empty() && AllowedWord(allowed, pb) == 0) continue;
     internal::CodePanelDot(codes_.data() + pb * groups_ * kCW * 4, user.data(),
                            groups_, dots);
     const size_t first = static_cast<size_t>(pb) * kCW;
@@ -409,7 +436,7 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     if (noted.size() > max_noted) {
       // The bounds do not separate these scores (many nearly equal at the
       // top): scoring every item in float is cheaper than going on.
-      ExactTopK(p, offset, tail, k, exclude, out);
+      ExactTopK(p, offset, tail, k, exclude, allowed, out);
       return;
     }
   }
@@ -418,7 +445,7 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
   }
   if (heap.size() < kk) {
     // Fewer than k items left: the plain path tops up with -inf scores.
-    ExactTopK(p, offset, tail, k, exclude, out);
+    ExactTopK(p, offset, tail, k, exclude, allowed, out);
     return;
   }
 

@@ -82,6 +82,19 @@ class ItemPanels {
   // every item in float instead.
   void ScoreTopK(const float* p, float offset, absl::Span<const float> tail,
                  int k, absl::Span<const int32_t> exclude,
+                 std::vector<ScoredItem>* out) const {
+    ScoreTopK(p, offset, tail, k, exclude, {}, out);
+  }
+  // As above, but of the rows() items only those whose bit is set in
+  // `allowed` (bit i % 64 of word i / 64; bits past its end count as clear)
+  // are eligible; the tail is not filtered. An empty `allowed` allows them
+  // all.
+  // For a filter that keeps a large part of the catalogue (a genre, say): a
+  // bit set made once costs nothing per call, where listing the rest in
+  // `exclude` costs a pass over the catalogue.
+  void ScoreTopK(const float* p, float offset, absl::Span<const float> tail,
+                 int k, absl::Span<const int32_t> exclude,
+                 absl::Span<const uint64_t> allowed,
                  std::vector<ScoredItem>* out) const;
 
   // out[j] = the score Score() gives item items[j] (in [0, rows())), bit
@@ -104,9 +117,10 @@ class ItemPanels {
 
  private:
   void Quantize(RowMatrixRef factors);
-  // Scores of every item into `out`, then TopKInPlace: the plain path.
+  // Scores of every item, then TopKInPlace: the plain path.
   void ExactTopK(const float* p, float offset, absl::Span<const float> tail,
                  int k, absl::Span<const int32_t> exclude,
+                 absl::Span<const uint64_t> allowed,
                  std::vector<ScoredItem>* out) const;
 
   int32_t rows_ = 0;

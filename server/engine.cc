@@ -142,9 +142,14 @@ struct Generation {
   }
   std::once_flag unit_panels_once;
   std::unique_ptr<const ItemPanels> unit_panels;
-  // The model's items by genre, in increasing order, for Recommend's genre
-  // filter (new items are looked at one by one).
-  absl::flat_hash_map<std::string, std::vector<int32_t>> items_by_genre;
+  // The model's items of each genre, for Recommend's genre filter (new
+  // items are looked at one by one): in increasing order, and as a bit set
+  // over the model's items (ItemPanels::ScoreTopK's `allowed`).
+  struct GenreItems {
+    std::vector<int32_t> items;
+    std::vector<uint64_t> bits;
+  };
+  absl::flat_hash_map<std::string, GenreItems> items_by_genre;
 
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
       : model(std::move(m)), version(v) {
@@ -153,11 +158,14 @@ struct Generation {
                  ? ItemPanels(model->item_factors, model->item_bias)
                  : ItemPanels(model->item_factors.leftCols(model->rank_cols()),
                               Eigen::VectorXf());
+    const auto words = static_cast<size_t>((model->num_items() + 63) / 64);
     for (int32_t i = 0; i < model->num_items(); ++i) {
       for (const std::string& genre : model->item_info[i].genres) {
-        std::vector<int32_t>& items = items_by_genre[genre];
+        GenreItems& g = items_by_genre[genre];
         // (An item listing a genre twice is in its list once.)
-        if (items.empty() || items.back() != i) items.push_back(i);
+        if (g.items.empty() || g.items.back() != i) g.items.push_back(i);
+        g.bits.resize(words, 0);
+        g.bits[static_cast<size_t>(i / 64)] |= uint64_t{1} << (i % 64);
       }
     }
     auto ni = std::make_shared<NewItems>();
@@ -867,17 +875,55 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
     if (i >= 0) exclude.push_back(i);
   }
   // A genre or a candidate list narrows the catalogue to `allowed`, in
-  // increasing order, without what `exclude` names.
+  // increasing order, without what `exclude` names. Except for a genre
+  // alone that leaves more than a short list (see below) of a factor
+  // model's catalogue: then the genre's bit set (`genre_bits`) says which
+  // of the model's items are allowed, and the new items outside the genre
+  // join `exclude`. Listing the rest of the catalogue in `exclude` instead
+  // cost ~180 us per call on 62k items (README, "Filtered Recommends").
   const bool narrowed = !q.genre.empty() || !q.candidates.empty();
   thread_local std::vector<int32_t> allowed;
   allowed.clear();
+  bool by_genre_bits = false;
+  absl::Span<const uint64_t> genre_bits;
+  // A short list: scored item by item (one dot product each).
+  auto is_short = [&](size_t n) {
+    return n * 128 <= static_cast<size_t>(total);
+  };
   if (narrowed) {
     auto has_genre = [&](int32_t i) {
       const ItemInfo& info = i < base ? m.item_info[i] : ni->info[i - base];
       return std::find(info.genres.begin(), info.genres.end(), q.genre) !=
              info.genres.end();
     };
-    if (!q.candidates.empty()) {
+    if (q.candidates.empty()) {
+      // The new items of the genre.
+      for (int32_t i = base; i < total; ++i) {
+        if (has_genre(i)) allowed.push_back(i);
+      }
+      auto it = g->items_by_genre.find(q.genre);
+      const size_t trained =
+          it == g->items_by_genre.end() ? 0 : it->second.items.size();
+      if (by_factors && !is_short(trained + allowed.size())) {
+        by_genre_bits = true;
+        // (An unknown genre has no bit set: a word of zeros allows none.)
+        static constexpr uint64_t kNone[1] = {0};
+        genre_bits = trained > 0 ? absl::MakeConstSpan(it->second.bits)
+                                 : absl::MakeConstSpan(kNone);
+        size_t a = 0;
+        for (int32_t i = base; i < total; ++i) {
+          if (a < allowed.size() && allowed[a] == i) {
+            ++a;
+          } else {
+            exclude.push_back(i);
+          }
+        }
+        allowed.clear();
+      } else if (trained > 0) {
+        allowed.insert(allowed.begin(), it->second.items.begin(),
+                       it->second.items.end());
+      }
+    } else {
       for (const std::string& id : q.candidates) {
         const int32_t i = g->FindItem(id, *ni);
         if (i < 0) {
@@ -888,13 +934,9 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       }
       std::sort(allowed.begin(), allowed.end());
       allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
-    } else {
-      auto it = g->items_by_genre.find(q.genre);
-      if (it != g->items_by_genre.end()) allowed = it->second;
-      for (int32_t i = base; i < total; ++i) {
-        if (has_genre(i)) allowed.push_back(i);
-      }
     }
+  }
+  if (narrowed && !by_genre_bits) {
     // Each excluded item is looked up in `allowed` (sorted), rather than
     // sorting the exclusions: a heavy user's history is long.
     thread_local std::vector<char> dropped;
@@ -913,10 +955,9 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   }
   // A short list is scored item by item (one dot product each, for a
   // factor model); otherwise the catalogue is scored with the rest
-  // excluded. Either way the k best come out in the same order, since
-  // `allowed` keeps the items' order.
-  if (narrowed &&
-      (!by_factors || allowed.size() * 128 <= static_cast<size_t>(total))) {
+  // excluded or, for a genre, not allowed. Either way the k best come out
+  // in the same order, since `allowed` keeps the items' order.
+  if (narrowed && !by_genre_bits && (!by_factors || is_short(allowed.size()))) {
     thread_local std::vector<float> short_scores;
     short_scores.resize(allowed.size());
     if (by_factors) {
@@ -938,8 +979,8 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
     TopK(short_scores, q.k, {}, &best);
     for (ScoredItem& b : best) b.item = allowed[static_cast<size_t>(b.item)];
   } else {
-    if (narrowed) {
-      // Everything not allowed is excluded.
+    if (narrowed && !by_genre_bits) {
+      // A long candidate list: everything else is excluded.
       size_t a = 0;
       for (int32_t i = 0; i < total; ++i) {
         if (a < allowed.size() && allowed[a] == i) {
@@ -950,7 +991,8 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       }
     }
     if (by_factors) {
-      g->panels.ScoreTopK(user_vec, offset, scores, q.k, exclude, &best);
+      g->panels.ScoreTopK(user_vec, offset, scores, q.k, exclude, genre_bits,
+                          &best);
     } else {
       // `scores` is this call's scratch: the excluded items may be
       // overwritten.

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -233,6 +234,65 @@ TEST(ItemPanelsTopKTest, LongExclusionListsToo) {
     ExpectSameList(got, PlainTopK(panels, p.data(), 0.0f, {}, 10, exclude),
                    absl::StrCat(excluded, " excluded"));
   }
+}
+
+// An `allowed` bit set (a genre) gives what excluding every other item
+// gives, on both paths, with the user's own exclusions and a tail beside
+// it; bits past the end of the set count as clear.
+TEST(ItemPanelsTopKTest, AllowedBitsEqualExcludingTheRest) {
+  std::mt19937 rng(37);
+  std::normal_distribution<float> gauss(0.0f, 0.5f);
+  int64_t two_stage_calls = 0;
+  for (const auto& [rows, int8] :
+       {std::pair{6000, ItemPanels::Int8::kIfLarge},
+        std::pair{1682, ItemPanels::Int8::kIfLarge},
+        std::pair{1682, ItemPanels::Int8::kAlways}}) {
+    const RowMatrix q = LowRankItems(rows, 24, &rng);
+    const ItemPanels panels(q, Eigen::VectorXf(), int8);
+    ASSERT_EQ(panels.quantized(),
+              rows == 6000 || int8 == ItemPanels::Int8::kAlways);
+    const auto words = static_cast<size_t>((rows + 63) / 64);
+    // Each of these shares of the items allowed; the last set is one word
+    // long, so only the first 64 items can be allowed.
+    for (const auto& [per_mille, length] :
+         {std::pair{0, words}, std::pair{5, words}, std::pair{125, words},
+          std::pair{500, words}, std::pair{1000, words},
+          std::pair{1000, size_t{1}}}) {
+      std::vector<uint64_t> allowed(length, 0);
+      std::vector<int32_t> rest;  // every item not allowed
+      for (int32_t i = 0; i < rows; ++i) {
+        const bool in = static_cast<size_t>(i / 64) < length &&
+                        static_cast<int>(rng() % 1000) < per_mille;
+        if (in) {
+          allowed[static_cast<size_t>(i / 64)] |= uint64_t{1} << (i % 64);
+        } else {
+          rest.push_back(i);
+        }
+      }
+      for (int user = 0; user < 4; ++user) {
+        const Eigen::VectorXf p =
+            q.row(static_cast<int32_t>(rng() % rows)).transpose() * 2.0f;
+        std::vector<float> tail;
+        for (int t = 0; t < user * 3; ++t) tail.push_back(gauss(rng));
+        std::vector<int32_t> exclude;
+        for (int e = 0; e < user * 20; ++e) {
+          exclude.push_back(static_cast<int32_t>(rng() % (rows + tail.size())));
+        }
+        std::vector<int32_t> both = exclude;
+        both.insert(both.end(), rest.begin(), rest.end());
+        for (int top : {1, 10, 100}) {
+          std::vector<ScoredItem> got;
+          panels.ScoreTopK(p.data(), 0.5f, tail, top, exclude, allowed, &got);
+          two_stage_calls += ItemPanels::LastExactCount() >= 0;
+          ExpectSameList(
+              got, PlainTopK(panels, p.data(), 0.5f, tail, top, both),
+              absl::StrCat(rows, " items, ", per_mille, "/1000 allowed in ",
+                           length, " words, user ", user, " k ", top));
+        }
+      }
+    }
+  }
+  EXPECT_GT(two_stage_calls, 20) << "the int8 path was taken";
 }
 
 TEST(ItemPanelsTest, ScoreItemsEqualsScore) {
