@@ -9,6 +9,10 @@
 //   score_only, topk_only           the two halves of that
 //   score_topk_exclude/...          score_topk skipping 100 items, the
 //                                   way Recommend skips a user's ratings
+//   score_topk_genre/...            score_topk_exclude within a genre of
+//                                   1/8 of the items (an `allowed` bit
+//                                   set; whatif_score_topk_genre_listed:
+//                                   the rest listed as exclusions)
 //   score_topk_rowmajor/...         ScoreAllItems (Eigen's row-major
 //                                   product) + TopK(10), the old path
 //   read_factors/<items>x<factors>  one pass summing the item-factor matrix:
@@ -179,6 +183,57 @@ void ScoreTopKExclude(benchmark::State& state, int32_t items, int32_t factors) {
   int64_t exact_items = 0;
   for (auto _ : state) {
     panels.ScoreTopK(users[u].data(), m.mu + 0.1f, {}, 10, excludes[u], &top);
+    exact_items += ItemPanels::LastExactCount();
+    benchmark::DoNotOptimize(top.data());
+    u = (u + 1) % kUsers;
+  }
+  SetMatrixBytes(state, m);
+  state.counters["exact_items"] =
+      static_cast<double>(exact_items) /
+      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+}
+
+// score_topk_exclude within a genre of 1/8 of the items (drawn at random):
+// the genre as an `allowed` bit set, as Recommend passes it, or (`listed`)
+// every item outside it added to the exclusion list, as it did before.
+void ScoreTopKGenre(benchmark::State& state, int32_t items, int32_t factors,
+                    bool listed) {
+  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
+  const ItemPanels& panels = PanelsOf(m);
+  constexpr int kUsers = 64;
+  std::mt19937_64 rng(17);
+  std::normal_distribution<float> gauss(0.0f, 0.1f);
+  std::vector<uint64_t> genre(static_cast<size_t>((items + 63) / 64), 0);
+  std::vector<int32_t> outside;
+  for (int32_t i = 0; i < items; ++i) {
+    if (rng() % 8 == 0) {
+      genre[static_cast<size_t>(i / 64)] |= uint64_t{1} << (i % 64);
+    } else {
+      outside.push_back(i);
+    }
+  }
+  std::vector<Eigen::VectorXf> users(kUsers, Eigen::VectorXf(factors));
+  std::vector<std::vector<int32_t>> excludes(kUsers);
+  for (int u = 0; u < kUsers; ++u) {
+    for (int32_t f = 0; f < factors; ++f) users[u][f] = gauss(rng);
+    for (int e = 0; e < std::min(100, items); ++e) {
+      excludes[u].push_back(static_cast<int32_t>(rng() % items));
+    }
+  }
+  std::vector<int32_t> exclude;
+  std::vector<ScoredItem> top;
+  int u = 0;
+  int64_t exact_items = 0;
+  for (auto _ : state) {
+    if (listed) {
+      // Built per call, as Recommend built it.
+      exclude.assign(excludes[u].begin(), excludes[u].end());
+      exclude.insert(exclude.end(), outside.begin(), outside.end());
+      panels.ScoreTopK(users[u].data(), m.mu + 0.1f, {}, 10, exclude, &top);
+    } else {
+      panels.ScoreTopK(users[u].data(), m.mu + 0.1f, {}, 10, excludes[u], genre,
+                       &top);
+    }
     exact_items += ItemPanels::LastExactCount();
     benchmark::DoNotOptimize(top.data());
     u = (u + 1) % kUsers;
@@ -414,6 +469,13 @@ void RegisterAll() {
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("score_topk_exclude/" + shape).c_str(),
                                    ScoreTopKExclude, items, factors)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("score_topk_genre/" + shape).c_str(),
+                                   ScoreTopKGenre, items, factors, false)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(
+          ("whatif_score_topk_genre_listed/" + shape).c_str(), ScoreTopKGenre,
+          items, factors, true)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("read_factors/" + shape).c_str(),
                                    ReadFactors, items, factors)

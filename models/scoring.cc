@@ -270,13 +270,30 @@ void ItemPanels::ExactTopK(const float* p, float offset,
   if (rows_ > 0) Score(p, offset, all.data());
   std::copy(tail.begin(), tail.end(), all.begin() + rows_);
   if (!allowed.empty()) {
-    // The items not allowed are excluded too (so that TopKInPlace does not
-    // top up with them either).
+    // The items not allowed score -inf, as excluded ones do.
+    for (int64_t w = 0; w * 64 < rows_; ++w) {
+      const uint64_t word = AllowedWord(allowed, w);
+      const int64_t end = std::min<int64_t>(64, rows_ - w * 64);
+      for (int64_t j = 0; j < end; ++j) {
+        if (((word >> j) & 1) == 0)
+          all[static_cast<size_t>(w * 64 + j)] = kNegInf;
+      }
+    }
+    TopKInPlace(absl::MakeSpan(all), k, exclude, out);
+    if (out->size() == static_cast<size_t>(k) && out->back().score > kNegInf) {
+      last_exact_count = -1;
+      return;
+    }
+    // Fewer than k items scored above -inf: TopKInPlace topped up with -inf
+    // items, which may include items not allowed. Again, with those
+    // excluded. (Excluded items keep their -inf; the rest score again.)
     thread_local std::vector<int32_t> merged;
     merged.assign(exclude.begin(), exclude.end());
     for (int32_t i = 0; i < rows_; ++i) {
       if (!IsAllowed(allowed, i)) merged.push_back(i);
     }
+    if (rows_ > 0) Score(p, offset, all.data());
+    std::copy(tail.begin(), tail.end(), all.begin() + rows_);
     exclude = merged;
   }
   TopKInPlace(absl::MakeSpan(all), k, exclude, out);
@@ -373,7 +390,6 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     std::sort(excluded.begin(), excluded.end());
   }
   auto is_excluded = [&](int64_t i) {
-    if (i < rows_ && !IsAllowed(allowed, i)) return true;
     if (as_bits) {
       return ((excluded_bits[static_cast<size_t>(i) / 64] >> (i % 64)) & 1) !=
              0;
@@ -430,8 +446,10 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     int above = 0;
     for (int j = 0; j < kCW; ++j) above += hi[j] >= threshold;
     if (above == 0) continue;
+    const uint64_t word =
+        allowed.empty() ? ~uint64_t{0} : AllowedWord(allowed, pb);
     for (int j = 0; j < m; ++j) {
-      offer(static_cast<int64_t>(first) + j, lo[j], hi[j]);
+      if ((word >> j) & 1) offer(static_cast<int64_t>(first) + j, lo[j], hi[j]);
     }
     if (noted.size() > max_noted) {
       // The bounds do not separate these scores (many nearly equal at the

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -191,16 +192,19 @@ TEST(EngineKinds, ShownRatingsAreTheModelsPredictions) {
   }
 }
 
-// A catalogue large enough for ItemPanels' int8 bounds: Recommend still
-// returns exactly the float top k (items and scores, bit for bit) of every
-// item's score, skipping what the user rated and what the query excludes,
-// with a genre, a short or a long candidate list (each filter takes its own
-// path), and SimilarItems the float top k of every item's cosine.
+// A catalogue large enough for ItemPanels' int8 bounds (48 factors), and
+// one scored in float (16): Recommend returns exactly the float top k
+// (items and scores, bit for bit) of every item's score, skipping what the
+// user rated and what the query excludes, with a genre, a short or a long
+// candidate list (each filter takes its own path), and SimilarItems the
+// float top k of every item's cosine.
 TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
   const RatingData data = testing::PlantedData(40, 3000, 4, 0.05, 0.3, 3, true);
-  for (ModelKind kind : {ModelKind::kIals, ModelKind::kSgd}) {
+  for (const auto& [kind, factors] :
+       {std::pair{ModelKind::kIals, 48}, std::pair{ModelKind::kSgd, 48},
+        std::pair{ModelKind::kIals, 16}}) {
     Hyperparameters p = DefaultHyperparameters(kind);
-    p.factors = 48;
+    p.factors = factors;
     p.epochs = 3;
     absl::StatusOr<Model> model = TrainModel(data, kind, p, {});
     ASSERT_TRUE(model.ok()) << model.status();
@@ -214,10 +218,10 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
         m.ranks_by_rating() ? ItemPanels(m.item_factors, m.item_bias)
                             : ItemPanels(m.item_factors.leftCols(m.rank_cols()),
                                          Eigen::VectorXf());
-    ASSERT_TRUE(panels.quantized()) << ModelKindName(kind);
+    ASSERT_EQ(panels.quantized(), factors == 48) << ModelKindName(kind);
     EngineOptions opt;
-    opt.data_dir =
-        testing::MakeTempDir(absl::StrCat(ModelKindName(kind), "_large"));
+    opt.data_dir = testing::MakeTempDir(
+        absl::StrCat(ModelKindName(kind), "_", factors, "_large"));
     opt.snapshot_every = 0;
     auto engine = Engine::Open(opt, [&]() { return m; });
     ASSERT_TRUE(engine.ok()) << engine.status();
@@ -269,9 +273,10 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
         }
         std::vector<ScoredItem> want;
         TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &want);
-        const std::string what = absl::StrCat(
-            ModelKindName(kind), " user ", u, " genre '", filter.genre,
-            "' candidates ", filter.candidates ? filter.candidates->size() : 0);
+        const std::string what =
+            absl::StrCat(ModelKindName(kind), "/", factors, " user ", u,
+                         " genre '", filter.genre, "' candidates ",
+                         filter.candidates ? filter.candidates->size() : 0);
         ASSERT_EQ(got->items.size(), want.size()) << what;
         for (size_t r = 0; r < want.size(); ++r) {
           EXPECT_EQ(got->items[r].item.id, m.items.External(want[r].item))
@@ -322,7 +327,7 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
     const RowMatrix unit_rows =
         UnitRows(m.item_factors.leftCols(m.rank_cols()));
     const ItemPanels unit(unit_rows, Eigen::VectorXf());
-    ASSERT_TRUE(unit.quantized()) << ModelKindName(kind);
+    ASSERT_EQ(unit.quantized(), factors == 48) << ModelKindName(kind);
     for (int32_t i = 0; i < m.num_items(); i += 97) {
       absl::StatusOr<SimilarResult> got =
           (*engine)->SimilarItems(m.items.External(i), 15);
