@@ -22,6 +22,8 @@
 //   fold_in_update/<factors>f/<n>   one re-rating of a user with n ratings
 //   fold_in_update/hybrid/<n>       through kept FoldInEquations, and the
 //                                   solve: the server's cost per rating
+//   engine_rate/<n>                 Engine::Rate (no fsync) re-rating an
+//                                   item of a user with n ratings
 //   train/<kind>/<ratings>          TrainModel with epochs = 1, 2 threads, on
 //                                   generated MovieLens-like data
 //   whatif_*                        alternatives the profiles suggest, timed
@@ -36,9 +38,11 @@
 //   recsys-kernels-bench --benchmark_filter='score_topk|read_factors'
 //   recsys-kernels-bench --benchmark_filter=fold_in --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <random>
@@ -52,6 +56,8 @@
 #include "models/scoring.h"
 #include "models/topk.h"
 #include "models/train.h"
+#include "server/engine.h"
+#include "server/rating_log.h"
 #include "trainer/generate.h"
 
 namespace recsys {
@@ -82,6 +88,7 @@ const Model& RandomModel(int32_t items, int32_t factors, ModelKind kind,
   }
   m->user_bias = Eigen::VectorXf::Zero(1);
   m->user_factors = RowMatrix::Zero(1, factors);
+  m->user_ratings.offsets = {0, 0};  // "u" rated nothing
   m->item_counts.assign(items, 1);
   m->item_info.resize(items);
   cached = std::move(m);
@@ -432,6 +439,47 @@ void FoldInHybrid(benchmark::State& state, int32_t n) {
   }
 }
 
+// Engine::Rate without the disk (log policy "never"): a re-rating by a user
+// with n ratings, over an ALS-shaped model of 62k items x 32 factors, the
+// user's fold-in equations kept. What a Rate costs the server besides the
+// transport and the fsync, and how it grows with the user's history.
+void EngineRate(benchmark::State& state, int32_t n) {
+  const Model& m = RandomModel(62423, 32, ModelKind::kAls, 0.3f);
+  const std::string dir =
+      absl::StrCat(std::filesystem::temp_directory_path().string(),
+                   "/recsys-kernels-", getpid(), "-", n);
+  std::filesystem::remove_all(dir);
+  EngineOptions options;
+  options.data_dir = dir;
+  options.log.sync = SyncPolicy::kNever;
+  options.snapshot_every = 0;
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      Engine::Open(options, [&]() -> absl::StatusOr<Model> { return m; });
+  if (!engine.ok()) {
+    state.SkipWithError(std::string(engine.status().message()).c_str());
+    return;
+  }
+  std::vector<RatingInput> history;
+  for (const IndexedRating& r : RandomRatings(m, n, 5)) {
+    history.push_back({"heavy", m.items.External(r.index), r.value, 0});
+  }
+  for (const absl::StatusOr<RateResult>& r : (*engine)->RateBatch(history)) {
+    if (!r.ok()) {
+      state.SkipWithError(std::string(r.status().message()).c_str());
+      return;
+    }
+  }
+  int64_t j = 0;
+  for (auto _ : state) {
+    RatingInput& again = history[static_cast<size_t>(j++ % n)];
+    again.value = 6.0f - again.value;  // a new value each time
+    absl::StatusOr<RateResult> r = (*engine)->Rate(again);
+    benchmark::DoNotOptimize(r.ok());
+  }
+  engine->reset();
+  std::filesystem::remove_all(dir);
+}
+
 void TrainOneEpoch(benchmark::State& state, const DataSize& size,
                    ModelKind kind) {
   const RatingData& data = Data(size);
@@ -505,6 +553,11 @@ void RegisterAll() {
           FoldInUpdate, false, factors, n)
           ->Unit(benchmark::kMicrosecond);
     }
+  }
+  for (int32_t n : {10, 100, 1000, 10000}) {
+    benchmark::RegisterBenchmark(absl::StrCat("engine_rate/", n).c_str(),
+                                 EngineRate, n)
+        ->Unit(benchmark::kMicrosecond);
   }
   // The hybrid model's items number 1682: up to 1000 ratings.
   for (int32_t n : {10, 100, 1000}) {
