@@ -1066,16 +1066,17 @@ absl::StatusOr<UserResult> Engine::GetUser(const std::string& user,
   if (!v.known)
     return absl::NotFoundError(absl::StrCat("unknown user '", user, "'"));
   const std::shared_ptr<const NewItems> ni = g->items();
-  std::sort(v.ratings.begin(), v.ratings.end(),
-            [](const UserState::Entry& a, const UserState::Entry& b) {
-              return std::tie(a.timestamp, a.seq) >
-                     std::tie(b.timestamp, b.seq);
-            });
+  // Only the `recent` newest are ordered (a heavy user has thousands).
+  const size_t shown = std::min(v.ratings.size(), static_cast<size_t>(recent));
+  std::partial_sort(
+      v.ratings.begin(), v.ratings.begin() + shown, v.ratings.end(),
+      [](const UserState::Entry& a, const UserState::Entry& b) {
+        return std::tie(a.timestamp, a.seq) > std::tie(b.timestamp, b.seq);
+      });
   UserResult out;
   out.rating_count = static_cast<int64_t>(v.ratings.size());
   out.personalized = !v.ratings.empty();
-  for (size_t j = 0; j < v.ratings.size() && static_cast<int>(j) < recent;
-       ++j) {
+  for (size_t j = 0; j < shown; ++j) {
     const auto& e = v.ratings[j];
     out.recent.push_back({ViewItem(*g, *ni, e.item), e.value, e.timestamp});
   }

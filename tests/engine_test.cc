@@ -152,6 +152,20 @@ TEST_F(EngineTest, TrainedUsersListTheirRatingsNewestFirst) {
   for (size_t j = 1; j < user->recent.size(); ++j) {
     EXPECT_GE(user->recent[j - 1].timestamp, user->recent[j].timestamp);
   }
+  // They are the newest of all of the user's ratings.
+  ASSERT_GT(user->rating_count, 5);
+  absl::StatusOr<UserResult> all =
+      engine_->GetUser("u1", static_cast<int>(user->rating_count));
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->recent.size(), static_cast<size_t>(user->rating_count));
+  for (size_t j = 0; j < all->recent.size(); ++j) {
+    if (j > 0) {
+      EXPECT_GE(all->recent[j - 1].timestamp, all->recent[j].timestamp);
+    }
+    if (j < 5) {
+      EXPECT_EQ(all->recent[j].timestamp, user->recent[j].timestamp);
+    }
+  }
   // A snapshot and restart keep the times.
   const int64_t newest = user->recent[0].timestamp;
   ASSERT_EQ(engine_->WriteSnapshot(), absl::OkStatus());
