@@ -284,9 +284,9 @@ void ItemPanels::ExactTopK(const float* p, float offset,
       last_exact_count = -1;
       return;
     }
-    // Fewer than k items scored above -inf: TopKInPlace topped up with -inf
-    // items, which may include items not allowed. Again, with those
-    // excluded. (Excluded items keep their -inf; the rest score again.)
+    // Fewer than k items scored above -inf, so TopKInPlace topped up with
+    // -inf items, which may include items not allowed. Again from fresh
+    // scores, with those excluded, so the top-up skips them too.
     thread_local std::vector<int32_t> merged;
     merged.assign(exclude.begin(), exclude.end());
     for (int32_t i = 0; i < rows_; ++i) {
