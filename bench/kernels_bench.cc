@@ -163,13 +163,20 @@ void ScoreTopKFloat(benchmark::State& state, int32_t items, int32_t factors) {
   SetMatrixBytes(state, m);
 }
 
+// How a genre of 1/8 of the items, drawn at random, reaches ScoreTopK: not
+// at all, as an `allowed` bit set (as Recommend passes it), or listed as
+// exclusions, every item outside it, as Recommend did before.
+enum class Genre { kNone, kBits, kListed };
+
 // The same, skipping 100 items in random order: about what an ML-100K user
 // has rated (106 on average), which Recommend leaves out by default, the
 // way Recommend does it (overwriting its own scores). It cycles through 64
 // users, each with its own vector and exclusions: with one user, every
 // iteration repeats the same branches and the predictor learns them, which
-// the server, serving a different user each call, never sees.
-void ScoreTopKExclude(benchmark::State& state, int32_t items, int32_t factors) {
+// the server, serving a different user each call, never sees. With a
+// `genre`, within it.
+void ScoreTopKExclude(benchmark::State& state, int32_t items, int32_t factors,
+                      Genre genre) {
   const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
   const ItemPanels& panels = PanelsOf(m);
   constexpr int kUsers = 64;
@@ -185,46 +192,17 @@ void ScoreTopKExclude(benchmark::State& state, int32_t items, int32_t factors) {
     excludes[u].assign(all.begin(),
                        all.begin() + std::min<size_t>(100, all.size()));
   }
-  std::vector<ScoredItem> top;
-  int u = 0;
-  int64_t exact_items = 0;
-  for (auto _ : state) {
-    panels.ScoreTopK(users[u].data(), m.mu + 0.1f, {}, 10, excludes[u], &top);
-    exact_items += ItemPanels::LastExactCount();
-    benchmark::DoNotOptimize(top.data());
-    u = (u + 1) % kUsers;
-  }
-  SetMatrixBytes(state, m);
-  state.counters["exact_items"] =
-      static_cast<double>(exact_items) /
-      static_cast<double>(std::max<int64_t>(1, state.iterations()));
-}
-
-// score_topk_exclude within a genre of 1/8 of the items (drawn at random):
-// the genre as an `allowed` bit set, as Recommend passes it, or (`listed`)
-// every item outside it added to the exclusion list, as it did before.
-void ScoreTopKGenre(benchmark::State& state, int32_t items, int32_t factors,
-                    bool listed) {
-  const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
-  const ItemPanels& panels = PanelsOf(m);
-  constexpr int kUsers = 64;
-  std::mt19937_64 rng(17);
-  std::normal_distribution<float> gauss(0.0f, 0.1f);
-  std::vector<uint64_t> genre(static_cast<size_t>((items + 63) / 64), 0);
+  std::vector<uint64_t> in_genre;
   std::vector<int32_t> outside;
-  for (int32_t i = 0; i < items; ++i) {
-    if (rng() % 8 == 0) {
-      genre[static_cast<size_t>(i / 64)] |= uint64_t{1} << (i % 64);
-    } else {
-      outside.push_back(i);
-    }
-  }
-  std::vector<Eigen::VectorXf> users(kUsers, Eigen::VectorXf(factors));
-  std::vector<std::vector<int32_t>> excludes(kUsers);
-  for (int u = 0; u < kUsers; ++u) {
-    for (int32_t f = 0; f < factors; ++f) users[u][f] = gauss(rng);
-    for (int e = 0; e < std::min(100, items); ++e) {
-      excludes[u].push_back(static_cast<int32_t>(rng() % items));
+  if (genre != Genre::kNone) {
+    in_genre.assign(static_cast<size_t>((items + 63) / 64), 0);
+    std::mt19937_64 draw(17);
+    for (int32_t i = 0; i < items; ++i) {
+      if (draw() % 8 == 0) {
+        in_genre[static_cast<size_t>(i / 64)] |= uint64_t{1} << (i % 64);
+      } else {
+        outside.push_back(i);
+      }
     }
   }
   std::vector<int32_t> exclude;
@@ -232,14 +210,14 @@ void ScoreTopKGenre(benchmark::State& state, int32_t items, int32_t factors,
   int u = 0;
   int64_t exact_items = 0;
   for (auto _ : state) {
-    if (listed) {
+    if (genre == Genre::kListed) {
       // Built per call, as Recommend built it.
       exclude.assign(excludes[u].begin(), excludes[u].end());
       exclude.insert(exclude.end(), outside.begin(), outside.end());
       panels.ScoreTopK(users[u].data(), m.mu + 0.1f, {}, 10, exclude, &top);
     } else {
-      panels.ScoreTopK(users[u].data(), m.mu + 0.1f, {}, 10, excludes[u], genre,
-                       &top);
+      panels.ScoreTopK(users[u].data(), m.mu + 0.1f, {}, 10, excludes[u],
+                       in_genre, &top);
     }
     exact_items += ItemPanels::LastExactCount();
     benchmark::DoNotOptimize(top.data());
@@ -516,14 +494,16 @@ void RegisterAll() {
                                    ScoreTopKFloat, items, factors)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("score_topk_exclude/" + shape).c_str(),
-                                   ScoreTopKExclude, items, factors)
+                                   ScoreTopKExclude, items, factors,
+                                   Genre::kNone)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("score_topk_genre/" + shape).c_str(),
-                                   ScoreTopKGenre, items, factors, false)
+                                   ScoreTopKExclude, items, factors,
+                                   Genre::kBits)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(
-          ("whatif_score_topk_genre_listed/" + shape).c_str(), ScoreTopKGenre,
-          items, factors, true)
+          ("whatif_score_topk_genre_listed/" + shape).c_str(), ScoreTopKExclude,
+          items, factors, Genre::kListed)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("read_factors/" + shape).c_str(),
                                    ReadFactors, items, factors)
