@@ -399,46 +399,32 @@ TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << call;
     EXPECT_THAT(s.error_message(), ::testing::HasSubstr("no model")) << call;
   };
-  {
-    v1::RecommendRequest req;
-    req.set_user_id("u0");
+  // One unary call (a method of the stub) with its own context.
+  auto expect_unary = [&](const std::string& call, auto method, const auto& req,
+                          auto resp) {
     grpc::ClientContext ctx;
-    v1::RecommendResponse resp;
-    expect("Recommend", stub->Recommend(&ctx, req, &resp));
-  }
-  {
-    v1::RateRequest req;
-    req.set_user_id("u0");
-    req.set_item_id("i0");
-    req.set_rating(3);
-    grpc::ClientContext ctx;
-    v1::RateResponse resp;
-    expect("Rate", stub->Rate(&ctx, req, &resp));
-  }
-  {
-    grpc::ClientContext ctx;
-    v1::TrainResponse resp;
-    expect("Train", stub->Train(&ctx, {}, &resp));
-  }
-  {
-    v1::SimilarItemsRequest req;
-    req.set_item_id("i0");
-    grpc::ClientContext ctx;
-    v1::SimilarItemsResponse resp;
-    expect("SimilarItems", stub->SimilarItems(&ctx, req, &resp));
-  }
-  {
-    v1::GetUserRequest req;
-    req.set_user_id("u0");
-    grpc::ClientContext ctx;
-    v1::GetUserResponse resp;
-    expect("GetUser", stub->GetUser(&ctx, req, &resp));
-  }
-  {
-    grpc::ClientContext ctx;
-    v1::ModelInfo resp;
-    expect("GetModelInfo", stub->GetModelInfo(&ctx, {}, &resp));
-  }
+    expect(call, ((*stub).*method)(&ctx, req, &resp));
+  };
+  using Stub = v1::Recommender::Stub;
+  v1::RecommendRequest recommend;
+  recommend.set_user_id("u0");
+  expect_unary("Recommend", &Stub::Recommend, recommend,
+               v1::RecommendResponse());
+  v1::RateRequest rate;
+  rate.set_user_id("u0");
+  rate.set_item_id("i0");
+  rate.set_rating(3);
+  expect_unary("Rate", &Stub::Rate, rate, v1::RateResponse());
+  expect_unary("Train", &Stub::Train, v1::TrainRequest(), v1::TrainResponse());
+  v1::SimilarItemsRequest similar;
+  similar.set_item_id("i0");
+  expect_unary("SimilarItems", &Stub::SimilarItems, similar,
+               v1::SimilarItemsResponse());
+  v1::GetUserRequest user;
+  user.set_user_id("u0");
+  expect_unary("GetUser", &Stub::GetUser, user, v1::GetUserResponse());
+  expect_unary("GetModelInfo", &Stub::GetModelInfo, v1::GetModelInfoRequest(),
+               v1::ModelInfo());
   {
     grpc::ClientContext ctx;
     auto stream = stub->RateStream(&ctx);
