@@ -112,14 +112,19 @@ void SetMatrixBytes(benchmark::State& state, const Model& m) {
 
 // The panels of a model, built once per model as the server builds them once
 // per generation (not timed: it is not part of a request).
-const ItemPanels& PanelsOf(const Model& m) {
+// `int8` kAlways makes the int8 copy whatever the size.
+const ItemPanels& PanelsOf(const Model& m,
+                           ItemPanels::Int8 int8 = ItemPanels::Int8::kIfLarge) {
   static std::unique_ptr<ItemPanels> cached;
   static const Model* key = nullptr;
   static int64_t key_size = -1;
-  if (!cached || key != &m || key_size != m.item_factors.size()) {
-    cached = std::make_unique<ItemPanels>(m.item_factors, m.item_bias);
+  static ItemPanels::Int8 key_int8 = ItemPanels::Int8::kIfLarge;
+  if (!cached || key != &m || key_size != m.item_factors.size() ||
+      key_int8 != int8) {
+    cached = std::make_unique<ItemPanels>(m.item_factors, m.item_bias, int8);
     key = &m;
     key_size = m.item_factors.size();
+    key_int8 = int8;
   }
   return *cached;
 }
@@ -174,11 +179,13 @@ enum class Genre { kNone, kBits, kListed };
 // users, each with its own vector and exclusions: with one user, every
 // iteration repeats the same branches and the predictor learns them, which
 // the server, serving a different user each call, never sees. With a
-// `genre`, within it.
+// `genre`, within it. whatif_score_topk_int8 is this with the int8 copy
+// made whatever the catalogue's size: where it beats score_topk_exclude,
+// ItemPanels::kInt8MinFloats is too high.
 void ScoreTopKExclude(benchmark::State& state, int32_t items, int32_t factors,
-                      Genre genre) {
+                      Genre genre, ItemPanels::Int8 int8) {
   const Model& m = RandomModel(items, factors, ModelKind::kSgd, 0.1f);
-  const ItemPanels& panels = PanelsOf(m);
+  const ItemPanels& panels = PanelsOf(m, int8);
   constexpr int kUsers = 64;
   std::mt19937_64 rng(13);
   std::normal_distribution<float> gauss(0.0f, 0.1f);
@@ -495,15 +502,19 @@ void RegisterAll() {
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("score_topk_exclude/" + shape).c_str(),
                                    ScoreTopKExclude, items, factors,
-                                   Genre::kNone)
+                                   Genre::kNone, ItemPanels::Int8::kIfLarge)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("score_topk_genre/" + shape).c_str(),
                                    ScoreTopKExclude, items, factors,
-                                   Genre::kBits)
+                                   Genre::kBits, ItemPanels::Int8::kIfLarge)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(
           ("whatif_score_topk_genre_listed/" + shape).c_str(), ScoreTopKExclude,
-          items, factors, Genre::kListed)
+          items, factors, Genre::kListed, ItemPanels::Int8::kIfLarge)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("whatif_score_topk_int8/" + shape).c_str(),
+                                   ScoreTopKExclude, items, factors,
+                                   Genre::kNone, ItemPanels::Int8::kAlways)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("read_factors/" + shape).c_str(),
                                    ReadFactors, items, factors)

@@ -44,11 +44,13 @@ class ItemPanels {
 #endif
 
   // When to make the int8 copy ScoreTopK uses (see below). Below about
-  // 2^17 floats of factors (1682 x 64, say) the float pass is as fast
-  // (kernels bench, score_topk against score_topk_float), so kIfLarge
-  // leaves smaller catalogues without one; kAlways is for tests.
+  // 2^15 floats of factors (1024 x 32, say) the float pass is as fast
+  // (kernels bench: score_topk_exclude against whatif_score_topk_int8,
+  // which makes the copy whatever the size; they break even at ~700 x 32
+  // and 700 x 64), so kIfLarge leaves smaller catalogues without one;
+  // kAlways is for tests.
   enum class Int8 { kIfLarge, kAlways };
-  static constexpr int64_t kInt8MinFloats = int64_t{1} << 17;
+  static constexpr int64_t kInt8MinFloats = int64_t{1} << 15;
 
   ItemPanels() = default;
   // Row i of `factors` (a matrix, or a block of its leading columns) and

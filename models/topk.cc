@@ -155,7 +155,10 @@ void SelectTopK(const float* scores, int32_t n, int k,
   TopKHeap heap(scores, k, out);
   heap.Scan(n);
   if (out->size() < static_cast<size_t>(k)) heap.TopUpWithNegInf(n, exclude);
-  std::sort(out->begin(), out->end(), RanksBefore);
+  std::sort(out->begin(), out->end(),
+            [](const ScoredItem& a, const ScoredItem& b) {
+              return RanksBefore(a, b);  // (inlined, unlike a pointer)
+            });
 }
 }  // namespace
 

@@ -207,7 +207,7 @@ TEST(EngineKinds, ShownRatingsAreTheModelsPredictions) {
 }
 
 // A catalogue large enough for ItemPanels' int8 bounds (48 factors), and
-// one scored in float (16): Recommend returns exactly the float top k
+// one scored in float (8): Recommend returns exactly the float top k
 // (items and scores, bit for bit) of every item's score, skipping what the
 // user rated and what the query excludes, with a genre, a short or a long
 // candidate list (each filter takes its own path), and SimilarItems the
@@ -216,7 +216,7 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
   const RatingData data = testing::PlantedData(40, 3000, 4, 0.05, 0.3, 3, true);
   for (const auto& [kind, factors] :
        {std::pair{ModelKind::kIals, 48}, std::pair{ModelKind::kSgd, 48},
-        std::pair{ModelKind::kIals, 16}}) {
+        std::pair{ModelKind::kIals, 8}}) {
     Hyperparameters p = DefaultHyperparameters(kind);
     p.factors = factors;
     p.epochs = 3;

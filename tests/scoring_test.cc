@@ -245,8 +245,8 @@ TEST(ItemPanelsTopKTest, AllowedBitsEqualExcludingTheRest) {
   int64_t two_stage_calls = 0;
   for (const auto& [rows, int8] :
        {std::pair{6000, ItemPanels::Int8::kIfLarge},
-        std::pair{1682, ItemPanels::Int8::kIfLarge},
-        std::pair{1682, ItemPanels::Int8::kAlways}}) {
+        std::pair{1000, ItemPanels::Int8::kIfLarge},
+        std::pair{1000, ItemPanels::Int8::kAlways}}) {
     const RowMatrix q = LowRankItems(rows, 24, &rng);
     const ItemPanels panels(q, Eigen::VectorXf(), int8);
     ASSERT_EQ(panels.quantized(),
@@ -394,7 +394,9 @@ TEST(ItemPanelsTopKTest, FallsBackToScoringEveryItem) {
 
 TEST(ItemPanelsTopKTest, SmallCataloguesKeepNoInt8Copy) {
   std::mt19937 rng(19);
-  const RowMatrix small = LowRankItems(1682, 32, &rng);
+  // (1000 x 32 floats: just under ItemPanels::kInt8MinFloats.)
+  const RowMatrix small = LowRankItems(1000, 32, &rng);
+  ASSERT_LT(small.size(), ItemPanels::kInt8MinFloats);
   const ItemPanels panels(small, Eigen::VectorXf());
   EXPECT_FALSE(panels.quantized());
   const Eigen::VectorXf p = small.row(3).transpose();
