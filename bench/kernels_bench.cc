@@ -47,6 +47,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "Eigen/Core"
@@ -434,6 +435,15 @@ void EngineRate(benchmark::State& state, int32_t n) {
       absl::StrCat(std::filesystem::temp_directory_path().string(),
                    "/recsys-kernels-", getpid(), "-", n);
   std::filesystem::remove_all(dir);
+  // Declared before the engine, so the engine is closed before its
+  // directory goes, on every way out.
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } remove_dir{dir};
   EngineOptions options;
   options.data_dir = dir;
   options.log.sync = SyncPolicy::kNever;
@@ -461,8 +471,6 @@ void EngineRate(benchmark::State& state, int32_t n) {
     absl::StatusOr<RateResult> r = (*engine)->Rate(again);
     benchmark::DoNotOptimize(r.ok());
   }
-  engine->reset();
-  std::filesystem::remove_all(dir);
 }
 
 void TrainOneEpoch(benchmark::State& state, const DataSize& size,

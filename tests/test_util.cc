@@ -1,14 +1,20 @@
 #include "tests/test_util.h"
 
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
+#include <system_error>
+#include <vector>
 
 #include "Eigen/Core"
 #include "absl/strings/str_cat.h"
@@ -33,14 +39,64 @@ std::string SharedDataset(const std::string& name) {
   return std::filesystem::is_directory(dir) ? dir : "";
 }
 
+namespace {
+
+// The directories MakeTempDir made. They are removed when the test program
+// exits, unless a test failed (then they are kept to look at, and their
+// place is printed) or RECSYS_KEEP_TEST_DIRS is set. A forked child that
+// exits normally leaves them to its parent.
+class TempDirs {
+ public:
+  TempDirs() : owner_(::getpid()) {}
+  TempDirs(const TempDirs&) = delete;
+  TempDirs& operator=(const TempDirs&) = delete;
+
+  ~TempDirs() {
+    if (::getpid() != owner_ || dirs_.empty()) return;
+    const char* keep = std::getenv("RECSYS_KEEP_TEST_DIRS");
+    if (::testing::UnitTest::GetInstance()->Failed() || (keep && *keep)) {
+      std::fprintf(stderr, "kept %zu temporary directories under %s\n",
+                   dirs_.size(),
+                   std::filesystem::temp_directory_path().c_str());
+      return;
+    }
+    for (const auto& dir : dirs_) {
+      std::error_code ec;  // A directory already gone is no error.
+      std::filesystem::remove_all(dir, ec);
+    }
+  }
+
+  void Add(std::filesystem::path dir) {
+    std::lock_guard<std::mutex> lock(mu_);
+    dirs_.push_back(std::move(dir));
+  }
+
+ private:
+  const pid_t owner_;
+  std::mutex mu_;
+  std::vector<std::filesystem::path> dirs_;
+};
+
+TempDirs& MadeDirs() {
+  // Constructed after gtest's UnitTest, so destroyed before it.
+  static TempDirs dirs;
+  return dirs;
+}
+
+}  // namespace
+
 std::string MakeTempDir(const std::string& tag) {
-  static int counter = 0;
+  static std::atomic<int> counter{0};
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = absl::StrCat("recsys_", info ? info->name() : "test", "_",
-                                  tag, "_", ::getpid(), "_", counter++);
+  // A parameterised test's name holds '/': keep the directory flat.
+  std::string test = info ? info->name() : "test";
+  std::replace(test.begin(), test.end(), '/', '_');
+  const std::string name =
+      absl::StrCat("recsys_", test, "_", tag, "_", ::getpid(), "_", counter++);
   std::filesystem::path dir = std::filesystem::temp_directory_path() / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  MadeDirs().Add(dir);
   return dir.string();
 }
 
