@@ -230,10 +230,22 @@ void SetDeadline(const ClientOptions& options, grpc::ClientContext* context) {
 
 }  // namespace internal
 
+namespace {
+
+// A k of 0 would reach the server as "unset" and mean its default of 10, so
+// the flag's value is checked here; the server checks the upper bound.
+absl::Status CheckK(int k, absl::string_view command) {
+  if (k >= 1) return absl::OkStatus();
+  return UsageError(absl::StrCat(command, ": -k must be at least 1, got ", k));
+}
+
+}  // namespace
+
 absl::Status RunRecommend(const ClientOptions& options,
                           const RecommendOptions& command,
                           RecommenderStub& stub, const Streams& io) {
   RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "user", "recommend"));
+  RECSYS_RETURN_IF_ERROR(CheckK(command.k, "recommend"));
   v1::RecommendRequest request;
   request.set_user_id(command.user);
   request.set_k(command.k);
@@ -287,6 +299,7 @@ absl::Status RunSimilar(const ClientOptions& options,
                         const SimilarOptions& command, RecommenderStub& stub,
                         const Streams& io) {
   RECSYS_RETURN_IF_ERROR(RequireFlag(command.item, "item", "similar"));
+  RECSYS_RETURN_IF_ERROR(CheckK(command.k, "similar"));
   v1::SimilarItemsRequest request;
   request.set_item_id(command.item);
   request.set_k(command.k);
@@ -415,6 +428,7 @@ absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
 absl::Status RunInteractive(const ClientOptions& options,
                             const RecommendOptions& base, RecommenderStub& stub,
                             const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(CheckK(base.k, "recommend"));
   // Asking first what is served both greets the user and finds an
   // unreachable server before they type anything.
   {

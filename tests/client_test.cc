@@ -360,6 +360,31 @@ TEST_F(ClientTest, RecommendNeedsUser) {
   EXPECT_THAT(f.message, HasSubstr("--user"));
 }
 
+// A k of 0 would reach the server as "unset" and get 10 items back.
+TEST_F(ClientTest, KBelowOneIsAUsageError) {
+  RecommendOptions recommend;
+  recommend.user = "1";
+  SimilarOptions similar;
+  similar.item = "50";
+  for (int k : {0, -2}) {
+    SCOPED_TRACE(k);
+    recommend.k = k;
+    similar.k = k;
+    const Failure r = DescribeFailure(
+        "recommend", RunRecommend(options_, recommend, *stub_, io_), options_);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.message, absl::StrCat("recsys-client: recommend: -k must be "
+                                      "at least 1, got ",
+                                      k));
+    const Failure s = DescribeFailure(
+        "similar", RunSimilar(options_, similar, *stub_, io_), options_);
+    EXPECT_EQ(s.exit_code, 2);
+    EXPECT_THAT(s.message, HasSubstr("similar: -k must be at least 1"));
+  }
+  // Nothing reached the server.
+  EXPECT_EQ(service_.last_recommend_.user_id(), "");
+}
+
 TEST_F(ClientTest, ServerErrorNamesTheCode) {
   RecommendOptions command;
   command.user = "err";
