@@ -12,8 +12,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "models/fold_in.h"
 #include "models/model_io.h"
 #include "models/parallel.h"
@@ -286,6 +288,39 @@ absl::Status CheckK(int k) {
         absl::StrFormat("k must be in 1..%d, got %d", kMaxK, k));
   }
   return absl::OkStatus();
+}
+
+// A genre filter must name a genre of the catalogue: a misspelt one would
+// otherwise return nothing, silently. The error lists the genres there are.
+absl::Status CheckGenre(const Generation& g, const NewItems& ni,
+                        const std::string& genre) {
+  if (genre.empty() || g.items_by_genre.contains(genre)) {
+    return absl::OkStatus();
+  }
+  for (const ItemInfo& info : ni.info) {
+    if (std::find(info.genres.begin(), info.genres.end(), genre) !=
+        info.genres.end()) {
+      return absl::OkStatus();
+    }
+  }
+  std::vector<absl::string_view> known;
+  for (const auto& [name, items] : g.items_by_genre) known.push_back(name);
+  std::sort(known.begin(), known.end());
+  constexpr size_t kEcho = 64, kListed = 40;
+  std::string message =
+      absl::StrCat("unknown genre '", absl::CHexEscape(genre.substr(0, kEcho)),
+                   genre.size() > kEcho ? "...'" : "'");
+  if (known.empty()) {
+    absl::StrAppend(&message, ": no item of this catalogue has a genre");
+  } else {
+    const auto end = known.begin() + static_cast<std::ptrdiff_t>(
+                                         std::min(known.size(), kListed));
+    absl::StrAppend(&message,
+                    " (genres are case-sensitive; this catalogue has ",
+                    known.size(), ": ", absl::StrJoin(known.begin(), end, ", "),
+                    known.size() > kListed ? ", ..." : "", ")");
+  }
+  return absl::InvalidArgumentError(message);
 }
 
 std::string SnapshotName(uint64_t generation, uint64_t seq) {
@@ -786,6 +821,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   const std::shared_ptr<Generation> g = current();
   const Model& m = *g->model;
   const std::shared_ptr<const NewItems> ni = g->items();
+  RECSYS_RETURN_IF_ERROR(CheckGenre(*g, *ni, q.genre));
   const int32_t base = m.num_items();
   const int32_t total = base + ni->ids.size();
   // The user's row and rated items, read in place (no copies): from the

@@ -106,6 +106,18 @@ TEST_F(EngineTest, NewUserStartsFromPopularityAndBecomesPersonalized) {
   EXPECT_EQ(user->rating_count, 20);
 }
 
+// PlantedData has no genres: any genre filter is a mistake, and says why.
+TEST_F(EngineTest, GenreFilterOnACatalogueWithoutGenres) {
+  RecommendQuery q;
+  q.user = "u1";
+  q.k = 10;
+  q.genre = "Comedy";
+  absl::StatusOr<RecommendResult> got = engine_->Recommend(q);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(got.status().message(),
+            "unknown genre 'Comedy': no item of this catalogue has a genre");
+}
+
 // The vector Rate folds in is the fold-in of the user's whole history: for a
 // trained user with one more rating it equals FoldInUser on the model.
 TEST_F(EngineTest, RateFoldsInLikeTheLibrary) {
@@ -253,9 +265,11 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
       std::string genre;
       const std::vector<std::string>* candidates;
     };
-    const Filter filters[] = {{"", nullptr},      {"G3", nullptr},
-                              {"", &short_list},  {"", &long_list},
-                              {"G9", &long_list}, {"nobody's genre", nullptr}};
+    const Filter filters[] = {{"", nullptr},
+                              {"G3", nullptr},
+                              {"", &short_list},
+                              {"", &long_list},
+                              {"G9", &long_list}};
     for (int32_t u = 0; u < m.num_users(); u += 3) {
       for (const Filter& filter : filters) {
         RecommendQuery q;
@@ -333,6 +347,23 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
       for (size_t r = 0; r < want.size(); ++r) {
         EXPECT_EQ(got->items[r].item.id, m.items.External(want[r].item))
             << "stranger, genre '" << filter.genre << "' rank " << r;
+      }
+    }
+
+    // A genre no item has is an error that lists the catalogue's genres,
+    // for a user with ratings and one without, with or without candidates.
+    const std::vector<std::string> users = {m.users.External(0), "stranger"};
+    for (const std::string& user : users) {
+      for (const bool with_candidates : {false, true}) {
+        RecommendQuery q;
+        q.user = user;
+        q.genre = "g3";
+        if (with_candidates) q.candidates = short_list;
+        absl::StatusOr<RecommendResult> got = (*engine)->Recommend(q);
+        EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+        EXPECT_EQ(got.status().message(),
+                  "unknown genre 'g3' (genres are case-sensitive; this "
+                  "catalogue has 8: G0, G1, G2, G3, G4, G5, G6, G9)");
       }
     }
 
