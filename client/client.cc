@@ -111,10 +111,19 @@ void PrintRecommendations(const RecommendOptions& command,
     out << "unknown candidates: "
         << absl::StrJoin(response.unknown_item_ids(), ", ") << "\n";
   }
-  if (response.items_size() == 0) {
-    out << "(no items)\n";
-    return;
+  // Fewer than k when a filter or the user's own ratings left fewer: say
+  // which, when the user's ratings may have been the cause.
+  const bool rated_left_out =
+      !command.include_rated &&
+      (!command.candidates.empty() || !command.genre.empty()) &&
+      response.strategy() == v1::STRATEGY_PERSONALIZED &&
+      response.items_size() < command.k;
+  if (response.items_size() == 0) out << "(no items)\n";
+  if (rated_left_out) {
+    out << "(items the user has rated are left out; --include-rated keeps "
+           "them)\n";
   }
+  if (response.items_size() == 0) return;
   Table table({"rank", "item", "rating", "title", "genres"},
               {true, false, true, false, false});
   int rank = 0;

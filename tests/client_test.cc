@@ -328,6 +328,30 @@ TEST_F(ClientTest, RecommendPrintsTableAndSendsEveryOption) {
   EXPECT_EQ(sent.candidate_item_ids_size(), 3);
 }
 
+// Fewer items than asked for, from candidates, with the user's rated items
+// left out (the default): the table says they may be why.
+TEST_F(ClientTest, RecommendSaysRatedItemsWereLeftOut) {
+  const std::string hint =
+      "(items the user has rated are left out; --include-rated keeps them)";
+  RecommendOptions command;
+  command.user = "1";
+  command.k = 10;  // the fake answers 3
+  command.candidates = {"50", "408", "1", "7"};
+  ASSERT_TRUE(RunRecommend(options_, command, *stub_, io_).ok());
+  EXPECT_THAT(out_.str(), HasSubstr(hint));
+
+  out_.str("");
+  command.include_rated = true;
+  ASSERT_TRUE(RunRecommend(options_, command, *stub_, io_).ok());
+  EXPECT_THAT(out_.str(), Not(HasSubstr(hint)));
+
+  out_.str("");
+  command.include_rated = false;
+  command.candidates.clear();  // nothing narrowed: fewer is not from that
+  ASSERT_TRUE(RunRecommend(options_, command, *stub_, io_).ok());
+  EXPECT_THAT(out_.str(), Not(HasSubstr(hint)));
+}
+
 TEST_F(ClientTest, RecommendSaysPopularityForNewUsers) {
   RecommendOptions command;
   command.user = "new";
