@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "models/bayes.h"
@@ -85,14 +86,24 @@ absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
   const bool factored = kind == ModelKind::kSgd || kind == ModelKind::kAls ||
                         kind == ModelKind::kIals || kind == ModelKind::kBayes;
   if (factored && (p.factors < 1 || p.factors > 4096)) {
-    return bad("factors must be in 1..4096");
+    return bad(absl::StrCat("factors must be in 1..4096, got ", p.factors));
   }
-  if (p.epochs < 1 || p.epochs > 100000) return bad("epochs must be >= 1");
-  for (float v : {p.learning_rate, p.lr_decay, p.reg, p.reg_bias, p.init_std,
-                  p.baseline_reg_item, p.baseline_reg_user, p.fold_in_reg,
-                  p.fold_in_reg_bias}) {
+  if (p.epochs < 1 || p.epochs > 100000) {
+    return bad(absl::StrCat("epochs must be in 1..100000, got ", p.epochs));
+  }
+  const std::pair<absl::string_view, float> non_negative[] = {
+      {"learning_rate", p.learning_rate},
+      {"lr_decay", p.lr_decay},
+      {"reg", p.reg},
+      {"reg_bias", p.reg_bias},
+      {"init_std", p.init_std},
+      {"baseline_reg_item", p.baseline_reg_item},
+      {"baseline_reg_user", p.baseline_reg_user},
+      {"fold_in_reg", p.fold_in_reg},
+      {"fold_in_reg_bias", p.fold_in_reg_bias}};
+  for (const auto& [name, v] : non_negative) {
     if (!std::isfinite(v) || v < 0) {
-      return bad("rates and penalties must be finite and >= 0");
+      return bad(absl::StrCat(name, " must be finite and >= 0, got ", v));
     }
   }
   if (kind == ModelKind::kSgd && p.learning_rate <= 0) {

@@ -123,11 +123,13 @@ absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
     return absl::InvalidArgumentError(
         "--validation-fraction must be in [0, 1)");
   }
+  // Bad hyper-parameters are reported before a long load, not after it.
+  const Hyperparameters params = ResolveParams(cmd.kind, cmd.params);
+  RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(cmd.kind, params));
   const auto start = std::chrono::steady_clock::now();
   RECSYS_ASSIGN_OR_RETURN(RatingData all, LoadSource(cmd.source));
   PrintLoadSummary("loaded", all, out);
 
-  const Hyperparameters params = ResolveParams(cmd.kind, cmd.params);
   RatingData train, validation;
   const RatingData* fit = &all;
   TrainOptions opt;
@@ -254,6 +256,10 @@ absl::Status EvaluateFiles(const EvaluateCommand& cmd, std::ostream& out) {
 }  // namespace
 
 absl::Status RunEvaluate(const EvaluateCommand& cmd, std::ostream& out) {
+  for (ModelKind kind : cmd.kinds) {
+    RECSYS_RETURN_IF_ERROR(
+        ValidateHyperparameters(kind, ResolveParams(kind, cmd.params)));
+  }
   if (!cmd.train_file.empty()) return EvaluateFiles(cmd, out);
   if (cmd.folds.empty()) return absl::InvalidArgumentError("no folds given");
   RECSYS_ASSIGN_OR_RETURN(std::string dir, ResolveDataPath(cmd.source));
