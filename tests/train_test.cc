@@ -1,6 +1,7 @@
 #include "models/train.h"
 
 #include <cmath>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "models/evaluation.h"
@@ -192,6 +193,28 @@ TEST(TrainTest, RejectsBadInput) {
   p = DefaultHyperparameters(ModelKind::kAls);
   p.reg = 0;
   EXPECT_FALSE(TrainModel(data, ModelKind::kAls, p, {}).ok());
+}
+
+// The message names the parameter and the value that was given.
+TEST(TrainTest, HyperparameterErrorsNameTheValue) {
+  Hyperparameters p = DefaultHyperparameters(ModelKind::kSgd);
+  p.factors = -3;
+  EXPECT_EQ(std::string(ValidateHyperparameters(ModelKind::kSgd, p).message()),
+            "hyper-parameter factors must be in 1..4096, got -3");
+  p = DefaultHyperparameters(ModelKind::kSgd);
+  p.epochs = 0;
+  EXPECT_EQ(std::string(ValidateHyperparameters(ModelKind::kSgd, p).message()),
+            "hyper-parameter epochs must be in 1..100000, got 0");
+  p = DefaultHyperparameters(ModelKind::kHybrid);
+  p.fold_in_reg_bias = -0.5f;
+  EXPECT_EQ(
+      std::string(ValidateHyperparameters(ModelKind::kHybrid, p).message()),
+      "hyper-parameter fold_in_reg_bias must be finite and >= 0, got "
+      "-0.5");
+  EXPECT_TRUE(
+      ValidateHyperparameters(ModelKind::kHybrid,
+                              DefaultHyperparameters(ModelKind::kHybrid))
+          .ok());
 }
 
 }  // namespace
