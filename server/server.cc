@@ -36,6 +36,14 @@ absl::StatusOr<Model> FirstModel(const ServerOptions& o) {
   return TrainModel(data, kind, DefaultHyperparameters(kind), topt);
 }
 
+// gRPC sets SO_REUSEPORT on its listening sockets by default, so a second
+// server started on a port already in use would share it, silently, and
+// take half of the calls (and of the ratings, into its own data directory).
+// Without it, the second server fails to start.
+void NoSharedPort(grpc::ServerBuilder* builder) {
+  builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+}
+
 }  // namespace
 
 Server::Server(const ServerOptions& options)
@@ -60,13 +68,16 @@ absl::Status Server::StartHealthPort() {
   // Its own grpc::Server, so the plaintext port can reach nothing but the
   // health service.
   grpc::ServerBuilder builder;
+  NoSharedPort(&builder);
   builder.AddListeningPort(options_.health_listen,
                            grpc::InsecureServerCredentials(), &health_port_);
   health_grpc_ = builder.BuildAndStart();
   if (health_grpc_ == nullptr || health_port_ == 0) {
     health_grpc_.reset();
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on health address ", options_.health_listen));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on health address ", options_.health_listen,
+                     ": the address is in use or not valid here (gRPC's "
+                     "message above says which)"));
   }
   return absl::OkStatus();
 }
@@ -103,6 +114,7 @@ absl::Status Server::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  NoSharedPort(&builder);
   builder.AddListeningPort(options_.listen, creds, &port_);
   builder.RegisterService(&service_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
@@ -111,7 +123,9 @@ absl::Status Server::Start() {
   if (grpc_ == nullptr || port_ == 0) {
     grpc_.reset();
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.listen));
+        absl::StrCat("cannot listen on ", options_.listen,
+                     ": the address is in use or not valid here (gRPC's "
+                     "message above says which)"));
   }
   if (!options_.health_listen.empty()) {
     RECSYS_RETURN_IF_ERROR(StartHealthPort());

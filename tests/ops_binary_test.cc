@@ -175,6 +175,35 @@ TEST_F(OpsBinaryTest, ServerRefusesARateLeadBudgetOutOfRange) {
   }
 }
 
+// gRPC would let a second server share the first one's port (SO_REUSEPORT)
+// and take half of its calls, with ratings going to another data directory.
+// The second server must refuse to start instead.
+TEST_F(OpsBinaryTest, SecondServerOnAPortInUseRefusesToStart) {
+  const std::string port_file = dir_ + "/first.port";
+  const std::string log = dir_ + "/first.log";
+  Process first(
+      {RECSYS_SERVER_BIN, "--listen=127.0.0.1:0",
+       "--data-dir=" + dir_ + "/first", "--train-data=" + csv_, "--threads=2",
+       "--port-file=" + port_file, "--grace-seconds=1"},
+      log);
+  first.Start();
+  const int port = StartServer(&first, port_file, log, {});
+  ASSERT_GT(port, 0);
+  // (Bounded: a second server that did start would serve until stopped.)
+  const CommandResult second = testing::RunCommand(absl::StrCat(
+      "timeout 30 ", RECSYS_SERVER_BIN, " --listen=127.0.0.1:", port,
+      " --data-dir=", dir_, "/second --train-data=", csv_, " 2>&1"));
+  EXPECT_EQ(second.exit_code, 1) << second.output;
+  EXPECT_THAT(second.output,
+              HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", port)));
+  // The first still answers.
+  const CommandResult r =
+      RunClient(absl::StrCat("--target=127.0.0.1:", port, " health"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const int status = first.Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 TEST_F(OpsBinaryTest, ClientBinaryTlsAndTokenFlagsAgainstServerBinary) {
   const testing::TestCerts& c = testing::GetTestCerts();
   if (!c.error.empty()) GTEST_SKIP() << c.error;
