@@ -241,11 +241,14 @@ void SetDeadline(const ClientOptions& options, grpc::ClientContext* context) {
 
 namespace {
 
-// A k of 0 would reach the server as "unset" and mean its default of 10, so
-// the flag's value is checked here; the server checks the upper bound.
-absl::Status CheckK(int k, absl::string_view command) {
-  if (k >= 1) return absl::OkStatus();
-  return UsageError(absl::StrCat(command, ": -k must be at least 1, got ", k));
+// A count of 0 (-k, --recent) would reach the server as "unset" and mean
+// its default of 10, so the flag's value is checked here; the server checks
+// the upper bound.
+absl::Status CheckCount(int n, absl::string_view command,
+                        absl::string_view flag) {
+  if (n >= 1) return absl::OkStatus();
+  return UsageError(
+      absl::StrCat(command, ": ", flag, " must be at least 1, got ", n));
 }
 
 }  // namespace
@@ -254,7 +257,7 @@ absl::Status RunRecommend(const ClientOptions& options,
                           const RecommendOptions& command,
                           RecommenderStub& stub, const Streams& io) {
   RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "user", "recommend"));
-  RECSYS_RETURN_IF_ERROR(CheckK(command.k, "recommend"));
+  RECSYS_RETURN_IF_ERROR(CheckCount(command.k, "recommend", "-k"));
   v1::RecommendRequest request;
   request.set_user_id(command.user);
   request.set_k(command.k);
@@ -308,7 +311,7 @@ absl::Status RunSimilar(const ClientOptions& options,
                         const SimilarOptions& command, RecommenderStub& stub,
                         const Streams& io) {
   RECSYS_RETURN_IF_ERROR(RequireFlag(command.item, "item", "similar"));
-  RECSYS_RETURN_IF_ERROR(CheckK(command.k, "similar"));
+  RECSYS_RETURN_IF_ERROR(CheckCount(command.k, "similar", "-k"));
   v1::SimilarItemsRequest request;
   request.set_item_id(command.item);
   request.set_k(command.k);
@@ -372,6 +375,7 @@ absl::Status RunTrain(const ClientOptions& options, const TrainOptions& command,
 absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
                      RecommenderStub& stub, const Streams& io) {
   RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "user", "user"));
+  RECSYS_RETURN_IF_ERROR(CheckCount(command.recent, "user", "--recent"));
   v1::GetUserRequest request;
   request.set_user_id(command.user);
   request.set_recent(command.recent);
@@ -437,7 +441,7 @@ absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
 absl::Status RunInteractive(const ClientOptions& options,
                             const RecommendOptions& base, RecommenderStub& stub,
                             const Streams& io) {
-  RECSYS_RETURN_IF_ERROR(CheckK(base.k, "recommend"));
+  RECSYS_RETURN_IF_ERROR(CheckCount(base.k, "recommend", "-k"));
   // Asking first what is served both greets the user and finds an
   // unreachable server before they type anything.
   {

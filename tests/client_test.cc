@@ -384,8 +384,8 @@ TEST_F(ClientTest, RecommendNeedsUser) {
   EXPECT_THAT(f.message, HasSubstr("--user"));
 }
 
-// A k of 0 would reach the server as "unset" and get 10 items back.
-TEST_F(ClientTest, KBelowOneIsAUsageError) {
+// A k or recent of 0 would reach the server as "unset" and get 10 back.
+TEST_F(ClientTest, CountsBelowOneAreUsageErrors) {
   RecommendOptions recommend;
   recommend.user = "1";
   SimilarOptions similar;
@@ -405,6 +405,14 @@ TEST_F(ClientTest, KBelowOneIsAUsageError) {
     EXPECT_EQ(s.exit_code, 2);
     EXPECT_THAT(s.message, HasSubstr("similar: -k must be at least 1"));
   }
+  UserOptions user;
+  user.user = "1";
+  user.recent = 0;
+  const Failure u =
+      DescribeFailure("user", RunUser(options_, user, *stub_, io_), options_);
+  EXPECT_EQ(u.exit_code, 2);
+  EXPECT_EQ(u.message,
+            "recsys-client: user: --recent must be at least 1, got 0");
   // Nothing reached the server.
   EXPECT_EQ(service_.last_recommend_.user_id(), "");
 }
