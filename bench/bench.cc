@@ -29,9 +29,11 @@ struct ServerInfo {
   float scale_max = 5;
 };
 
-std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(
-    const std::string& target, int n) {
+absl::StatusOr<std::vector<std::shared_ptr<grpc::Channel>>> MakeChannels(
+    const std::string& target, const ChannelOptions& security, int n) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
+  ChannelOptions o = security;
+  o.target = target;
   for (int c = 0; c < n; ++c) {
     grpc::ChannelArguments args;
     // Channels with equal arguments share one TCP connection through the
@@ -39,24 +41,30 @@ std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt("recsys.bench.channel", c);
     args.SetMaxReceiveMessageSize(-1);
-    channels.push_back(grpc::CreateCustomChannel(
-        target, grpc::InsecureChannelCredentials(), args));
+    RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                            MakeChannel(o, std::move(args)));
+    channels.push_back(std::move(channel));
   }
   return channels;
 }
 
+// Waits up to `timeout_seconds` (the calls' deadline) for every channel.
 absl::Status Connect(const std::vector<std::shared_ptr<grpc::Channel>>& chans,
-                     ServerInfo* info) {
+                     double timeout_seconds, ServerInfo* info) {
+  const auto deadline =
+      std::chrono::system_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
   for (const auto& ch : chans) {
-    if (!ch->WaitForConnected(std::chrono::system_clock::now() +
-                              std::chrono::seconds(10))) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot connect to ", info->target));
+    if (!ch->WaitForConnected(deadline)) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot connect to ", info->target, " within ", timeout_seconds,
+          " s (is the server up, and does TLS match: --tls-ca for a TLS "
+          "server, none for plaintext?)"));
     }
   }
   auto stub = v1::Recommender::NewStub(chans.front());
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ctx.set_deadline(deadline);
   v1::ModelInfo m;
   const grpc::Status s = stub->GetModelInfo(&ctx, {}, &m);
   if (!s.ok()) {
@@ -272,6 +280,9 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
   if (workloads.empty()) return absl::InvalidArgumentError("no workloads");
   if (o.channels < 1) return absl::InvalidArgumentError("--channels < 1");
   if (o.rounds < 1) return absl::InvalidArgumentError("--rounds < 1");
+  if (!(o.load.timeout_seconds > 0)) {
+    return absl::InvalidArgumentError("--timeout must be > 0 seconds");
+  }
   if (o.load.qps <= 0 && o.load.inflight < 1) {
     return absl::InvalidArgumentError("--inflight must be at least 1");
   }
@@ -283,6 +294,11 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
   ServerInfo info;
   std::unique_ptr<ServerProcess> server;
   if (o.target.empty()) {
+    if (o.security.UsesTls() || !o.security.token.empty()) {
+      return absl::InvalidArgumentError(
+          "TLS and token flags are for --target: a server recsys-bench "
+          "starts listens in plaintext on loopback");
+    }
     if (o.model_file.empty() && o.train_data.empty()) {
       return absl::InvalidArgumentError(
           "give --target, or --model / --train-data to start a server");
@@ -315,8 +331,9 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
   {
     // Channels go before the server: an open channel holds its shutdown
     // for the whole grace period.
-    const auto channels = MakeChannels(info.target, o.channels);
-    RECSYS_RETURN_IF_ERROR(Connect(channels, &info));
+    RECSYS_ASSIGN_OR_RETURN(const auto channels,
+                            MakeChannels(info.target, o.security, o.channels));
+    RECSYS_RETURN_IF_ERROR(Connect(channels, o.load.timeout_seconds, &info));
     RECSYS_ASSIGN_OR_RETURN(RequestIds ids, LoadIds(o, info));
     log << "recsys-bench: " << info.target << " serves a " << info.kind
         << " model (" << info.factors << " factors, " << info.users

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "bench/load_generator.h"
+#include "client/client.h"
 
 namespace recsys::bench {
 
@@ -22,6 +23,9 @@ struct BenchOptions {
   // Where the server is: `target` (host:port), or a child recsys-server
   // started on `model_file` or, failing that, trained on `train_data`.
   std::string target;
+  // TLS, mutual TLS and the bearer token for `target`, as recsys-client
+  // takes them (its `target` field is not used). Not for a started server.
+  ChannelOptions security;
   std::string model_file;
   std::string train_data;
   std::string server_binary;              // "" = FindServerBinary()

@@ -271,8 +271,10 @@ class Worker {
       ++s.errors;
       ++s.errors_by_code[status.error_code()];
       if (s.first_error.empty()) {
-        s.first_error = absl::StrCat("code ", status.error_code(), ": ",
-                                     status.error_message());
+        s.first_error = absl::StrCat(
+            absl::StatusCodeToString(
+                static_cast<absl::StatusCode>(status.error_code())),
+            ": ", status.error_message());
       }
     }
   }

@@ -27,6 +27,11 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const ChannelOptions& options) {
+  return MakeChannel(options, grpc::ChannelArguments());
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const ChannelOptions& options, grpc::ChannelArguments args) {
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     return UsageError("--tls-cert and --tls-key go together");
   }
@@ -36,8 +41,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
           "a token is sent only over TLS: add --tls-ca=FILE (or --tls for "
           "the system's CAs)");
     }
-    return grpc::CreateChannel(options.target,
-                               grpc::InsecureChannelCredentials());
+    return grpc::CreateCustomChannel(options.target,
+                                     grpc::InsecureChannelCredentials(), args);
   }
   grpc::SslCredentialsOptions ssl;
   if (!options.tls_ca.empty()) {
@@ -60,7 +65,6 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     creds = grpc::CompositeChannelCredentials(
         creds, grpc::AccessTokenCredentials(options.token));
   }
-  grpc::ChannelArguments args;
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
   }

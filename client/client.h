@@ -45,6 +45,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "proto/recsys.grpc.pb.h"
 
 namespace recsys {
@@ -79,6 +80,10 @@ struct ChannelOptions {
 // file that cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const ChannelOptions& options);
+// The same with `args` for the channel (e.g. a subchannel pool of its own,
+// as recsys-bench gives each of its connections).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const ChannelOptions& options, grpc::ChannelArguments args);
 // The token in `path`, surrounding whitespace dropped; messages never
 // include it.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path);

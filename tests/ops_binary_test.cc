@@ -257,6 +257,68 @@ TEST_F(OpsBinaryTest, ClientBinaryTlsAndTokenFlagsAgainstServerBinary) {
   EXPECT_THAT(logged, ::testing::Not(HasSubstr(kToken)));
 }
 
+// recsys-bench against a server that needs TLS and, for Rate, a token: with
+// the client's flags every call succeeds; without the token every Rate is
+// refused; in plaintext it cannot connect and says why.
+TEST_F(OpsBinaryTest, BenchBinaryTlsAndTokenFlagsAgainstServerBinary) {
+  const testing::TestCerts& c = testing::GetTestCerts();
+  if (!c.error.empty()) GTEST_SKIP() << c.error;
+  const std::string port_file = dir_ + "/bench.port";
+  const std::string log = dir_ + "/bench-server.log";
+  testing::WriteFile(dir_ + "/token", absl::StrCat(kToken, "\n"));
+  Process server(
+      {RECSYS_SERVER_BIN, "--listen=127.0.0.1:0",
+       "--data-dir=" + dir_ + "/bench-data", "--train-data=" + csv_,
+       "--threads=2", "--port-file=" + port_file, "--grace-seconds=1",
+       "--tls-cert=" + c.server_cert, "--tls-key=" + c.server_key},
+      log, {{"RECSYS_TOKEN", kToken}});
+  server.Start();
+  const int port = StartServer(&server, port_file, log, Tls(0));
+  ASSERT_GT(port, 0);
+  auto bench = [&](const std::string& flags) {
+    return testing::RunCommand(absl::StrCat(
+        RECSYS_BENCH_BIN, " --target=127.0.0.1:", port,
+        " --workloads=empty,recommend,rate --channels=2 --inflight=4"
+        " --warmup=0.05 --duration=0.2 --json ",
+        flags, " 2>&1"));
+  };
+  const std::string tls = absl::StrCat(
+      "--tls-ca=", c.ca, " --tls-server-name=", testing::kTestServerName);
+  // Rows as `"workload":"NAME"...` with their error counts: one JSON line.
+  auto errors_of = [](const std::string& json, const std::string& name) {
+    const size_t at = json.find(absl::StrCat("\"workload\":\"", name, "\""));
+    if (at == std::string::npos) return std::string("(no row)");
+    const size_t e = json.find("\"errors\":", at);
+    if (e == std::string::npos) return std::string("(no errors field)");
+    const size_t end = json.find_first_of(",}", e);
+    return json.substr(e + 9, end - e - 9);
+  };
+
+  testing::CommandResult r =
+      bench(absl::StrCat(tls, " --token-file=", dir_, "/token"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* w : {"empty", "recommend", "rate"}) {
+    EXPECT_EQ(errors_of(r.output, w), "0") << w << "\n" << r.output;
+  }
+  r = bench(tls);  // no token: reads pass, every Rate is refused
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(errors_of(r.output, "recommend"), "0") << r.output;
+  EXPECT_NE(errors_of(r.output, "rate"), "0") << r.output;
+  EXPECT_THAT(r.output, HasSubstr("rate: no call succeeded (UNAUTHENTICATED"));
+
+  r = bench("--timeout=2");  // plaintext against TLS
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("does TLS match"));
+  // TLS flags with a server the bench would start itself.
+  r = testing::RunCommand(absl::StrCat(RECSYS_BENCH_BIN, " --train-data=", csv_,
+                                       " ", tls, " 2>&1"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("TLS and token flags are for --target"));
+
+  const int status = server.Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 // SIGTERM while a stream and unary writers are busy: the server exits 0 and,
 // restarted, holds every rating it acknowledged.
 TEST_F(OpsBinaryTest, SigtermUnderLoadKeepsEveryAcknowledgedRating) {
