@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
+#include <string>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -111,13 +113,24 @@ void PrintRecommendations(const RecommendOptions& command,
     out << "unknown candidates: "
         << absl::StrJoin(response.unknown_item_ids(), ", ") << "\n";
   }
-  // Fewer than k when a filter or the user's own ratings left fewer: say
-  // which, when the user's ratings may have been the cause.
+  // Fewer items than asked for, from a genre or candidates, with the
+  // user's rated items left out (the default): they may be why, so say so.
+  // Candidates that number fewer than k are not a reason.
+  size_t asked = static_cast<size_t>(std::max(command.k, 0));
+  if (!command.candidates.empty()) {
+    const std::set<std::string> listed(command.candidates.begin(),
+                                       command.candidates.end());
+    const size_t known =
+        listed.size() -
+        std::min(listed.size(),
+                 static_cast<size_t>(response.unknown_item_ids_size()));
+    asked = std::min(asked, known);
+  }
   const bool rated_left_out =
       !command.include_rated &&
       (!command.candidates.empty() || !command.genre.empty()) &&
       response.strategy() == v1::STRATEGY_PERSONALIZED &&
-      response.items_size() < command.k;
+      static_cast<size_t>(response.items_size()) < asked;
   if (response.items_size() == 0) out << "(no items)\n";
   if (rated_left_out) {
     out << "(items the user has rated are left out; --include-rated keeps "

@@ -350,6 +350,12 @@ TEST_F(ClientTest, RecommendSaysRatedItemsWereLeftOut) {
   command.candidates.clear();  // nothing narrowed: fewer is not from that
   ASSERT_TRUE(RunRecommend(options_, command, *stub_, io_).ok());
   EXPECT_THAT(out_.str(), Not(HasSubstr(hint)));
+
+  // As many candidates (one listed twice) as items answered: none left out.
+  out_.str("");
+  command.candidates = {"50", "408", "1", "50"};
+  ASSERT_TRUE(RunRecommend(options_, command, *stub_, io_).ok());
+  EXPECT_THAT(out_.str(), Not(HasSubstr(hint)));
 }
 
 TEST_F(ClientTest, RecommendSaysPopularityForNewUsers) {
