@@ -201,8 +201,12 @@ std::vector<ScoredItem> RecommendForUser(const Model& model, int32_t u, int k,
                                          bool exclude_rated,
                                          Eigen::VectorXf* scores) {
   if (u < 0) {
-    const Eigen::VectorXf zero = Eigen::VectorXf::Zero(model.factors());
-    ScoreAllItems(model, 0.0f, zero.data(), scores);
+    // As the server answers a user without ratings: most-rated first. (A
+    // ranking kind's scores have no biases: a zero vector ties every item.)
+    scores->resize(model.num_items());
+    for (int32_t i = 0; i < model.num_items(); ++i) {
+      (*scores)[i] = static_cast<float>(model.item_counts[i]);
+    }
     return TopK(*scores, k, {});
   }
   ScoreAllItems(model, model.user_bias[u], model.user_factors.row(u).data(),

@@ -1,6 +1,7 @@
 #include "models/topk.h"
 
 #include <algorithm>
+#include <numeric>
 #include <limits>
 #include <random>
 
@@ -196,6 +197,34 @@ TEST_F(ScoringTest, PopularityRanksByCountAndServesUnknownUsers) {
       std::max_element(m->item_counts.begin(), m->item_counts.end()) -
       m->item_counts.begin());
   EXPECT_EQ(got[0].item, best);
+}
+
+// A user the model never saw gets the most-rated items from every kind, as
+// from the server: a ranking kind's scores (no biases) would otherwise tie
+// at zero and list the catalogue's first items.
+TEST_F(ScoringTest, UnknownUsersGetTheMostRatedItemsFromEveryKind) {
+  std::vector<int32_t> by_count(static_cast<size_t>(model_.num_items()));
+  std::iota(by_count.begin(), by_count.end(), 0);
+  std::stable_sort(by_count.begin(), by_count.end(), [&](int32_t a, int32_t b) {
+    return model_.item_counts[a] > model_.item_counts[b];
+  });
+  for (ModelKind kind : {ModelKind::kAls, ModelKind::kIals}) {
+    Hyperparameters p = DefaultHyperparameters(kind);
+    p.factors = 4;
+    p.epochs = 3;
+    TrainOptions opt;
+    opt.threads = 1;
+    auto m = TrainModel(data_, kind, p, opt);
+    ASSERT_TRUE(m.ok()) << m.status();
+    Eigen::VectorXf scores;
+    const auto got = RecommendForUser(*m, -1, 8, true, &scores);
+    ASSERT_EQ(got.size(), 8u);
+    for (size_t r = 0; r < got.size(); ++r) {
+      // (Equal counts may come in either order.)
+      EXPECT_EQ(m->item_counts[got[r].item], m->item_counts[by_count[r]])
+          << ModelKindName(kind) << " rank " << r;
+    }
+  }
 }
 
 }  // namespace

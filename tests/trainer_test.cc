@@ -117,6 +117,21 @@ TEST_F(TrainerTest, ClearErrors) {
   cmd.out = "";
   EXPECT_EQ(RunTrain(cmd, log).code(), absl::StatusCode::kInvalidArgument);
 
+  // Told before any data is read or model trained: a directory that is not
+  // there, and a bad hyper-parameter.
+  cmd.source.data = dir_ + "/missing.csv";
+  cmd.out = dir_ + "/no/such/dir/m.rsm";
+  const absl::Status no_dir = RunTrain(cmd, log);
+  EXPECT_EQ(no_dir.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(no_dir.message()),
+            absl::StrCat("--out: the directory ", dir_,
+                         "/no/such/dir does not exist"));
+  cmd.out = dir_ + "/m.rsm";
+  cmd.params.epochs = 0;
+  const absl::Status bad = RunTrain(cmd, log);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("epochs"));
+
   RecommendCommand rec;
   rec.model_file = dir_ + "/nothing.rsm";
   rec.user = "1";

@@ -139,7 +139,9 @@ namespace {
 constexpr char kUsage[] =
     "recsys-trainer <command> [flags]\n"
     "commands:\n"
-    "  train      --data=D --out=FILE [--model=sgd|als|baseline|popularity]\n"
+    "  train      --data=D --out=FILE [--model=hybrid]\n"
+    "             (kinds: hybrid, ials, bayes, sgd, als, baseline, "
+    "popularity)\n"
     "  evaluate   --data=ml-100k [--models=...]   protocols R and T on u1..u5\n"
     "  evaluate   --train=F --test=F [--predictions-out=F] "
     "[--recommendations-out=F]\n"

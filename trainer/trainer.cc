@@ -123,7 +123,14 @@ absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
     return absl::InvalidArgumentError(
         "--validation-fraction must be in [0, 1)");
   }
-  // Bad hyper-parameters are reported before a long load, not after it.
+  // Bad hyper-parameters and a missing output directory are reported
+  // before a long load and training, not after them.
+  const std::filesystem::path out_dir =
+      std::filesystem::path(cmd.out).parent_path();
+  if (!out_dir.empty() && !std::filesystem::is_directory(out_dir)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--out: the directory ", out_dir.string(), " does not exist"));
+  }
   const Hyperparameters params = ResolveParams(cmd.kind, cmd.params);
   RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(cmd.kind, params));
   const auto start = std::chrono::steady_clock::now();
@@ -328,7 +335,8 @@ absl::Status RunRecommend(const RecommendCommand& cmd, std::ostream& out) {
   const int64_t rated = u >= 0 ? model.user_ratings.size(u) : 0;
   if (u < 0) {
     out << "user " << cmd.user
-        << " is unknown to the model: showing the best items for a new user\n";
+        << " is unknown to the model: showing the most-rated items, as the "
+           "server does for a user without ratings\n";
   } else {
     out << absl::StrFormat(
         "top %d for user %s (%s model; %d rated films excluded)\n", cmd.k,
