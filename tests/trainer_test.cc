@@ -1,9 +1,15 @@
 // The trainer's commands end to end on generated data written to files.
 #include "trainer/trainer.h"
 
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -136,6 +142,67 @@ TEST_F(TrainerTest, ClearErrors) {
   rec.model_file = dir_ + "/nothing.rsm";
   rec.user = "1";
   EXPECT_EQ(RunRecommend(rec, log).code(), absl::StatusCode::kNotFound);
+}
+
+// tune tries distinct settings: all of a grid smaller than its budget, each
+// once, and a table of trials best first; bad spaces are refused up front.
+TEST_F(TrainerTest, TuneTriesEachSettingOnceAndRanksThem) {
+  TuneCommand cmd;
+  cmd.source.data = train_file_;
+  cmd.kind = ModelKind::kSgd;
+  cmd.params.epochs = 3;
+  cmd.space = "reg=0.05,0.1,0.05;factors=2,4";  // 0.05 twice: 4 settings
+  cmd.trials = 10;
+  cmd.threads = 1;
+  std::ostringstream out;
+  ASSERT_TRUE(RunTune(cmd, out).ok()) << out.str();
+  const std::string text = out.str();
+  EXPECT_THAT(text, HasSubstr("the space has 4 settings: each is tried once "
+                              "(4 trials, not 10)"));
+  EXPECT_THAT(text, HasSubstr("metric RMSE (lower is better)"));
+  std::set<std::string> settings;
+  std::vector<double> ranked;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, "trial ")) {
+      settings.insert(std::string(line.substr(line.find("reg="))));
+    }
+  }
+  EXPECT_EQ(settings,
+            (std::set<std::string>{"reg=0.05 factors=2", "reg=0.1 factors=2",
+                                   "reg=0.05 factors=4", "reg=0.1 factors=4"}));
+  const std::string best = text.substr(text.find("best first:\n") + 12);
+  for (absl::string_view line : absl::StrSplit(best, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, ' ', absl::SkipEmpty());
+    ASSERT_GE(f.size(), 2u) << line;
+    double score = 0;
+    ASSERT_TRUE(absl::SimpleAtod(f[1], &score)) << line;
+    ranked.push_back(score);
+  }
+  ASSERT_EQ(ranked.size(), 4u) << text;
+  EXPECT_TRUE(std::is_sorted(ranked.begin(), ranked.end())) << text;
+
+  // A budget smaller than the grid: that many distinct settings.
+  cmd.space = "reg=0.01,0.02,0.03,0.04,0.05;factors=2,3,4";
+  cmd.trials = 6;
+  out.str("");
+  ASSERT_TRUE(RunTune(cmd, out).ok()) << out.str();
+  settings.clear();
+  for (absl::string_view line : absl::StrSplit(out.str(), '\n')) {
+    if (absl::StartsWith(line, "trial ")) {
+      settings.insert(std::string(line.substr(line.find("reg="))));
+    }
+  }
+  EXPECT_EQ(settings.size(), 6u) << out.str();
+
+  cmd.space = "reg=0.1;factor=4";
+  const absl::Status unknown = RunTune(cmd, out);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.message()),
+              HasSubstr("unknown field 'factor' (fields: factors, epochs"));
+  cmd.space = "reg=0.1";
+  cmd.trials = 0;
+  EXPECT_EQ(RunTune(cmd, out).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TrainerRealDataTest, MovieLens100kShowcaseNeverRepeatsRatedFilms) {

@@ -91,7 +91,9 @@ ABSL_FLAG(std::string, space, "",
           "lr_decay, reg, reg_bias, init_std, implicit_weight, reg_exponent, "
           "fold_in_reg, fold_in_reg_bias, cg_steps, burn_in, samples, "
           "value_weight, rank_factors, rank_epochs, rank_reg)");
-ABSL_FLAG(int, trials, 20, "tune: how many random settings to try");
+ABSL_FLAG(int, trials, 20,
+          "tune: how many distinct settings to try (at random; all of them "
+          "when the space has no more)");
 ABSL_FLAG(int, splits, 1,
           "tune: validation splits per setting (averaged), each "
           "--validation-fraction of the training data (default 0.1)");

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -424,8 +425,11 @@ absl::StatusOr<std::vector<Dimension>> ParseSpace(absl::string_view space) {
       if (kv.first == f.name) field = &f;
     }
     if (field == nullptr) {
+      std::vector<absl::string_view> names;
+      for (const TunableField& f : kTunable) names.push_back(f.name);
       return absl::InvalidArgumentError(
-          absl::StrCat("--space: unknown field '", kv.first, "'"));
+          absl::StrCat("--space: unknown field '", kv.first,
+                       "' (fields: ", absl::StrJoin(names, ", "), ")"));
     }
     Dimension d{field, {}};
     for (absl::string_view v :
@@ -441,6 +445,14 @@ absl::StatusOr<std::vector<Dimension>> ParseSpace(absl::string_view space) {
       return absl::InvalidArgumentError(
           absl::StrCat("--space: no values for '", kv.first, "'"));
     }
+    // (A value listed twice is one setting, not twice the chance.)
+    std::vector<double> distinct;
+    for (double v : d.values) {
+      if (std::find(distinct.begin(), distinct.end(), v) == distinct.end()) {
+        distinct.push_back(v);
+      }
+    }
+    d.values = std::move(distinct);
     dims.push_back(std::move(d));
   }
   if (dims.empty()) return absl::InvalidArgumentError("--space is empty");
@@ -474,25 +486,50 @@ absl::Status RunTune(const TuneCommand& cmd, std::ostream& out) {
     RandomSplit(all, cmd.validation_fraction, cmd.seed + 7919 * s,
                 &splits[s].first, &splits[s].second);
   }
+  // The grid's settings are numbered in mixed radix over the dimensions.
+  // Trials draw distinct ones at random; a budget that covers the grid
+  // tries every setting once, in order.
+  constexpr uint64_t kHuge = uint64_t{1} << 62;
+  uint64_t grid = 1;
+  for (const Dimension& d : dims) {
+    grid = grid > kHuge / d.values.size() ? kHuge : grid * d.values.size();
+  }
+  std::vector<uint64_t> picks;
+  if (static_cast<uint64_t>(cmd.trials) >= grid) {
+    for (uint64_t g = 0; g < grid; ++g) picks.push_back(g);
+  } else {
+    std::mt19937_64 rng(cmd.seed);
+    std::set<uint64_t> seen;
+    while (picks.size() < static_cast<size_t>(cmd.trials)) {
+      const uint64_t g = rng() % grid;
+      if (seen.insert(g).second) picks.push_back(g);
+    }
+  }
+  if (picks.size() < static_cast<size_t>(cmd.trials)) {
+    out << absl::StrFormat(
+        "the space has %d settings: each is tried once (%d trials, not %d)\n",
+        grid, picks.size(), cmd.trials);
+  }
   out << absl::StrFormat(
       "%d trials of %s, %d validation split(s) of %.0f%% carved from the "
       "training data; metric %s\n",
-      cmd.trials, ModelKindName(cmd.kind), splits.size(),
+      picks.size(), ModelKindName(cmd.kind), splits.size(),
       100 * cmd.validation_fraction,
       metric == "rmse" ? "RMSE (lower is better)"
                        : "nDCG@10 (higher is better)");
-  std::mt19937_64 rng(cmd.seed);
   struct Trial {
     std::string setting;
     double score;
     double seconds;
   };
   std::vector<Trial> trials;
-  for (int t = 0; t < cmd.trials; ++t) {
+  for (size_t t = 0; t < picks.size(); ++t) {
     Hyperparameters p = ResolveParams(cmd.kind, cmd.params);
     std::vector<std::string> setting;
+    uint64_t rest = picks[t];
     for (const Dimension& d : dims) {
-      const double v = d.values[rng() % d.values.size()];
+      const double v = d.values[rest % d.values.size()];
+      rest /= d.values.size();
       d.field->set(&p, v);
       setting.push_back(absl::StrCat(d.field->name, "=", v));
     }

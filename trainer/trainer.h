@@ -86,8 +86,11 @@ struct TuneCommand {
   ParamOverrides params;  // fixed values for fields not searched
   // "field=v1,v2,...;field=..." over factors, epochs, lr, lr_decay, reg,
   // reg_bias, init_std, implicit_weight, reg_exponent, fold_in_reg,
-  // fold_in_reg_bias, cg_steps.
+  // fold_in_reg_bias, cg_steps, burn_in, samples, value_weight and the
+  // hybrid's rank_factors, rank_epochs and rank_reg.
   std::string space;
+  // Distinct settings of the grid, drawn at random; a budget that covers
+  // the grid tries each setting once.
   int trials = 20;
   double validation_fraction = 0.1;
   int splits = 1;  // validation splits per trial (different seeds), averaged
