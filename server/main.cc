@@ -112,6 +112,16 @@ bool InstallSignalHandlers() {
          sigaction(SIGINT, &sa, nullptr) == 0;
 }
 
+// The numeric flags' ranges: a value outside is refused before anything
+// starts, with the flag and the range in the message.
+template <typename T>
+bool InRange(const char* flag, T value, T low, T high) {
+  if (value >= low && value <= high) return true;  // (false for NaN)
+  std::cerr << "recsys-server: --" << flag << " must be " << low << ".." << high
+            << ", not " << value << "\n";
+  return false;
+}
+
 int WaitForSignal() {
   char c = 0;
   while (read(signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
@@ -146,16 +156,18 @@ int main(int argc, char** argv) {
   recsys::SetLogLevel(*level);
   recsys::SetLogFormat(*format);
   const int64_t cache_mb = absl::GetFlag(FLAGS_fold_in_cache_mb);
-  if (cache_mb < 0 || cache_mb > (int64_t{1} << 30)) {
-    std::cerr << "recsys-server: --fold_in_cache_mb must be 0.."
-              << (int64_t{1} << 30) << ", not " << cache_mb << "\n";
-    return 1;
-  }
-
   const double lead_ms = absl::GetFlag(FLAGS_rate_lead_budget_ms);
-  if (!(lead_ms >= 0 && lead_ms <= 1000)) {
-    std::cerr << "recsys-server: --rate_lead_budget_ms must be 0..1000, not "
-              << lead_ms << "\n";
+  if (!InRange("fold_in_cache_mb", cache_mb, int64_t{0}, int64_t{1} << 30) ||
+      !InRange("rate_lead_budget_ms", lead_ms, 0.0, 1000.0) ||
+      !InRange("threads", absl::GetFlag(FLAGS_threads), 0, 1024) ||
+      !InRange("fsync_interval_ms", absl::GetFlag(FLAGS_fsync_interval_ms), 1,
+               60000) ||
+      !InRange("snapshot_every", absl::GetFlag(FLAGS_snapshot_every),
+               int64_t{0}, int64_t{1} << 40) ||
+      !InRange("grace_seconds", absl::GetFlag(FLAGS_grace_seconds), 0.0,
+               3600.0) ||
+      !InRange("max_message_bytes", absl::GetFlag(FLAGS_max_message_bytes),
+               1 << 16, 1 << 30)) {
     return 1;
   }
 

@@ -163,15 +163,27 @@ CommandResult RunClient(const std::string& args) {
       absl::StrCat(RECSYS_CLIENT_BIN, " --timeout=20 ", args, " 2>&1"));
 }
 
-TEST_F(OpsBinaryTest, ServerRefusesARateLeadBudgetOutOfRange) {
-  for (const char* bad : {"-1", "1001", "nan"}) {
+// Numeric flags out of range stop the server before it touches anything,
+// naming the flag and its range.
+TEST_F(OpsBinaryTest, ServerRefusesNumericFlagsOutOfRange) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"--rate-lead-budget-ms=-1", "--rate_lead_budget_ms must be 0..1000"},
+      {"--rate-lead-budget-ms=1001", "--rate_lead_budget_ms must be 0..1000"},
+      {"--rate-lead-budget-ms=nan", "--rate_lead_budget_ms must be 0..1000"},
+      {"--threads=-1", "--threads must be 0..1024, not -1"},
+      {"--fsync-interval-ms=0", "--fsync_interval_ms must be 1..60000"},
+      {"--snapshot-every=-1", "--snapshot_every must be 0.."},
+      {"--grace-seconds=-5", "--grace_seconds must be 0..3600, not -5"},
+      {"--grace-seconds=inf", "--grace_seconds must be 0..3600, not inf"},
+      {"--max-message-bytes=0", "--max_message_bytes must be 65536.."},
+      {"--fold-in-cache-mb=-1", "--fold_in_cache_mb must be 0.."}};
+  for (const auto& [flag, message] : bad) {
     const CommandResult r = testing::RunCommand(absl::StrCat(
         RECSYS_SERVER_BIN, " --listen=127.0.0.1:0 --data-dir=", dir_,
-        "/never --train-data=", csv_, " --rate-lead-budget-ms=", bad, " 2>&1"));
-    EXPECT_EQ(r.exit_code, 1) << bad << ": " << r.output;
-    EXPECT_THAT(r.output, HasSubstr("--rate_lead_budget_ms must be 0..1000"))
-        << bad;
-    EXPECT_FALSE(std::filesystem::exists(dir_ + "/never")) << bad;
+        "/never --train-data=", csv_, " ", flag, " 2>&1"));
+    EXPECT_EQ(r.exit_code, 1) << flag << ": " << r.output;
+    EXPECT_THAT(r.output, HasSubstr(message)) << flag;
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/never")) << flag;
   }
 }
 
