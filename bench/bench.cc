@@ -280,8 +280,24 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
   if (workloads.empty()) return absl::InvalidArgumentError("no workloads");
   if (o.channels < 1) return absl::InvalidArgumentError("--channels < 1");
   if (o.rounds < 1) return absl::InvalidArgumentError("--rounds < 1");
-  if (!(o.load.timeout_seconds > 0)) {
-    return absl::InvalidArgumentError("--timeout must be > 0 seconds");
+  // Ranges of the load's options, checked before any connection is made.
+  const LoadOptions& l = o.load;
+  const std::pair<bool, const char*> checks[] = {
+      {l.timeout_seconds > 0, "--timeout must be > 0 seconds"},
+      {l.duration_seconds > 0, "--duration must be > 0 seconds"},
+      {l.warmup_seconds >= 0, "--warmup must be >= 0 seconds"},
+      {l.qps >= 0, "--qps must be >= 0 (0 = closed loop)"},
+      {l.threads >= 1 && l.threads <= 256, "--threads must be 1..256"},
+      {l.k >= 1 && l.k <= 1000, "--k must be 1..1000 (the server's limit)"},
+      {l.mix_rate_percent >= 0 && l.mix_rate_percent <= 100,
+       "--mix_rate_percent must be 0..100"},
+      {l.streams >= 1, "--streams must be at least 1"},
+      {l.stream_window >= 1, "--stream_window must be at least 1"},
+      {l.stream_flush_every >= 1, "--stream_flush_every must be at least 1"},
+      {o.open_fraction >= 0 && o.open_fraction <= 1,
+       "--open_fraction must be 0..1"}};
+  for (const auto& [ok, message] : checks) {
+    if (!ok) return absl::InvalidArgumentError(message);
   }
   if (o.load.qps <= 0 && o.load.inflight < 1) {
     return absl::InvalidArgumentError("--inflight must be at least 1");

@@ -233,7 +233,14 @@ int main(int argc, char** argv) {
 
   recsys::ClientOptions options;
   options.target = absl::GetFlag(FLAGS_target);
-  options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  const double timeout = absl::GetFlag(FLAGS_timeout);
+  if (!(timeout >= 0)) {
+    std::cerr << "recsys-client: --timeout must be >= 0 seconds (0 = no "
+                 "limit), not "
+              << timeout << "\n";
+    return 2;
+  }
+  options.timeout = absl::Seconds(timeout);
   options.json = absl::GetFlag(FLAGS_json);
   recsys::Streams io;
   io.err_is_tty = isatty(STDERR_FILENO) != 0;

@@ -263,6 +263,27 @@ TEST(BenchSmokeTest, GrpcCeilingServesWhatItDocuments) {
   }
 }
 
+// Options out of range are refused before any connection is tried (the
+// target here has no server: trying would fail differently).
+TEST(BenchSmokeTest, RefusesOptionsOutOfRangeBeforeConnecting) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"--duration=-1", "--duration must be > 0 seconds"},
+      {"--warmup=-1", "--warmup must be >= 0 seconds"},
+      {"--qps=-5", "--qps must be >= 0 (0 = closed loop)"},
+      {"--threads=0", "--threads must be 1..256"},
+      {"--k=0", "--k must be 1..1000 (the server's limit)"},
+      {"--mix-rate-percent=200", "--mix_rate_percent must be 0..100"},
+      {"--stream-window=0", "--stream_window must be at least 1"},
+      {"--open-fraction=2", "--open_fraction must be 0..1"},
+      {"--timeout=0", "--timeout must be > 0 seconds"}};
+  for (const auto& [flag, message] : bad) {
+    const testing::CommandResult r = RunCommand(absl::StrCat(
+        RECSYS_BENCH_BIN, " --target=127.0.0.1:1 ", flag, " 2>&1"));
+    EXPECT_EQ(r.exit_code, 1) << flag << ": " << r.output;
+    EXPECT_EQ(r.output, absl::StrCat("recsys-bench: ", message, "\n")) << flag;
+  }
+}
+
 TEST(BenchSmokeTest, KernelBenchmarksRunOnTheSmallestCatalogue) {
   const testing::CommandResult r = RunCommand(absl::StrCat(
       RECSYS_KERNELS_BENCH_BIN,
