@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -444,6 +445,64 @@ TEST_F(EngineTest, RatingsSurviveARestartAndASnapshot) {
     snapshots += e.path().extension() == ".rsm";
   }
   EXPECT_LE(snapshots, 2);
+}
+
+// Forty new items (their rows span several of NewItems' blocks), rated in
+// turn by several users, with re-ratings: each keeps a vector of its own,
+// and a snapshot and restart, which turns them into model items, gives the
+// same scores and neighbours.
+TEST_F(EngineTest, ManyNewItemsKeepTheirVectorsAcrossARestart) {
+  constexpr int kItems = 40;
+  for (int round = 0; round < 8; ++round) {
+    for (int j = 0; j < kItems; ++j) {
+      MustRate(absl::StrCat("u", (j + 3 * round) % 30), absl::StrCat("n", j),
+               1.0f + static_cast<float>((j * (round + 1)) % 5));
+    }
+  }
+  MustRate("u3", "n5", 2.0f);  // re-ratings
+  MustRate("u5", "n33", 5.0f);
+  EXPECT_EQ(engine_->Info().items, data_.num_items() + kItems);
+
+  RecommendQuery q;
+  q.user = "u50";
+  q.k = kItems;
+  for (int j = 0; j < kItems; ++j) q.candidates.push_back(absl::StrCat("n", j));
+  auto scores_of = [&]() {
+    std::map<std::string, float> out;
+    absl::StatusOr<RecommendResult> r = engine_->Recommend(q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) {
+      for (const auto& it : r->items) out[it.item.id] = it.score;
+    }
+    return out;
+  };
+  auto neighbours_of = [&](const std::string& item) {
+    std::vector<std::string> out;
+    absl::StatusOr<SimilarResult> r = engine_->SimilarItems(item, 5);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) {
+      for (const auto& s : r->similar) out.push_back(s.first.id);
+    }
+    return out;
+  };
+  const std::map<std::string, float> before = scores_of();
+  ASSERT_EQ(before.size(), static_cast<size_t>(kItems));
+  std::set<float> distinct;
+  for (const auto& [id, score] : before) distinct.insert(score);
+  EXPECT_GT(distinct.size(), static_cast<size_t>(kItems / 2));
+  const std::vector<std::string> near17 = neighbours_of("n17");
+  const std::vector<std::string> near38 = neighbours_of("n38");
+
+  ASSERT_EQ(engine_->WriteSnapshot(), absl::OkStatus());
+  Open();
+  EXPECT_EQ(engine_->Info().items, data_.num_items() + kItems);
+  const std::map<std::string, float> after = scores_of();
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [id, score] : before) {
+    EXPECT_NEAR(after.at(id), score, 1e-4) << id;
+  }
+  EXPECT_EQ(neighbours_of("n17"), near17);
+  EXPECT_EQ(neighbours_of("n38"), near38);
 }
 
 TEST_F(EngineTest, BadInputGetsTheRightCodes) {
