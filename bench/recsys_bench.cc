@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/bench.h"
+#include "client/security_flags.h"
 #include "models/flag_names.h"
 
 ABSL_FLAG(std::string, target, "",
@@ -77,22 +78,6 @@ ABSL_FLAG(bool, decode_responses, false,
           "cost); by default they stay bytes, as `empty`'s always do, so the "
           "client's CPU per call is the same for every workload");
 ABSL_FLAG(bool, json, false, "Print the results as one JSON object");
-// As recsys-client takes them, for a --target that needs them.
-ABSL_FLAG(bool, tls, false, "--target: TLS, trusting the system's CAs");
-ABSL_FLAG(std::string, tls_ca, "",
-          "--target: TLS, trusting the CAs in this PEM file");
-ABSL_FLAG(std::string, tls_cert, "",
-          "--target: client certificate (PEM) for mutual TLS");
-ABSL_FLAG(std::string, tls_key, "", "--target: its private key (PEM)");
-ABSL_FLAG(std::string, tls_server_name, "",
-          "--target: the name the server's certificate must carry, when it "
-          "differs from the target's host");
-ABSL_FLAG(std::string, token, "",
-          "--target: bearer token for a server started with one (TLS only; "
-          "prefer --token_file, which keeps it out of the process list)");
-ABSL_FLAG(std::string, token_file, "",
-          "--target: file holding the bearer token");
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "recsys-bench [--target=HOST:PORT | --model=FILE | --train-data=D] "
@@ -136,25 +121,13 @@ int main(int argc, char** argv) {
   o.load.seed = absl::GetFlag(FLAGS_seed);
   o.load.decode_responses = absl::GetFlag(FLAGS_decode_responses);
   o.json = absl::GetFlag(FLAGS_json);
-  o.security.tls = absl::GetFlag(FLAGS_tls);
-  o.security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
-  o.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  o.security.tls_key = absl::GetFlag(FLAGS_tls_key);
-  o.security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  o.security.token = absl::GetFlag(FLAGS_token);
-  const std::string token_file = absl::GetFlag(FLAGS_token_file);
-  if (!token_file.empty()) {
-    if (!o.security.token.empty()) {
-      std::cerr << "recsys-bench: give --token or --token_file, not both\n";
-      return 1;
-    }
-    absl::StatusOr<std::string> token = recsys::ReadTokenFile(token_file);
-    if (!token.ok()) {
-      std::cerr << "recsys-bench: " << token.status().message() << "\n";
-      return 1;
-    }
-    o.security.token = *std::move(token);
+  // TLS and token flags, as recsys-client takes them (for --target).
+  absl::StatusOr<recsys::ChannelOptions> security = recsys::SecurityFromFlags();
+  if (!security.ok()) {
+    std::cerr << "recsys-bench: " << security.status().message() << "\n";
+    return 1;
   }
+  o.security = *std::move(security);
 
   const absl::Status status = recsys::bench::RunBench(o, std::cout, std::cerr);
   if (!status.ok()) {

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "client/security_flags.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "models/flag_names.h"
@@ -35,19 +36,6 @@ ABSL_FLAG(double, timeout, 10,
           "Seconds allowed for each call (rate --file: for each "
           "acknowledgement; train --wait: not applied); 0 = no limit");
 ABSL_FLAG(bool, json, false, "Print one JSON object per result");
-ABSL_FLAG(bool, tls, false,
-          "Use TLS, trusting the system's CAs (implied by the other --tls "
-          "flags)");
-ABSL_FLAG(std::string, tls_ca, "", "PEM CA file to verify the server with");
-ABSL_FLAG(std::string, tls_cert, "",
-          "PEM client certificate for mutual TLS (with --tls_key)");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
-ABSL_FLAG(std::string, tls_server_name, "",
-          "Name to expect in the server's certificate instead of the "
-          "target's host");
-ABSL_FLAG(std::string, token, "",
-          "Bearer token for writes (visible in ps: prefer --token_file)");
-ABSL_FLAG(std::string, token_file, "", "File holding the bearer token");
 // recommend, rate, user.
 ABSL_FLAG(std::string, user, "", "User id");
 ABSL_FLAG(int, k, 10, "recommend, similar: how many items");
@@ -139,22 +127,10 @@ RecommendOptions RecommendFromFlags() {
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFromFlags(
     const std::string& target) {
-  ChannelOptions o;
-  o.target = target;
-  o.tls = absl::GetFlag(FLAGS_tls);
-  o.tls_ca = absl::GetFlag(FLAGS_tls_ca);
-  o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  o.tls_key = absl::GetFlag(FLAGS_tls_key);
-  o.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  o.token = absl::GetFlag(FLAGS_token);
-  const std::string token_file = absl::GetFlag(FLAGS_token_file);
-  if (!token_file.empty()) {
-    if (!o.token.empty()) return UsageError("give --token or --token-file");
-    absl::StatusOr<std::string> token = ReadTokenFile(token_file);
-    if (!token.ok()) return token.status();
-    o.token = *std::move(token);
-  }
-  return MakeChannel(o);
+  absl::StatusOr<ChannelOptions> o = SecurityFromFlags();
+  if (!o.ok()) return o.status();
+  o->target = target;
+  return MakeChannel(*o);
 }
 
 absl::Status Run(const std::string& command, const ClientOptions& options,
