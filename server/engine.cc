@@ -59,7 +59,6 @@ struct NewItems {
   std::vector<std::shared_ptr<const RowMatrix>> blocks;
   Eigen::VectorXf bias;
   std::vector<int32_t> counts;
-  int32_t factors = 0;
 
   int32_t size() const { return ids->size(); }
   const ItemInfo& Info(int32_t j) const { return (*info)[j]; }
@@ -201,9 +200,7 @@ struct Generation {
         g.bits[static_cast<size_t>(i / 64)] |= uint64_t{1} << (i % 64);
       }
     }
-    auto ni = std::make_shared<NewItems>();
-    ni->factors = model->factors();
-    new_items = std::move(ni);
+    new_items = std::make_shared<NewItems>();
   }
 
   size_t ShardOf(absl::string_view user) const {
