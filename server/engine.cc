@@ -156,9 +156,14 @@ struct Generation {
   std::atomic<int64_t> equation_users{0};
   std::shared_ptr<const NewItems> new_items;  // std::atomic_load/store
   std::mutex new_items_mu;                    // writers
-  // Who rated each new item, so its vector can be folded in again (writers
-  // only; guarded by new_items_mu).
-  std::vector<std::vector<std::pair<std::string, float>>> new_item_raters;
+  // Who rated each new item, so its vector can be folded in again, and how
+  // many of its ratings changed since its last fold (writers only; guarded
+  // by new_items_mu).
+  struct NewItemRaters {
+    std::vector<std::pair<std::string, float>> list;
+    int64_t changes_since_fold = 0;
+  };
+  std::vector<NewItemRaters> new_item_raters;
   std::atomic<int64_t> accepted{0};
 
   // The ranking vectors at unit length, laid out for SimilarItems' cosine
@@ -556,9 +561,8 @@ int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
       next->counts.push_back(0);
       g.new_item_raters.emplace_back();
     }
-    // Fold the item's vector in from everyone who rated it, this user's
-    // current vector included.
-    auto& raters = g.new_item_raters[static_cast<size_t>(local)];
+    auto& rated = g.new_item_raters[static_cast<size_t>(local)];
+    auto& raters = rated.list;
     auto it = std::find_if(raters.begin(), raters.end(),
                            [&](const auto& p) { return p.first == rec.user; });
     if (it == raters.end()) {
@@ -567,6 +571,20 @@ int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
     } else {
       it->second = rec.value;
     }
+    // Fold the item's vector in again from everyone who rated it (this
+    // user's current vector included): at every rating while it has up to
+    // kExactRaters raters, then once its ratings have changed by
+    // 1/kExactRaters since the last fold. One rating of a film with 10,000
+    // raters moves its vector very little, and folding from all of them at
+    // every rating made Rate O(raters): a stream of 10,000 ratings of one
+    // new film stalled for more than 10 s per batch.
+    constexpr int64_t kExactRaters = 64;
+    const auto n = static_cast<int64_t>(raters.size());
+    if (++rated.changes_since_fold * kExactRaters < n) {
+      std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
+      return m.num_items() + local;
+    }
+    rated.changes_since_fold = 0;
     RowMatrix uf(raters.size(), m.factors());
     Eigen::VectorXf ub(raters.size());
     std::vector<float> values;
@@ -1117,6 +1135,12 @@ absl::StatusOr<SimilarResult> Engine::SimilarItems(const std::string& item,
       i < base
           ? UnitRows(m.item_factors.block(i, 0, 1, cols))
           : UnitRows(Eigen::Map<const RowMatrix>(ni->Row(i - base), 1, cols));
+  SimilarResult out;
+  out.model_version = g->version;
+  out.item = ViewItem(*g, *ni, i);
+  // An item with no vector yet (a new item whose raters have nothing else
+  // to go by) is like none: no list of items tied at 0.
+  if (!unit.row(0).any()) return out;
   thread_local std::vector<float> tail;
   tail.assign(static_cast<size_t>(ni->size()), 0.0f);
   for (int32_t j = 0; j < ni->size(); ++j) {
@@ -1127,9 +1151,6 @@ absl::StatusOr<SimilarResult> Engine::SimilarItems(const std::string& item,
   thread_local std::vector<ScoredItem> best;
   const int32_t self[] = {i};
   g->UnitPanels().ScoreTopK(unit.data(), 0.0f, tail, k, self, &best);
-  SimilarResult out;
-  out.model_version = g->version;
-  out.item = ViewItem(*g, *ni, i);
   for (const ScoredItem& s : best) {
     out.similar.emplace_back(ViewItem(*g, *ni, s.item), s.score);
   }

@@ -505,6 +505,62 @@ TEST_F(EngineTest, ManyNewItemsKeepTheirVectorsAcrossARestart) {
   EXPECT_EQ(neighbours_of("n38"), near38);
 }
 
+// A new item is folded again from all of its raters at every rating up to
+// 64 raters; beyond that, once its ratings have changed by 1/64 since the
+// last fold, so a popular new item does not make each Rate O(raters). Seen
+// from a user who never rates it: the item's score moves at every rating
+// first, then every few ratings, never more than n/64 + 1 apart.
+TEST_F(EngineTest, PopularNewItemIsFoldedAgainAsItsRatingsGrow) {
+  RecommendQuery q;
+  q.user = "u50";
+  q.k = 1;
+  q.candidates = {"hit"};
+  float last = 0;
+  int moved_early = 0, moved_late = 0, longest_still = 0, still = 0;
+  constexpr int kRaters = 300;
+  for (int r = 1; r <= kRaters; ++r) {
+    MustRate(absl::StrCat("fan", r), "hit",
+             1.0f + static_cast<float>((r * 7) % 5));
+    absl::StatusOr<RecommendResult> got = engine_->Recommend(q);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->items.size(), 1u);
+    const float score = got->items[0].score;
+    if (r > 1) {
+      const bool moved = score != last;
+      if (r <= 64) {
+        moved_early += moved;
+      } else {
+        moved_late += moved;
+        still = moved ? 0 : still + 1;
+        longest_still = std::max(longest_still, still);
+        ASSERT_LE(still, r / 64) << "rating " << r;
+      }
+    }
+    last = score;
+  }
+  EXPECT_EQ(moved_early, 63);
+  // Ratings 65..300: folds at about one in n/64 + 1 of them.
+  EXPECT_GT(moved_late, 40);
+  EXPECT_LT(moved_late, 150);
+  EXPECT_GE(longest_still, 2);
+}
+
+// A new item rated only by brand-new users has no vector to compare (its
+// raters have nothing else to go by): SimilarItems gives no list rather
+// than items tied at 0.
+TEST_F(EngineTest, NewItemWithoutAVectorHasNoSimilarItems) {
+  for (int r = 0; r < 5; ++r) MustRate(absl::StrCat("fan", r), "cult", 5.0f);
+  absl::StatusOr<SimilarResult> sim = engine_->SimilarItems("cult", 5);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  EXPECT_EQ(sim->item.id, "cult");
+  EXPECT_TRUE(sim->similar.empty());
+  // Once someone with other ratings rates it, it has neighbours.
+  MustRate("u7", "cult", 5.0f);
+  sim = engine_->SimilarItems("cult", 5);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  EXPECT_EQ(sim->similar.size(), 5u);
+}
+
 TEST_F(EngineTest, BadInputGetsTheRightCodes) {
   auto code = [](const absl::Status& s) { return s.code(); };
   RecommendQuery q;
