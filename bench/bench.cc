@@ -278,17 +278,20 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
     workloads.push_back(w);
   }
   if (workloads.empty()) return absl::InvalidArgumentError("no workloads");
-  if (o.channels < 1) return absl::InvalidArgumentError("--channels < 1");
-  if (o.rounds < 1) return absl::InvalidArgumentError("--rounds < 1");
-  // Ranges of the load's options, checked before any connection is made.
+  // Every option's range, checked before any connection is made.
   const LoadOptions& l = o.load;
   const std::pair<bool, const char*> checks[] = {
+      {o.channels >= 1, "--channels must be at least 1"},
+      {o.rounds >= 1, "--rounds must be at least 1"},
       {l.timeout_seconds > 0, "--timeout must be > 0 seconds"},
       {l.duration_seconds > 0, "--duration must be > 0 seconds"},
       {l.warmup_seconds >= 0, "--warmup must be >= 0 seconds"},
       {l.qps >= 0, "--qps must be >= 0 (0 = closed loop)"},
+      {l.qps > 0 || l.inflight >= 1, "--inflight must be at least 1"},
       {l.threads >= 1 && l.threads <= 256, "--threads must be 1..256"},
       {l.k >= 1 && l.k <= 1000, "--k must be 1..1000 (the server's limit)"},
+      {l.recommend_candidates >= 0 && l.recommend_candidates <= 10000,
+       "--recommend_candidates must be 0..10000 (the server's limit)"},
       {l.mix_rate_percent >= 0 && l.mix_rate_percent <= 100,
        "--mix_rate_percent must be 0..100"},
       {l.streams >= 1, "--streams must be at least 1"},
@@ -298,13 +301,6 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
        "--open_fraction must be 0..1"}};
   for (const auto& [ok, message] : checks) {
     if (!ok) return absl::InvalidArgumentError(message);
-  }
-  if (o.load.qps <= 0 && o.load.inflight < 1) {
-    return absl::InvalidArgumentError("--inflight must be at least 1");
-  }
-  if (o.load.recommend_candidates < 0 || o.load.recommend_candidates > 10000) {
-    return absl::InvalidArgumentError(
-        "--recommend_candidates must be 0..10000 (the server's limit)");
   }
 
   ServerInfo info;
