@@ -39,6 +39,9 @@ struct UserState {
   float bias = 0;
   Eigen::VectorXf vec;
   std::vector<Entry> ratings;  // one per item
+  // Erased (Engine::DeleteUser) and not back since: unknown to every
+  // reader, whatever the model holds, and left out of snapshots.
+  bool erased = false;
 };
 
 // Items that arrived after training. Immutable once published: a writer
@@ -102,6 +105,13 @@ class EquationCache {
     index_[user] = lru_.begin();
     bytes_ += bytes;
   }
+  void Erase(const std::string& user) {
+    auto it = index_.find(user);
+    if (it == index_.end()) return;
+    bytes_ -= it->second->bytes;
+    lru_.erase(it->second);
+    index_.erase(it);
+  }
   // Evicts least recently used users until at most `budget` bytes remain.
   void Trim(size_t budget) {
     while (bytes_ > budget && !lru_.empty()) {
@@ -114,14 +124,6 @@ class EquationCache {
   size_t users() const { return lru_.size(); }
 
  private:
-  void Erase(const std::string& user) {
-    auto it = index_.find(user);
-    if (it == index_.end()) return;
-    bytes_ -= it->second->bytes;
-    lru_.erase(it->second);
-    index_.erase(it);
-  }
-
   // A list node and an index slot, roughly.
   static constexpr size_t kOverhead = 96;
   struct Entry {
@@ -242,6 +244,7 @@ UserView ViewUser(const Generation& g, const std::string& user,
                   bool with_ratings = true, bool with_vector = true) {
   UserView v;
   if (auto st = g.FindUser(user)) {
+    if (st->erased) return v;
     v.known = true;
     v.bias = st->bias;
     if (with_vector) v.vec = st->vec;
@@ -406,21 +409,52 @@ Model Materialize(const Generation& g, uint64_t log_sequence) {
   }
   // Folded users: trained users get their rows replaced, new users appended.
   std::vector<std::pair<int32_t, std::shared_ptr<const UserState>>> folded;
+  bool erasures = false;
   for (const auto& shard : g.shards) {
     std::lock_guard<std::mutex> lock(shard.mu);
     for (const auto& [id, st] : shard.users) {
+      erasures = erasures || st->erased;
+      if (st->erased && st->base < 0) continue;
       const int32_t u = st->base >= 0 ? st->base : m.users.Insert(id);
       folded.emplace_back(u, st);
     }
   }
-  const int32_t users = m.users.size();
+  int32_t users = m.users.size();
   m.user_bias.conservativeResize(users);
   m.user_factors.conservativeResize(users, Eigen::NoChange);
   std::vector<const UserState*> by_user(users, nullptr);
   for (const auto& [u, st] : folded) {
     m.user_bias[u] = st->bias;
-    if (m.factors() > 0) m.user_factors.row(u) = st->vec.transpose();
+    if (m.factors() > 0 && !st->erased) {
+      m.user_factors.row(u) = st->vec.transpose();
+    }
     by_user[u] = st.get();
+  }
+  // Erased users leave no trace: no id, no row, no rating. The others
+  // close up in their order.
+  std::vector<int32_t> old_user;  // new index -> old, when any was erased
+  if (erasures) {
+    IdMap kept;
+    for (int32_t u = 0; u < users; ++u) {
+      if (by_user[u] != nullptr && by_user[u]->erased) continue;
+      kept.Insert(m.users.External(u));
+      old_user.push_back(u);
+    }
+    const auto n = static_cast<int32_t>(old_user.size());
+    Eigen::VectorXf bias(n);
+    RowMatrix factors(n, m.factors());
+    std::vector<const UserState*> states(static_cast<size_t>(n));
+    for (int32_t u = 0; u < n; ++u) {
+      const int32_t o = old_user[static_cast<size_t>(u)];
+      bias[u] = m.user_bias[o];
+      if (m.factors() > 0) factors.row(u) = m.user_factors.row(o);
+      states[static_cast<size_t>(u)] = by_user[static_cast<size_t>(o)];
+    }
+    m.users = std::move(kept);
+    m.user_bias = std::move(bias);
+    m.user_factors = std::move(factors);
+    by_user = std::move(states);
+    users = n;
   }
   // Every rating, old and new, in user order.
   const SparseRows& old = g.model->user_ratings;
@@ -435,12 +469,13 @@ Model Materialize(const Generation& g, uint64_t log_sequence) {
   std::vector<Entry> tmp;
   for (int32_t u = 0; u < users; ++u) {
     tmp.clear();
+    const int32_t o = erasures ? old_user[static_cast<size_t>(u)] : u;
     if (by_user[u] != nullptr) {
       for (const auto& e : by_user[u]->ratings) {
         tmp.push_back({e.item, e.value, e.timestamp});
       }
-    } else if (u < old.rows()) {
-      for (int64_t k = old.offsets[u]; k < old.offsets[u + 1]; ++k) {
+    } else if (o < old.rows()) {
+      for (int64_t k = old.offsets[o]; k < old.offsets[o + 1]; ++k) {
         tmp.push_back(
             {old.cols[k], old.values[k], old.times.empty() ? 0 : old.times[k]});
       }
@@ -520,6 +555,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
                                             raw->Apply(*gen, rec);
                                           }));
   std::atomic_store(&e->current_, gen);
+  e->snapshot_seq_ = after;
+  // An erasure replayed from the log may have been logged just before a
+  // crash, with the user still in the older files: they go now.
+  if (e->erased_seq_.load() > after) RECSYS_RETURN_IF_ERROR(e->WriteSnapshot());
   return e;
 }
 
@@ -584,42 +623,113 @@ int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
       std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
       return m.num_items() + local;
     }
-    rated.changes_since_fold = 0;
-    RowMatrix uf(raters.size(), m.factors());
-    Eigen::VectorXf ub(raters.size());
-    std::vector<float> values;
-    for (size_t j = 0; j < raters.size(); ++j) {
-      internal::UserView rater =
-          raters[j].first == rec.user
-              ? user
-              : internal::ViewUser(g, raters[j].first, /*with_ratings=*/false);
-      ub[j] = rater.bias;
-      if (m.factors() > 0) {
-        if (rater.known) {
-          uf.row(j) = rater.vec.transpose();
-        } else {
-          uf.row(j).setZero();
-        }
-      }
-      values.push_back(raters[j].second);
-    }
-    const FoldInResult row =
-        FoldInGathered(m, /*user_side=*/false, uf, ub, values);
-    next->bias[local] = row.bias;
-    if (m.factors() > 0) {
-      std::shared_ptr<const RowMatrix>& block =
-          next->blocks[static_cast<size_t>(local / kBlock)];
-      auto changed = std::make_shared<RowMatrix>(*block);
-      changed->row(local % kBlock) = row.factors.transpose();
-      block = std::move(changed);
-    }
+    FoldNewItemAgain(g, local, rec.user, user, next.get());
     item = m.num_items() + local;
     std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
   }
   return item;
 }
 
+void Engine::FoldNewItemAgain(Generation& g, int32_t local,
+                              const std::string& self_id,
+                              const internal::UserView& self, NewItems* next) {
+  const Model& m = *g.model;
+  auto& rated = g.new_item_raters[static_cast<size_t>(local)];
+  const auto& raters = rated.list;
+  rated.changes_since_fold = 0;
+  RowMatrix uf(raters.size(), m.factors());
+  Eigen::VectorXf ub(raters.size());
+  std::vector<float> values;
+  for (size_t j = 0; j < raters.size(); ++j) {
+    internal::UserView rater =
+        raters[j].first == self_id
+            ? self
+            : internal::ViewUser(g, raters[j].first, /*with_ratings=*/false);
+    ub[j] = rater.bias;
+    if (m.factors() > 0) {
+      if (rater.known) {
+        uf.row(j) = rater.vec.transpose();
+      } else {
+        uf.row(j).setZero();
+      }
+    }
+    values.push_back(raters[j].second);
+  }
+  // (With no rater left, nothing speaks for the item: no vector, no bias.)
+  FoldInResult row;
+  if (raters.empty()) {
+    row.bias = 0;
+    row.factors = Eigen::VectorXf::Zero(m.factors());
+  } else {
+    row = FoldInGathered(m, /*user_side=*/false, uf, ub, values);
+  }
+  next->bias[local] = row.bias;
+  if (m.factors() > 0) {
+    std::shared_ptr<const RowMatrix>& block =
+        next->blocks[static_cast<size_t>(local / NewItems::kBlockRows)];
+    auto changed = std::make_shared<RowMatrix>(*block);
+    changed->row(local % NewItems::kBlockRows) = row.factors.transpose();
+    block = std::move(changed);
+  }
+}
+
+int64_t Engine::Erase(Generation& g, const LogRecord& rec) {
+  const Model& m = *g.model;
+  const size_t shard = g.ShardOf(rec.user);
+  std::lock_guard<std::mutex> write(g.write_mu[shard]);
+  const internal::UserView user =
+      internal::ViewUser(g, rec.user, /*with_ratings=*/true,
+                         /*with_vector=*/false);
+  // The new items the user rated lose that rating, and their vectors are
+  // folded again without it.
+  std::vector<int32_t> rated_new;
+  for (const UserState::Entry& e : user.ratings) {
+    if (e.item >= m.num_items()) rated_new.push_back(e.item - m.num_items());
+  }
+  if (!rated_new.empty()) {
+    std::lock_guard<std::mutex> lock(g.new_items_mu);
+    auto next = std::make_shared<NewItems>(*g.items());
+    const internal::UserView none;
+    for (int32_t local : rated_new) {
+      auto& raters = g.new_item_raters[static_cast<size_t>(local)].list;
+      auto it = std::find_if(raters.begin(), raters.end(), [&](const auto& p) {
+        return p.first == rec.user;
+      });
+      if (it == raters.end()) continue;
+      raters.erase(it);
+      --next->counts[local];
+      FoldNewItemAgain(g, local, std::string(), none, next.get());
+    }
+    std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
+  }
+  internal::EquationCache& cache = g.equations[shard];
+  const int64_t bytes_before = static_cast<int64_t>(cache.bytes());
+  const int64_t users_before = static_cast<int64_t>(cache.users());
+  cache.Erase(rec.user);
+  g.equation_bytes.fetch_add(static_cast<int64_t>(cache.bytes()) - bytes_before,
+                             std::memory_order_relaxed);
+  g.equation_users.fetch_add(static_cast<int64_t>(cache.users()) - users_before,
+                             std::memory_order_relaxed);
+  auto st = std::make_shared<UserState>();
+  st->base = m.users.Find(rec.user);
+  st->erased = true;
+  {
+    internal::Generation::Shard& s = g.shards[shard];
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.users[rec.user] = std::move(st);
+  }
+  return static_cast<int64_t>(user.ratings.size());
+}
+
 RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
+  if (rec.erase_user) {
+    Erase(g, rec);
+    // (Apply runs one record at a time: replay, or the journal.)
+    if (rec.seq > erased_seq_.load()) erased_seq_ = rec.seq;
+    RateResult r;
+    r.sequence = rec.seq;
+    return r;
+  }
   const LogRecord* one[] = {&rec};
   return ApplyUser(g, one)[0];
 }
@@ -834,6 +944,15 @@ void Engine::MaybeSnapshot() {
 
 absl::Status Engine::WriteSnapshot() {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return WriteSnapshotLocked();
+}
+
+absl::Status Engine::WriteSnapshotLocked() {
+  // The segment being written is closed first: every record in it is older
+  // than `seq` below, so the snapshot covers it and it goes. (Rotating after
+  // the snapshot would leave a segment that holds both records before an
+  // erasure and records after `seq`.)
+  RECSYS_RETURN_IF_ERROR(log_->Rotate());
   uint64_t seq = 0;
   std::shared_ptr<Generation> g;
   {
@@ -847,15 +966,72 @@ absl::Status Engine::WriteSnapshot() {
   const std::string path =
       options_.data_dir + "/" + SnapshotName(g->version, seq);
   RECSYS_RETURN_IF_ERROR(SaveModel(m, path));
-  RECSYS_RETURN_IF_ERROR(log_->Rotate());
+  snapshot_seq_ = seq;
   RECSYS_RETURN_IF_ERROR(log_->DeleteSegmentsUpTo(seq));
   std::vector<SnapshotFile> snaps = ListSnapshots(options_.data_dir);
   const int keep = 1 + std::max(0, options_.keep_snapshots);
-  for (int k = 0; k + keep < static_cast<int>(snaps.size()); ++k) {
+  const uint64_t erased = erased_seq_.load();
+  for (int k = 0; k + 1 < static_cast<int>(snaps.size()); ++k) {
+    if (k + keep >= static_cast<int>(snaps.size()) && snaps[k].seq >= erased) {
+      continue;
+    }
     std::error_code ec;
     std::filesystem::remove(snaps[k].path, ec);
+    if (ec && snaps[k].seq < erased) {
+      return absl::InternalError(
+          absl::StrCat("cannot delete ", snaps[k].path,
+                       ", which holds a user erased since: ", ec.message()));
+    }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
+  RECSYS_RETURN_IF_ERROR(CheckId("user id", user));
+  DeleteUserResult out;
+  {
+    std::shared_lock<std::shared_mutex> swap(swap_mu_);
+    std::shared_ptr<Generation> g = current();
+    if (internal::ViewUser(*g, user, /*with_ratings=*/false,
+                           /*with_vector=*/false)
+            .known) {
+      std::vector<LogRecord> records(1);
+      records[0].user = user;
+      records[0].erase_user = true;
+      records[0].timestamp = NowSeconds();
+      RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
+      out.ratings_erased = Erase(*g, records[0]);
+      uint64_t seen = erased_seq_.load();
+      while (seen < out.sequence &&
+             !erased_seq_.compare_exchange_weak(seen, out.sequence)) {
+      }
+      if (journaling_) {
+        std::lock_guard<std::mutex> lock(journal_mu_);
+        journal_.push_back(records[0]);
+      }
+    }
+  }
+  // One snapshot covers every erasure logged before it, so erasures that
+  // arrive together mostly share one.
+  const uint64_t erased = erased_seq_.load();
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    if (snapshot_seq_ < erased) {
+      absl::Status written = WriteSnapshotLocked();
+      if (!written.ok()) {
+        return absl::InternalError(absl::StrCat(
+            out.sequence > 0 ? "the user is erased from serving and the log, "
+                               "but not yet from older files: "
+                             : "an earlier erasure is not yet out of older "
+                               "files: ",
+            written.message(), " (DeleteUser again to retry)"));
+      }
+    }
+  }
+  if (out.sequence == 0) {
+    return absl::NotFoundError(absl::StrCat("unknown user '", user, "'"));
+  }
+  return out;
 }
 
 absl::Status Engine::Sync() { return log_->Sync(); }
@@ -1198,7 +1374,12 @@ EngineInfo Engine::Info() const {
   for (const auto& shard : g->shards) {
     std::lock_guard<std::mutex> lock(shard.mu);
     for (const auto& [id, st] : shard.users) {
-      if (st->base < 0) {
+      if (st->erased) {
+        if (st->base >= 0) {
+          --new_users;
+          extra_ratings -= m.user_ratings.size(st->base);
+        }
+      } else if (st->base < 0) {
         ++new_users;
         extra_ratings += static_cast<int64_t>(st->ratings.size());
       } else {

@@ -131,6 +131,11 @@ struct UserRatingView {
   int64_t timestamp = 0;
 };
 
+struct DeleteUserResult {
+  uint64_t sequence = 0;       // the erasure's log sequence number
+  int64_t ratings_erased = 0;  // the user's ratings at that point
+};
+
 struct UserResult {
   int64_t rating_count = 0;
   std::vector<UserRatingView> recent;  // newest first
@@ -179,6 +184,7 @@ struct TrainingUpdate {
 
 namespace internal {
 struct Generation;
+struct NewItems;
 struct TrainingJob;
 struct UserView;
 }  // namespace internal
@@ -209,6 +215,15 @@ class Engine {
   absl::StatusOr<SimilarResult> SimilarItems(const std::string& item,
                                              int k) const;
   absl::StatusOr<UserResult> GetUser(const std::string& user, int recent) const;
+  // Erases a user: their ratings, vector and id. Once it returns OK the
+  // erasure is durable (a log record) and no file of the data directory
+  // holds the user any more: a snapshot without them has been written, and
+  // the older snapshots and the log segments it covers are deleted. The
+  // serving model's item vectors still reflect the user's ratings until the
+  // next training. A later rating makes them a new user. NOT_FOUND for a
+  // user the engine does not know (or no longer knows); that call also
+  // retries a snapshot an earlier erasure could not write.
+  absl::StatusOr<DeleteUserResult> DeleteUser(const std::string& user);
   EngineInfo Info() const;
 
   // Starts a background training job; ALREADY_EXISTS while one runs.
@@ -223,7 +238,8 @@ class Engine {
   void WaitForTraining();
 
   // Writes a snapshot of the current state and drops the log segments it
-  // covers.
+  // covers (and the older snapshots: those past `keep_snapshots`, and any
+  // written before an erasure).
   absl::Status WriteSnapshot();
   // Flushes the log; call before exit.
   absl::Status Sync();
@@ -237,6 +253,8 @@ class Engine {
                               const RatingInput& r) const;
   // Applies a durable record to generation `g` (under swap_mu_ shared).
   RateResult Apply(internal::Generation& g, const LogRecord& rec);
+  // Applies an erasure record; returns how many ratings it erased.
+  int64_t Erase(internal::Generation& g, const LogRecord& rec);
   // Applies one user's records (in log order) and folds the user in once.
   std::vector<RateResult> ApplyUser(internal::Generation& g,
                                     absl::Span<const LogRecord* const> recs);
@@ -244,6 +262,15 @@ class Engine {
   // vector in again; returns its global index.
   int32_t FoldInNewItem(internal::Generation& g, const LogRecord& rec,
                         const internal::UserView& user);
+  // Folds the vector of new item `local` in again from its raters into
+  // `next` (under g.new_items_mu). `self` stands for rater `self_id`, whose
+  // new state is not published yet.
+  void FoldNewItemAgain(internal::Generation& g, int32_t local,
+                        const std::string& self_id,
+                        const internal::UserView& self,
+                        internal::NewItems* next);
+  // WriteSnapshot with snapshot_mu_ held.
+  absl::Status WriteSnapshotLocked();
   void MaybeSnapshot();
   void RunTraining(std::shared_ptr<internal::TrainingJob> job, ModelKind kind,
                    Hyperparameters params, double validation_fraction);
@@ -267,7 +294,10 @@ class Engine {
   std::atomic<int64_t> since_snapshot_{0};
   std::atomic<uint64_t> fold_in_cache_hits_{0};
   std::atomic<uint64_t> fold_in_cache_misses_{0};
-  std::mutex snapshot_mu_;  // one snapshot writer at a time
+  std::mutex snapshot_mu_;     // one snapshot writer at a time
+  uint64_t snapshot_seq_ = 0;  // of the newest snapshot; under snapshot_mu_
+  // The newest erasure applied: older snapshots may hold the user.
+  std::atomic<uint64_t> erased_seq_{0};
 
   mutable std::mutex jobs_mu_;
   std::map<std::string, std::shared_ptr<internal::TrainingJob>> jobs_;

@@ -50,8 +50,9 @@ struct LogSegment {
 namespace {
 
 constexpr char kMagic[8] = {'R', 'S', 'Y', 'S', 'L', 'O', 'G', '1'};
-constexpr uint32_t kVersion = 1;
-constexpr size_t kFrameBytes = 8;  // length and checksum
+constexpr uint32_t kVersion = 2;        // written
+constexpr uint32_t kOldestVersion = 1;  // read too: no erasure records
+constexpr size_t kFrameBytes = 8;       // length and checksum
 constexpr absl::string_view kSegmentPrefix = "ratings-";
 constexpr absl::string_view kSegmentSuffix = ".log";
 constexpr size_t kSeqDigits = 20;
@@ -154,6 +155,7 @@ Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
     r->timestamp = Load<int64_t>(p + 12);
     r->user.assign(p + 24, user_size);
     r->item.assign(p + 28 + user_size, item_size);
+    r->erase_user = item_size == 0;
   }
   return Frame::kValid;
 }
@@ -326,10 +328,10 @@ absl::StatusOr<size_t> ScanSegment(
         absl::StrCat(path, ": not a rating log segment (bad header)"));
   }
   const uint32_t version = Load<uint32_t>(bytes.data() + 8);
-  if (version != kVersion) {
+  if (version < kOldestVersion || version > kVersion) {
     return absl::FailedPreconditionError(
-        absl::StrFormat("%s: log format version %d, this build reads %d", path,
-                        version, kVersion));
+        absl::StrFormat("%s: log format version %d, this build reads %d..%d",
+                        path, version, kOldestVersion, kVersion));
   }
   LogRecord r;
   std::string why;
@@ -338,6 +340,10 @@ absl::StatusOr<size_t> ScanSegment(
     size_t frame_size = 0;
     const Frame frame = DecodeFrame(bytes, offset, &r, &frame_size, &why);
     if (frame == Frame::kCorruptPayload) return CorruptAt(path, offset, why);
+    if (frame == Frame::kValid && r.erase_user && version < 2) {
+      return CorruptAt(path, offset,
+                       "empty item id (a version 1 segment has no erasures)");
+    }
     if (frame == Frame::kInvalid) {
       if (!is_last) {
         return CorruptAt(path, offset,
@@ -386,6 +392,13 @@ absl::Status ValidateRecord(const LogRecord& r) {
     return absl::OkStatus();
   };
   RECSYS_RETURN_IF_ERROR(check_id("user", r.user));
+  if (r.erase_user) {
+    if (!r.item.empty() || r.value != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the erasure of user '%s' has an item or a value", r.user));
+    }
+    return absl::OkStatus();
+  }
   RECSYS_RETURN_IF_ERROR(check_id("item", r.item));
   if (!std::isfinite(r.value)) {
     return absl::InvalidArgumentError(absl::StrFormat(

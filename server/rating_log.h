@@ -26,7 +26,7 @@
 //
 //   Segment header (kHeaderBytes = 12)
 //   0   char[8]  magic "RSYSLOG1"
-//   8   u32      format version, 1
+//   8   u32      format version: 2 is written; 1 (no erasures) is read too
 //   Records, back to back until the end of the file
 //   0   u32      L = payload length, 28 + U + I (at most kMaxPayloadBytes)
 //   4   u32      CRC-32C of bytes 0..3 (L) followed by the payload, masked
@@ -38,6 +38,10 @@
 //   20  i64      timestamp (whatever the caller stores, e.g. Unix seconds)
 //   28  u32 U    user id length (at most kMaxIdBytes), then U bytes
 //   .   u32 I    item id length (at most kMaxIdBytes), then I bytes
+//
+// A record with an empty item id (I = 0, value 0; version 2 only) erases
+// the user: every rating of theirs before it is gone (Engine::DeleteUser).
+// Version 1 readers would take it for a rating, hence the new version.
 //
 // Sequence numbers increase by one from record to record, within and across
 // segments; the only gaps allowed are at or below `after_seq`, which Open
@@ -87,9 +91,11 @@ struct LogSegment;  // an open segment file, defined in rating_log.cc
 struct LogRecord {
   uint64_t seq = 0;  // assigned by Append
   std::string user;
-  std::string item;
+  std::string item;  // empty for an erasure
   float value = 0;
   int64_t timestamp = 0;
+  // Erases every earlier rating of `user` (stored with an empty item id).
+  bool erase_user = false;
 };
 
 enum class SyncPolicy {
@@ -152,7 +158,8 @@ class RatingLog {
   // Numbers the records consecutively (writing each seq into them), appends
   // them and returns the last seq once they are durable per the policy.
   // InvalidArgument, and nothing appended, when any record has an empty or
-  // over-long id or a non-finite value. Thread-safe.
+  // over-long id or a non-finite value (an erasure: an empty user id, or an
+  // item id or value at all). Thread-safe.
   absl::StatusOr<uint64_t> Append(std::vector<LogRecord>* records);
 
   // The newest seq handed out (or recovered, or after_seq if larger).

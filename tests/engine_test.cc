@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -19,6 +21,7 @@
 #include "models/evaluation.h"
 #include "models/fold_in.h"
 #include "models/loaders.h"
+#include "models/model_io.h"
 #include "models/scoring.h"
 #include "models/topk.h"
 #include "models/train.h"
@@ -559,6 +562,164 @@ TEST_F(EngineTest, NewItemWithoutAVectorHasNoSimilarItems) {
   sim = engine_->SimilarItems("cult", 5);
   ASSERT_TRUE(sim.ok()) << sim.status();
   EXPECT_EQ(sim->similar.size(), 5u);
+}
+
+// The files in `dir` that hold the bytes `needle` anywhere: what an erasure
+// must leave empty.
+std::vector<std::string> FilesHolding(const std::string& dir,
+                                      const std::string& needle) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)),
+                            std::istreambuf_iterator<char>());
+    if (bytes.find(needle) != std::string::npos) {
+      found.push_back(e.path().filename().string());
+    }
+  }
+  return found;
+}
+
+// DeleteUser of a user who rated through the service and of a user the
+// model was trained on: both are gone from every reader, from the counts,
+// from the new items they rated and from every file of the data directory,
+// and stay gone across a restart. Everyone else is served as before.
+TEST_F(EngineTest, DeletedUserIsGoneFromServingAndFromDisk) {
+  const std::string kGone = "erin-7f3a";  // in no other id
+  for (int i = 0; i < 12; ++i) {
+    MustRate(kGone, absl::StrCat("i", i * 3), 1.0f + static_cast<float>(i % 5));
+  }
+  MustRate(kGone, "only-erin", 5.0f);   // a new item nobody else rated
+  MustRate(kGone, "shared-new", 2.0f);  // a new item others rated too
+  for (int u = 0; u < 6; ++u) {
+    MustRate(absl::StrCat("u", u + 10), "shared-new", 5.0f);
+  }
+  MustRate("u5", "i7", 5.0f);  // a trained user with a rating since
+  ASSERT_EQ(engine_->WriteSnapshot(), absl::OkStatus());  // one older file
+  MustRate(kGone, "i100", 4.0f);                          // and the log
+  EXPECT_FALSE(FilesHolding(dir_, kGone).empty());
+
+  // (The new items' vectors change with the erasure.)
+  RecommendQuery other;
+  other.user = "u7";
+  other.k = 15;
+  other.exclude = {"only-erin", "shared-new"};
+  absl::StatusOr<RecommendResult> other_before = engine_->Recommend(other);
+  ASSERT_TRUE(other_before.ok());
+  const EngineInfo before = engine_->Info();
+  const int64_t u5_count = engine_->GetUser("u5", 1)->rating_count;
+  absl::StatusOr<SimilarResult> sim = engine_->SimilarItems("only-erin", 3);
+  ASSERT_TRUE(sim.ok());
+  EXPECT_EQ(sim->similar.size(), 3u);
+
+  absl::StatusOr<DeleteUserResult> gone = engine_->DeleteUser(kGone);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_EQ(gone->ratings_erased, 15);
+  EXPECT_EQ(gone->sequence, engine_->Info().log_sequence);
+  // (The snapshot written before the erasure held the user: it went too.)
+  EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
+  absl::StatusOr<DeleteUserResult> trained = engine_->DeleteUser("u5");
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_EQ(trained->ratings_erased, u5_count);
+
+  auto check = [&](const char* when) {
+    SCOPED_TRACE(when);
+    for (const std::string& user : {kGone, std::string("u5")}) {
+      EXPECT_EQ(engine_->GetUser(user, 10).status().code(),
+                absl::StatusCode::kNotFound);
+      EXPECT_EQ(engine_->DeleteUser(user).status().code(),
+                absl::StatusCode::kNotFound);
+      RecommendQuery q;
+      q.user = user;
+      absl::StatusOr<RecommendResult> rec = engine_->Recommend(q);
+      ASSERT_TRUE(rec.ok());
+      EXPECT_FALSE(rec->personalized);
+    }
+    const EngineInfo info = engine_->Info();
+    EXPECT_EQ(info.users, before.users - 2);
+    EXPECT_EQ(info.ratings, before.ratings - 15 - u5_count);
+    EXPECT_EQ(info.items, before.items);  // the catalogue stays
+    // Rated by the erased user alone: no vector left to compare.
+    absl::StatusOr<SimilarResult> sim = engine_->SimilarItems("only-erin", 3);
+    ASSERT_TRUE(sim.ok());
+    EXPECT_TRUE(sim->similar.empty());
+    absl::StatusOr<RecommendResult> rec = engine_->Recommend(other);
+    ASSERT_TRUE(rec.ok());
+    ASSERT_EQ(rec->items.size(), other_before->items.size());
+    for (size_t j = 0; j < rec->items.size(); ++j) {
+      EXPECT_EQ(rec->items[j].item.id, other_before->items[j].item.id);
+    }
+    EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
+  };
+  check("after DeleteUser");
+  Open();
+  check("after a restart");
+  // The newest snapshot has no trace of the trained user either.
+  absl::StatusOr<Model> snap = LoadModel([&] {
+    std::string newest;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+      const std::string p = e.path().string();
+      if (e.path().extension() == ".rsm" && p > newest) newest = p;
+    }
+    return newest;
+  }());
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  EXPECT_EQ(snap->users.Find("u5"), -1);
+  EXPECT_EQ(snap->users.Find(kGone), -1);
+  EXPECT_EQ(snap->num_users(), before.users - 2);
+
+  // Coming back is starting again.
+  EXPECT_TRUE(MustRate(kGone, "i1", 3.0f).new_user);
+  EXPECT_EQ(engine_->GetUser(kGone, 10)->rating_count, 1);
+  EXPECT_TRUE(MustRate("u5", "i1", 3.0f).new_user);
+  EXPECT_EQ(engine_->GetUser("u5", 10)->rating_count, 1);
+  Open();
+  EXPECT_EQ(engine_->GetUser("u5", 10)->rating_count, 1);
+  EXPECT_EQ(engine_->Info().users, before.users);
+}
+
+// An erasure that reached the log but not its snapshot (a crash between
+// the two) is replayed at start, and the older files go then.
+TEST_F(EngineTest, ErasureInTheLogIsCompletedAtStart) {
+  const std::string kGone = "zed-41c9";
+  for (int i = 0; i < 5; ++i) MustRate(kGone, absl::StrCat("i", i), 4.0f);
+  engine_.reset();
+  {
+    absl::StatusOr<std::unique_ptr<RatingLog>> log =
+        RatingLog::Open(dir_, RatingLogOptions(), 0, nullptr);
+    ASSERT_TRUE(log.ok()) << log.status();
+    std::vector<LogRecord> erase(1);
+    erase[0].user = kGone;
+    erase[0].erase_user = true;
+    ASSERT_TRUE((*log)->Append(&erase).ok());
+  }
+  EXPECT_FALSE(FilesHolding(dir_, kGone).empty());
+  Open();
+  EXPECT_EQ(engine_->GetUser(kGone, 10).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
+}
+
+// A user erased while a model trains on a copy that still holds them is
+// erased from the new model too, and from its snapshot.
+TEST_F(EngineTest, ErasureDuringTrainingReachesTheNewModel) {
+  const std::string kGone = "ann-93be";
+  for (int i = 0; i < 30; ++i) MustRate(kGone, absl::StrCat("i", i), 4.0f);
+  TrainSpec spec;
+  spec.params.epochs = 800;  // long enough to still run after the erasure
+  ASSERT_TRUE(engine_->StartTraining(spec).ok());
+  ASSERT_TRUE(engine_->DeleteUser(kGone).ok());
+  EXPECT_FALSE(engine_->Info().training_job.empty());
+  engine_->WaitForTraining();
+  EXPECT_EQ(engine_->Info().version, 2u);
+  EXPECT_EQ(engine_->GetUser(kGone, 10).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
+  Open();
+  EXPECT_EQ(engine_->Info().version, 2u);
+  EXPECT_EQ(engine_->GetUser(kGone, 10).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(EngineTest, BadInputGetsTheRightCodes) {

@@ -563,9 +563,70 @@ TEST(RatingLogTest, RefusesForeignOrNewerSegments) {
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(status.message(), HasSubstr("bad header"));
   other = bytes;
-  other[8] = 2;
+  other[8] = 3;
   testing::WriteFile(FirstSegment(dir), other);
-  EXPECT_EQ(Replay(dir).status().code(), absl::StatusCode::kFailedPrecondition);
+  status = Replay(dir).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(),
+              HasSubstr("log format version 3, this build reads 1..2"));
+}
+
+LogRecord Erasure(std::string user) {
+  LogRecord r;
+  r.user = std::move(user);
+  r.erase_user = true;
+  return r;
+}
+
+TEST(RatingLogTest, ErasuresRoundTripBetweenRatings) {
+  const std::string dir = testing::MakeTempDir("log");
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(dir);
+    ASSERT_NE(log, nullptr);
+    std::vector<LogRecord> batch = {Rec("alice", "i1", 4, 10), Erasure("alice"),
+                                    Rec("alice", "i2", 2, 0)};
+    ASSERT_EQ(log->Append(&batch).value_or(0), 3u);
+  }
+  absl::StatusOr<std::vector<LogRecord>> got = Replay(dir);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_FALSE((*got)[0].erase_user);
+  EXPECT_EQ((*got)[0].item, "i1");
+  EXPECT_TRUE((*got)[1].erase_user);
+  EXPECT_EQ((*got)[1].user, "alice");
+  EXPECT_EQ((*got)[1].item, "");
+  EXPECT_EQ((*got)[1].seq, 2u);
+  EXPECT_FALSE((*got)[2].erase_user);
+  EXPECT_EQ((*got)[2].value, 2.0f);
+}
+
+// Segments written before erasures existed (version 1) are read as they
+// were; an empty item id in one is damage, not an erasure.
+TEST(RatingLogTest, ReadsVersionOneSegments) {
+  const std::string dir = testing::MakeTempDir("log");
+  WriteLog(dir, 2);
+  std::string bytes = ReadBytes(FirstSegment(dir));
+  ASSERT_EQ(bytes[8], 2);
+  bytes[8] = 1;
+  testing::WriteFile(FirstSegment(dir), bytes);
+  absl::StatusOr<std::vector<LogRecord>> got = Replay(dir);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Seqs(*got), ElementsAre(1, 2));
+
+  const std::string with_erasure = testing::MakeTempDir("log");
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(with_erasure);
+    ASSERT_NE(log, nullptr);
+    AppendOne(*log, Rec("u", "i", 3, 0));
+    AppendOne(*log, Erasure("u"));
+  }
+  bytes = ReadBytes(FirstSegment(with_erasure));
+  bytes[8] = 1;
+  testing::WriteFile(FirstSegment(with_erasure), bytes);
+  const absl::Status status = Replay(with_erasure).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(),
+              HasSubstr("a version 1 segment has no erasures"));
 }
 
 TEST(RatingLogTest, RejectsInvalidRecordsWhole) {
@@ -573,10 +634,14 @@ TEST(RatingLogTest, RejectsInvalidRecordsWhole) {
   std::unique_ptr<RatingLog> log = MustOpen(dir);
   ASSERT_NE(log, nullptr);
   const std::string too_long(RatingLog::kMaxIdBytes + 1, 'x');
-  const std::vector<LogRecord> bad = {
-      Rec(too_long, "i", 1, 0), Rec("u", too_long, 1, 0),
-      Rec("", "i", 1, 0),       Rec("u", "", 1, 0),
-      Rec("u", "i", NAN, 0),    Rec("u", "i", INFINITY, 0)};
+  const std::vector<LogRecord> bad = {Rec(too_long, "i", 1, 0),
+                                      Rec("u", too_long, 1, 0),
+                                      Rec("", "i", 1, 0),
+                                      Rec("u", "", 1, 0),
+                                      Rec("u", "i", NAN, 0),
+                                      Rec("u", "i", INFINITY, 0),
+                                      Erasure(""),
+                                      Erasure(too_long)};
   for (const LogRecord& r : bad) {
     std::vector<LogRecord> batch = {Rec("fine", "fine", 1, 0), r};
     const absl::StatusOr<uint64_t> seq = log->Append(&batch);
@@ -585,6 +650,16 @@ TEST(RatingLogTest, RejectsInvalidRecordsWhole) {
   std::vector<LogRecord> batch = {Rec(too_long, "i", 1, 0)};
   EXPECT_THAT(log->Append(&batch).status().message(),
               HasSubstr("user id of 4097 bytes"));
+  // An erasure names a user and nothing else.
+  LogRecord with_item = Erasure("u");
+  with_item.item = "i";
+  LogRecord with_value = Erasure("u");
+  with_value.value = 1;
+  for (const LogRecord& r : {with_item, with_value}) {
+    batch = {r};
+    EXPECT_THAT(log->Append(&batch).status().message(),
+                HasSubstr("the erasure of user 'u' has an item or a value"));
+  }
   EXPECT_EQ(log->last_seq(), 0u);
   EXPECT_EQ(log->stats().writes, 0u);
 }
