@@ -417,6 +417,28 @@ absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
   return absl::OkStatus();
 }
 
+absl::Status RunDeleteUser(const ClientOptions& options,
+                           const UserOptions& command, RecommenderStub& stub,
+                           const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "delete-user", "user"));
+  v1::DeleteUserRequest request;
+  request.set_user_id(command.user);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::DeleteUserResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.DeleteUser(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+    return absl::OkStatus();
+  }
+  *io.out << absl::StrFormat(
+      "deleted user %s: %d ratings, gone from the server's files (log "
+      "sequence %d)\n",
+      command.user, response.ratings_deleted(), response.log_sequence());
+  return absl::OkStatus();
+}
+
 absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
                      const Streams& io) {
   grpc::ClientContext context;

@@ -192,6 +192,10 @@ absl::Status RunTrain(const ClientOptions& options, const TrainOptions& command,
                       RecommenderStub& stub, const Streams& io);
 absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
                      RecommenderStub& stub, const Streams& io);
+// DeleteUser: erases the user's ratings, vector and id (see the proto).
+absl::Status RunDeleteUser(const ClientOptions& options,
+                           const UserOptions& command, RecommenderStub& stub,
+                           const Streams& io);
 absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
                      const Streams& io);
 // grpc.health.v1.Health/Check. Prints SERVING, NOT_SERVING, UNKNOWN or

@@ -4,6 +4,7 @@
 //   recsys-client rate --user=1 --item=50 --rating=4.5
 //   recsys-client rate --file=ratings.csv        # or --file=- for stdin
 //   recsys-client train --model=als --wait
+//   recsys-client delete-user --user=1
 //   recsys-client health --target=recsys:50051 --timeout=2
 //   recsys-client                                # interactive prompt
 //
@@ -36,7 +37,7 @@ ABSL_FLAG(double, timeout, 10,
           "Seconds allowed for each call (rate --file: for each "
           "acknowledgement; train --wait: not applied); 0 = no limit");
 ABSL_FLAG(bool, json, false, "Print one JSON object per result");
-// recommend, rate, user.
+// recommend, rate, user, delete-user.
 ABSL_FLAG(std::string, user, "", "User id");
 ABSL_FLAG(int, k, 10, "recommend, similar: how many items");
 ABSL_FLAG(std::string, genre, "", "recommend: only items of this genre");
@@ -90,6 +91,7 @@ constexpr char kUsage[] =
     "  similar   --item=I [-k 10]\n"
     "  train     [--model=als] [--factors=N] [--epochs=N] [--wait]\n"
     "  user      --user=U [--recent=10]\n"
+    "  delete-user --user=U   erase the user's ratings, vector and id\n"
     "  info      what the server is serving\n"
     "  health    grpc.health.v1 check (exit 0 only when SERVING)\n"
     "  (none)    interactive: recommendations for each user id typed\n"
@@ -182,6 +184,11 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     o.user = absl::GetFlag(FLAGS_user);
     o.recent = absl::GetFlag(FLAGS_recent);
     return RunUser(options, o, *stub, io);
+  }
+  if (command == "delete-user") {
+    UserOptions o;
+    o.user = absl::GetFlag(FLAGS_user);
+    return RunDeleteUser(options, o, *stub, io);
   }
   if (command == "info") return RunInfo(options, *stub, io);
   if (command == "health") {

@@ -1000,7 +1000,7 @@ absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
       records[0].erase_user = true;
       records[0].timestamp = NowSeconds();
       RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
-      out.ratings_erased = Erase(*g, records[0]);
+      out.ratings_deleted = Erase(*g, records[0]);
       uint64_t seen = erased_seq_.load();
       while (seen < out.sequence &&
              !erased_seq_.compare_exchange_weak(seen, out.sequence)) {

@@ -132,8 +132,8 @@ struct UserRatingView {
 };
 
 struct DeleteUserResult {
-  uint64_t sequence = 0;       // the erasure's log sequence number
-  int64_t ratings_erased = 0;  // the user's ratings at that point
+  uint64_t sequence = 0;        // the erasure's log sequence number
+  int64_t ratings_deleted = 0;  // the user's ratings at that point
 };
 
 struct UserResult {

@@ -31,6 +31,8 @@ constexpr MethodName kMethods[] = {
     {"/recsys.v1.Recommender/GetUser", "recsys.v1.Recommender", "GetUser"},
     {"/recsys.v1.Recommender/GetModelInfo", "recsys.v1.Recommender",
      "GetModelInfo"},
+    {"/recsys.v1.Recommender/DeleteUser", "recsys.v1.Recommender",
+     "DeleteUser"},
     {"/grpc.health.v1.Health/Check", "grpc.health.v1.Health", "Check"},
     {"/grpc.health.v1.Health/Watch", "grpc.health.v1.Health", "Watch"},
     {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

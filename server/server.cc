@@ -207,6 +207,13 @@ void Server::OnTrainingStarted(const std::string& job_id) {
   watcher_ = std::thread([this, job_id] { WatchJob(job_id); });
 }
 
+void Server::OnUserDeleted(int64_t ratings, uint64_t log_sequence) {
+  // (The id stays out of the server's own log: the point was to forget it.)
+  Log(LogLevel::kInfo, "user deleted",
+      {{"ratings", absl::StrCat(ratings)},
+       {"log_sequence", absl::StrCat(log_sequence)}});
+}
+
 void Server::WatchJob(const std::string& job_id) {
   size_t from = 0;
   bool done = false;

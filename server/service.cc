@@ -469,6 +469,20 @@ grpc::ServerUnaryReactor* RecommenderService::GetUser(
   });
 }
 
+grpc::Status RecommenderService::DeleteUser(grpc::ServerContext*,
+                                            const v1::DeleteUserRequest* req,
+                                            v1::DeleteUserResponse* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    RECSYS_ASSIGN_OR_RETURN(DeleteUserResult r, e.DeleteUser(req->user_id()));
+    resp->set_ratings_deleted(r.ratings_deleted);
+    resp->set_log_sequence(r.sequence);
+    if (observer_ != nullptr) {
+      observer_->OnUserDeleted(r.ratings_deleted, r.sequence);
+    }
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* RecommenderService::GetModelInfo(
     grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest*,
     v1::ModelInfo* resp) {

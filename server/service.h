@@ -40,6 +40,8 @@ class ServiceObserver {
                           int64_t new_items) = 0;
   virtual void OnRejected(absl::StatusCode code) = 0;
   virtual void OnTrainingStarted(const std::string& job_id) = 0;
+  // A user was erased (DeleteUser), with this many ratings.
+  virtual void OnUserDeleted(int64_t ratings, uint64_t log_sequence) = 0;
 };
 
 class RateBatcher;  // defined in service.cc
@@ -52,8 +54,9 @@ class RateBatcher;  // defined in service.cc
 // is queued or its budget is spent, when the batcher's own thread takes
 // over (see RateBatcher in service.cc). The other quick unary calls (Train,
 // which only starts a job, SimilarItems, GetUser, GetModelInfo) are callback
-// methods too; the long-lived streams, RateStream and WatchTraining, stay on
-// the synchronous server's threads.
+// methods too; the long-lived streams, RateStream and WatchTraining, and
+// DeleteUser, which waits for a snapshot, stay on the synchronous server's
+// threads.
 class RecommenderService final
     : public v1::Recommender::WithRawCallbackMethod_Recommend<
           v1::Recommender::WithCallbackMethod_Rate<
@@ -103,6 +106,11 @@ class RecommenderService final
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
                                          const v1::GetModelInfoRequest* req,
                                          v1::ModelInfo* resp) override;
+  // Synchronous: it waits for a snapshot, which must not hold a callback
+  // thread.
+  grpc::Status DeleteUser(grpc::ServerContext* ctx,
+                          const v1::DeleteUserRequest* req,
+                          v1::DeleteUserResponse* resp) override;
 
  private:
   // The engine, or FAILED_PRECONDITION while no model is loaded.

@@ -615,13 +615,13 @@ TEST_F(EngineTest, DeletedUserIsGoneFromServingAndFromDisk) {
 
   absl::StatusOr<DeleteUserResult> gone = engine_->DeleteUser(kGone);
   ASSERT_TRUE(gone.ok()) << gone.status();
-  EXPECT_EQ(gone->ratings_erased, 15);
+  EXPECT_EQ(gone->ratings_deleted, 15);
   EXPECT_EQ(gone->sequence, engine_->Info().log_sequence);
   // (The snapshot written before the erasure held the user: it went too.)
   EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
   absl::StatusOr<DeleteUserResult> trained = engine_->DeleteUser("u5");
   ASSERT_TRUE(trained.ok()) << trained.status();
-  EXPECT_EQ(trained->ratings_erased, u5_count);
+  EXPECT_EQ(trained->ratings_deleted, u5_count);
 
   auto check = [&](const char* when) {
     SCOPED_TRACE(when);

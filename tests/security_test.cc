@@ -46,6 +46,8 @@ TEST(ClassifyMethod, WritesClosedReadsOpenHealthAlwaysOpen) {
             MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/Train"),
             MethodAccess::kWrite);
+  EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/DeleteUser"),
+            MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/Recommend"),
             MethodAccess::kRead);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/GetModelInfo"),

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
@@ -212,6 +213,79 @@ TEST_F(ServerE2eTest, NewUserRatesTwentyItemsThroughTheClient) {
   EXPECT_EQ(WEXITSTATUS(server->exit_status()), 0);
   server->Start();
   EXPECT_EQ(RatingCount(server->stub(), "walk-in"), 20);
+}
+
+// The files under `dir` (recursively) holding the bytes `needle`.
+std::vector<std::string> FilesHolding(const std::string& dir,
+                                      const std::string& needle) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)),
+                            std::istreambuf_iterator<char>());
+    if (bytes.find(needle) != std::string::npos) {
+      found.push_back(e.path().string());
+    }
+  }
+  return found;
+}
+
+// A user asks to be forgotten: recsys-client delete-user erases them from
+// the answers and from every file of the data directory, a SIGKILL and a
+// restart bring nothing back, and the server's log records the erasure
+// without the id.
+TEST_F(ServerE2eTest, DeleteUserForgetsTheUserAcrossAKill) {
+  auto server = Server();
+  server->Start();
+  const std::string kUser = "forget-me-5e1d";
+  std::ostringstream file;
+  for (int i = 0; i < 12; ++i) file << kUser << ",i" << i * 5 << ",4\n";
+  testing::WriteFile(dir_ + "/mine.csv", file.str());
+  const CommandResult rate =
+      RunClient(server->target(), "rate --file=" + dir_ + "/mine.csv");
+  ASSERT_EQ(rate.exit_code, 0) << rate.output;
+  ASSERT_EQ(RatingCount(server->stub(), kUser), 12);
+  EXPECT_FALSE(FilesHolding(dir_ + "/data", kUser).empty());
+
+  const CommandResult deleted =
+      RunClient(server->target(), "delete-user --user=" + kUser);
+  EXPECT_EQ(deleted.exit_code, 0) << deleted.output;
+  EXPECT_THAT(deleted.output,
+              HasSubstr("deleted user " + kUser + ": 12 ratings"));
+  EXPECT_THAT(FilesHolding(dir_ + "/data", kUser), ::testing::IsEmpty());
+  v1::Strategy strategy;
+  Recommended(server->stub(), kUser, &strategy);
+  EXPECT_EQ(strategy, v1::STRATEGY_POPULARITY);
+  const CommandResult shown =
+      RunClient(server->target(), "user --user=" + kUser);
+  EXPECT_EQ(shown.exit_code, 1) << shown.output;
+  EXPECT_THAT(shown.output, HasSubstr("NOT_FOUND"));
+  const CommandResult again =
+      RunClient(server->target(), "delete-user --user=" + kUser);
+  EXPECT_EQ(again.exit_code, 1) << again.output;
+  EXPECT_THAT(again.output, HasSubstr("NOT_FOUND"));
+  const CommandResult no_user = RunClient(server->target(), "delete-user");
+  EXPECT_EQ(no_user.exit_code, 2) << no_user.output;
+  {
+    grpc::ClientContext ctx;
+    v1::DeleteUserRequest req;
+    v1::DeleteUserResponse resp;
+    EXPECT_EQ(server->stub().DeleteUser(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+
+  server->Kill(SIGKILL);
+  server->Start();
+  EXPECT_EQ(RatingCount(server->stub(), kUser), 0);
+  Recommended(server->stub(), kUser, &strategy);
+  EXPECT_EQ(strategy, v1::STRATEGY_POPULARITY);
+  EXPECT_THAT(FilesHolding(dir_ + "/data", kUser), ::testing::IsEmpty());
+  std::ifstream log(dir_ + "/data.log");
+  const std::string server_log((std::istreambuf_iterator<char>(log)),
+                               std::istreambuf_iterator<char>());
+  EXPECT_THAT(server_log, HasSubstr("user deleted"));
+  EXPECT_THAT(server_log, ::testing::Not(HasSubstr(kUser)));
 }
 
 TEST_F(ServerE2eTest, BadInputGetsCanonicalStatusCodes) {

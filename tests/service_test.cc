@@ -425,6 +425,10 @@ TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {
   expect_unary("GetUser", &Stub::GetUser, user, v1::GetUserResponse());
   expect_unary("GetModelInfo", &Stub::GetModelInfo, v1::GetModelInfoRequest(),
                v1::ModelInfo());
+  v1::DeleteUserRequest erase;
+  erase.set_user_id("u0");
+  expect_unary("DeleteUser", &Stub::DeleteUser, erase,
+               v1::DeleteUserResponse());
   {
     grpc::ClientContext ctx;
     auto stream = stub->RateStream(&ctx);
