@@ -42,6 +42,9 @@ struct UserState {
   // Erased (Engine::DeleteUser) and not back since: unknown to every
   // reader, whatever the model holds, and left out of snapshots.
   bool erased = false;
+  // The newest erasure of the user: records up to it are void, even when
+  // applied after it (two writers of one user may apply in either order).
+  uint64_t erased_seq = 0;
 };
 
 // Items that arrived after training. Immutable once published: a writer
@@ -236,6 +239,7 @@ struct UserView {
   float bias = 0;
   Eigen::VectorXf vec;
   std::vector<UserState::Entry> ratings;
+  uint64_t erased_seq = 0;
 };
 
 // `with_ratings` = false skips copying the history when only the row is
@@ -244,6 +248,7 @@ UserView ViewUser(const Generation& g, const std::string& user,
                   bool with_ratings = true, bool with_vector = true) {
   UserView v;
   if (auto st = g.FindUser(user)) {
+    v.erased_seq = st->erased_seq;
     if (st->erased) return v;
     v.known = true;
     v.bias = st->bias;
@@ -676,7 +681,6 @@ void Engine::FoldNewItemAgain(Generation& g, int32_t local,
 int64_t Engine::Erase(Generation& g, const LogRecord& rec) {
   const Model& m = *g.model;
   const size_t shard = g.ShardOf(rec.user);
-  std::lock_guard<std::mutex> write(g.write_mu[shard]);
   const internal::UserView user =
       internal::ViewUser(g, rec.user, /*with_ratings=*/true,
                          /*with_vector=*/false);
@@ -713,6 +717,7 @@ int64_t Engine::Erase(Generation& g, const LogRecord& rec) {
   auto st = std::make_shared<UserState>();
   st->base = m.users.Find(rec.user);
   st->erased = true;
+  st->erased_seq = std::max(user.erased_seq, rec.seq);
   {
     internal::Generation::Shard& s = g.shards[shard];
     std::lock_guard<std::mutex> lock(s.mu);
@@ -723,7 +728,10 @@ int64_t Engine::Erase(Generation& g, const LogRecord& rec) {
 
 RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
   if (rec.erase_user) {
-    Erase(g, rec);
+    {
+      std::lock_guard<std::mutex> write(g.write_mu[g.ShardOf(rec.user)]);
+      Erase(g, rec);
+    }
     // (Apply runs one record at a time: replay, or the journal.)
     if (rec.seq > erased_seq_.load()) erased_seq_ = rec.seq;
     RateResult r;
@@ -764,10 +772,14 @@ std::vector<RateResult> Engine::ApplyUser(
             m.item_bias[e.item], e.value, sign);
   };
 
+  bool applied = false;
   for (size_t r = 0; r < recs.size(); ++r) {
     const LogRecord& rec = *recs[r];
     RateResult& result = results[r];
     result.sequence = rec.seq;
+    // Logged before an erasure of the user that was applied first.
+    if (rec.seq <= user.erased_seq) continue;
+    applied = true;
     // The item, added to the catalogue when new.
     int32_t item = g.FindItem(rec.item, *ni);
     result.new_item = item < 0;
@@ -793,6 +805,7 @@ std::vector<RateResult> Engine::ApplyUser(
     }
   }
 
+  if (!applied) return results;
   // One solve for all of this user's new ratings: from the kept equations,
   // or from equations built now over all of the user's ratings (and kept
   // for next time).
@@ -847,6 +860,7 @@ std::vector<RateResult> Engine::ApplyUser(
 
   auto st = std::make_shared<UserState>();
   st->base = base_user;
+  st->erased_seq = user.erased_seq;
   st->ratings = std::move(entries);
   st->bias = row.bias;
   st->vec = std::move(row.factors);
@@ -872,7 +886,7 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
   std::vector<LogRecord> records;
   std::vector<size_t> positions;
   {
-    std::shared_lock<std::shared_mutex> swap(swap_mu_);
+    std::shared_lock<WriterFirstMutex> swap(swap_mu_);
     std::shared_ptr<Generation> g = current();
     for (size_t k = 0; k < ratings.size(); ++k) {
       const RatingInput& r = ratings[k];
@@ -957,7 +971,7 @@ absl::Status Engine::WriteSnapshotLocked() {
   std::shared_ptr<Generation> g;
   {
     // Every record up to `seq` is applied once no Rate holds the lock.
-    std::unique_lock<std::shared_mutex> swap(swap_mu_);
+    std::unique_lock<WriterFirstMutex> swap(swap_mu_);
     seq = log_->last_seq();
     g = current();
     since_snapshot_ = 0;
@@ -990,7 +1004,7 @@ absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
   RECSYS_RETURN_IF_ERROR(CheckId("user id", user));
   DeleteUserResult out;
   {
-    std::shared_lock<std::shared_mutex> swap(swap_mu_);
+    std::shared_lock<WriterFirstMutex> swap(swap_mu_);
     std::shared_ptr<Generation> g = current();
     if (internal::ViewUser(*g, user, /*with_ratings=*/false,
                            /*with_vector=*/false)
@@ -999,6 +1013,10 @@ absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
       records[0].user = user;
       records[0].erase_user = true;
       records[0].timestamp = NowSeconds();
+      // The user's writers wait from before the append to after the
+      // erasure, so none applies a later rating that the erasure would
+      // then wipe (earlier ones applied late are skipped: erased_seq).
+      std::lock_guard<std::mutex> write(g->write_mu[g->ShardOf(user)]);
       RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
       out.ratings_deleted = Erase(*g, records[0]);
       uint64_t seen = erased_seq_.load();
@@ -1437,7 +1455,7 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
   TrainingUpdate last;
   auto finish = [&](TrainingUpdate u) {
     {
-      std::unique_lock<std::shared_mutex> swap(swap_mu_);
+      std::unique_lock<WriterFirstMutex> swap(swap_mu_);
       journaling_ = false;
     }
     {
@@ -1450,7 +1468,7 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
   uint64_t seq = 0;
   std::shared_ptr<Generation> g;
   {
-    std::unique_lock<std::shared_mutex> swap(swap_mu_);
+    std::unique_lock<WriterFirstMutex> swap(swap_mu_);
     seq = log_->last_seq();
     g = current();
     journaling_ = true;
@@ -1495,12 +1513,17 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
       std::make_shared<const Model>(*std::move(trained)), g->version + 1);
   int64_t replayed = 0;
   {
-    std::unique_lock<std::shared_mutex> swap(swap_mu_);
+    std::unique_lock<WriterFirstMutex> swap(swap_mu_);
     std::vector<LogRecord> journal;
     {
       std::lock_guard<std::mutex> lock(journal_mu_);
       journal.swap(journal_);
     }
+    // In log order, as a restart would replay them (writers of different
+    // users journal in the order they finish).
+    std::sort(
+        journal.begin(), journal.end(),
+        [](const LogRecord& a, const LogRecord& b) { return a.seq < b.seq; });
     for (const LogRecord& rec : journal) {
       if (rec.seq <= seq) continue;
       Apply(*next, rec);

@@ -46,6 +46,7 @@
 #include "models/model.h"
 #include "models/train.h"
 #include "server/rating_log.h"
+#include "server/rw_mutex.h"
 #include "trainer/trainer.h"
 
 namespace recsys {
@@ -247,13 +248,17 @@ class Engine {
   const RatingLog& log() const { return *log_; }
 
  private:
+  // Applies records in a chosen order, as racing writers may (tests only).
+  friend class EngineTestPeer;
+
   explicit Engine(const EngineOptions& options);
   std::shared_ptr<internal::Generation> current() const;
   absl::Status ValidateRating(const internal::Generation& g,
                               const RatingInput& r) const;
   // Applies a durable record to generation `g` (under swap_mu_ shared).
   RateResult Apply(internal::Generation& g, const LogRecord& rec);
-  // Applies an erasure record; returns how many ratings it erased.
+  // Applies an erasure record, with g.write_mu of the user's shard held;
+  // returns how many ratings it erased.
   int64_t Erase(internal::Generation& g, const LogRecord& rec);
   // Applies one user's records (in log order) and folds the user in once.
   std::vector<RateResult> ApplyUser(internal::Generation& g,
@@ -282,13 +287,14 @@ class Engine {
   std::shared_ptr<internal::Generation> current_;
   // Rate holds it shared from log append to apply, so a generation swap sees
   // every acknowledged rating either in the old generation (and replays it)
-  // or lands it in the new one.
-  mutable std::shared_mutex swap_mu_;
-  // Records applied since the serving model's log_sequence, for replay into
-  // the next generation.
+  // or lands it in the new one. Snapshots and swaps take it exclusive, ahead
+  // of new Rates (see WriterFirstMutex).
+  mutable WriterFirstMutex swap_mu_;
   // Set while a training job runs; written under swap_mu_ exclusive, read
   // under it shared.
   bool journaling_ = false;
+  // Records applied since the serving model's log_sequence, for replay into
+  // the next generation.
   std::mutex journal_mu_;
   std::vector<LogRecord> journal_;
   std::atomic<int64_t> since_snapshot_{0};
