@@ -2,10 +2,12 @@
 #include "trainer/trainer.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -14,8 +16,11 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "models/loaders.h"
 #include "models/model_io.h"
+#include "models/train.h"
 #include "tests/test_util.h"
+#include "trainer/export.h"
 
 namespace recsys {
 namespace {
@@ -203,6 +208,88 @@ TEST_F(TrainerTest, TuneTriesEachSettingOnceAndRanksThem) {
   cmd.space = "reg=0.1";
   cmd.trials = 0;
   EXPECT_EQ(RunTune(cmd, out).code(), absl::StatusCode::kInvalidArgument);
+}
+
+Model TrainBaseline(const RatingData& data) {
+  TrainOptions opt;
+  opt.threads = 1;
+  absl::StatusOr<Model> m =
+      TrainModel(data, ModelKind::kBaseline,
+                 DefaultHyperparameters(ModelKind::kBaseline), opt);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return *std::move(m);
+}
+
+// export writes what the loaders read back: every rating (values to the
+// last bit, timestamps), titles with commas and quotes, genres; one user's
+// share on its own; and a clear error for ids ratings.csv cannot carry.
+TEST_F(TrainerTest, ExportWritesWhatTheLoadersReadBack) {
+  RatingData data = testing::PlantedData(30, 25, 2, 0.3, 0.3, 5, false);
+  for (size_t k = 0; k < data.ratings.size(); ++k) {
+    data.ratings[k].timestamp = 1000000 + static_cast<int64_t>(k);
+  }
+  Model m = TrainBaseline(data);
+  m.item_info[0].title = "Say \"Hi\", World (1999)";
+  m.item_info[0].genres = {"Comedy", "Drama"};
+  const std::string model_file = dir_ + "/export.rsm";
+  ASSERT_EQ(SaveModel(m, model_file), absl::OkStatus());
+
+  ExportCommand cmd;
+  cmd.model_file = model_file;
+  cmd.out_dir = dir_ + "/exported";
+  std::ostringstream log;
+  ASSERT_EQ(RunExport(cmd, log), absl::OkStatus());
+  EXPECT_THAT(log.str(), HasSubstr(absl::StrCat(
+                             "exported ", data.ratings.size(), " ratings by ",
+                             data.num_users(), " users and ")));
+  LoadOptions opt;
+  absl::StatusOr<RatingData> back = LoadRatings(cmd.out_dir, opt);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->ratings.size(), data.ratings.size());
+  std::set<std::tuple<std::string, std::string, float, int64_t>> want, got;
+  for (const Rating& r : data.ratings) {
+    want.insert({data.users.External(r.user), data.items.External(r.item),
+                 r.value, r.timestamp});
+  }
+  for (const Rating& r : back->ratings) {
+    got.insert({back->users.External(r.user), back->items.External(r.item),
+                r.value, r.timestamp});
+  }
+  EXPECT_EQ(got, want);
+  const int32_t first = back->items.Find(m.items.External(0));
+  ASSERT_GE(first, 0);
+  EXPECT_EQ(back->item_info[first].title, "Say \"Hi\", World (1999)");
+  EXPECT_EQ(back->item_info[first].genres,
+            (std::vector<std::string>{"Comedy", "Drama"}));
+
+  // One user's ratings, and only the items they rated.
+  cmd.user = "u3";
+  cmd.out_dir = dir_ + "/one";
+  ASSERT_EQ(RunExport(cmd, log), absl::OkStatus());
+  back = LoadRatings(cmd.out_dir, opt);
+  ASSERT_TRUE(back.ok()) << back.status();
+  const int32_t u3 = m.users.Find("u3");
+  EXPECT_EQ(static_cast<int64_t>(back->ratings.size()),
+            m.user_ratings.size(u3));
+  EXPECT_EQ(back->num_users(), 1);
+  EXPECT_EQ(static_cast<int64_t>(back->num_items()), m.user_ratings.size(u3));
+  cmd.user = "nobody";
+  EXPECT_EQ(RunExport(cmd, log).code(), absl::StatusCode::kNotFound);
+
+  // An id with a comma would split into two fields: refused, by name.
+  RatingData odd;
+  odd.users.Insert("smith, j");
+  odd.items.Insert("i1");
+  odd.item_info.resize(1);
+  odd.ratings.push_back({0, 0, 4.0f, 0});
+  ASSERT_EQ(SaveModel(TrainBaseline(odd), dir_ + "/odd.rsm"), absl::OkStatus());
+  cmd.model_file = dir_ + "/odd.rsm";
+  cmd.user.clear();
+  cmd.out_dir = dir_ + "/odd";
+  const absl::Status refused = RunExport(cmd, log);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("user id 'smith, j' holds a comma"));
+  EXPECT_FALSE(std::filesystem::exists(cmd.out_dir + "/ratings.csv"));
 }
 
 TEST(TrainerRealDataTest, MovieLens100kShowcaseNeverRepeatsRatedFilms) {

@@ -5,6 +5,7 @@
 //   recsys-trainer evaluate --train=u1.base --test=u1.test
 //       --predictions-out=pred.tsv --recommendations-out=recs.tsv
 //   recsys-trainer recommend --model-file=model.rsm --user=1
+//   recsys-trainer export --model-file=snapshot.rsm --out=exported/
 //   recsys-trainer generate --users=162000 --items=62000 --ratings=25000000
 //       --rank=16 --out=ratings.csv --movies-out=movies.csv
 //
@@ -23,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "models/flag_names.h"
 #include "models/status_macros.h"
+#include "trainer/export.h"
 #include "trainer/generate.h"
 #include "trainer/trainer.h"
 
@@ -68,7 +70,9 @@ ABSL_FLAG(std::optional<float>, fold_in_reg_bias, std::nullopt,
           "Fold-in penalty on biases (0 = use --reg_bias)");
 ABSL_FLAG(int, threads, 0, "Training threads (0 = one per core)");
 // train.
-ABSL_FLAG(std::string, out, "", "train: model file to write");
+ABSL_FLAG(std::string, out, "",
+          "train: model file to write; generate: ratings file; export: "
+          "directory to write");
 ABSL_FLAG(double, validation_fraction, 0,
           "train: hold out this share of the ratings at random and report "
           "validation RMSE per epoch");
@@ -120,8 +124,10 @@ ABSL_FLAG(std::optional<int32_t>, samples, std::nullopt,
           "bayes: Gibbs samples kept and served (spread over the sweeps "
           "after burn-in)");
 // recommend.
-ABSL_FLAG(std::string, model_file, "", "recommend: model file to read");
-ABSL_FLAG(std::string, user, "", "recommend: external user id");
+ABSL_FLAG(std::string, model_file, "",
+          "recommend, export: model file (or server snapshot) to read");
+ABSL_FLAG(std::string, user, "",
+          "recommend: external user id; export: only this user's ratings");
 ABSL_FLAG(int, k, 10, "How many items to recommend / evaluate at");
 ABSL_FLAG(bool, include_rated, false,
           "recommend: also show items the user already rated");
@@ -150,6 +156,8 @@ constexpr char kUsage[] =
     "  tune       --data=D --model=K --space='reg=0.01,0.1;factors=32,64' "
     "[--trials=20]\n"
     "  recommend  --model-file=FILE --user=U [--k=10]\n"
+    "  export     --model-file=FILE --out=DIR [--user=U]   ratings.csv and\n"
+    "             movies.csv of a model or server snapshot\n"
     "  generate   --users=N --items=M --ratings=R --rank=K --out=ratings.csv\n"
     "             [--movies-out=movies.csv] [--scale=0.5,5] [--seed=S]\n"
     "Run with --helpfull for every flag.";
@@ -262,6 +270,13 @@ absl::Status Run(const std::string& command) {
     const double fraction = absl::GetFlag(FLAGS_validation_fraction);
     if (fraction > 0) cmd.validation_fraction = fraction;
     return RunTune(cmd, std::cout);
+  }
+  if (command == "export") {
+    ExportCommand cmd;
+    cmd.model_file = absl::GetFlag(FLAGS_model_file);
+    cmd.out_dir = absl::GetFlag(FLAGS_out);
+    cmd.user = absl::GetFlag(FLAGS_user);
+    return RunExport(cmd, std::cout);
   }
   if (command == "recommend") {
     RecommendCommand cmd;
