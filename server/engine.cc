@@ -560,7 +560,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
                                             raw->Apply(*gen, rec);
                                           }));
   std::atomic_store(&e->current_, gen);
-  e->snapshot_seq_ = after;
+  e->purged_seq_ = after;
   // An erasure replayed from the log may have been logged just before a
   // crash, with the user still in the older files: they go now.
   if (e->erased_seq_.load() > after) RECSYS_RETURN_IF_ERROR(e->WriteSnapshot());
@@ -965,7 +965,10 @@ absl::Status Engine::WriteSnapshotLocked() {
   // The segment being written is closed first: every record in it is older
   // than `seq` below, so the snapshot covers it and it goes. (Rotating after
   // the snapshot would leave a segment that holds both records before an
-  // erasure and records after `seq`.)
+  // erasure and records after `seq`.) Records numbered after `closed` may
+  // still land in the new segment before `seq` is read, so only erasures up
+  // to `closed` are complete on disk once this returns.
+  const uint64_t closed = log_->last_seq();
   RECSYS_RETURN_IF_ERROR(log_->Rotate());
   uint64_t seq = 0;
   std::shared_ptr<Generation> g;
@@ -980,7 +983,6 @@ absl::Status Engine::WriteSnapshotLocked() {
   const std::string path =
       options_.data_dir + "/" + SnapshotName(g->version, seq);
   RECSYS_RETURN_IF_ERROR(SaveModel(m, path));
-  snapshot_seq_ = seq;
   RECSYS_RETURN_IF_ERROR(log_->DeleteSegmentsUpTo(seq));
   std::vector<SnapshotFile> snaps = ListSnapshots(options_.data_dir);
   const int keep = 1 + std::max(0, options_.keep_snapshots);
@@ -997,6 +999,7 @@ absl::Status Engine::WriteSnapshotLocked() {
                        ", which holds a user erased since: ", ec.message()));
     }
   }
+  purged_seq_ = closed;
   return absl::OkStatus();
 }
 
@@ -1034,7 +1037,7 @@ absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
   const uint64_t erased = erased_seq_.load();
   {
     std::lock_guard<std::mutex> lock(snapshot_mu_);
-    if (snapshot_seq_ < erased) {
+    if (purged_seq_ < erased) {
       absl::Status written = WriteSnapshotLocked();
       if (!written.ok()) {
         return absl::InternalError(absl::StrCat(

@@ -300,8 +300,11 @@ class Engine {
   std::atomic<int64_t> since_snapshot_{0};
   std::atomic<uint64_t> fold_in_cache_hits_{0};
   std::atomic<uint64_t> fold_in_cache_misses_{0};
-  std::mutex snapshot_mu_;     // one snapshot writer at a time
-  uint64_t snapshot_seq_ = 0;  // of the newest snapshot; under snapshot_mu_
+  std::mutex snapshot_mu_;  // one snapshot writer at a time
+  // Records up to here are in no file but the newest snapshot (the log
+  // segments that held them are deleted): an erasure up to it is complete
+  // on disk. Under snapshot_mu_.
+  uint64_t purged_seq_ = 0;
   // The newest erasure applied: older snapshots may hold the user.
   std::atomic<uint64_t> erased_seq_{0};
 
