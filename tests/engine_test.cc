@@ -574,23 +574,6 @@ TEST_F(EngineTest, NewItemWithoutAVectorHasNoSimilarItems) {
   EXPECT_EQ(sim->similar.size(), 5u);
 }
 
-// The files in `dir` that hold the bytes `needle` anywhere: what an erasure
-// must leave empty.
-std::vector<std::string> FilesHolding(const std::string& dir,
-                                      const std::string& needle) {
-  std::vector<std::string> found;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::ifstream in(e.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)),
-                            std::istreambuf_iterator<char>());
-    if (bytes.find(needle) != std::string::npos) {
-      found.push_back(e.path().filename().string());
-    }
-  }
-  return found;
-}
-
 // DeleteUser of a user who rated through the service and of a user the
 // model was trained on: both are gone from every reader, from the counts,
 // from the new items they rated and from every file of the data directory,
@@ -608,7 +591,7 @@ TEST_F(EngineTest, DeletedUserIsGoneFromServingAndFromDisk) {
   MustRate("u5", "i7", 5.0f);  // a trained user with a rating since
   ASSERT_EQ(engine_->WriteSnapshot(), absl::OkStatus());  // one older file
   MustRate(kGone, "i100", 4.0f);                          // and the log
-  EXPECT_FALSE(FilesHolding(dir_, kGone).empty());
+  EXPECT_FALSE(testing::FilesHolding(dir_, kGone).empty());
 
   // (The new items' vectors change with the erasure.)
   RecommendQuery other;
@@ -628,7 +611,7 @@ TEST_F(EngineTest, DeletedUserIsGoneFromServingAndFromDisk) {
   EXPECT_EQ(gone->ratings_deleted, 15);
   EXPECT_EQ(gone->sequence, engine_->Info().log_sequence);
   // (The snapshot written before the erasure held the user: it went too.)
-  EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
+  EXPECT_THAT(testing::FilesHolding(dir_, kGone), ::testing::IsEmpty());
   absl::StatusOr<DeleteUserResult> trained = engine_->DeleteUser("u5");
   ASSERT_TRUE(trained.ok()) << trained.status();
   EXPECT_EQ(trained->ratings_deleted, u5_count);
@@ -660,7 +643,7 @@ TEST_F(EngineTest, DeletedUserIsGoneFromServingAndFromDisk) {
     for (size_t j = 0; j < rec->items.size(); ++j) {
       EXPECT_EQ(rec->items[j].item.id, other_before->items[j].item.id);
     }
-    EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
+    EXPECT_THAT(testing::FilesHolding(dir_, kGone), ::testing::IsEmpty());
   };
   check("after DeleteUser");
   Open();
@@ -704,11 +687,11 @@ TEST_F(EngineTest, ErasureInTheLogIsCompletedAtStart) {
     erase[0].erase_user = true;
     ASSERT_TRUE((*log)->Append(&erase).ok());
   }
-  EXPECT_FALSE(FilesHolding(dir_, kGone).empty());
+  EXPECT_FALSE(testing::FilesHolding(dir_, kGone).empty());
   Open();
   EXPECT_EQ(engine_->GetUser(kGone, 10).status().code(),
             absl::StatusCode::kNotFound);
-  EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
+  EXPECT_THAT(testing::FilesHolding(dir_, kGone), ::testing::IsEmpty());
 }
 
 // A user erased while a model trains on a copy that still holds them is
@@ -725,7 +708,7 @@ TEST_F(EngineTest, ErasureDuringTrainingReachesTheNewModel) {
   EXPECT_EQ(engine_->Info().version, 2u);
   EXPECT_EQ(engine_->GetUser(kGone, 10).status().code(),
             absl::StatusCode::kNotFound);
-  EXPECT_THAT(FilesHolding(dir_, kGone), ::testing::IsEmpty());
+  EXPECT_THAT(testing::FilesHolding(dir_, kGone), ::testing::IsEmpty());
   Open();
   EXPECT_EQ(engine_->Info().version, 2u);
   EXPECT_EQ(engine_->GetUser(kGone, 10).status().code(),

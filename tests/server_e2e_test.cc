@@ -215,22 +215,6 @@ TEST_F(ServerE2eTest, NewUserRatesTwentyItemsThroughTheClient) {
   EXPECT_EQ(RatingCount(server->stub(), "walk-in"), 20);
 }
 
-// The files under `dir` (recursively) holding the bytes `needle`.
-std::vector<std::string> FilesHolding(const std::string& dir,
-                                      const std::string& needle) {
-  std::vector<std::string> found;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::ifstream in(e.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)),
-                            std::istreambuf_iterator<char>());
-    if (bytes.find(needle) != std::string::npos) {
-      found.push_back(e.path().string());
-    }
-  }
-  return found;
-}
-
 // A user asks to be forgotten: recsys-client delete-user erases them from
 // the answers and from every file of the data directory, a SIGKILL and a
 // restart bring nothing back, and the server's log records the erasure
@@ -246,14 +230,15 @@ TEST_F(ServerE2eTest, DeleteUserForgetsTheUserAcrossAKill) {
       RunClient(server->target(), "rate --file=" + dir_ + "/mine.csv");
   ASSERT_EQ(rate.exit_code, 0) << rate.output;
   ASSERT_EQ(RatingCount(server->stub(), kUser), 12);
-  EXPECT_FALSE(FilesHolding(dir_ + "/data", kUser).empty());
+  EXPECT_FALSE(testing::FilesHolding(dir_ + "/data", kUser).empty());
 
   const CommandResult deleted =
       RunClient(server->target(), "delete-user --user=" + kUser);
   EXPECT_EQ(deleted.exit_code, 0) << deleted.output;
   EXPECT_THAT(deleted.output,
               HasSubstr("deleted user " + kUser + ": 12 ratings"));
-  EXPECT_THAT(FilesHolding(dir_ + "/data", kUser), ::testing::IsEmpty());
+  EXPECT_THAT(testing::FilesHolding(dir_ + "/data", kUser),
+              ::testing::IsEmpty());
   v1::Strategy strategy;
   Recommended(server->stub(), kUser, &strategy);
   EXPECT_EQ(strategy, v1::STRATEGY_POPULARITY);
@@ -280,7 +265,8 @@ TEST_F(ServerE2eTest, DeleteUserForgetsTheUserAcrossAKill) {
   EXPECT_EQ(RatingCount(server->stub(), kUser), 0);
   Recommended(server->stub(), kUser, &strategy);
   EXPECT_EQ(strategy, v1::STRATEGY_POPULARITY);
-  EXPECT_THAT(FilesHolding(dir_ + "/data", kUser), ::testing::IsEmpty());
+  EXPECT_THAT(testing::FilesHolding(dir_ + "/data", kUser),
+              ::testing::IsEmpty());
   std::ifstream log(dir_ + "/data.log");
   const std::string server_log((std::istreambuf_iterator<char>(log)),
                                std::istreambuf_iterator<char>());

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -103,6 +104,21 @@ std::string MakeTempDir(const std::string& tag) {
 void WriteFile(const std::string& path, const std::string& contents) {
   std::ofstream out(path, std::ios::binary);
   out << contents;
+}
+
+std::vector<std::string> FilesHolding(const std::string& dir,
+                                      const std::string& needle) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)),
+                            std::istreambuf_iterator<char>());
+    if (bytes.find(needle) != std::string::npos) {
+      found.push_back(e.path().string());
+    }
+  }
+  return found;
 }
 
 CommandResult RunCommand(const std::string& command) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "models/ratings.h"
 
@@ -19,6 +20,10 @@ std::string SharedDataset(const std::string& name);
 // A fresh empty directory under the test's temporary directory.
 std::string MakeTempDir(const std::string& tag);
 void WriteFile(const std::string& path, const std::string& contents);
+// The files under `dir` (recursively) whose bytes hold `needle` anywhere:
+// what an erasure must leave empty.
+std::vector<std::string> FilesHolding(const std::string& dir,
+                                      const std::string& needle);
 // Runs `command` through the shell; returns its exit code (-1 if it did not
 // exit normally) and everything it wrote to stdout.
 struct CommandResult {
