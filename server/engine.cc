@@ -93,6 +93,14 @@ struct NewItems {
 // changes as it is rated, so its ratings are added afresh at each solve.
 class EquationCache {
  public:
+  // What every shard's cache holds, for Info.
+  struct Totals {
+    std::atomic<int64_t> bytes{0};
+    std::atomic<int64_t> users{0};
+  };
+  // Every change of this cache is added to `totals` too.
+  void ReportTo(Totals* totals) { totals_ = totals; }
+
   // The user's equations, now the most recently used; null if absent.
   FoldInEquations* Find(const std::string& user) {
     auto it = index_.find(user);
@@ -106,19 +114,19 @@ class EquationCache {
     const size_t bytes = eq.bytes() + user.capacity() + kOverhead;
     lru_.push_front({user, std::move(eq), bytes});
     index_[user] = lru_.begin();
-    bytes_ += bytes;
+    Account(static_cast<int64_t>(bytes), 1);
   }
   void Erase(const std::string& user) {
     auto it = index_.find(user);
     if (it == index_.end()) return;
-    bytes_ -= it->second->bytes;
+    Account(-static_cast<int64_t>(it->second->bytes), -1);
     lru_.erase(it->second);
     index_.erase(it);
   }
   // Evicts least recently used users until at most `budget` bytes remain.
   void Trim(size_t budget) {
     while (bytes_ > budget && !lru_.empty()) {
-      bytes_ -= lru_.back().bytes;
+      Account(-static_cast<int64_t>(lru_.back().bytes), -1);
       index_.erase(lru_.back().user);
       lru_.pop_back();
     }
@@ -127,6 +135,14 @@ class EquationCache {
   size_t users() const { return lru_.size(); }
 
  private:
+  void Account(int64_t bytes, int64_t users) {
+    bytes_ = static_cast<size_t>(static_cast<int64_t>(bytes_) + bytes);
+    if (totals_ != nullptr) {
+      totals_->bytes.fetch_add(bytes, std::memory_order_relaxed);
+      totals_->users.fetch_add(users, std::memory_order_relaxed);
+    }
+  }
+
   // A list node and an index slot, roughly.
   static constexpr size_t kOverhead = 96;
   struct Entry {
@@ -137,6 +153,7 @@ class EquationCache {
   std::list<Entry> lru_;  // most recently used first
   absl::flat_hash_map<std::string, std::list<Entry>::iterator> index_;
   size_t bytes_ = 0;
+  Totals* totals_ = nullptr;
 };
 
 struct Generation {
@@ -156,9 +173,7 @@ struct Generation {
   // never fold in from the same old state.
   std::array<std::mutex, kShards> write_mu;
   std::array<EquationCache, kShards> equations;  // guarded by write_mu
-  // Their totals, for Info.
-  std::atomic<int64_t> equation_bytes{0};
-  std::atomic<int64_t> equation_users{0};
+  EquationCache::Totals equation_totals;
   std::shared_ptr<const NewItems> new_items;  // std::atomic_load/store
   std::mutex new_items_mu;                    // writers
   // Who rated each new item, so its vector can be folded in again, and how
@@ -195,6 +210,7 @@ struct Generation {
 
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
       : model(std::move(m)), version(v) {
+    for (EquationCache& cache : equations) cache.ReportTo(&equation_totals);
     // Ranking kinds score by their ranking columns alone, without biases.
     panels = model->ranks_by_rating()
                  ? ItemPanels(model->item_factors, model->item_bias)
@@ -706,14 +722,7 @@ int64_t Engine::Erase(Generation& g, const LogRecord& rec) {
     }
     std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
   }
-  internal::EquationCache& cache = g.equations[shard];
-  const int64_t bytes_before = static_cast<int64_t>(cache.bytes());
-  const int64_t users_before = static_cast<int64_t>(cache.users());
-  cache.Erase(rec.user);
-  g.equation_bytes.fetch_add(static_cast<int64_t>(cache.bytes()) - bytes_before,
-                             std::memory_order_relaxed);
-  g.equation_users.fetch_add(static_cast<int64_t>(cache.users()) - users_before,
-                             std::memory_order_relaxed);
+  g.equations[shard].Erase(rec.user);
   auto st = std::make_shared<UserState>();
   st->base = m.users.Find(rec.user);
   st->erased = true;
@@ -732,8 +741,7 @@ RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
       std::lock_guard<std::mutex> write(g.write_mu[g.ShardOf(rec.user)]);
       Erase(g, rec);
     }
-    // (Apply runs one record at a time: replay, or the journal.)
-    if (rec.seq > erased_seq_.load()) erased_seq_ = rec.seq;
+    NoteErasure(rec.seq);
     RateResult r;
     r.sequence = rec.seq;
     return r;
@@ -810,8 +818,6 @@ std::vector<RateResult> Engine::ApplyUser(
   // or from equations built now over all of the user's ratings (and kept
   // for next time).
   internal::EquationCache& cache = g.equations[shard];
-  const int64_t bytes_before = static_cast<int64_t>(cache.bytes());
-  const int64_t users_before = static_cast<int64_t>(cache.users());
   (kept != nullptr ? fold_in_cache_hits_ : fold_in_cache_misses_)
       .fetch_add(1, std::memory_order_relaxed);
   const size_t budget =
@@ -853,10 +859,6 @@ std::vector<RateResult> Engine::ApplyUser(
     row = with_new.Solve();
   }
   cache.Trim(budget);
-  g.equation_bytes.fetch_add(static_cast<int64_t>(cache.bytes()) - bytes_before,
-                             std::memory_order_relaxed);
-  g.equation_users.fetch_add(static_cast<int64_t>(cache.users()) - users_before,
-                             std::memory_order_relaxed);
 
   auto st = std::make_shared<UserState>();
   st->base = base_user;
@@ -1003,6 +1005,12 @@ absl::Status Engine::WriteSnapshotLocked() {
   return absl::OkStatus();
 }
 
+void Engine::NoteErasure(uint64_t seq) {
+  uint64_t seen = erased_seq_.load();
+  while (seen < seq && !erased_seq_.compare_exchange_weak(seen, seq)) {
+  }
+}
+
 absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
   RECSYS_RETURN_IF_ERROR(CheckId("user id", user));
   DeleteUserResult out;
@@ -1022,10 +1030,7 @@ absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
       std::lock_guard<std::mutex> write(g->write_mu[g->ShardOf(user)]);
       RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
       out.ratings_deleted = Erase(*g, records[0]);
-      uint64_t seen = erased_seq_.load();
-      while (seen < out.sequence &&
-             !erased_seq_.compare_exchange_weak(seen, out.sequence)) {
-      }
+      NoteErasure(out.sequence);
       if (journaling_) {
         std::lock_guard<std::mutex> lock(journal_mu_);
         journal_.push_back(records[0]);
@@ -1418,8 +1423,8 @@ EngineInfo Engine::Info() const {
   info.last_validation_rmse = m.last_validation_rmse;
   info.ratings_since_training = g->accepted.load();
   info.log_sequence = log_->last_seq();
-  info.fold_in_cache_bytes = g->equation_bytes.load();
-  info.fold_in_cache_users = g->equation_users.load();
+  info.fold_in_cache_bytes = g->equation_totals.bytes.load();
+  info.fold_in_cache_users = g->equation_totals.users.load();
   info.fold_in_cache_hits = fold_in_cache_hits_.load();
   info.fold_in_cache_misses = fold_in_cache_misses_.load();
   std::lock_guard<std::mutex> lock(jobs_mu_);

@@ -274,6 +274,8 @@ class Engine {
                         const std::string& self_id,
                         const internal::UserView& self,
                         internal::NewItems* next);
+  // Raises erased_seq_ to `seq` (never lowers it).
+  void NoteErasure(uint64_t seq);
   // WriteSnapshot with snapshot_mu_ held.
   absl::Status WriteSnapshotLocked();
   void MaybeSnapshot();

@@ -615,6 +615,9 @@ TEST_F(EngineTest, DeletedUserIsGoneFromServingAndFromDisk) {
   absl::StatusOr<DeleteUserResult> trained = engine_->DeleteUser("u5");
   ASSERT_TRUE(trained.ok()) << trained.status();
   EXPECT_EQ(trained->ratings_deleted, u5_count);
+  // Their kept fold-in equations went with them.
+  EXPECT_EQ(engine_->Info().fold_in_cache_users,
+            before.fold_in_cache_users - 2);
 
   auto check = [&](const char* when) {
     SCOPED_TRACE(when);
