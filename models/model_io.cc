@@ -311,6 +311,7 @@ struct FileImage {
   std::string fixed;      // kind, VisitScalars and shape
   std::string rated;      // N, the number of entries in user_ratings
   std::string posterior;  // S and D of the Bayesian posterior (0 0 if none)
+  std::string retired;    // R, then the retired items' indices
   // Zeros standing in for user_ratings.times when the model has none.
   std::vector<int64_t> no_times;
   std::string strings;  // ids and catalogue
@@ -349,7 +350,8 @@ struct FileImage {
             floats(p.user_mean.data(), p.user_mean.size()),
             floats(p.user_precision.data(), p.user_precision.size()),
             floats(p.item_mean.data(), p.item_mean.size()),
-            floats(p.item_precision.data(), p.item_precision.size())};
+            floats(p.item_precision.data(), p.item_precision.size()),
+            retired};
   }
   size_t size() const {
     size_t total = 0;
@@ -375,6 +377,15 @@ absl::StatusOr<FileImage> MakeFileImage(const Model& m) {
     Writer posterior(&image.posterior);
     posterior(static_cast<uint32_t>(m.posterior.samples));
     posterior(static_cast<uint32_t>(m.posterior.user_mean.cols()));
+  }
+  {
+    std::vector<uint32_t> retired;
+    for (size_t i = 0; i < m.item_info.size(); ++i) {
+      if (m.item_info[i].retired) retired.push_back(static_cast<uint32_t>(i));
+    }
+    Writer out(&image.retired);
+    out(static_cast<uint32_t>(retired.size()));
+    for (uint32_t i : retired) out(i);
   }
   if (m.user_ratings.times.empty()) {
     image.no_times.assign(m.user_ratings.cols.size(), 0);
@@ -576,6 +587,23 @@ absl::Status ParsePayload(absl::string_view payload, uint32_t version,
           m->kind, factors, m->params.rank_factors, m->posterior);
       !posterior.ok()) {
     return absl::DataLossError(posterior.message());
+  }
+  if (version >= 3) {
+    uint32_t retired = 0;
+    RECSYS_RETURN_IF_ERROR(r.U32(&retired, "retired item count"));
+    RECSYS_RETURN_IF_ERROR(r.CheckCount(retired, 4, "retired items"));
+    int64_t previous = -1;
+    for (uint32_t k = 0; k < retired; ++k) {
+      uint32_t i = 0;
+      RECSYS_RETURN_IF_ERROR(r.U32(&i, "retired item"));
+      if (i >= items || static_cast<int64_t>(i) <= previous) {
+        return absl::DataLossError(absl::StrFormat(
+            "retired item index %d is outside %d items or out of order", i,
+            items));
+      }
+      m->item_info[i].retired = true;
+      previous = i;
+    }
   }
   if (r.remaining() != 0) {
     return absl::DataLossError(absl::StrFormat(

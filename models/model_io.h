@@ -8,9 +8,9 @@
 //   RECSYS_RETURN_IF_ERROR(SaveModel(model, "/srv/recsys/als.model"));
 //   RECSYS_ASSIGN_OR_RETURN(Model loaded, LoadModel("/srv/recsys/als.model"));
 //
-// File format, version 2 (version 1 lacks the fields marked v2, and loads
-// with them at their defaults). All integers and floats little-endian, floats
-// IEEE-754; offsets in bytes.
+// File format, version 3 (version 1 lacks the fields marked v2 and v3, and
+// version 2 those marked v3; they load with those at their defaults). All
+// integers and floats little-endian, floats IEEE-754; offsets in bytes.
 //
 //   Header (kModelHeaderBytes = 32)
 //   0   char[8]  magic "RECSYSMF"
@@ -55,6 +55,8 @@
 //       f32[S]   posterior alpha                                       (v2)
 //       f32[S*D] f32[S*D*D]  user prior means, precisions              (v2)
 //       f32[S*D] f32[S*D*D]  item prior means, precisions              (v2)
+//       u32      R: retired items (ItemInfo::retired)                  (v3)
+//       u32[R]   their indices, increasing                             (v3)
 //   where str = u32 byte length + that many bytes (no terminator).
 //
 // Every array's length follows from the shape (U, I, F), so a loaded model is
@@ -74,7 +76,7 @@
 namespace recsys {
 
 // The only format version this build writes and reads.
-inline constexpr uint32_t kModelFormatVersion = 2;
+inline constexpr uint32_t kModelFormatVersion = 3;
 // Files of this version onwards load (fields they lack take defaults).
 inline constexpr uint32_t kOldestModelFormatVersion = 1;
 inline constexpr char kModelMagic[8] = {'R', 'E', 'C', 'S', 'Y', 'S', 'M', 'F'};

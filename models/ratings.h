@@ -61,6 +61,9 @@ struct RatingScale {
 struct ItemInfo {
   std::string title;
   std::vector<std::string> genres;
+  // Withdrawn from the catalogue (the server's UpsertItems): never
+  // recommended, but its ratings stay training data and user history.
+  bool retired = false;
 };
 
 // What a load did, for reports.

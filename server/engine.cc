@@ -47,6 +47,85 @@ struct UserState {
   uint64_t erased_seq = 0;
 };
 
+// The catalogue entries of the model's items, as edited since training
+// (Engine::UpsertItems). Immutable once published: an edit copies the block
+// pointers and the blocks it changes, and shares the rest. What readers
+// look up by genre or by availability (Index) is derived on first use, so a
+// run of edits (a replayed log, say) does not rebuild it at each one.
+struct Catalogue {
+  static constexpr int32_t kBlockItems = 256;
+  struct GenreItems {
+    std::vector<int32_t> items;  // increasing
+    std::vector<uint64_t> bits;  // over the model's items
+  };
+  struct Index {
+    // The items of each genre that are not retired, as a list and as a bit
+    // set (ItemPanels::ScoreTopK's `allowed`). A genre whose items are all
+    // retired stays, with none: it is still a genre of the catalogue.
+    absl::flat_hash_map<std::string, GenreItems> by_genre;
+    // The items not retired, as a bit set; empty when none is retired.
+    std::vector<uint64_t> available;
+    std::vector<int32_t> retired;  // increasing
+  };
+
+  Catalogue() = default;
+  explicit Catalogue(const std::vector<ItemInfo>& info)
+      : size(static_cast<int32_t>(info.size())) {
+    for (size_t b = 0; b < info.size(); b += kBlockItems) {
+      const auto end = info.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                          info.size(), b + kBlockItems));
+      blocks.push_back(std::make_shared<const std::vector<ItemInfo>>(
+          info.begin() + static_cast<std::ptrdiff_t>(b), end));
+    }
+  }
+  // A copy to edit (the blocks are shared until replaced).
+  std::shared_ptr<Catalogue> Copy() const {
+    auto c = std::make_shared<Catalogue>();
+    c->size = size;
+    c->blocks = blocks;
+    return c;
+  }
+
+  const ItemInfo& Info(int32_t i) const {
+    return (*blocks[static_cast<size_t>(i / kBlockItems)])[i % kBlockItems];
+  }
+  const Index& index() const {
+    std::call_once(index_once_, [this] {
+      auto index = std::make_unique<Index>();
+      const auto words = static_cast<size_t>((size + 63) / 64);
+      for (int32_t i = 0; i < size; ++i) {
+        const ItemInfo& info = Info(i);
+        if (info.retired) index->retired.push_back(i);
+        for (const std::string& genre : info.genres) {
+          GenreItems& g = index->by_genre[genre];
+          if (info.retired) continue;
+          // (An item listing a genre twice is in its list once.)
+          if (g.items.empty() || g.items.back() != i) g.items.push_back(i);
+          g.bits.resize(words, 0);
+          g.bits[static_cast<size_t>(i / 64)] |= uint64_t{1} << (i % 64);
+        }
+      }
+      if (!index->retired.empty()) {
+        index->available.assign(words, ~uint64_t{0});
+        if (size % 64 != 0) index->available.back() >>= 64 - size % 64;
+        for (int32_t i : index->retired) {
+          index->available[static_cast<size_t>(i / 64)] &=
+              ~(uint64_t{1} << (i % 64));
+        }
+      }
+      index_ = std::move(index);
+    });
+    return *index_;
+  }
+
+  int32_t size = 0;
+  std::vector<std::shared_ptr<const std::vector<ItemInfo>>> blocks;
+
+ private:
+  mutable std::once_flag index_once_;
+  mutable std::unique_ptr<const Index> index_;
+};
+
 // Items that arrived after training. Immutable once published: a writer
 // publishes a changed copy, which shares what did not change. The ids and
 // descriptions are copied only when an item is added, and the factor rows
@@ -66,8 +145,18 @@ struct NewItems {
   Eigen::VectorXf bias;
   std::vector<int32_t> counts;
 
+  // The model's items' entries, carried here so that one pointer load
+  // gives a reader the whole catalogue.
+  std::shared_ptr<const Catalogue> catalogue;
+  int32_t base = 0;              // the model's items
+  std::vector<int32_t> retired;  // local indices, increasing
+
   int32_t size() const { return ids->size(); }
   const ItemInfo& Info(int32_t j) const { return (*info)[j]; }
+  // The entry of global item i, a model item or a new one.
+  const ItemInfo& Describe(int32_t i) const {
+    return i < base ? catalogue->Info(i) : Info(i - base);
+  }
   const float* Row(int32_t j) const {
     return blocks[static_cast<size_t>(j / kBlockRows)]
         ->row(j % kBlockRows)
@@ -199,15 +288,6 @@ struct Generation {
   }
   std::once_flag unit_panels_once;
   std::unique_ptr<const ItemPanels> unit_panels;
-  // The model's items of each genre, for Recommend's genre filter (new
-  // items are looked at one by one): in increasing order, and as a bit set
-  // over the model's items (ItemPanels::ScoreTopK's `allowed`).
-  struct GenreItems {
-    std::vector<int32_t> items;
-    std::vector<uint64_t> bits;
-  };
-  absl::flat_hash_map<std::string, GenreItems> items_by_genre;
-
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
       : model(std::move(m)), version(v) {
     for (EquationCache& cache : equations) cache.ReportTo(&equation_totals);
@@ -216,17 +296,11 @@ struct Generation {
                  ? ItemPanels(model->item_factors, model->item_bias)
                  : ItemPanels(model->item_factors.leftCols(model->rank_cols()),
                               Eigen::VectorXf());
-    const auto words = static_cast<size_t>((model->num_items() + 63) / 64);
-    for (int32_t i = 0; i < model->num_items(); ++i) {
-      for (const std::string& genre : model->item_info[i].genres) {
-        GenreItems& g = items_by_genre[genre];
-        // (An item listing a genre twice is in its list once.)
-        if (g.items.empty() || g.items.back() != i) g.items.push_back(i);
-        g.bits.resize(words, 0);
-        g.bits[static_cast<size_t>(i / 64)] |= uint64_t{1} << (i % 64);
-      }
-    }
-    new_items = std::make_shared<NewItems>();
+    auto ni = std::make_shared<NewItems>();
+    ni->catalogue = std::make_shared<const Catalogue>(model->item_info);
+    ni->catalogue->index();  // made now rather than by the first Recommend
+    ni->base = model->num_items();
+    new_items = std::move(ni);
   }
 
   size_t ShardOf(absl::string_view user) const {
@@ -306,6 +380,7 @@ struct TrainingJob {
 
 }  // namespace internal
 
+using internal::Catalogue;
 using internal::Generation;
 using internal::NewItems;
 using internal::UserState;
@@ -313,19 +388,10 @@ using internal::UserState;
 namespace {
 
 ItemView ViewItem(const Generation& g, const NewItems& ni, int32_t i) {
-  const Model& m = *g.model;
-  ItemView v;
-  if (i < m.num_items()) {
-    v.id = m.items.External(i);
-    v.title = m.item_info[i].title;
-    v.genres = m.item_info[i].genres;
-  } else {
-    const int32_t local = i - m.num_items();
-    v.id = ni.ids->External(local);
-    v.title = ni.Info(local).title;
-    v.genres = ni.Info(local).genres;
-  }
-  return v;
+  const ItemInfo& info = ni.Describe(i);
+  return {
+      i < ni.base ? g.model->items.External(i) : ni.ids->External(i - ni.base),
+      info.title, info.genres, info.retired};
 }
 
 absl::Status CheckId(absl::string_view what, absl::string_view id) {
@@ -335,6 +401,47 @@ absl::Status CheckId(absl::string_view what, absl::string_view id) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s is %d bytes, more than the limit of %d", what,
                         id.size(), kMaxIdBytes));
+  }
+  return absl::OkStatus();
+}
+
+bool SameEntry(const ItemInfo& a, const ItemInfo& b) {
+  return a.title == b.title && a.genres == b.genres && a.retired == b.retired;
+}
+
+absl::Status CheckItemUpdate(const ItemUpdate& u) {
+  RECSYS_RETURN_IF_ERROR(CheckId("item id", u.id));
+  if (u.title && u.title->size() > RatingLog::kMaxTitleBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("title is %d bytes, more than the limit of %d",
+                        u.title->size(), RatingLog::kMaxTitleBytes));
+  }
+  if (!u.genres) return absl::OkStatus();
+  const std::vector<std::string>& genres = *u.genres;
+  if (genres.size() > RatingLog::kMaxGenres) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%d genres, more than the limit of %d", genres.size(),
+                        RatingLog::kMaxGenres));
+  }
+  for (size_t k = 0; k < genres.size(); ++k) {
+    const std::string& genre = genres[k];
+    if (genre.empty()) return absl::InvalidArgumentError("a genre is empty");
+    if (genre.size() > RatingLog::kMaxGenreBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("a genre is %d bytes, more than the limit of %d",
+                          genre.size(), RatingLog::kMaxGenreBytes));
+    }
+    if (genre.find('|') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("genre '", absl::CHexEscape(genre),
+                       "' contains '|', the separator of genre lists"));
+    }
+    if (std::find(genres.begin(),
+                  genres.begin() + static_cast<std::ptrdiff_t>(k),
+                  genre) != genres.begin() + static_cast<std::ptrdiff_t>(k)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "genre '", absl::CHexEscape(genre), "' is listed twice"));
+    }
   }
   return absl::OkStatus();
 }
@@ -349,11 +456,9 @@ absl::Status CheckK(int k) {
 
 // A genre filter must name a genre of the catalogue: a misspelt one would
 // otherwise return nothing, silently. The error lists the genres there are.
-absl::Status CheckGenre(const Generation& g, const NewItems& ni,
-                        const std::string& genre) {
-  if (genre.empty() || g.items_by_genre.contains(genre)) {
-    return absl::OkStatus();
-  }
+absl::Status CheckGenre(const NewItems& ni, const std::string& genre) {
+  const auto& by_genre = ni.catalogue->index().by_genre;
+  if (genre.empty() || by_genre.contains(genre)) return absl::OkStatus();
   for (const ItemInfo& info : *ni.info) {
     if (std::find(info.genres.begin(), info.genres.end(), genre) !=
         info.genres.end()) {
@@ -361,7 +466,7 @@ absl::Status CheckGenre(const Generation& g, const NewItems& ni,
     }
   }
   std::vector<absl::string_view> known;
-  for (const auto& [name, items] : g.items_by_genre) known.push_back(name);
+  for (const auto& [name, items] : by_genre) known.push_back(name);
   std::sort(known.begin(), known.end());
   constexpr size_t kEcho = 64, kListed = 40;
   std::string message =
@@ -417,6 +522,9 @@ Model Materialize(const Generation& g, uint64_t log_sequence) {
   const std::shared_ptr<const NewItems> ni = g.items();
   const int32_t base_items = m.num_items();
   const int32_t added = ni->size();
+  for (int32_t i = 0; i < base_items; ++i) {
+    m.item_info[i] = ni->catalogue->Info(i);
+  }
   if (added > 0) {
     for (int32_t j = 0; j < added; ++j) m.items.Insert(ni->ids->External(j));
     m.item_info.insert(m.item_info.end(), ni->info->begin(), ni->info->end());
@@ -595,6 +703,72 @@ absl::Status Engine::ValidateRating(const Generation& g,
   return absl::OkStatus();
 }
 
+void Engine::AddNewItemRow(Generation& g, NewItems* next) {
+  const int32_t local = static_cast<int32_t>(next->counts.size());
+  constexpr int32_t kBlock = NewItems::kBlockRows;
+  if (local % kBlock == 0) {
+    next->blocks.push_back(std::make_shared<const RowMatrix>(
+        RowMatrix::Zero(kBlock, g.model->factors())));
+  }
+  next->bias.conservativeResize(local + 1);
+  next->bias[local] = 0;
+  next->counts.push_back(0);
+  g.new_item_raters.emplace_back();
+}
+
+int32_t Engine::ApplyEntries(Generation& g,
+                             absl::Span<const LogRecord* const> recs) {
+  const Model& m = *g.model;
+  std::lock_guard<std::mutex> lock(g.new_items_mu);
+  auto next = std::make_shared<NewItems>(*g.items());
+  // Copies made on first need, each once per call.
+  std::shared_ptr<Catalogue> catalogue;
+  std::vector<std::shared_ptr<std::vector<ItemInfo>>> own_blocks;
+  std::shared_ptr<IdMap> ids;
+  std::shared_ptr<std::vector<ItemInfo>> info;
+  int32_t added = 0;
+  for (const LogRecord* rec : recs) {
+    const int32_t i = m.items.Find(rec->item);
+    if (i >= 0) {
+      if (catalogue == nullptr) {
+        catalogue = next->catalogue->Copy();
+        own_blocks.resize(catalogue->blocks.size());
+      }
+      const auto b = static_cast<size_t>(i / Catalogue::kBlockItems);
+      if (own_blocks[b] == nullptr) {
+        own_blocks[b] =
+            std::make_shared<std::vector<ItemInfo>>(*catalogue->blocks[b]);
+        catalogue->blocks[b] = own_blocks[b];
+      }
+      (*own_blocks[b])[i % Catalogue::kBlockItems] = *rec->entry;
+      continue;
+    }
+    if (ids == nullptr) {
+      ids = std::make_shared<IdMap>(*next->ids);
+      info = std::make_shared<std::vector<ItemInfo>>(*next->info);
+    }
+    int32_t local = ids->Find(rec->item);
+    if (local < 0) {
+      local = ids->Insert(rec->item);
+      info->emplace_back();
+      AddNewItemRow(g, next.get());
+      ++added;
+    }
+    (*info)[static_cast<size_t>(local)] = *rec->entry;
+  }
+  if (catalogue != nullptr) next->catalogue = std::move(catalogue);
+  if (ids != nullptr) {
+    next->ids = std::move(ids);
+    next->retired.clear();
+    for (size_t j = 0; j < info->size(); ++j) {
+      if ((*info)[j].retired) next->retired.push_back(static_cast<int32_t>(j));
+    }
+    next->info = std::move(info);
+  }
+  std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
+  return added;
+}
+
 int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
                               const internal::UserView& user) {
   const Model& m = *g.model;
@@ -603,7 +777,6 @@ int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
     std::lock_guard<std::mutex> lock(g.new_items_mu);
     // A copy that shares the ids, descriptions and blocks (see NewItems).
     auto next = std::make_shared<NewItems>(*g.items());
-    constexpr int32_t kBlock = NewItems::kBlockRows;
     int32_t local = next->ids->Find(rec.item);
     if (local < 0) {
       auto ids = std::make_shared<IdMap>(*next->ids);
@@ -612,14 +785,7 @@ int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
       auto info = std::make_shared<std::vector<ItemInfo>>(*next->info);
       info->emplace_back();
       next->info = std::move(info);
-      if (local % kBlock == 0) {
-        next->blocks.push_back(std::make_shared<const RowMatrix>(
-            RowMatrix::Zero(kBlock, m.factors())));
-      }
-      next->bias.conservativeResize(local + 1);
-      next->bias[local] = 0;
-      next->counts.push_back(0);
-      g.new_item_raters.emplace_back();
+      AddNewItemRow(g, next.get());
     }
     auto& rated = g.new_item_raters[static_cast<size_t>(local)];
     auto& raters = rated.list;
@@ -736,6 +902,13 @@ int64_t Engine::Erase(Generation& g, const LogRecord& rec) {
 }
 
 RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
+  if (rec.entry != nullptr) {
+    const LogRecord* one[] = {&rec};
+    RateResult r;
+    r.new_item = ApplyEntries(g, one) > 0;
+    r.sequence = rec.seq;
+    return r;
+  }
   if (rec.erase_user) {
     {
       std::lock_guard<std::mutex> write(g.write_mu[g.ShardOf(rec.user)]);
@@ -1062,13 +1235,96 @@ absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
 
 absl::Status Engine::Sync() { return log_->Sync(); }
 
+absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
+    const std::vector<ItemUpdate>& updates) {
+  if (updates.size() > kMaxListItems) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%d items, more than the limit of %d per call",
+                        updates.size(), kMaxListItems));
+  }
+  for (size_t k = 0; k < updates.size(); ++k) {
+    const absl::Status valid = CheckItemUpdate(updates[k]);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("items[", k, "]: ", valid.message()));
+    }
+  }
+  UpsertItemsResult out;
+  {
+    std::lock_guard<std::mutex> edit(catalogue_mu_);
+    std::shared_lock<WriterFirstMutex> swap(swap_mu_);
+    const std::shared_ptr<Generation> g = current();
+    const std::shared_ptr<const NewItems> ni = g->items();
+    // One entry per item, however often the updates name it.
+    std::vector<std::pair<std::string, ItemInfo>> entries;
+    absl::flat_hash_map<std::string, size_t> entry_of;
+    for (const ItemUpdate& u : updates) {
+      auto pending = entry_of.find(u.id);
+      const int32_t i = g->FindItem(u.id, *ni);
+      const bool known = i >= 0 || pending != entry_of.end();
+      ItemInfo entry = pending != entry_of.end()
+                           ? entries[pending->second].second
+                       : i >= 0 ? ni->Describe(i)
+                                : ItemInfo();
+      const ItemInfo before = entry;
+      if (u.title) entry.title = *u.title;
+      if (u.genres) entry.genres = *u.genres;
+      if (u.retired) entry.retired = *u.retired;
+      if (known && SameEntry(entry, before)) {
+        ++out.unchanged;
+        continue;
+      }
+      ++(known ? out.changed : out.added);
+      if (pending == entry_of.end()) {
+        entry_of.emplace(u.id, entries.size());
+        entries.emplace_back(u.id, std::move(entry));
+      } else {
+        entries[pending->second].second = std::move(entry);
+      }
+    }
+    if (!entries.empty()) {
+      std::vector<LogRecord> records(entries.size());
+      std::vector<const LogRecord*> applied;
+      const int64_t now = NowSeconds();
+      for (size_t k = 0; k < entries.size(); ++k) {
+        records[k].item = std::move(entries[k].first);
+        records[k].entry =
+            std::make_shared<const ItemInfo>(std::move(entries[k].second));
+        records[k].timestamp = now;
+        applied.push_back(&records[k]);
+      }
+      RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
+      ApplyEntries(*g, applied);
+      if (journaling_) {
+        std::lock_guard<std::mutex> lock(journal_mu_);
+        journal_.insert(journal_.end(), records.begin(), records.end());
+      }
+    }
+  }
+  // The lookups by genre and availability are made now, by the writer,
+  // rather than by the next Recommend.
+  current()->items()->catalogue->index();
+  return out;
+}
+
+absl::StatusOr<ItemView> Engine::GetItem(const std::string& id) const {
+  RECSYS_RETURN_IF_ERROR(CheckId("item id", id));
+  const std::shared_ptr<Generation> g = current();
+  const std::shared_ptr<const NewItems> ni = g->items();
+  const int32_t i = g->FindItem(id, *ni);
+  if (i < 0)
+    return absl::NotFoundError(absl::StrCat("unknown item '", id, "'"));
+  return ViewItem(*g, *ni, i);
+}
+
 absl::StatusOr<RecommendResult> Engine::Recommend(
     const RecommendQuery& q) const {
   std::vector<RecommendedItem> items;
   RECSYS_ASSIGN_OR_RETURN(
       RecommendResult out, Recommend(q, [&](const RecommendedItemRef& r) {
-        items.push_back(
-            {{r.id, r.info.title, r.info.genres}, r.predicted_rating, r.score});
+        items.push_back({{r.id, r.info.title, r.info.genres, r.info.retired},
+                         r.predicted_rating,
+                         r.score});
       }));
   out.items = std::move(items);
   return out;
@@ -1086,7 +1342,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   const std::shared_ptr<Generation> g = current();
   const Model& m = *g->model;
   const std::shared_ptr<const NewItems> ni = g->items();
-  RECSYS_RETURN_IF_ERROR(CheckGenre(*g, *ni, q.genre));
+  RECSYS_RETURN_IF_ERROR(CheckGenre(*ni, q.genre));
   const int32_t base = m.num_items();
   const int32_t total = base + ni->size();
   // The user's row and rated items, read in place (no copies): from the
@@ -1178,39 +1434,44 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   // A genre or a candidate list narrows the catalogue to `allowed`, in
   // increasing order, without what `exclude` names. Except for a genre
   // alone that leaves more than a short list (see below) of a factor
-  // model's catalogue: then the genre's bit set (`genre_bits`) says which
+  // model's catalogue: then the genre's bit set (`allowed_bits`) says which
   // of the model's items are allowed, and the new items outside the genre
   // join `exclude`. Listing the rest of the catalogue in `exclude` instead
   // cost ~180 us per call on 62k items (README, "Filtered Recommends").
+  // Without a filter, `allowed_bits` is the set of items not retired.
   const bool narrowed = !q.genre.empty() || !q.candidates.empty();
   thread_local std::vector<int32_t> allowed;
   allowed.clear();
   bool by_genre_bits = false;
-  absl::Span<const uint64_t> genre_bits;
+  absl::Span<const uint64_t> allowed_bits;
   // A short list: scored item by item (one dot product each).
   auto is_short = [&](size_t n) {
     return n * 128 <= static_cast<size_t>(total);
   };
+  const Catalogue::Index& index = ni->catalogue->index();
   if (narrowed) {
-    auto has_genre = [&](int32_t i) {
-      const ItemInfo& info = i < base ? m.item_info[i] : ni->Info(i - base);
-      return std::find(info.genres.begin(), info.genres.end(), q.genre) !=
-             info.genres.end();
+    // Not retired and, for a genre, of it.
+    auto eligible = [&](int32_t i) {
+      const ItemInfo& info = ni->Describe(i);
+      return !info.retired && (q.genre.empty() ||
+                               std::find(info.genres.begin(), info.genres.end(),
+                                         q.genre) != info.genres.end());
     };
     if (q.candidates.empty()) {
       // The new items of the genre.
       for (int32_t i = base; i < total; ++i) {
-        if (has_genre(i)) allowed.push_back(i);
+        if (eligible(i)) allowed.push_back(i);
       }
-      auto it = g->items_by_genre.find(q.genre);
+      auto it = index.by_genre.find(q.genre);
       const size_t trained =
-          it == g->items_by_genre.end() ? 0 : it->second.items.size();
+          it == index.by_genre.end() ? 0 : it->second.items.size();
       if (by_factors && !is_short(trained + allowed.size())) {
         by_genre_bits = true;
-        // (An unknown genre has no bit set: a word of zeros allows none.)
+        // (A genre without items has no bit set: a word of zeros allows
+        // none.)
         static constexpr uint64_t kNone[1] = {0};
-        genre_bits = trained > 0 ? absl::MakeConstSpan(it->second.bits)
-                                 : absl::MakeConstSpan(kNone);
+        allowed_bits = trained > 0 ? absl::MakeConstSpan(it->second.bits)
+                                   : absl::MakeConstSpan(kNone);
         size_t a = 0;
         for (int32_t i = base; i < total; ++i) {
           if (a < allowed.size() && allowed[a] == i) {
@@ -1229,12 +1490,21 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
         const int32_t i = g->FindItem(id, *ni);
         if (i < 0) {
           out.unknown_candidates.push_back(id);
-        } else if (q.genre.empty() || has_genre(i)) {
+        } else if (eligible(i)) {
           allowed.push_back(i);
         }
       }
       std::sort(allowed.begin(), allowed.end());
       allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+    }
+  } else {
+    // Retired items are left out: the model's by the bit set of those
+    // available (or, without factors, in `exclude`), new ones in `exclude`.
+    for (int32_t j : ni->retired) exclude.push_back(base + j);
+    if (by_factors) {
+      allowed_bits = index.available;
+    } else {
+      exclude.insert(exclude.end(), index.retired.begin(), index.retired.end());
     }
   }
   if (narrowed && !by_genre_bits) {
@@ -1292,7 +1562,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       }
     }
     if (by_factors) {
-      g->panels.ScoreTopK(user_vec, offset, scores, q.k, exclude, genre_bits,
+      g->panels.ScoreTopK(user_vec, offset, scores, q.k, exclude, allowed_bits,
                           &best);
     } else {
       // `scores` is this call's scratch: the excluded items may be
@@ -1305,8 +1575,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   for (const ScoredItem& s : best) {
     const bool trained = s.item < base;
     emit({trained ? m.items.External(s.item) : ni->ids->External(s.item - base),
-          trained ? m.item_info[s.item] : ni->Info(s.item - base),
-          predicted(s.item, s.score), s.score});
+          ni->Describe(s.item), predicted(s.item, s.score), s.score});
   }
   return out;
 }
@@ -1351,8 +1620,12 @@ absl::StatusOr<SimilarResult> Engine::SimilarItems(const std::string& item,
     if (n > 0) tail[static_cast<size_t>(j)] = (row / n).dot(unit.row(0));
   }
   thread_local std::vector<ScoredItem> best;
-  const int32_t self[] = {i};
-  g->UnitPanels().ScoreTopK(unit.data(), 0.0f, tail, k, self, &best);
+  // Neither the item itself nor a retired one.
+  thread_local std::vector<int32_t> exclude;
+  exclude.assign(1, i);
+  for (int32_t j : ni->retired) exclude.push_back(base + j);
+  g->UnitPanels().ScoreTopK(unit.data(), 0.0f, tail, k, exclude,
+                            ni->catalogue->index().available, &best);
   for (const ScoredItem& s : best) {
     out.similar.emplace_back(ViewItem(*g, *ni, s.item), s.score);
   }
@@ -1416,6 +1689,8 @@ EngineInfo Engine::Info() const {
   }
   info.users = m.num_users() + new_users;
   info.items = m.num_items() + ni->size();
+  info.retired_items = static_cast<int64_t>(
+      ni->catalogue->index().retired.size() + ni->retired.size());
   info.ratings =
       static_cast<int64_t>(m.user_ratings.cols.size()) + extra_ratings;
   info.train_seconds = m.train_seconds;

@@ -87,6 +87,7 @@ struct ItemView {
   std::string id;
   std::string title;
   std::vector<std::string> genres;
+  bool retired = false;  // withdrawn: never recommended (UpsertItems)
 };
 
 struct RecommendQuery {
@@ -137,6 +138,23 @@ struct DeleteUserResult {
   int64_t ratings_deleted = 0;  // the user's ratings at that point
 };
 
+// A change to one catalogue entry (Engine::UpsertItems): the fields set
+// replace the item's, the others stay as they are (for an item new to the
+// catalogue: no title, no genres, not retired).
+struct ItemUpdate {
+  std::string id;
+  std::optional<std::string> title;
+  std::optional<std::vector<std::string>> genres;
+  std::optional<bool> retired;
+};
+
+struct UpsertItemsResult {
+  uint64_t sequence = 0;  // the last entry's log sequence; 0 if none changed
+  int32_t added = 0;      // updates that added an item to the catalogue
+  int32_t changed = 0;    // updates that changed a known item's entry
+  int32_t unchanged = 0;  // updates that changed nothing (not logged)
+};
+
 struct UserResult {
   int64_t rating_count = 0;
   std::vector<UserRatingView> recent;  // newest first
@@ -149,6 +167,7 @@ struct EngineInfo {
   int32_t factors = 0;
   int64_t users = 0;
   int64_t items = 0;
+  int64_t retired_items = 0;  // of `items`
   int64_t ratings = 0;
   double train_seconds = 0;
   RatingScale scale;
@@ -225,6 +244,19 @@ class Engine {
   // user the engine does not know (or no longer knows); that call also
   // retries a snapshot an earlier erasure could not write.
   absl::StatusOr<DeleteUserResult> DeleteUser(const std::string& user);
+  // Adds items to the catalogue or changes their entries, all or none:
+  // INVALID_ARGUMENT, naming the first bad update, for an empty or
+  // over-long id, a title or genre over the limits (RatingLog::kMax*), an
+  // empty or repeated genre, a genre with '|' (the separator of genre
+  // lists), or more than kMaxListItems updates. Once it returns OK the
+  // entries are durable (log records) and served. An added item has no
+  // vector until it is rated. A retired item is never recommended nor listed
+  // as similar, but keeps its ratings and may still be rated; `retired =
+  // false` restores it.
+  absl::StatusOr<UpsertItemsResult> UpsertItems(
+      const std::vector<ItemUpdate>& updates);
+  // The item's catalogue entry; NOT_FOUND for an unknown item.
+  absl::StatusOr<ItemView> GetItem(const std::string& id) const;
   EngineInfo Info() const;
 
   // Starts a background training job; ALREADY_EXISTS while one runs.
@@ -263,6 +295,13 @@ class Engine {
   // Applies one user's records (in log order) and folds the user in once.
   std::vector<RateResult> ApplyUser(internal::Generation& g,
                                     absl::Span<const LogRecord* const> recs);
+  // Appends a zero row for the next new item to `next` (under
+  // g.new_items_mu; the caller adds its id and entry).
+  void AddNewItemRow(internal::Generation& g, internal::NewItems* next);
+  // Applies catalogue entries (under swap_mu_ shared), publishing one copy
+  // of the items; returns how many items they added.
+  int32_t ApplyEntries(internal::Generation& g,
+                       absl::Span<const LogRecord* const> recs);
   // Adds or updates a new item's rating by rec.user and folds the item's
   // vector in again; returns its global index.
   int32_t FoldInNewItem(internal::Generation& g, const LogRecord& rec,
@@ -303,6 +342,9 @@ class Engine {
   std::atomic<uint64_t> fold_in_cache_hits_{0};
   std::atomic<uint64_t> fold_in_cache_misses_{0};
   std::mutex snapshot_mu_;  // one snapshot writer at a time
+  // One UpsertItems at a time, from reading the entries it changes to
+  // applying the new ones, so that no change is lost to a concurrent one.
+  std::mutex catalogue_mu_;
   // Records up to here are in no file but the newest snapshot (the log
   // segments that held them are deleted): an erasure up to it is complete
   // on disk. Under snapshot_mu_.

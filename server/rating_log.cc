@@ -50,8 +50,8 @@ struct LogSegment {
 namespace {
 
 constexpr char kMagic[8] = {'R', 'S', 'Y', 'S', 'L', 'O', 'G', '1'};
-constexpr uint32_t kVersion = 2;        // written
-constexpr uint32_t kOldestVersion = 1;  // read too: no erasure records
+constexpr uint32_t kVersion = 3;        // written
+constexpr uint32_t kOldestVersion = 1;  // read too (see the header)
 constexpr size_t kFrameBytes = 8;       // length and checksum
 constexpr absl::string_view kSegmentPrefix = "ratings-";
 constexpr absl::string_view kSegmentSuffix = ".log";
@@ -80,9 +80,17 @@ uint32_t FrameCrc(const char* frame, uint32_t payload_size) {
   return MaskCrc(Crc32c(frame + kFrameBytes, payload_size, crc));
 }
 
+// The bytes of a catalogue record after the item id.
+size_t EntryBytes(const ItemInfo& e) {
+  size_t n = 12 + e.title.size();
+  for (const std::string& genre : e.genres) n += 4 + genre.size();
+  return n;
+}
+
 void EncodeRecord(const LogRecord& r, std::string* out) {
-  const uint32_t size = static_cast<uint32_t>(RatingLog::kMinPayloadBytes +
-                                              r.user.size() + r.item.size());
+  const uint32_t size = static_cast<uint32_t>(
+      RatingLog::kMinPayloadBytes + r.user.size() + r.item.size() +
+      (r.entry != nullptr ? EntryBytes(*r.entry) : 0));
   const size_t start = out->size();
   out->resize(start + kFrameBytes + size);
   char* frame = out->data() + start;
@@ -96,6 +104,21 @@ void EncodeRecord(const LogRecord& r, std::string* out) {
   p += 24 + r.user.size();
   Store(p, static_cast<uint32_t>(r.item.size()));
   std::memcpy(p + 4, r.item.data(), r.item.size());
+  p += 4 + r.item.size();
+  if (r.entry != nullptr) {
+    const ItemInfo& e = *r.entry;
+    Store(p, uint32_t{e.retired ? 1u : 0u});
+    Store(p + 4, static_cast<uint32_t>(e.title.size()));
+    std::memcpy(p + 8, e.title.data(), e.title.size());
+    p += 8 + e.title.size();
+    Store(p, static_cast<uint32_t>(e.genres.size()));
+    p += 4;
+    for (const std::string& genre : e.genres) {
+      Store(p, static_cast<uint32_t>(genre.size()));
+      std::memcpy(p + 4, genre.data(), genre.size());
+      p += 4 + genre.size();
+    }
+  }
   Store(frame + 4, FrameCrc(frame, size));
 }
 
@@ -144,10 +167,48 @@ Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
     return Frame::kCorruptPayload;
   }
   const uint32_t item_size = Load<uint32_t>(p + 24 + user_size);
-  if (item_size != size - RatingLog::kMinPayloadBytes - user_size) {
+  const size_t rest = size - RatingLog::kMinPayloadBytes - user_size;
+  // A catalogue entry (no user id) follows its item id; a rating's or an
+  // erasure's item id ends the record.
+  if (user_size == 0 ? item_size == 0 || item_size > rest : item_size != rest) {
     *why =
         absl::StrFormat("item id length %d does not fit the record", item_size);
     return Frame::kCorruptPayload;
+  }
+  std::shared_ptr<ItemInfo> entry;
+  if (user_size == 0) {
+    // Every length is checked against the bytes left before it is used.
+    const char* q = p + 28 + item_size;
+    const char* const end = frame + kFrameBytes + size;
+    auto u32 = [&](uint32_t* v) {
+      if (end - q < 4) return false;
+      *v = Load<uint32_t>(q);
+      q += 4;
+      return true;
+    };
+    auto str = [&](std::string* out, size_t limit) {
+      uint32_t n = 0;
+      if (!u32(&n) || n > limit || static_cast<size_t>(end - q) < n) {
+        return false;
+      }
+      out->assign(q, n);
+      q += n;
+      return true;
+    };
+    entry = std::make_shared<ItemInfo>();
+    uint32_t flags = 0, genres = 0;
+    bool ok = u32(&flags) && flags <= 1 &&
+              str(&entry->title, RatingLog::kMaxTitleBytes) && u32(&genres) &&
+              genres <= RatingLog::kMaxGenres;
+    entry->retired = flags == 1;
+    if (ok) entry->genres.resize(genres);
+    for (uint32_t g = 0; ok && g < genres; ++g) {
+      ok = str(&entry->genres[g], RatingLog::kMaxGenreBytes);
+    }
+    if (!ok || q != end) {
+      *why = "malformed catalogue entry";
+      return Frame::kCorruptPayload;
+    }
   }
   if (r != nullptr) {
     r->seq = Load<uint64_t>(p);
@@ -156,6 +217,7 @@ Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
     r->user.assign(p + 24, user_size);
     r->item.assign(p + 28 + user_size, item_size);
     r->erase_user = item_size == 0;
+    r->entry = std::move(entry);
   }
   return Frame::kValid;
 }
@@ -344,6 +406,13 @@ absl::StatusOr<size_t> ScanSegment(
       return CorruptAt(path, offset,
                        "empty item id (a version 1 segment has no erasures)");
     }
+    if (frame == Frame::kValid && r.entry != nullptr && version < 3) {
+      return CorruptAt(
+          path, offset,
+          absl::StrFormat("empty user id (a version %d segment has no "
+                          "catalogue entries)",
+                          version));
+    }
     if (frame == Frame::kInvalid) {
       if (!is_last) {
         return CorruptAt(path, offset,
@@ -391,6 +460,24 @@ absl::Status ValidateRecord(const LogRecord& r) {
     }
     return absl::OkStatus();
   };
+  if (r.entry != nullptr) {
+    RECSYS_RETURN_IF_ERROR(check_id("item", r.item));
+    const ItemInfo& e = *r.entry;
+    if (!r.user.empty() || r.erase_user || r.value != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the catalogue entry of item '%s' has a user or a value", r.item));
+    }
+    if (e.title.size() > RatingLog::kMaxTitleBytes ||
+        e.genres.size() > RatingLog::kMaxGenres ||
+        std::any_of(e.genres.begin(), e.genres.end(), [](const auto& g) {
+          return g.size() > RatingLog::kMaxGenreBytes;
+        })) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the catalogue entry of item '%s' exceeds the title or genre limits",
+          r.item));
+    }
+    return absl::OkStatus();
+  }
   RECSYS_RETURN_IF_ERROR(check_id("user", r.user));
   if (r.erase_user) {
     if (!r.item.empty() || r.value != 0) {

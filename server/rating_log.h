@@ -26,9 +26,11 @@
 //
 //   Segment header (kHeaderBytes = 12)
 //   0   char[8]  magic "RSYSLOG1"
-//   8   u32      format version: 2 is written; 1 (no erasures) is read too
+//   8   u32      format version: 3 is written; 1 (only ratings) and 2 (no
+//                catalogue entries) are read too
 //   Records, back to back until the end of the file
-//   0   u32      L = payload length, 28 + U + I (at most kMaxPayloadBytes)
+//   0   u32      L = payload length, 28 + U + I (+ E, below; at most
+//                kMaxPayloadBytes)
 //   4   u32      CRC-32C of bytes 0..3 (L) followed by the payload, masked
 //                as in LevelDB: ((c >> 15) | (c << 17)) + 0xa282ead8, so
 //                bytes that embed checksummed records (an id may hold any
@@ -39,9 +41,16 @@
 //   28  u32 U    user id length (at most kMaxIdBytes), then U bytes
 //   .   u32 I    item id length (at most kMaxIdBytes), then I bytes
 //
-// A record with an empty item id (I = 0, value 0; version 2 only) erases
+// A record with an empty item id (I = 0, value 0; version 2 on) erases
 // the user: every rating of theirs before it is gone (Engine::DeleteUser).
-// Version 1 readers would take it for a rating, hence the new version.
+// A record with an empty user id (U = 0, value 0; version 3 on) is the
+// item's catalogue entry from then on (Engine::UpsertItems), in E bytes
+// after the item id:
+//   0   u32      flags: 1 = retired, 0 = not
+//   4   u32 T    title length (at most kMaxTitleBytes), then T bytes
+//   .   u32 G    genre count (at most kMaxGenres), then G times: u32 length
+//                (at most kMaxGenreBytes) and that many bytes
+// Older readers would take either kind for a rating, hence the versions.
 //
 // Sequence numbers increase by one from record to record, within and across
 // segments; the only gaps allowed are at or below `after_seq`, which Open
@@ -82,6 +91,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "models/ratings.h"
 
 namespace recsys {
 namespace internal {
@@ -90,12 +100,14 @@ struct LogSegment;  // an open segment file, defined in rating_log.cc
 
 struct LogRecord {
   uint64_t seq = 0;  // assigned by Append
-  std::string user;
+  std::string user;  // empty for a catalogue entry
   std::string item;  // empty for an erasure
   float value = 0;
   int64_t timestamp = 0;
   // Erases every earlier rating of `user` (stored with an empty item id).
   bool erase_user = false;
+  // When set, the record is `item`'s catalogue entry (no user, value 0).
+  std::shared_ptr<const ItemInfo> entry;
 };
 
 enum class SyncPolicy {
@@ -140,7 +152,14 @@ class RatingLog {
   static constexpr size_t kHeaderBytes = 12;
   static constexpr size_t kMaxIdBytes = 4096;
   static constexpr size_t kMinPayloadBytes = 28;
-  static constexpr size_t kMaxPayloadBytes = kMinPayloadBytes + 2 * kMaxIdBytes;
+  static constexpr size_t kMaxTitleBytes = 1024;
+  static constexpr size_t kMaxGenres = 32;
+  static constexpr size_t kMaxGenreBytes = 128;
+  static constexpr size_t kMaxEntryBytes =
+      12 + kMaxTitleBytes + kMaxGenres * (4 + kMaxGenreBytes);
+  static constexpr size_t kMaxPayloadBytes =
+      kMinPayloadBytes + kMaxIdBytes +
+      (kMaxEntryBytes > kMaxIdBytes ? kMaxEntryBytes : kMaxIdBytes);
 
   // Opens the log in `dir`, creating both when missing, and recovers it as
   // described above, calling `replay` (may be empty) for each record with
@@ -159,7 +178,8 @@ class RatingLog {
   // them and returns the last seq once they are durable per the policy.
   // InvalidArgument, and nothing appended, when any record has an empty or
   // over-long id or a non-finite value (an erasure: an empty user id, or an
-  // item id or value at all). Thread-safe.
+  // item id or value at all; a catalogue entry: a user id, a value, or a
+  // title or genres over the limits). Thread-safe.
   absl::StatusOr<uint64_t> Append(std::vector<LogRecord>* records);
 
   // The newest seq handed out (or recovered, or after_seq if larger).

@@ -73,6 +73,7 @@ MethodAccess ClassifyMethod(absl::string_view path) {
       "/recsys.v1.Recommender/Recommend",
       "/recsys.v1.Recommender/SimilarItems",
       "/recsys.v1.Recommender/GetUser",
+      "/recsys.v1.Recommender/GetItem",
       "/recsys.v1.Recommender/GetModelInfo",
       "/recsys.v1.Recommender/WatchTraining",
       "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

@@ -30,6 +30,7 @@ void FillItem(const ItemView& v, v1::Item* out) {
   out->set_id(v.id);
   out->set_title(v.title);
   for (const std::string& g : v.genres) out->add_genres(g);
+  out->set_retired(v.retired);
 }
 
 int KOrDefault(int32_t k) { return k == 0 ? 10 : k; }
@@ -483,6 +484,41 @@ grpc::Status RecommenderService::DeleteUser(grpc::ServerContext*,
   });
 }
 
+grpc::Status RecommenderService::UpsertItems(grpc::ServerContext*,
+                                             const v1::UpsertItemsRequest* req,
+                                             v1::UpsertItemsResponse* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    std::vector<ItemUpdate> updates(static_cast<size_t>(req->items_size()));
+    for (int k = 0; k < req->items_size(); ++k) {
+      const v1::ItemUpdate& in = req->items(k);
+      ItemUpdate& u = updates[static_cast<size_t>(k)];
+      u.id = in.item_id();
+      if (in.has_title()) u.title = in.title();
+      if (in.has_genres()) {
+        u.genres.emplace(in.genres().genres().begin(),
+                         in.genres().genres().end());
+      }
+      if (in.has_retired()) u.retired = in.retired();
+    }
+    RECSYS_ASSIGN_OR_RETURN(UpsertItemsResult r, e.UpsertItems(updates));
+    resp->set_added(r.added);
+    resp->set_changed(r.changed);
+    resp->set_unchanged(r.unchanged);
+    resp->set_log_sequence(r.sequence);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RecommenderService::GetItem(
+    grpc::CallbackServerContext* ctx, const v1::GetItemRequest* req,
+    v1::GetItemResponse* resp) {
+  return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
+    RECSYS_ASSIGN_OR_RETURN(ItemView item, e.GetItem(req->item_id()));
+    FillItem(item, resp->mutable_item());
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* RecommenderService::GetModelInfo(
     grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest*,
     v1::ModelInfo* resp) {
@@ -501,6 +537,7 @@ grpc::ServerUnaryReactor* RecommenderService::GetModelInfo(
     resp->set_ratings_since_training(info.ratings_since_training);
     resp->set_log_sequence(info.log_sequence);
     resp->set_training_job_id(info.training_job);
+    resp->set_retired_items(info.retired_items);
     return absl::OkStatus();
   });
 }

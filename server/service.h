@@ -53,18 +53,20 @@ class RateBatcher;  // defined in service.cc
 // folds it in and answers each call, on its own gRPC thread, until nothing
 // is queued or its budget is spent, when the batcher's own thread takes
 // over (see RateBatcher in service.cc). The other quick unary calls (Train,
-// which only starts a job, SimilarItems, GetUser, GetModelInfo) are callback
-// methods too; the long-lived streams, RateStream and WatchTraining, and
-// DeleteUser, which waits for a snapshot, stay on the synchronous server's
-// threads.
+// which only starts a job, SimilarItems, GetUser, GetItem, GetModelInfo) are
+// callback methods too; the long-lived streams, RateStream and
+// WatchTraining, DeleteUser, which waits for a snapshot, and UpsertItems,
+// which writes the log and rebuilds the catalogue's lookups, stay on the
+// synchronous server's threads.
 class RecommenderService final
     : public v1::Recommender::WithRawCallbackMethod_Recommend<
           v1::Recommender::WithCallbackMethod_Rate<
               v1::Recommender::WithCallbackMethod_Train<
                   v1::Recommender::WithCallbackMethod_SimilarItems<
                       v1::Recommender::WithCallbackMethod_GetUser<
-                          v1::Recommender::WithCallbackMethod_GetModelInfo<
-                              v1::Recommender::Service>>>>>> {
+                          v1::Recommender::WithCallbackMethod_GetItem<
+                              v1::Recommender::WithCallbackMethod_GetModelInfo<
+                                  v1::Recommender::Service>>>>>>> {
  public:
   // How long a gRPC thread may lead Rate's group commit before it hands the
   // lead to the batcher's own thread (see RateBatcher in service.cc).
@@ -111,6 +113,12 @@ class RecommenderService final
   grpc::Status DeleteUser(grpc::ServerContext* ctx,
                           const v1::DeleteUserRequest* req,
                           v1::DeleteUserResponse* resp) override;
+  grpc::Status UpsertItems(grpc::ServerContext* ctx,
+                           const v1::UpsertItemsRequest* req,
+                           v1::UpsertItemsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetItem(grpc::CallbackServerContext* ctx,
+                                    const v1::GetItemRequest* req,
+                                    v1::GetItemResponse* resp) override;
 
  private:
   // The engine, or FAILED_PRECONDITION while no model is loaded.

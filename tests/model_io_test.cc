@@ -93,6 +93,7 @@ Model RichModel() {
   m.item_info = {{"Cinéma Paradiso (1988)", {"Drama", "Romance"}},
                  {"Toy Story (1995)", {"Animation", "Children's", "Comedy"}},
                  {"", {}}};
+  m.item_info[1].retired = true;
   m.item_counts = {31, 0, 7};
   m.user_bias.resize(4);
   m.item_bias.resize(3);
@@ -186,6 +187,7 @@ void ExpectSameModel(const Model& want, const Model& got) {
   for (size_t i = 0; i < want.item_info.size(); ++i) {
     EXPECT_EQ(got.item_info[i].title, want.item_info[i].title);
     EXPECT_EQ(got.item_info[i].genres, want.item_info[i].genres);
+    EXPECT_EQ(got.item_info[i].retired, want.item_info[i].retired) << i;
   }
 }
 
@@ -370,36 +372,68 @@ TEST(ModelIoTest, OtherVersionIsFailedPrecondition) {
   EXPECT_THAT(std::string(loaded.status().message()), StartsWith(path));
   EXPECT_THAT(
       std::string(loaded.status().message()),
-      HasSubstr("model format version 3, this build reads versions 1 to 2"));
+      HasSubstr("model format version 4, this build reads versions 1 to 3"));
 }
 
-// A version 1 file is a version 2 file without burn_in, samples,
-// value_weight and the rank_* fields (24 bytes after the seed) and without the
-// posterior shape (the last 8 bytes, zeros for kinds other than bayes). It must
-// still load, with those at defaults.
-TEST(ModelIoTest, VersionOneFilesStillLoad) {
+// The bytes of `file` as version `version` of the format, from the current
+// version's bytes of a model without retired items: version 2 lacks the
+// retired list (R = 0, the last 4 bytes), and version 1 also lacks burn_in,
+// samples, value_weight and the rank_* fields (24 bytes after the seed) and
+// the posterior shape (8 bytes before R, zeros for kinds other than bayes).
+std::string AsOlderVersion(const std::string& file, uint32_t version) {
+  EXPECT_EQ(file.substr(file.size() - 12), std::string(12, '\0'));
+  std::string old = file.substr(0, file.size() - 4);
+  if (version == 1) {
+    // After the seed: scale, mu, train_seconds, watermark, log_sequence and
+    // last_validation_rmse (52 bytes), then the 24 bytes v2 added.
+    const size_t seed_end = kShapeOffset - 52 - 24;
+    old = old.substr(0, seed_end) +
+          old.substr(seed_end + 24, old.size() - 32 - seed_end);
+  }
+  PutU32(&old, 8, version);
+  const uint64_t payload = old.size() - kModelHeaderBytes;
+  std::memcpy(old.data() + 16, &payload, sizeof(payload));
+  FixChecksum(&old);
+  return old;
+}
+
+// Older files must still load, with the fields they lack at defaults.
+TEST(ModelIoTest, VersionOneAndTwoFilesStillLoad) {
   Model model = RichModel();
+  for (ItemInfo& info : model.item_info) info.retired = false;
+  absl::StatusOr<std::string> v3 = SerializeModel(model);
+  ASSERT_TRUE(v3.ok());
+  absl::StatusOr<Model> loaded = ParseModel(AsOlderVersion(*v3, 2), "v2");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ExpectSameModel(model, *loaded);
+
   model.params.burn_in = 0;
   model.params.samples = 0;
   model.params.value_weight = 0;
   model.params.rank_factors = 0;
   model.params.rank_epochs = 0;
   model.params.rank_reg = 0;
-  absl::StatusOr<std::string> v2 = SerializeModel(model);
-  ASSERT_TRUE(v2.ok());
-  // After the seed: scale, mu, train_seconds, watermark, log_sequence and
-  // last_validation_rmse (52 bytes), then the 24 bytes v2 added.
-  const size_t seed_end = kShapeOffset - 52 - 24;
-  ASSERT_EQ(v2->substr(v2->size() - 8), std::string(8, '\0'));
-  std::string v1 = v2->substr(0, seed_end) +
-                   v2->substr(seed_end + 24, v2->size() - 32 - seed_end);
-  PutU32(&v1, 8, 1);
-  const uint64_t payload = v1.size() - kModelHeaderBytes;
-  std::memcpy(v1.data() + 16, &payload, sizeof(payload));
-  FixChecksum(&v1);
-  absl::StatusOr<Model> loaded = ParseModel(v1, "v1");
+  v3 = SerializeModel(model);
+  ASSERT_TRUE(v3.ok());
+  loaded = ParseModel(AsOlderVersion(*v3, 1), "v1");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ExpectSameModel(model, *loaded);
+}
+
+// The retired list must name items of the catalogue, in increasing order.
+TEST(ModelIoTest, BadRetiredListIsDataLoss) {
+  absl::StatusOr<std::string> bytes = SerializeModel(RichModel());
+  ASSERT_TRUE(bytes.ok());
+  for (uint32_t index : {3u, 7u}) {  // 3 items
+    std::string bad = *bytes;
+    PutU32(&bad, bad.size() - 4, index);
+    FixChecksum(&bad);
+    absl::StatusOr<Model> loaded = ParseModel(bad, "retired");
+    ASSERT_FALSE(loaded.ok()) << index;
+    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(loaded.status().message()),
+                HasSubstr("retired item index"));
+  }
 }
 
 // A posterior whose shape does not match the factor columns, or one on a
@@ -408,7 +442,7 @@ TEST(ModelIoTest, MismatchedPosteriorIsDataLoss) {
   absl::StatusOr<std::string> bytes = SerializeModel(RichModel());
   ASSERT_TRUE(bytes.ok());
   std::string bad = *bytes;
-  PutU32(&bad, bad.size() - 8, 1);  // S = 1, D = 0 against 5 factor columns
+  PutU32(&bad, bad.size() - 16, 1);  // S = 1, D = 0 against 5 columns
   FixChecksum(&bad);
   absl::StatusOr<Model> loaded = ParseModel(bad, "posterior");
   ASSERT_FALSE(loaded.ok());

@@ -35,7 +35,12 @@ using ::testing::HasSubstr;
 
 LogRecord Rec(std::string user, std::string item, float value,
               int64_t timestamp) {
-  return {0, std::move(user), std::move(item), value, timestamp};
+  LogRecord r;
+  r.user = std::move(user);
+  r.item = std::move(item);
+  r.value = value;
+  r.timestamp = timestamp;
+  return r;
 }
 
 // Bytes a record takes in a segment (frame and payload).
@@ -563,12 +568,12 @@ TEST(RatingLogTest, RefusesForeignOrNewerSegments) {
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(status.message(), HasSubstr("bad header"));
   other = bytes;
-  other[8] = 3;
+  other[8] = 4;
   testing::WriteFile(FirstSegment(dir), other);
   status = Replay(dir).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(),
-              HasSubstr("log format version 3, this build reads 1..2"));
+              HasSubstr("log format version 4, this build reads 1..3"));
 }
 
 LogRecord Erasure(std::string user) {
@@ -606,7 +611,7 @@ TEST(RatingLogTest, ReadsVersionOneSegments) {
   const std::string dir = testing::MakeTempDir("log");
   WriteLog(dir, 2);
   std::string bytes = ReadBytes(FirstSegment(dir));
-  ASSERT_EQ(bytes[8], 2);
+  ASSERT_EQ(bytes[8], 3);
   bytes[8] = 1;
   testing::WriteFile(FirstSegment(dir), bytes);
   absl::StatusOr<std::vector<LogRecord>> got = Replay(dir);
@@ -627,6 +632,75 @@ TEST(RatingLogTest, ReadsVersionOneSegments) {
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(status.message(),
               HasSubstr("a version 1 segment has no erasures"));
+}
+
+LogRecord Entry(std::string item, ItemInfo info) {
+  LogRecord r;
+  r.item = std::move(item);
+  r.entry = std::make_shared<const ItemInfo>(std::move(info));
+  return r;
+}
+
+TEST(RatingLogTest, CatalogueEntriesRoundTripBetweenRatings) {
+  const std::string dir = testing::MakeTempDir("log");
+  const std::string longest_title(RatingLog::kMaxTitleBytes, 'T');
+  const std::vector<std::string> most_genres(
+      RatingLog::kMaxGenres, std::string(RatingLog::kMaxGenreBytes, 'g'));
+  const std::string longest_id(RatingLog::kMaxIdBytes, 'i');
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(dir);
+    ASSERT_NE(log, nullptr);
+    std::vector<LogRecord> batch = {
+        Rec("alice", "i1", 4, 10),
+        Entry("i1", {"Brazil (1985)", {"Comedy", "Sci-Fi"}, false}),
+        Entry(longest_id, {longest_title, most_genres, true}),
+        Entry("i3", {"", {}, true}), Rec("bob", "i3", 2, 0)};
+    ASSERT_EQ(log->Append(&batch).value_or(0), 5u);
+  }
+  absl::StatusOr<std::vector<LogRecord>> got = Replay(dir);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 5u);
+  EXPECT_EQ((*got)[0].entry, nullptr);
+  EXPECT_EQ((*got)[4].entry, nullptr);
+  EXPECT_EQ((*got)[4].user, "bob");
+  struct Want {
+    size_t index;
+    std::string item, title;
+    std::vector<std::string> genres;
+    bool retired;
+  };
+  for (const Want& w :
+       {Want{1, "i1", "Brazil (1985)", {"Comedy", "Sci-Fi"}, false},
+        Want{2, longest_id, longest_title, most_genres, true},
+        Want{3, "i3", "", {}, true}}) {
+    const LogRecord& r = (*got)[w.index];
+    ASSERT_NE(r.entry, nullptr) << w.index;
+    EXPECT_EQ(r.user, "");
+    EXPECT_FALSE(r.erase_user);
+    EXPECT_EQ(r.item, w.item);
+    EXPECT_EQ(r.seq, w.index + 1);
+    EXPECT_EQ(r.entry->title, w.title);
+    EXPECT_EQ(r.entry->genres, w.genres);
+    EXPECT_EQ(r.entry->retired, w.retired);
+  }
+}
+
+// A catalogue entry in a segment written before they existed is damage.
+TEST(RatingLogTest, CatalogueEntryInAVersionTwoSegmentIsDataLoss) {
+  const std::string dir = testing::MakeTempDir("log");
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(dir);
+    ASSERT_NE(log, nullptr);
+    AppendOne(*log, Rec("u", "i", 3, 0));
+    AppendOne(*log, Entry("i", {"Title", {"Drama"}, false}));
+  }
+  std::string bytes = ReadBytes(FirstSegment(dir));
+  bytes[8] = 2;
+  testing::WriteFile(FirstSegment(dir), bytes);
+  const absl::Status status = Replay(dir).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(),
+              HasSubstr("a version 2 segment has no catalogue entries"));
 }
 
 TEST(RatingLogTest, RejectsInvalidRecordsWhole) {
@@ -659,6 +733,23 @@ TEST(RatingLogTest, RejectsInvalidRecordsWhole) {
     batch = {r};
     EXPECT_THAT(log->Append(&batch).status().message(),
                 HasSubstr("the erasure of user 'u' has an item or a value"));
+  }
+  // A catalogue entry names an item, within the title and genre limits.
+  LogRecord with_user = Entry("i", {});
+  with_user.user = "u";
+  LogRecord entry_value = Entry("i", {});
+  entry_value.value = 2;
+  const std::string long_title(RatingLog::kMaxTitleBytes + 1, 't');
+  const std::string long_genre(RatingLog::kMaxGenreBytes + 1, 'g');
+  const std::vector<std::string> many_genres(RatingLog::kMaxGenres + 1, "g");
+  for (const LogRecord& r :
+       {with_user, entry_value, Entry("", {}), Entry(too_long, {}),
+        Entry("i", {long_title, {}, false}),
+        Entry("i", {"", {long_genre}, false}),
+        Entry("i", {"", many_genres, false})}) {
+    batch = {Rec("fine", "fine", 1, 0), r};
+    EXPECT_EQ(log->Append(&batch).status().code(),
+              absl::StatusCode::kInvalidArgument);
   }
   EXPECT_EQ(log->last_seq(), 0u);
   EXPECT_EQ(log->stats().writes, 0u);

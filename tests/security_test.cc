@@ -48,6 +48,10 @@ TEST(ClassifyMethod, WritesClosedReadsOpenHealthAlwaysOpen) {
             MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/DeleteUser"),
             MethodAccess::kWrite);
+  EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/UpsertItems"),
+            MethodAccess::kWrite);
+  EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/GetItem"),
+            MethodAccess::kRead);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/Recommend"),
             MethodAccess::kRead);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/GetModelInfo"),

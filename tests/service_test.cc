@@ -429,6 +429,13 @@ TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {
   erase.set_user_id("u0");
   expect_unary("DeleteUser", &Stub::DeleteUser, erase,
                v1::DeleteUserResponse());
+  v1::UpsertItemsRequest upsert;
+  upsert.add_items()->set_item_id("i0");
+  expect_unary("UpsertItems", &Stub::UpsertItems, upsert,
+               v1::UpsertItemsResponse());
+  v1::GetItemRequest item;
+  item.set_item_id("i0");
+  expect_unary("GetItem", &Stub::GetItem, item, v1::GetItemResponse());
   {
     grpc::ClientContext ctx;
     auto stream = stub->RateStream(&ctx);

@@ -1,0 +1,387 @@
+// The engine's catalogue: entries added and changed through UpsertItems,
+// retired items left out of every ranking, and entries kept across
+// restarts, snapshots and training.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/train.h"
+#include "server/engine.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr int kItems = 120;
+
+Model TrainAls(const RatingData& data) {
+  Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
+  p.factors = 8;
+  p.epochs = 8;
+  TrainOptions opt;
+  opt.threads = 2;
+  absl::StatusOr<Model> m = TrainModel(data, ModelKind::kAls, p, opt);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return *std::move(m);
+}
+
+ItemUpdate Retire(const std::string& id, bool retired = true) {
+  ItemUpdate u;
+  u.id = id;
+  u.retired = retired;
+  return u;
+}
+
+ItemUpdate Describe(const std::string& id, const std::string& title,
+                    std::vector<std::string> genres) {
+  ItemUpdate u;
+  u.id = id;
+  u.title = title;
+  u.genres = std::move(genres);
+  return u;
+}
+
+std::vector<std::string> Ids(const RecommendResult& r) {
+  std::vector<std::string> ids;
+  for (const RecommendedItem& it : r.items) ids.push_back(it.item.id);
+  return ids;
+}
+
+class CatalogueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = testing::PlantedData(150, kItems, 4, 0.15, 0.3, 8, true);
+    dir_ = testing::MakeTempDir("catalogue");
+    Open();
+  }
+
+  void Open() {
+    engine_.reset();
+    EngineOptions opt;
+    opt.data_dir = dir_;
+    opt.train_threads = 2;
+    opt.snapshot_every = 0;
+    auto e = Engine::Open(opt, [this] { return TrainAls(data_); });
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = *std::move(e);
+  }
+
+  UpsertItemsResult MustUpsert(const std::vector<ItemUpdate>& updates) {
+    absl::StatusOr<UpsertItemsResult> r = engine_->UpsertItems(updates);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : UpsertItemsResult{};
+  }
+
+  RecommendResult MustRecommend(const RecommendQuery& q) {
+    absl::StatusOr<RecommendResult> r = engine_->Recommend(q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : RecommendResult{};
+  }
+
+  ItemView MustGetItem(const std::string& id) {
+    absl::StatusOr<ItemView> r = engine_->GetItem(id);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ItemView{};
+  }
+
+  RatingData data_;
+  std::string dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+// Retiring items gives, for every kind of query, exactly what excluding
+// them by hand gave before: a personalized user (the bit set path), a user
+// without ratings (popularity), a genre, a candidate list; and the whole
+// catalogue (k = every item) loses exactly the retired ones. A new item
+// (arrived through Rate) retires too. Restoring brings the old lists back.
+TEST_F(CatalogueTest, RetiredItemsLeaveEveryRankingAsIfExcluded) {
+  for (int u = 0; u < 6; ++u) {
+    ASSERT_TRUE(engine_->Rate({absl::StrCat("fan", u), "new-1", 5, 0}).ok());
+  }
+  // Every third item is a Drama (the genre path needs genres).
+  std::vector<ItemUpdate> genres;
+  for (int i = 0; i < kItems; i += 3) {
+    genres.push_back(Describe(absl::StrCat("i", i), "", {"Drama"}));
+  }
+  genres.push_back(Describe("new-1", "A New Film", {"Drama"}));
+  MustUpsert(genres);
+
+  std::vector<RecommendQuery> queries(5);
+  queries[0].user = "u1";
+  queries[1].user = "nobody-yet";
+  queries[2].user = "u2";
+  queries[2].genre = "Drama";
+  queries[3].user = "nobody-yet";
+  queries[3].genre = "Drama";
+  queries[4].user = "fan0";
+  for (int i = 0; i < 40; ++i) {
+    queries[4].candidates.push_back(absl::StrCat("i", i));
+  }
+  queries[4].candidates.push_back("new-1");
+  for (RecommendQuery& q : queries) q.k = 10;
+  queries.push_back(queries[0]);
+  queries.back().k = kItems + 1;  // every item
+
+  // Retire the items these queries rank first (and the new item).
+  std::vector<std::string> retired = {"new-1"};
+  for (const RecommendQuery& q : queries) {
+    const RecommendResult r = MustRecommend(q);
+    for (size_t j = 0; j < 2 && j < r.items.size(); ++j) {
+      retired.push_back(r.items[j].item.id);
+    }
+  }
+  std::sort(retired.begin(), retired.end());
+  retired.erase(std::unique(retired.begin(), retired.end()), retired.end());
+  std::vector<RecommendResult> before, excluded;
+  for (RecommendQuery q : queries) {
+    before.push_back(MustRecommend(q));
+    q.exclude = retired;
+    excluded.push_back(MustRecommend(q));
+  }
+  std::vector<ItemUpdate> retire;
+  for (const std::string& id : retired) retire.push_back(Retire(id));
+  const UpsertItemsResult r = MustUpsert(retire);
+  EXPECT_EQ(r.changed, static_cast<int32_t>(retired.size()));
+  EXPECT_EQ(engine_->Info().retired_items,
+            static_cast<int64_t>(retired.size()));
+
+  for (size_t k = 0; k < queries.size(); ++k) {
+    const RecommendResult got = MustRecommend(queries[k]);
+    EXPECT_EQ(Ids(got), Ids(excluded[k])) << "query " << k;
+    for (const RecommendedItem& it : got.items) {
+      EXPECT_FALSE(
+          std::binary_search(retired.begin(), retired.end(), it.item.id))
+          << it.item.id;
+    }
+  }
+  // The whole catalogue, less what u1 rated, less the retired items.
+  EXPECT_EQ(Ids(MustRecommend(queries.back())).size(),
+            before.back().items.size() - (retired.size() - 1));
+
+  // Similar items: never a retired one; a retired item itself still has
+  // its list.
+  const std::string kept = Ids(excluded[0])[0];
+  absl::StatusOr<SimilarResult> similar = engine_->SimilarItems(kept, kItems);
+  ASSERT_TRUE(similar.ok()) << similar.status();
+  EXPECT_EQ(similar->similar.size(), kItems + 1 - 1 - retired.size());
+  for (const auto& [item, score] : similar->similar) {
+    EXPECT_FALSE(std::binary_search(retired.begin(), retired.end(), item.id))
+        << item.id;
+  }
+  absl::StatusOr<SimilarResult> of_retired =
+      engine_->SimilarItems(retired[0], 5);
+  ASSERT_TRUE(of_retired.ok()) << of_retired.status();
+  EXPECT_TRUE(of_retired->item.retired);
+  EXPECT_EQ(of_retired->similar.size(), 5u);
+
+  // A retired item can still be rated, and shows in the user's history.
+  ASSERT_TRUE(engine_->Rate({"fan0", retired[1], 2, 0}).ok());
+  absl::StatusOr<UserResult> fan = engine_->GetUser("fan0", 1);
+  ASSERT_TRUE(fan.ok());
+  ASSERT_EQ(fan->recent.size(), 1u);
+  EXPECT_EQ(fan->recent[0].item.id, retired[1]);
+  EXPECT_TRUE(fan->recent[0].item.retired);
+
+  std::vector<ItemUpdate> restore;
+  for (const std::string& id : retired) restore.push_back(Retire(id, false));
+  MustUpsert(restore);
+  EXPECT_EQ(engine_->Info().retired_items, 0);
+  for (size_t k = 0; k < queries.size(); ++k) {
+    if (queries[k].user == "fan0") continue;  // rated one more since
+    EXPECT_EQ(Ids(MustRecommend(queries[k])), Ids(before[k])) << "query " << k;
+  }
+}
+
+// A genre whose items are all retired is still a genre of the catalogue:
+// a filter on it returns nothing rather than "unknown genre".
+TEST_F(CatalogueTest, GenreWithEveryItemRetiredIsEmptyNotUnknown) {
+  MustUpsert({Describe("i3", "", {"Western"}), Describe("i4", "", {"Western"}),
+              Retire("i3"), Retire("i4")});
+  for (const char* user : {"u1", "nobody-yet"}) {
+    RecommendQuery q;
+    q.user = user;
+    q.genre = "Western";
+    EXPECT_THAT(Ids(MustRecommend(q)), IsEmpty()) << user;
+  }
+  RecommendQuery q;
+  q.user = "u1";
+  q.genre = "Musical";
+  EXPECT_EQ(engine_->Recommend(q).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Each update changes only the fields it sets; repeated names apply in
+// order; updates that change nothing are counted and not logged.
+TEST_F(CatalogueTest, PartialUpdatesMergeInOrder) {
+  UpsertItemsResult r =
+      MustUpsert({Describe("i7", "Seven (1995)", {"Crime", "Thriller"})});
+  EXPECT_EQ(r.changed, 1);
+  EXPECT_EQ(r.added, 0);
+  const uint64_t first = r.sequence;
+  EXPECT_GT(first, 0u);
+
+  ItemUpdate title_only;
+  title_only.id = "i7";
+  title_only.title = "Se7en (1995)";
+  ItemUpdate genres_only;
+  genres_only.id = "i7";
+  genres_only.genres = std::vector<std::string>{"Mystery"};
+  r = MustUpsert({title_only, genres_only, Retire("i7")});
+  EXPECT_EQ(r.changed, 3);
+  EXPECT_EQ(r.sequence, first + 1);  // one entry per item
+  ItemView got = MustGetItem("i7");
+  EXPECT_EQ(got.title, "Se7en (1995)");
+  EXPECT_THAT(got.genres, ElementsAre("Mystery"));
+  EXPECT_TRUE(got.retired);
+
+  r = MustUpsert({title_only, Retire("i7")});
+  EXPECT_EQ(r.unchanged, 2);
+  EXPECT_EQ(r.sequence, 0u);
+  EXPECT_EQ(engine_->Info().log_sequence, first + 1);
+
+  // An empty genre list clears them; an absent one keeps them.
+  genres_only.genres = std::vector<std::string>{};
+  r = MustUpsert({genres_only});
+  EXPECT_EQ(r.changed, 1);
+  got = MustGetItem("i7");
+  EXPECT_THAT(got.genres, IsEmpty());
+  EXPECT_EQ(got.title, "Se7en (1995)");
+}
+
+// An item new to the catalogue has its entry at once, no vector until it is
+// rated, and then the vector its ratings give; its first rating does not
+// count it as new.
+TEST_F(CatalogueTest, AddedItemIsServedAndFoldedInOnceRated) {
+  UpsertItemsResult r =
+      MustUpsert({Describe("tt-new", "Brand New (2026)", {"Drama"})});
+  EXPECT_EQ(r.added, 1);
+  EXPECT_EQ(engine_->Info().items, kItems + 1);
+  EXPECT_EQ(MustGetItem("tt-new").title, "Brand New (2026)");
+  absl::StatusOr<SimilarResult> similar = engine_->SimilarItems("tt-new", 5);
+  ASSERT_TRUE(similar.ok());
+  EXPECT_THAT(similar->similar, IsEmpty());  // no vector yet
+
+  absl::StatusOr<RateResult> rated = engine_->Rate({"u1", "tt-new", 5, 0});
+  ASSERT_TRUE(rated.ok());
+  EXPECT_FALSE(rated->new_item);
+  for (int u = 2; u < 12; ++u) {
+    ASSERT_TRUE(engine_->Rate({absl::StrCat("u", u), "tt-new", 5, 0}).ok());
+  }
+  similar = engine_->SimilarItems("tt-new", 5);
+  ASSERT_TRUE(similar.ok());
+  EXPECT_EQ(similar->similar.size(), 5u);
+  absl::StatusOr<UserResult> user = engine_->GetUser("u11", 1);
+  ASSERT_TRUE(user.ok());
+  ASSERT_EQ(user->recent.size(), 1u);
+  EXPECT_EQ(user->recent[0].item.title, "Brand New (2026)");
+}
+
+// Entries are durable: replayed from the log after a restart, kept by a
+// snapshot, and carried into a retrained model, including one changed
+// while the model trained.
+TEST_F(CatalogueTest, EntriesSurviveRestartSnapshotAndTraining) {
+  MustUpsert({Describe("i0", "Zero (2001)", {"Drama", "Comedy"}),
+              Describe("tt-cat", "Only In The Catalogue", {"Horror"}),
+              Retire("i1")});
+  ASSERT_TRUE(engine_->Rate({"u1", "new-by-rate", 4, 0}).ok());
+  MustUpsert({Retire("new-by-rate")});
+  int64_t retired = 2;
+  auto check = [&](const std::string& when) {
+    SCOPED_TRACE(when);
+    ItemView zero = MustGetItem("i0");
+    EXPECT_EQ(zero.title, "Zero (2001)");
+    EXPECT_THAT(zero.genres, ElementsAre("Drama", "Comedy"));
+    EXPECT_FALSE(zero.retired);
+    EXPECT_EQ(MustGetItem("tt-cat").title, "Only In The Catalogue");
+    EXPECT_TRUE(MustGetItem("i1").retired);
+    EXPECT_TRUE(MustGetItem("new-by-rate").retired);
+    EXPECT_EQ(engine_->Info().retired_items, retired);
+    RecommendQuery q;
+    q.user = "u1";
+    q.k = kItems + 2;
+    const std::vector<std::string> ids = Ids(MustRecommend(q));
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), "i1"), 0);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), "new-by-rate"), 0);
+    q.genre = "Horror";
+    q.user = "nobody-yet";
+    EXPECT_THAT(Ids(MustRecommend(q)), ElementsAre("tt-cat"));
+  };
+  check("serving");
+  Open();
+  check("after a restart (log replay)");
+  ASSERT_TRUE(engine_->WriteSnapshot().ok());
+  Open();
+  check("after a snapshot and a restart");
+
+  TrainSpec spec;
+  spec.params.epochs = 400;  // long enough to still run after the change
+  ASSERT_TRUE(engine_->StartTraining(spec).ok());
+  MustUpsert({Describe("i0", "Zero (2001)", {"Drama", "Comedy"}), Retire("i2"),
+              Retire("i2", false)});
+  ItemUpdate during;
+  during.id = "tt-cat";
+  during.title = "Only In The Catalogue";
+  MustUpsert({during, Describe("tt-late", "Late Arrival", {"Horror"}),
+              Retire("tt-late")});
+  retired = 3;  // tt-late
+  EXPECT_FALSE(engine_->Info().training_job.empty());
+  engine_->WaitForTraining();
+  EXPECT_EQ(engine_->Info().version, 2u);
+  check("after training");
+  EXPECT_TRUE(MustGetItem("tt-late").retired);
+  Open();
+  check("after training and a restart");
+  EXPECT_TRUE(MustGetItem("tt-late").retired);
+}
+
+// A bad update refuses the whole call, names the update, and changes
+// nothing.
+TEST_F(CatalogueTest, BadUpdatesAreRefusedWhole) {
+  const uint64_t seq = engine_->Info().log_sequence;
+  const std::string title = MustGetItem("i4").title;
+  const std::string long_title(RatingLog::kMaxTitleBytes + 1, 't');
+  struct Case {
+    ItemUpdate bad;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {Describe("", "x", {}), "items[1]: item id is empty"},
+      {Describe(std::string(kMaxIdBytes + 1, 'i'), "x", {}),
+       "items[1]: item id is 257 bytes"},
+      {Describe("i5", long_title, {}), "items[1]: title is 1025 bytes"},
+      {Describe("i5", "x", {"Drama", ""}), "items[1]: a genre is empty"},
+      {Describe("i5", "x", {"Drama", "Drama"}),
+       "items[1]: genre 'Drama' is listed twice"},
+      {Describe("i5", "x", {"Sci-Fi|Drama"}),
+       "items[1]: genre 'Sci-Fi|Drama' contains '|'"},
+      {Describe("i5", "x", {std::string(RatingLog::kMaxGenreBytes + 1, 'g')}),
+       "items[1]: a genre is 129 bytes"},
+      {Describe("i5", "x",
+                std::vector<std::string>(RatingLog::kMaxGenres + 1, "g")),
+       "items[1]: 33 genres"},
+  };
+  for (auto& c : cases) {
+    absl::StatusOr<UpsertItemsResult> r =
+        engine_->UpsertItems({Describe("i4", "Fine", {"Fine"}), c.bad});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.message;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.message));
+  }
+  std::vector<ItemUpdate> too_many(kMaxListItems + 1, Retire("i4"));
+  EXPECT_EQ(engine_->UpsertItems(too_many).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->Info().log_sequence, seq);
+  EXPECT_EQ(MustGetItem("i4").title, title);
+  EXPECT_EQ(engine_->GetItem("no-such-item").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace recsys
