@@ -11,11 +11,14 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "models/loaders.h"
 #include "models/status_macros.h"
 
 namespace recsys {
@@ -439,6 +442,150 @@ absl::Status RunDeleteUser(const ClientOptions& options,
   return absl::OkStatus();
 }
 
+absl::Status RunItem(const ClientOptions& options, const ItemOptions& command,
+                     RecommenderStub& stub, const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.item, "item", "item"));
+  v1::GetItemRequest request;
+  request.set_item_id(command.item);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::GetItemResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.GetItem(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+    return absl::OkStatus();
+  }
+  const v1::Item& item = response.item();
+  *io.out << "item: " << item.id() << "\n"
+          << "title: " << (item.title().empty() ? "(none)" : item.title())
+          << "\n"
+          << "genres: " << (item.genres_size() == 0 ? "(none)" : Genres(item))
+          << "\n"
+          << "retired: " << (item.retired() ? "yes (never recommended)" : "no")
+          << "\n";
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The counts of an UpsertItems answer, as a phrase.
+std::string UpsertCounts(int64_t added, int64_t changed, int64_t unchanged) {
+  return absl::StrFormat("%d added, %d changed, %d unchanged", added, changed,
+                         unchanged);
+}
+
+}  // namespace
+
+absl::Status RunSetItem(const ClientOptions& options,
+                        const ItemOptions& command, RecommenderStub& stub,
+                        const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.item, "item", "set-item"));
+  if (!command.title && !command.genres && !command.retired) {
+    return UsageError(
+        "set-item needs at least one of --title, --genres, --retired");
+  }
+  v1::UpsertItemsRequest request;
+  v1::ItemUpdate* update = request.add_items();
+  update->set_item_id(command.item);
+  if (command.title) update->set_title(*command.title);
+  if (command.genres) {
+    v1::GenreList* genres = update->mutable_genres();
+    for (absl::string_view g : absl::StrSplit(*command.genres, '|')) {
+      genres->add_genres(std::string(g));
+    }
+  }
+  if (command.retired) update->set_retired(*command.retired);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::UpsertItemsResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.UpsertItems(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+    return absl::OkStatus();
+  }
+  *io.out << "item " << command.item << ": "
+          << (response.added() > 0     ? "added to the catalogue"
+              : response.changed() > 0 ? "changed"
+                                       : "unchanged (already so)");
+  if (response.log_sequence() > 0) {
+    *io.out << " (log sequence " << response.log_sequence() << ")";
+  }
+  *io.out << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunSetItems(const ClientOptions& options,
+                         const CatalogueFileOptions& command,
+                         RecommenderStub& stub, const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.path, "file", "set-items"));
+  if (command.batch < 1 || command.batch > 10000) {
+    return UsageError(absl::StrCat(
+        "set-items: --batch must be in 1..10000, not ", command.batch));
+  }
+  absl::StatusOr<RatingData> catalogue = LoadCatalogue(command.path);
+  if (!catalogue.ok()) {
+    return UsageError(catalogue.status().message());
+  }
+  const int32_t n = catalogue->items.size();
+  int64_t added = 0, changed = 0, unchanged = 0, calls = 0;
+  for (int32_t first = 0; first < n; first += command.batch) {
+    const int32_t end = std::min(n, first + command.batch);
+    v1::UpsertItemsRequest request;
+    for (int32_t i = first; i < end; ++i) {
+      const ItemInfo& info = catalogue->item_info[static_cast<size_t>(i)];
+      v1::ItemUpdate* update = request.add_items();
+      update->set_item_id(catalogue->items.External(i));
+      update->set_title(info.title);
+      // (A genre listed twice is refused by the server: it goes once.)
+      std::set<absl::string_view> seen;
+      v1::GenreList* genres = update->mutable_genres();
+      for (const std::string& g : info.genres) {
+        if (seen.insert(g).second) genres->add_genres(g);
+      }
+    }
+    grpc::ClientContext context;
+    internal::SetDeadline(options, &context);
+    v1::UpsertItemsResponse response;
+    const grpc::Status status = stub.UpsertItems(&context, request, &response);
+    if (!status.ok()) {
+      // "items[k]: ..." names the k-th update of this call.
+      std::string message = status.error_message();
+      absl::string_view rest = message;
+      int k = -1;
+      if (absl::ConsumePrefix(&rest, "items[")) {
+        const size_t close = rest.find("]: ");
+        if (close != absl::string_view::npos &&
+            absl::SimpleAtoi(rest.substr(0, close), &k) && k >= 0 &&
+            k < end - first) {
+          message = absl::StrCat("item ", catalogue->items.External(first + k),
+                                 ": ", rest.substr(close + 3));
+        }
+      }
+      *io.err << absl::StrFormat(
+          "set-items: %d of %d items sent before this call (%s)\n", first, n,
+          UpsertCounts(added, changed, unchanged));
+      return internal::RpcError(
+          grpc::Status(status.error_code(), message, status.error_details()));
+    }
+    added += response.added();
+    changed += response.changed();
+    unchanged += response.unchanged();
+    ++calls;
+  }
+  if (options.json) {
+    *io.out << absl::StrFormat(
+        "{\"items\":%d,\"added\":%d,\"changed\":%d,\"unchanged\":%d,"
+        "\"calls\":%d}\n",
+        n, added, changed, unchanged, calls);
+    return absl::OkStatus();
+  }
+  *io.out << absl::StrFormat("%s: %d items in %d calls: %s\n", command.path, n,
+                             calls, UpsertCounts(added, changed, unchanged));
+  return absl::OkStatus();
+}
+
 absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
                      const Streams& io) {
   grpc::ClientContext context;
@@ -456,6 +603,7 @@ absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
       << "factors: " << info.factors() << "\n"
       << "users: " << info.users() << "\n"
       << "items: " << info.items() << "\n"
+      << "retired_items: " << info.retired_items() << "\n"
       << "ratings: " << info.ratings() << "\n"
       << absl::StrFormat("train_seconds: %.3f\n", info.train_seconds())
       << absl::StrFormat("scale: %g..%g\n", info.scale().min(),

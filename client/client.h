@@ -166,6 +166,19 @@ struct UserOptions {
   int recent = 10;
 };
 
+struct ItemOptions {
+  std::string item;
+  // set-item: what to change (unset: unchanged). Genres as "A|B".
+  std::optional<std::string> title;
+  std::optional<std::string> genres;
+  std::optional<bool> retired;
+};
+
+struct CatalogueFileOptions {
+  std::string path;  // u.item, movies.dat (*.dat) or movies.csv (*.csv)
+  int batch = 1000;  // items per UpsertItems call
+};
+
 struct HealthOptions {
   std::string service;  // "" = the whole server
 };
@@ -196,6 +209,20 @@ absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
 absl::Status RunDeleteUser(const ClientOptions& options,
                            const UserOptions& command, RecommenderStub& stub,
                            const Streams& io);
+// GetItem: the item's catalogue entry.
+absl::Status RunItem(const ClientOptions& options, const ItemOptions& command,
+                     RecommenderStub& stub, const Streams& io);
+// UpsertItems for one item: changes what the options set.
+absl::Status RunSetItem(const ClientOptions& options,
+                        const ItemOptions& command, RecommenderStub& stub,
+                        const Streams& io);
+// UpsertItems from a catalogue file (models/loaders.h LoadCatalogue): sets
+// each item's title and genres (retirement is left as it is), `batch` items
+// per call. A refused call names the item (and its file line is the
+// loader's order: the file's). Calls already made stay made.
+absl::Status RunSetItems(const ClientOptions& options,
+                         const CatalogueFileOptions& command,
+                         RecommenderStub& stub, const Streams& io);
 absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
                      const Streams& io);
 // grpc.health.v1.Health/Check. Prints SERVING, NOT_SERVING, UNKNOWN or

@@ -74,6 +74,15 @@ ABSL_FLAG(std::optional<double>, validation_fraction, std::nullopt,
 ABSL_FLAG(bool, wait, false, "train: follow the job until it ends");
 // user.
 ABSL_FLAG(int, recent, 10, "user: how many recent ratings");
+ABSL_FLAG(std::optional<std::string>, title, std::nullopt,
+          "set-item: the new title (unset or empty: unchanged)");
+ABSL_FLAG(std::optional<std::string>, genres, std::nullopt,
+          "set-item: the new genres, separated by '|' (unset or empty: "
+          "unchanged)");
+ABSL_FLAG(std::optional<bool>, retired, std::nullopt,
+          "set-item: true withdraws the item from recommendations, false "
+          "restores it");
+ABSL_FLAG(int, batch, 1000, "set-items: items per UpsertItems call");
 // health.
 ABSL_FLAG(std::string, service, "",
           "health: service name (\"\" = the whole server)");
@@ -92,6 +101,9 @@ constexpr char kUsage[] =
     "  train     [--model=als] [--factors=N] [--epochs=N] [--wait]\n"
     "  user      --user=U [--recent=10]\n"
     "  delete-user --user=U   erase the user's ratings, vector and id\n"
+    "  item      --item=I   the item's catalogue entry\n"
+    "  set-item  --item=I [--title=T] [--genres='A|B'] [--retired=true|false]\n"
+    "  set-items --file=movies.csv|movies.dat|u.item [--batch=1000]\n"
     "  info      what the server is serving\n"
     "  health    grpc.health.v1 check (exit 0 only when SERVING)\n"
     "  (none)    interactive: recommendations for each user id typed\n"
@@ -189,6 +201,21 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     UserOptions o;
     o.user = absl::GetFlag(FLAGS_user);
     return RunDeleteUser(options, o, *stub, io);
+  }
+  if (command == "item" || command == "set-item") {
+    ItemOptions o;
+    o.item = absl::GetFlag(FLAGS_item);
+    if (command == "item") return RunItem(options, o, *stub, io);
+    o.title = absl::GetFlag(FLAGS_title);
+    o.genres = absl::GetFlag(FLAGS_genres);
+    o.retired = absl::GetFlag(FLAGS_retired);
+    return RunSetItem(options, o, *stub, io);
+  }
+  if (command == "set-items") {
+    CatalogueFileOptions o;
+    o.path = absl::GetFlag(FLAGS_file);
+    o.batch = absl::GetFlag(FLAGS_batch);
+    return RunSetItems(options, o, *stub, io);
   }
   if (command == "info") return RunInfo(options, *stub, io);
   if (command == "health") {

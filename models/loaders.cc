@@ -867,4 +867,31 @@ absl::StatusOr<RatingData> LoadRatings(const std::string& path,
   return data;
 }
 
+absl::StatusOr<RatingData> LoadCatalogue(const std::string& path) {
+  const std::string name = fs::path(path).filename().string();
+  RatingData data;
+  LoadOptions options;
+  if (!fs::exists(path)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+  }
+  if (name == "u.item") {
+    RECSYS_ASSIGN_OR_RETURN(
+        std::vector<std::string> genres,
+        LoadMl100kGenres((fs::path(path).parent_path() / "u.genre").string(),
+                         options, &data));
+    RECSYS_RETURN_IF_ERROR(LoadMl100kItems(path, genres, options, &data));
+  } else if (absl::EndsWith(name, ".dat")) {
+    RECSYS_RETURN_IF_ERROR(LoadMlDatItems(path, options, &data));
+  } else if (absl::EndsWith(name, ".csv")) {
+    RECSYS_RETURN_IF_ERROR(LoadMlCsvItems(path, options, &data));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": not a catalogue file name (u.item, *.dat as movies.dat, *.csv as "
+        "movies.csv)"));
+  }
+  data.SyncItemInfo();
+  return data;
+}
+
 }  // namespace recsys

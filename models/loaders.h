@@ -52,6 +52,13 @@ struct LoadOptions {
 absl::StatusOr<RatingData> LoadRatings(const std::string& path,
                                        const LoadOptions& options);
 
+// Reads a catalogue file alone, its format named by the file name: u.item
+// (with u.genre beside it when present), *.dat (movies.dat: id::title::A|B)
+// or *.csv (movies.csv: movieId,title,genres). The result holds the items,
+// in file order, and their entries; no ratings. Errors name the file and
+// line.
+absl::StatusOr<RatingData> LoadCatalogue(const std::string& path);
+
 // Converts text that is either valid UTF-8 (returned unchanged) or latin-1
 // (each byte mapped to its code point) to UTF-8.
 std::string ToUtf8(absl::string_view text);

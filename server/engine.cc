@@ -678,11 +678,26 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   auto gen = std::make_shared<Generation>(
       std::make_shared<const Model>(std::move(model)), generation);
   Engine* raw = e.get();
+  // Consecutive catalogue entries are applied together (see ApplyEntries):
+  // one at a time, 10,000 new items took 5 s to replay.
+  std::vector<LogRecord> entries;
+  auto apply_entries = [&] {
+    std::vector<const LogRecord*> batch;
+    for (const LogRecord& rec : entries) batch.push_back(&rec);
+    if (!batch.empty()) raw->ApplyEntries(*gen, batch);
+    entries.clear();
+  };
   RECSYS_ASSIGN_OR_RETURN(e->log_,
                           RatingLog::Open(options.data_dir, options.log, after,
-                                          [raw, &gen](const LogRecord& rec) {
+                                          [&](const LogRecord& rec) {
+                                            if (rec.entry != nullptr) {
+                                              entries.push_back(rec);
+                                              return;
+                                            }
+                                            apply_entries();
                                             raw->Apply(*gen, rec);
                                           }));
+  apply_entries();
   std::atomic_store(&e->current_, gen);
   e->purged_seq_ = after;
   // An erasure replayed from the log may have been logged just before a
@@ -1807,11 +1822,19 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
     std::sort(
         journal.begin(), journal.end(),
         [](const LogRecord& a, const LogRecord& b) { return a.seq < b.seq; });
+    std::vector<const LogRecord*> entries;  // applied together, as in Open
     for (const LogRecord& rec : journal) {
       if (rec.seq <= seq) continue;
-      Apply(*next, rec);
       ++replayed;
+      if (rec.entry != nullptr) {
+        entries.push_back(&rec);
+        continue;
+      }
+      if (!entries.empty()) ApplyEntries(*next, entries);
+      entries.clear();
+      Apply(*next, rec);
     }
+    if (!entries.empty()) ApplyEntries(*next, entries);
     std::atomic_store(&current_, next);
     journaling_ = false;
   }

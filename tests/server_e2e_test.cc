@@ -274,6 +274,93 @@ TEST_F(ServerE2eTest, DeleteUserForgetsTheUserAcrossAKill) {
   EXPECT_THAT(server_log, ::testing::Not(HasSubstr(kUser)));
 }
 
+// The catalogue commands of the client against a real server: a
+// catalogue file import, a retirement that every Recommend honours, bad
+// updates refused with the right exit codes, and entries that survive a
+// SIGKILL (they are in the log).
+TEST_F(ServerE2eTest, CatalogueEditsThroughTheClientSurviveAKill) {
+  auto server = Server();
+  server->Start();
+  testing::WriteFile(dir_ + "/movies.csv",
+                     "movieId,title,genres\n"
+                     "i3,\"Three, The (1999)\",Drama|Crime|Drama\n"
+                     "tt-n,New Arrival (2026),(no genres listed)\n");
+  const CommandResult imported =
+      RunClient(server->target(), "set-items --file=" + dir_ + "/movies.csv");
+  ASSERT_EQ(imported.exit_code, 0) << imported.output;
+  EXPECT_THAT(imported.output,
+              HasSubstr("2 items in 1 calls: 1 added, 1 changed, 0 unchanged"));
+  const CommandResult retired =
+      RunClient(server->target(), "set-item --item=i3 --retired=true");
+  EXPECT_EQ(retired.exit_code, 0) << retired.output;
+  EXPECT_THAT(retired.output, HasSubstr("item i3: changed"));
+  auto check = [&] {
+    const CommandResult shown = RunClient(server->target(), "item --item=i3");
+    EXPECT_EQ(shown.exit_code, 0) << shown.output;
+    EXPECT_THAT(shown.output, HasSubstr("title: Three, The (1999)"));
+    EXPECT_THAT(shown.output, HasSubstr("genres: Drama|Crime"));
+    EXPECT_THAT(shown.output, HasSubstr("retired: yes"));
+    const CommandResult added = RunClient(server->target(), "item --item=tt-n");
+    EXPECT_THAT(added.output, HasSubstr("title: New Arrival (2026)"));
+    EXPECT_THAT(added.output, HasSubstr("genres: (none)"));
+    for (const char* user : {"u1", "u7", "someone-new"}) {
+      grpc::ClientContext ctx;
+      v1::RecommendRequest req;
+      req.set_user_id(user);
+      req.set_k(200);  // every item
+      v1::RecommendResponse resp;
+      ASSERT_TRUE(server->stub().Recommend(&ctx, req, &resp).ok());
+      EXPECT_GT(resp.items_size(), 100);
+      for (const auto& it : resp.items()) EXPECT_NE(it.item().id(), "i3");
+    }
+  };
+  check();
+
+  const CommandResult bad = RunClient(
+      server->target(), "set-item --item=i4 --genres='Sci-Fi|Sci-Fi'");
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_THAT(bad.output,
+              HasSubstr("INVALID_ARGUMENT: items[0]: genre 'Sci-Fi' is listed "
+                        "twice"));
+  const CommandResult nothing =
+      RunClient(server->target(), "set-item --item=i4");
+  EXPECT_EQ(nothing.exit_code, 2) << nothing.output;
+  const CommandResult unknown =
+      RunClient(server->target(), "item --item=no-such");
+  EXPECT_EQ(unknown.exit_code, 1) << unknown.output;
+  EXPECT_THAT(unknown.output, HasSubstr("NOT_FOUND"));
+  testing::WriteFile(dir_ + "/bad.csv", "i5,Five\n");
+  const CommandResult bad_file =
+      RunClient(server->target(), "set-items --file=" + dir_ + "/bad.csv");
+  EXPECT_EQ(bad_file.exit_code, 2) << bad_file.output;
+  EXPECT_THAT(bad_file.output, HasSubstr("bad.csv:1: expected 3 fields"));
+
+  // Field presence on the wire: genres set with none clears them, an unset
+  // title keeps it.
+  {
+    grpc::ClientContext ctx;
+    v1::UpsertItemsRequest req;
+    v1::ItemUpdate* u = req.add_items();
+    u->set_item_id("tt-n");
+    u->mutable_genres();
+    v1::UpsertItemsResponse resp;
+    ASSERT_TRUE(server->stub().UpsertItems(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.unchanged(), 1);  // it had none already
+    grpc::ClientContext ctx2;
+    req.mutable_items(0)->mutable_genres()->add_genres("Documentary");
+    ASSERT_TRUE(server->stub().UpsertItems(&ctx2, req, &resp).ok());
+    EXPECT_EQ(resp.changed(), 1);
+    grpc::ClientContext ctx3;
+    req.mutable_items(0)->mutable_genres()->clear_genres();
+    ASSERT_TRUE(server->stub().UpsertItems(&ctx3, req, &resp).ok());
+    EXPECT_EQ(resp.changed(), 1);
+  }
+
+  server->Kill(SIGKILL);
+  server->Start();
+  check();
+}
+
 TEST_F(ServerE2eTest, BadInputGetsCanonicalStatusCodes) {
   auto server = Server({"--max-message-bytes=65536"});
   server->Start();
