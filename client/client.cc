@@ -544,6 +544,7 @@ absl::Status RunSetItems(const ClientOptions& options,
       for (const std::string& g : info.genres) {
         if (seen.insert(g).second) genres->add_genres(g);
       }
+      if (command.retired) update->set_retired(*command.retired);
     }
     grpc::ClientContext context;
     internal::SetDeadline(options, &context);

@@ -177,6 +177,7 @@ struct ItemOptions {
 struct CatalogueFileOptions {
   std::string path;  // u.item, movies.dat (*.dat) or movies.csv (*.csv)
   int batch = 1000;  // items per UpsertItems call
+  std::optional<bool> retired;  // set on every item too, when given
 };
 
 struct HealthOptions {
@@ -217,9 +218,9 @@ absl::Status RunSetItem(const ClientOptions& options,
                         const ItemOptions& command, RecommenderStub& stub,
                         const Streams& io);
 // UpsertItems from a catalogue file (models/loaders.h LoadCatalogue): sets
-// each item's title and genres (retirement is left as it is), `batch` items
-// per call. A refused call names the item (and its file line is the
-// loader's order: the file's). Calls already made stay made.
+// each item's title and genres (and retirement, when `retired` is given;
+// otherwise it is left as it is), `batch` items per call, in file order. A
+// refused call names the item; the calls before it stay made.
 absl::Status RunSetItems(const ClientOptions& options,
                          const CatalogueFileOptions& command,
                          RecommenderStub& stub, const Streams& io);

@@ -80,8 +80,8 @@ ABSL_FLAG(std::optional<std::string>, genres, std::nullopt,
           "set-item: the new genres, separated by '|' (unset or empty: "
           "unchanged)");
 ABSL_FLAG(std::optional<bool>, retired, std::nullopt,
-          "set-item: true withdraws the item from recommendations, false "
-          "restores it");
+          "set-item, set-items: true withdraws the items from "
+          "recommendations, false restores them");
 ABSL_FLAG(int, batch, 1000, "set-items: items per UpsertItems call");
 // health.
 ABSL_FLAG(std::string, service, "",
@@ -104,6 +104,7 @@ constexpr char kUsage[] =
     "  item      --item=I   the item's catalogue entry\n"
     "  set-item  --item=I [--title=T] [--genres='A|B'] [--retired=true|false]\n"
     "  set-items --file=movies.csv|movies.dat|u.item [--batch=1000]\n"
+    "            [--retired=true|false]   titles and genres from the file\n"
     "  info      what the server is serving\n"
     "  health    grpc.health.v1 check (exit 0 only when SERVING)\n"
     "  (none)    interactive: recommendations for each user id typed\n"
@@ -215,6 +216,7 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     CatalogueFileOptions o;
     o.path = absl::GetFlag(FLAGS_file);
     o.batch = absl::GetFlag(FLAGS_batch);
+    o.retired = absl::GetFlag(FLAGS_retired);
     return RunSetItems(options, o, *stub, io);
   }
   if (command == "info") return RunInfo(options, *stub, io);

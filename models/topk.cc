@@ -200,6 +200,10 @@ std::vector<ScoredItem> TopK(const Eigen::VectorXf& scores, int k,
 std::vector<ScoredItem> RecommendForUser(const Model& model, int32_t u, int k,
                                          bool exclude_rated,
                                          Eigen::VectorXf* scores) {
+  std::vector<int32_t> exclude;
+  for (int32_t i = 0; i < static_cast<int32_t>(model.item_info.size()); ++i) {
+    if (model.item_info[static_cast<size_t>(i)].retired) exclude.push_back(i);
+  }
   if (u < 0) {
     // As the server answers a user without ratings: most-rated first. (A
     // ranking kind's scores have no biases: a zero vector ties every item.)
@@ -207,20 +211,19 @@ std::vector<ScoredItem> RecommendForUser(const Model& model, int32_t u, int k,
     for (int32_t i = 0; i < model.num_items(); ++i) {
       (*scores)[i] = static_cast<float>(model.item_counts[i]);
     }
-    return TopK(*scores, k, {});
+    return TopK(*scores, k, exclude);
   }
   ScoreAllItems(model, model.user_bias[u], model.user_factors.row(u).data(),
                 scores);
-  absl::Span<const int32_t> rated;
   if (exclude_rated && u < model.user_ratings.rows()) {
     const SparseRows& r = model.user_ratings;
-    rated = absl::MakeConstSpan(r.cols.data() + r.offsets[u],
-                                static_cast<size_t>(r.size(u)));
+    exclude.insert(exclude.end(), r.cols.begin() + r.offsets[u],
+                   r.cols.begin() + r.offsets[u + 1]);
   }
   std::vector<ScoredItem> out;
   TopKInPlace(
       absl::MakeSpan(scores->data(), static_cast<size_t>(scores->size())), k,
-      rated, &out);
+      exclude, &out);
   return out;
 }
 

@@ -55,7 +55,8 @@ void TopKInPlace(absl::Span<float> scores, int k,
 // The k best items for user index `u` of the model, skipping what the user
 // rated in training when `exclude_rated`. u = -1 is a user the model has
 // never seen: items rank by their training rating counts, most-rated first,
-// as the server ranks them for a user without ratings.
+// as the server ranks them for a user without ratings. Retired items
+// (ItemInfo::retired) are never returned, as the server never returns them.
 // `scores` is scratch space the caller may reuse across calls (it ends with
 // the excluded items scored -inf).
 std::vector<ScoredItem> RecommendForUser(const Model& model, int32_t u, int k,

@@ -2,7 +2,9 @@
 // retired items left out of every ranking, and entries kept across
 // restarts, snapshots and training.
 #include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -339,6 +341,96 @@ TEST_F(CatalogueTest, EntriesSurviveRestartSnapshotAndTraining) {
   Open();
   check("after training and a restart");
   EXPECT_TRUE(MustGetItem("tt-late").retired);
+}
+
+// Catalogue edits racing Rates (of items they add too) and readers: no
+// call fails, nothing retired is ever recommended once its retirement has
+// returned, and what is served equals what a restart rebuilds from the
+// log. Run under ThreadSanitizer by scripts/test.sh.
+TEST_F(CatalogueTest, ConcurrentEditsRatesAndReadsServeWhatTheLogSays) {
+  constexpr int kRounds = 60;
+  std::atomic<bool> failed{false};
+  auto expect_ok = [&](const absl::Status& s, const char* what) {
+    if (!s.ok()) {
+      failed = true;
+      ADD_FAILURE() << what << ": " << s;
+    }
+  };
+  // (So that the readers' genre exists before the writers start.)
+  MustUpsert({Describe("i50", "Fifty", {"Drama"})});
+  // Items i100.. stay retired from the first round on.
+  std::atomic<int> always_retired{0};
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {  // edits of model items
+    for (int r = 0; r < kRounds; ++r) {
+      std::vector<ItemUpdate> u = {
+          Describe(absl::StrCat("i", r % 20), absl::StrCat("Title ", r),
+                   {r % 2 ? "Drama" : "Comedy"}),
+          Retire(absl::StrCat("i", r % 20), r % 3 == 0),
+          Retire(absl::StrCat("i", 100 + r % 10))};
+      expect_ok(engine_->UpsertItems(u).status(), "upsert model items");
+      always_retired = std::min(r + 1, 10);
+    }
+  });
+  threads.emplace_back([&] {  // new items, some retired
+    for (int r = 0; r < kRounds; ++r) {
+      expect_ok(
+          engine_
+              ->UpsertItems({Describe(absl::StrCat("c", r), "New", {"Drama"}),
+                             Retire(absl::StrCat("c", r / 2), r % 2)})
+              .status(),
+          "upsert new items");
+    }
+  });
+  for (int w = 0; w < 2; ++w) {
+    threads.emplace_back([&, w] {  // ratings, of new items among others
+      for (int r = 0; r < kRounds; ++r) {
+        expect_ok(engine_
+                      ->Rate({absl::StrCat("rater", w, "-", r % 7),
+                              absl::StrCat(r % 2 ? "c" : "i", r), 4, 0})
+                      .status(),
+                  "rate");
+      }
+    });
+  }
+  threads.emplace_back([&] {  // readers
+    for (int r = 0; r < kRounds; ++r) {
+      const int retired_now = always_retired.load();
+      RecommendQuery q;
+      q.user = absl::StrCat("u", r);
+      q.k = kItems;
+      if (r % 3 == 1) q.genre = "Drama";
+      absl::StatusOr<RecommendResult> got = engine_->Recommend(q);
+      expect_ok(got.status(), "recommend");
+      if (got.ok()) {
+        for (const RecommendedItem& it : got->items) {
+          for (int j = 0; j < retired_now; ++j) {
+            EXPECT_NE(it.item.id, absl::StrCat("i", 100 + j));
+          }
+        }
+      }
+      expect_ok(engine_->SimilarItems(absl::StrCat("i", r % 30), 10).status(),
+                "similar");
+      engine_->Info();
+    }
+  });
+  for (std::thread& t : threads) t.join();
+  ASSERT_FALSE(failed);
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < kItems; ++i) ids.push_back(absl::StrCat("i", i));
+  for (int r = 0; r < kRounds; ++r) ids.push_back(absl::StrCat("c", r));
+  std::vector<ItemView> served;
+  for (const std::string& id : ids) served.push_back(MustGetItem(id));
+  const int64_t retired = engine_->Info().retired_items;
+  Open();
+  EXPECT_EQ(engine_->Info().retired_items, retired);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    const ItemView got = MustGetItem(ids[k]);
+    EXPECT_EQ(got.title, served[k].title) << ids[k];
+    EXPECT_EQ(got.genres, served[k].genres) << ids[k];
+    EXPECT_EQ(got.retired, served[k].retired) << ids[k];
+  }
 }
 
 // A bad update refuses the whole call, names the update, and changes

@@ -1,8 +1,8 @@
 #include "models/topk.h"
 
 #include <algorithm>
-#include <numeric>
 #include <limits>
+#include <numeric>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -179,6 +179,32 @@ TEST_F(ScoringTest, RecommendForUserNeverReturnsRatedItems) {
     }
     ExpectSame(RecommendForUser(model_, u, 10, true, &scores),
                FullSort(scores, 10, rated));
+  }
+}
+
+// Retired items are left out like rated ones, for known and unknown users.
+TEST_F(ScoringTest, RecommendForUserNeverReturnsRetiredItems) {
+  Model m = model_;
+  std::vector<int32_t> retired;
+  for (int32_t i = 0; i < m.num_items(); i += 4) {
+    m.item_info[static_cast<size_t>(i)].retired = true;
+    retired.push_back(i);
+  }
+  Eigen::VectorXf scores;
+  for (int32_t u : {-1, 0, 1, 2}) {
+    std::vector<int32_t> excluded = retired;
+    if (u >= 0) {
+      const SparseRows& r = m.user_ratings;
+      excluded.insert(excluded.end(), r.cols.begin() + r.offsets[u],
+                      r.cols.begin() + r.offsets[u + 1]);
+    }
+    const auto got = RecommendForUser(m, u, 10, true, &scores);
+    ASSERT_EQ(got.size(), 10u);
+    for (const ScoredItem& s : got) {
+      EXPECT_EQ(std::count(excluded.begin(), excluded.end(), s.item), 0)
+          << "user " << u << " item " << s.item;
+    }
+    if (u >= 0) ExpectSame(got, FullSort(scores, 10, excluded));
   }
 }
 
