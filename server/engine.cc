@@ -126,9 +126,11 @@ struct Catalogue {
   mutable std::unique_ptr<const Index> index_;
 };
 
-// Items that arrived after training. Immutable once published: a writer
+// Items that arrived after training, and the catalogue of the model's items
+// (one pointer for readers to load). Immutable once published: a writer
 // publishes a changed copy, which shares what did not change. The ids and
-// descriptions are copied only when an item is added, and the factor rows
+// descriptions are copied only when an item is added or its entry changes
+// (UpsertItems: once per call), and the factor rows
 // live in blocks of kBlockRows, so a re-fold copies one block. A rating of
 // a new item then costs O(items / kBlockRows + kBlockRows * factors) in
 // copies; copying every new item's row (and who rated it) made a catalogue

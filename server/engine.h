@@ -8,7 +8,8 @@
 //   RECSYS_ASSIGN_OR_RETURN(RecommendResult top, engine->Recommend({"u1"}));
 //
 // State: one immutable trained Model per generation, wrapped in a Generation
-// that also holds (a) the items that arrived after training, copy-on-write,
+// that also holds (a) the items that arrived after training and the
+// catalogue entries (title, genres, retired) as edited since, copy-on-write,
 // and (b) per-user state for every user who rated since, in a sharded map of
 // immutable entries. Readers take shared_ptr copies and never wait on a
 // writer for long: a shard lock is held only to copy a pointer.
