@@ -214,6 +214,14 @@ void Server::OnUserDeleted(int64_t ratings, uint64_t log_sequence) {
        {"log_sequence", absl::StrCat(log_sequence)}});
 }
 
+void Server::OnCatalogueUpdated(int64_t added, int64_t changed,
+                                uint64_t log_sequence) {
+  Log(LogLevel::kInfo, "catalogue updated",
+      {{"added", absl::StrCat(added)},
+       {"changed", absl::StrCat(changed)},
+       {"log_sequence", absl::StrCat(log_sequence)}});
+}
+
 void Server::WatchJob(const std::string& job_id) {
   size_t from = 0;
   bool done = false;

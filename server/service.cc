@@ -505,6 +505,9 @@ grpc::Status RecommenderService::UpsertItems(grpc::ServerContext*,
     resp->set_changed(r.changed);
     resp->set_unchanged(r.unchanged);
     resp->set_log_sequence(r.sequence);
+    if (observer_ != nullptr && r.sequence > 0) {
+      observer_->OnCatalogueUpdated(r.added, r.changed, r.sequence);
+    }
     return absl::OkStatus();
   });
 }

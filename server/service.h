@@ -42,6 +42,9 @@ class ServiceObserver {
   virtual void OnTrainingStarted(const std::string& job_id) = 0;
   // A user was erased (DeleteUser), with this many ratings.
   virtual void OnUserDeleted(int64_t ratings, uint64_t log_sequence) = 0;
+  // UpsertItems changed the catalogue (log_sequence: of its last entry).
+  virtual void OnCatalogueUpdated(int64_t added, int64_t changed,
+                                  uint64_t log_sequence) = 0;
 };
 
 class RateBatcher;  // defined in service.cc

@@ -359,6 +359,11 @@ TEST_F(ServerE2eTest, CatalogueEditsThroughTheClientSurviveAKill) {
   server->Kill(SIGKILL);
   server->Start();
   check();
+  std::ifstream log(dir_ + "/data.log");
+  const std::string server_log((std::istreambuf_iterator<char>(log)),
+                               std::istreambuf_iterator<char>());
+  EXPECT_THAT(server_log,
+              HasSubstr("msg=\"catalogue updated\" added=1 changed=1"));
 }
 
 TEST_F(ServerE2eTest, BadInputGetsCanonicalStatusCodes) {
