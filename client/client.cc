@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <set>
 #include <string>
 #include <utility>
@@ -439,6 +441,82 @@ absl::Status RunDeleteUser(const ClientOptions& options,
       "deleted user %s: %d ratings, gone from the server's files (log "
       "sequence %d)\n",
       command.user, response.ratings_deleted(), response.log_sequence());
+  return absl::OkStatus();
+}
+
+absl::Status RunDeleteUsers(const ClientOptions& options,
+                            const UserFileOptions& command,
+                            RecommenderStub& stub, const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(command.path, "file", "delete-users"));
+  if (command.batch < 1 || command.batch > 10000) {
+    return UsageError(absl::StrCat(
+        "delete-users: --batch must be in 1..10000, not ", command.batch));
+  }
+  std::ifstream file;
+  std::istream* in = io.in;
+  if (command.path != "-") {
+    file.open(command.path, std::ios::binary);
+    if (!file) {
+      return UsageError(absl::StrCat("cannot open ", command.path, ": ",
+                                     std::strerror(errno)));
+    }
+    in = &file;
+  }
+  std::vector<std::string> ids;
+  for (std::string line; std::getline(*in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) ids.push_back(std::move(line));
+  }
+  int64_t erased = 0, ratings = 0, calls = 0;
+  std::vector<std::string> missing;
+  for (size_t first = 0; first < ids.size();
+       first += static_cast<size_t>(command.batch)) {
+    const size_t end =
+        std::min(ids.size(), first + static_cast<size_t>(command.batch));
+    v1::DeleteUsersRequest request;
+    for (size_t k = first; k < end; ++k) request.add_user_ids(ids[k]);
+    grpc::ClientContext context;
+    internal::SetDeadline(options, &context);
+    v1::DeleteUsersResponse response;
+    const grpc::Status status = stub.DeleteUsers(&context, request, &response);
+    if (!status.ok()) {
+      *io.err << absl::StrFormat(
+          "delete-users: %d of %d ids sent before this call (%d users "
+          "deleted)\n",
+          first, ids.size(), erased);
+      return internal::RpcError(status);
+    }
+    ++calls;
+    for (const v1::DeletedUser& u : response.users()) {
+      if (u.found()) {
+        ++erased;
+        ratings += u.ratings_deleted();
+      } else {
+        missing.push_back(u.user_id());
+      }
+    }
+  }
+  if (options.json) {
+    *io.out << absl::StrFormat(
+        "{\"ids\":%d,\"deleted\":%d,\"ratings_deleted\":%d,"
+        "\"not_found\":%d,\"calls\":%d}\n",
+        ids.size(), erased, ratings, missing.size(), calls);
+    return absl::OkStatus();
+  }
+  *io.out << absl::StrFormat(
+      "deleted %d users (%d ratings) in %d calls, gone from the server's "
+      "files; %d ids not found",
+      erased, ratings, calls, missing.size());
+  constexpr size_t kListed = 20;
+  if (!missing.empty()) {
+    const auto shown = std::min(missing.size(), kListed);
+    *io.out << ": "
+            << absl::StrJoin(
+                   missing.begin(),
+                   missing.begin() + static_cast<std::ptrdiff_t>(shown), ", ")
+            << (missing.size() > kListed ? ", ..." : "");
+  }
+  *io.out << "\n";
   return absl::OkStatus();
 }
 

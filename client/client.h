@@ -180,6 +180,11 @@ struct CatalogueFileOptions {
   std::optional<bool> retired;  // set on every item too, when given
 };
 
+struct UserFileOptions {
+  std::string path;  // one user id per line; "-" = stdin
+  int batch = 1000;  // ids per DeleteUsers call
+};
+
 struct HealthOptions {
   std::string service;  // "" = the whole server
 };
@@ -210,6 +215,12 @@ absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
 absl::Status RunDeleteUser(const ClientOptions& options,
                            const UserOptions& command, RecommenderStub& stub,
                            const Streams& io);
+// DeleteUsers for the ids of a file (one per line, blank lines skipped),
+// `batch` per call. Ids the server does not know are listed, not an error;
+// a failed call stops it (the calls before stay made).
+absl::Status RunDeleteUsers(const ClientOptions& options,
+                            const UserFileOptions& command,
+                            RecommenderStub& stub, const Streams& io);
 // GetItem: the item's catalogue entry.
 absl::Status RunItem(const ClientOptions& options, const ItemOptions& command,
                      RecommenderStub& stub, const Streams& io);

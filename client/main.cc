@@ -82,7 +82,8 @@ ABSL_FLAG(std::optional<std::string>, genres, std::nullopt,
 ABSL_FLAG(std::optional<bool>, retired, std::nullopt,
           "set-item, set-items: true withdraws the items from "
           "recommendations, false restores them");
-ABSL_FLAG(int, batch, 1000, "set-items: items per UpsertItems call");
+ABSL_FLAG(int, batch, 1000,
+          "set-items, delete-users: items or ids per call (at most 10000)");
 // health.
 ABSL_FLAG(std::string, service, "",
           "health: service name (\"\" = the whole server)");
@@ -101,6 +102,7 @@ constexpr char kUsage[] =
     "  train     [--model=als] [--factors=N] [--epochs=N] [--wait]\n"
     "  user      --user=U [--recent=10]\n"
     "  delete-user --user=U   erase the user's ratings, vector and id\n"
+    "  delete-users --file=ids.txt|-   delete-user for each id (one per line)\n"
     "  item      --item=I   the item's catalogue entry\n"
     "  set-item  --item=I [--title=T] [--genres='A|B'] [--retired=true|false]\n"
     "  set-items --file=movies.csv|movies.dat|u.item [--batch=1000]\n"
@@ -202,6 +204,12 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     UserOptions o;
     o.user = absl::GetFlag(FLAGS_user);
     return RunDeleteUser(options, o, *stub, io);
+  }
+  if (command == "delete-users") {
+    UserFileOptions o;
+    o.path = absl::GetFlag(FLAGS_file);
+    o.batch = absl::GetFlag(FLAGS_batch);
+    return RunDeleteUsers(options, o, *stub, io);
   }
   if (command == "item" || command == "set-item") {
     ItemOptions o;

@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -1203,49 +1204,90 @@ void Engine::NoteErasure(uint64_t seq) {
 
 absl::StatusOr<DeleteUserResult> Engine::DeleteUser(const std::string& user) {
   RECSYS_RETURN_IF_ERROR(CheckId("user id", user));
-  DeleteUserResult out;
+  RECSYS_ASSIGN_OR_RETURN(std::vector<DeleteUserResult> out,
+                          DeleteUsers({user}));
+  if (out[0].sequence == 0) {
+    return absl::NotFoundError(absl::StrCat("unknown user '", user, "'"));
+  }
+  return out[0];
+}
+
+absl::StatusOr<std::vector<DeleteUserResult>> Engine::DeleteUsers(
+    const std::vector<std::string>& users) {
+  if (users.size() > kMaxListItems) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%d users, more than the limit of %d per call",
+                        users.size(), kMaxListItems));
+  }
+  for (size_t k = 0; k < users.size(); ++k) {
+    const absl::Status valid = CheckId("user id", users[k]);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("user_ids[", k, "]: ", valid.message()));
+    }
+  }
+  std::vector<DeleteUserResult> out(users.size());
   {
     std::shared_lock<WriterFirstMutex> swap(swap_mu_);
     std::shared_ptr<Generation> g = current();
-    if (internal::ViewUser(*g, user, /*with_ratings=*/false,
-                           /*with_vector=*/false)
-            .known) {
-      std::vector<LogRecord> records(1);
-      records[0].user = user;
-      records[0].erase_user = true;
-      records[0].timestamp = NowSeconds();
-      // The user's writers wait from before the append to after the
-      // erasure, so none applies a later rating that the erasure would
-      // then wipe (earlier ones applied late are skipped: erased_seq).
-      std::lock_guard<std::mutex> write(g->write_mu[g->ShardOf(user)]);
-      RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
-      out.ratings_deleted = Erase(*g, records[0]);
-      NoteErasure(out.sequence);
+    // The users' writers wait from before the append to after the
+    // erasures, so none applies a later rating that an erasure would then
+    // wipe (earlier ones applied late are skipped: erased_seq). Their
+    // shards are locked in increasing order (no other thread holds two).
+    std::vector<size_t> shards;
+    for (const std::string& user : users) shards.push_back(g->ShardOf(user));
+    std::sort(shards.begin(), shards.end());
+    shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
+    std::vector<std::unique_lock<std::mutex>> writers;
+    for (size_t s : shards) writers.emplace_back(g->write_mu[s]);
+    // Each known user once (the first time the list names them).
+    std::vector<LogRecord> records;
+    std::vector<size_t> position;
+    absl::flat_hash_set<absl::string_view> seen;
+    const int64_t now = NowSeconds();
+    for (size_t k = 0; k < users.size(); ++k) {
+      if (!seen.insert(users[k]).second ||
+          !internal::ViewUser(*g, users[k], /*with_ratings=*/false,
+                              /*with_vector=*/false)
+               .known) {
+        continue;
+      }
+      LogRecord rec;
+      rec.user = users[k];
+      rec.erase_user = true;
+      rec.timestamp = now;
+      records.push_back(std::move(rec));
+      position.push_back(k);
+    }
+    if (!records.empty()) {
+      RECSYS_ASSIGN_OR_RETURN(const uint64_t last, log_->Append(&records));
+      for (size_t j = 0; j < records.size(); ++j) {
+        out[position[j]].sequence = records[j].seq;
+        out[position[j]].ratings_deleted = Erase(*g, records[j]);
+      }
+      NoteErasure(last);
       if (journaling_) {
         std::lock_guard<std::mutex> lock(journal_mu_);
-        journal_.push_back(records[0]);
+        journal_.insert(journal_.end(), records.begin(), records.end());
       }
     }
   }
   // One snapshot covers every erasure logged before it, so erasures that
   // arrive together mostly share one.
   const uint64_t erased = erased_seq_.load();
-  {
-    std::lock_guard<std::mutex> lock(snapshot_mu_);
-    if (purged_seq_ < erased) {
-      absl::Status written = WriteSnapshotLocked();
-      if (!written.ok()) {
-        return absl::InternalError(absl::StrCat(
-            out.sequence > 0 ? "the user is erased from serving and the log, "
-                               "but not yet from older files: "
-                             : "an earlier erasure is not yet out of older "
-                               "files: ",
-            written.message(), " (DeleteUser again to retry)"));
-      }
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  if (purged_seq_ < erased) {
+    absl::Status written = WriteSnapshotLocked();
+    if (!written.ok()) {
+      const bool mine =
+          std::any_of(out.begin(), out.end(),
+                      [](const DeleteUserResult& r) { return r.sequence > 0; });
+      return absl::InternalError(absl::StrCat(
+          mine ? "erased from serving and the log, but not yet from older "
+                 "files: "
+               : "an earlier erasure is not yet out of older files: ",
+          written.message(), " (delete again to retry)"));
     }
-  }
-  if (out.sequence == 0) {
-    return absl::NotFoundError(absl::StrCat("unknown user '", user, "'"));
   }
   return out;
 }

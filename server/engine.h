@@ -245,6 +245,13 @@ class Engine {
   // user the engine does not know (or no longer knows); that call also
   // retries a snapshot an earlier erasure could not write.
   absl::StatusOr<DeleteUserResult> DeleteUser(const std::string& user);
+  // DeleteUser for many users, with one log append and one snapshot: one
+  // result per input, in order, with sequence 0 for a user the engine does
+  // not know (or already erased, or named earlier in the list).
+  // INVALID_ARGUMENT, naming the first bad id (user_ids[i]), for an empty or
+  // over-long id or more than kMaxListItems ids; INTERNAL as DeleteUser.
+  absl::StatusOr<std::vector<DeleteUserResult>> DeleteUsers(
+      const std::vector<std::string>& users);
   // Adds items to the catalogue or changes their entries, all or none:
   // INVALID_ARGUMENT, naming the first bad update, for an empty or
   // over-long id, a title or genre over the limits (RatingLog::kMax*), an

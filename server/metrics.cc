@@ -33,6 +33,8 @@ constexpr MethodName kMethods[] = {
      "GetModelInfo"},
     {"/recsys.v1.Recommender/DeleteUser", "recsys.v1.Recommender",
      "DeleteUser"},
+    {"/recsys.v1.Recommender/DeleteUsers", "recsys.v1.Recommender",
+     "DeleteUsers"},
     {"/recsys.v1.Recommender/UpsertItems", "recsys.v1.Recommender",
      "UpsertItems"},
     {"/recsys.v1.Recommender/GetItem", "recsys.v1.Recommender", "GetItem"},

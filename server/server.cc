@@ -207,10 +207,12 @@ void Server::OnTrainingStarted(const std::string& job_id) {
   watcher_ = std::thread([this, job_id] { WatchJob(job_id); });
 }
 
-void Server::OnUserDeleted(int64_t ratings, uint64_t log_sequence) {
-  // (The id stays out of the server's own log: the point was to forget it.)
-  Log(LogLevel::kInfo, "user deleted",
-      {{"ratings", absl::StrCat(ratings)},
+void Server::OnUsersDeleted(int64_t users, int64_t ratings,
+                            uint64_t log_sequence) {
+  // (Ids stay out of the server's own log: the point was to forget them.)
+  Log(LogLevel::kInfo, users == 1 ? "user deleted" : "users deleted",
+      {{"users", absl::StrCat(users)},
+       {"ratings", absl::StrCat(ratings)},
        {"log_sequence", absl::StrCat(log_sequence)}});
 }
 

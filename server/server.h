@@ -80,7 +80,8 @@ class Server final : private ServiceObserver {
                   int64_t new_items) override;
   void OnRejected(absl::StatusCode code) override;
   void OnTrainingStarted(const std::string& job_id) override;
-  void OnUserDeleted(int64_t ratings, uint64_t log_sequence) override;
+  void OnUsersDeleted(int64_t users, int64_t ratings,
+                      uint64_t log_sequence) override;
   void OnCatalogueUpdated(int64_t added, int64_t changed,
                           uint64_t log_sequence) override;
   void WatchJob(const std::string& job_id);

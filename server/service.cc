@@ -478,7 +478,36 @@ grpc::Status RecommenderService::DeleteUser(grpc::ServerContext*,
     resp->set_ratings_deleted(r.ratings_deleted);
     resp->set_log_sequence(r.sequence);
     if (observer_ != nullptr) {
-      observer_->OnUserDeleted(r.ratings_deleted, r.sequence);
+      observer_->OnUsersDeleted(1, r.ratings_deleted, r.sequence);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RecommenderService::DeleteUsers(grpc::ServerContext*,
+                                             const v1::DeleteUsersRequest* req,
+                                             v1::DeleteUsersResponse* resp) {
+  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+    const std::vector<std::string> users(req->user_ids().begin(),
+                                         req->user_ids().end());
+    RECSYS_ASSIGN_OR_RETURN(std::vector<DeleteUserResult> r,
+                            e.DeleteUsers(users));
+    int64_t erased = 0, ratings = 0;
+    uint64_t last = 0;
+    for (size_t k = 0; k < r.size(); ++k) {
+      v1::DeletedUser* out = resp->add_users();
+      out->set_user_id(users[k]);
+      out->set_found(r[k].sequence > 0);
+      out->set_ratings_deleted(r[k].ratings_deleted);
+      out->set_log_sequence(r[k].sequence);
+      if (r[k].sequence > 0) {
+        ++erased;
+        ratings += r[k].ratings_deleted;
+        last = std::max(last, r[k].sequence);
+      }
+    }
+    if (observer_ != nullptr && erased > 0) {
+      observer_->OnUsersDeleted(erased, ratings, last);
     }
     return absl::OkStatus();
   });

@@ -40,8 +40,10 @@ class ServiceObserver {
                           int64_t new_items) = 0;
   virtual void OnRejected(absl::StatusCode code) = 0;
   virtual void OnTrainingStarted(const std::string& job_id) = 0;
-  // A user was erased (DeleteUser), with this many ratings.
-  virtual void OnUserDeleted(int64_t ratings, uint64_t log_sequence) = 0;
+  // Users were erased (DeleteUser, DeleteUsers), with this many ratings in
+  // all; log_sequence is the last erasure's.
+  virtual void OnUsersDeleted(int64_t users, int64_t ratings,
+                              uint64_t log_sequence) = 0;
   // UpsertItems changed the catalogue (log_sequence: of its last entry).
   virtual void OnCatalogueUpdated(int64_t added, int64_t changed,
                                   uint64_t log_sequence) = 0;
@@ -58,7 +60,7 @@ class RateBatcher;  // defined in service.cc
 // over (see RateBatcher in service.cc). The other quick unary calls (Train,
 // which only starts a job, SimilarItems, GetUser, GetItem, GetModelInfo) are
 // callback methods too; the long-lived streams, RateStream and
-// WatchTraining, DeleteUser, which waits for a snapshot, and UpsertItems,
+// WatchTraining, DeleteUser(s), which wait for a snapshot, and UpsertItems,
 // which writes the log and rebuilds the catalogue's lookups, stay on the
 // synchronous server's threads.
 class RecommenderService final
@@ -116,6 +118,9 @@ class RecommenderService final
   grpc::Status DeleteUser(grpc::ServerContext* ctx,
                           const v1::DeleteUserRequest* req,
                           v1::DeleteUserResponse* resp) override;
+  grpc::Status DeleteUsers(grpc::ServerContext* ctx,
+                           const v1::DeleteUsersRequest* req,
+                           v1::DeleteUsersResponse* resp) override;
   grpc::Status UpsertItems(grpc::ServerContext* ctx,
                            const v1::UpsertItemsRequest* req,
                            v1::UpsertItemsResponse* resp) override;

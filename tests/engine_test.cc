@@ -677,6 +677,64 @@ TEST_F(EngineTest, DeletedUserIsGoneFromServingAndFromDisk) {
 
 // An erasure that reached the log but not its snapshot (a crash between
 // the two) is replayed at start, and the older files go then.
+// DeleteUsers erases many users with one log append and one snapshot:
+// every known one is gone from serving and from disk, unknown, repeated
+// and bad ids are answered as the header says, and the log holds the
+// erasures in list order.
+TEST_F(EngineTest, DeleteUsersErasesManyWithOneSnapshot) {
+  const std::vector<std::string> gone = {"kim-51d0", "lee-8a2c", "u3"};
+  for (const std::string& user : gone) {
+    for (int i = 0; i < 4; ++i) MustRate(user, absl::StrCat("i", i + 20), 4);
+  }
+  MustRate("lee-8a2c", "new-lee", 3.0f);
+  const int64_t ratings_before = engine_->Info().ratings;
+  const int64_t u3_ratings = engine_->GetUser("u3", 1)->rating_count;
+  const uint64_t seq = engine_->Info().log_sequence;
+  absl::StatusOr<std::vector<DeleteUserResult>> r = engine_->DeleteUsers(
+      {"kim-51d0", "nobody-ever", "lee-8a2c", "kim-51d0", "u3"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 5u);
+  EXPECT_EQ((*r)[0].sequence, seq + 1);
+  EXPECT_EQ((*r)[0].ratings_deleted, 4);
+  EXPECT_EQ((*r)[1].sequence, 0u);  // unknown
+  EXPECT_EQ((*r)[2].sequence, seq + 2);
+  EXPECT_EQ((*r)[2].ratings_deleted, 5);
+  EXPECT_EQ((*r)[3].sequence, 0u);  // named before
+  EXPECT_EQ((*r)[4].sequence, seq + 3);
+  EXPECT_EQ((*r)[4].ratings_deleted, u3_ratings);
+  EXPECT_EQ(engine_->Info().ratings, ratings_before - 9 - u3_ratings);
+  for (const std::string& user : gone) {
+    EXPECT_EQ(engine_->GetUser(user, 1).status().code(),
+              absl::StatusCode::kNotFound)
+        << user;
+  }
+  EXPECT_THAT(testing::FilesHolding(dir_, "kim-51d0"), ::testing::IsEmpty());
+  EXPECT_THAT(testing::FilesHolding(dir_, "lee-8a2c"), ::testing::IsEmpty());
+  // Again: nothing left to erase, and nothing logged.
+  r = engine_->DeleteUsers({"kim-51d0", "u3"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].sequence, 0u);
+  EXPECT_EQ((*r)[1].sequence, 0u);
+  EXPECT_EQ(engine_->Info().log_sequence, seq + 3);
+  // Bad ids refuse the whole call.
+  r = engine_->DeleteUsers({"u4", ""});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("user_ids[1]: user id is empty"));
+  EXPECT_EQ(
+      engine_->DeleteUsers(std::vector<std::string>(kMaxListItems + 1, "u4"))
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(engine_->GetUser("u4", 1).ok());
+  Open();
+  for (const std::string& user : gone) {
+    EXPECT_EQ(engine_->GetUser(user, 1).status().code(),
+              absl::StatusCode::kNotFound)
+        << user;
+  }
+}
+
 TEST_F(EngineTest, ErasureInTheLogIsCompletedAtStart) {
   const std::string kGone = "zed-41c9";
   for (int i = 0; i < 5; ++i) MustRate(kGone, absl::StrCat("i", i), 4.0f);

@@ -48,6 +48,8 @@ TEST(ClassifyMethod, WritesClosedReadsOpenHealthAlwaysOpen) {
             MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/DeleteUser"),
             MethodAccess::kWrite);
+  EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/DeleteUsers"),
+            MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/UpsertItems"),
             MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/GetItem"),

@@ -250,6 +250,33 @@ TEST_F(ServerE2eTest, DeleteUserForgetsTheUserAcrossAKill) {
       RunClient(server->target(), "delete-user --user=" + kUser);
   EXPECT_EQ(again.exit_code, 1) << again.output;
   EXPECT_THAT(again.output, HasSubstr("NOT_FOUND"));
+  // Many at once, from a file: the known ones go, the others are listed.
+  for (const char* user : {"bulk-a-11", "bulk-b-22"}) {
+    RunClient(server->target(),
+              absl::StrCat("rate --user=", user, " --item=i3 --rating=4"));
+    ASSERT_EQ(RatingCount(server->stub(), user), 1) << user;
+  }
+  testing::WriteFile(dir_ + "/gone.txt",
+                     "bulk-a-11\r\n\nnot-a-user\nbulk-b-22\n");
+  const CommandResult bulk = RunClient(
+      server->target(), "delete-users --batch=2 --file=" + dir_ + "/gone.txt");
+  EXPECT_EQ(bulk.exit_code, 0) << bulk.output;
+  EXPECT_THAT(bulk.output, HasSubstr("deleted 2 users (2 ratings) in 2 calls"));
+  EXPECT_THAT(bulk.output, HasSubstr("1 ids not found: not-a-user"));
+  EXPECT_EQ(RatingCount(server->stub(), "bulk-a-11"), 0);
+  EXPECT_EQ(RatingCount(server->stub(), "bulk-b-22"), 0);
+  EXPECT_THAT(testing::FilesHolding(dir_ + "/data", "bulk-a-11"),
+              ::testing::IsEmpty());
+  for (const char* user : {"bulk-c-33", "bulk-d-44"}) {
+    RunClient(server->target(),
+              absl::StrCat("rate --user=", user, " --item=i3 --rating=4"));
+  }
+  testing::WriteFile(dir_ + "/gone2.txt", "bulk-c-33\nbulk-d-44\n");
+  const CommandResult one_call =
+      RunClient(server->target(), "delete-users --file=" + dir_ + "/gone2.txt");
+  EXPECT_EQ(one_call.exit_code, 0) << one_call.output;
+  EXPECT_THAT(one_call.output,
+              HasSubstr("deleted 2 users (2 ratings) in 1 calls"));
   const CommandResult no_user = RunClient(server->target(), "delete-user");
   EXPECT_EQ(no_user.exit_code, 2) << no_user.output;
   {
@@ -271,6 +298,7 @@ TEST_F(ServerE2eTest, DeleteUserForgetsTheUserAcrossAKill) {
   const std::string server_log((std::istreambuf_iterator<char>(log)),
                                std::istreambuf_iterator<char>());
   EXPECT_THAT(server_log, HasSubstr("user deleted"));
+  EXPECT_THAT(server_log, HasSubstr("msg=\"users deleted\" users=2 ratings=2"));
   EXPECT_THAT(server_log, ::testing::Not(HasSubstr(kUser)));
 }
 

@@ -429,6 +429,10 @@ TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {
   erase.set_user_id("u0");
   expect_unary("DeleteUser", &Stub::DeleteUser, erase,
                v1::DeleteUserResponse());
+  v1::DeleteUsersRequest erase_many;
+  erase_many.add_user_ids("u0");
+  expect_unary("DeleteUsers", &Stub::DeleteUsers, erase_many,
+               v1::DeleteUsersResponse());
   v1::UpsertItemsRequest upsert;
   upsert.add_items()->set_item_id("i0");
   expect_unary("UpsertItems", &Stub::UpsertItems, upsert,
