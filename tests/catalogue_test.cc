@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "models/train.h"
 #include "server/engine.h"
 #include "tests/test_util.h"
 
@@ -22,17 +21,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr int kItems = 120;
-
-Model TrainAls(const RatingData& data) {
-  Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
-  p.factors = 8;
-  p.epochs = 8;
-  TrainOptions opt;
-  opt.threads = 2;
-  absl::StatusOr<Model> m = TrainModel(data, ModelKind::kAls, p, opt);
-  EXPECT_TRUE(m.ok()) << m.status();
-  return *std::move(m);
-}
 
 ItemUpdate Retire(const std::string& id, bool retired = true) {
   ItemUpdate u;
@@ -70,7 +58,8 @@ class CatalogueTest : public ::testing::Test {
     opt.data_dir = dir_;
     opt.train_threads = 2;
     opt.snapshot_every = 0;
-    auto e = Engine::Open(opt, [this] { return TrainAls(data_); });
+    auto e =
+        Engine::Open(opt, [this] { return testing::SmallAlsModel(data_); });
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = *std::move(e);
   }

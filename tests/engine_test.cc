@@ -42,17 +42,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Model TrainAls(const RatingData& data) {
-  Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
-  p.factors = 8;
-  p.epochs = 8;
-  TrainOptions opt;
-  opt.threads = 2;
-  absl::StatusOr<Model> m = TrainModel(data, ModelKind::kAls, p, opt);
-  EXPECT_TRUE(m.ok()) << m.status();
-  return *std::move(m);
-}
-
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -67,7 +56,8 @@ class EngineTest : public ::testing::Test {
     opt.data_dir = dir_;
     opt.train_threads = 2;
     opt.snapshot_every = 0;
-    auto e = Engine::Open(opt, [this] { return TrainAls(data_); });
+    auto e =
+        Engine::Open(opt, [this] { return testing::SmallAlsModel(data_); });
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = *std::move(e);
   }
@@ -137,7 +127,8 @@ TEST_F(EngineTest, GenreFilterOnACatalogueWithoutGenres) {
 TEST_F(EngineTest, RateFoldsInLikeTheLibrary) {
   const std::string user = "u3";
   const std::string item = "i7";
-  Model model = TrainAls(data_);  // same data, same seed: the served model
+  Model model =
+      testing::SmallAlsModel(data_);  // same data, same seed: the served model
   const int32_t u = model.users.Find(user);
   const int32_t i = model.items.Find(item);
   std::vector<IndexedRating> mine;
@@ -999,7 +990,8 @@ TEST_F(EngineTest, LargeBatchEqualsOneAtATime) {
   EngineOptions opt;
   opt.data_dir = testing::MakeTempDir("one_at_a_time");
   opt.snapshot_every = 0;
-  auto other = Engine::Open(opt, [this] { return TrainAls(data_); });
+  auto other =
+      Engine::Open(opt, [this] { return testing::SmallAlsModel(data_); });
   ASSERT_TRUE(other.ok());
   for (const RatingInput& r : batch) ASSERT_TRUE((*other)->Rate(r).ok());
   for (const std::string& user : seen) {

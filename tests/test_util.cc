@@ -20,6 +20,7 @@
 #include "Eigen/Core"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "models/train.h"
 
 namespace recsys::testing {
 
@@ -192,6 +193,17 @@ RatingData PlantedData(int32_t users, int32_t items, int32_t rank,
   }
   data.stats.lines = static_cast<int64_t>(data.ratings.size());
   return data;
+}
+
+Model SmallAlsModel(const RatingData& data) {
+  Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
+  p.factors = 8;
+  p.epochs = 8;
+  TrainOptions opt;
+  opt.threads = 2;
+  absl::StatusOr<Model> m = TrainModel(data, ModelKind::kAls, p, opt);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return *std::move(m);
 }
 
 }  // namespace recsys::testing

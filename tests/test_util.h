@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models/model.h"
 #include "models/ratings.h"
 
 namespace recsys::testing {
@@ -42,6 +43,10 @@ std::string WriteRatingsCsv(const RatingData& data, const std::string& path);
 RatingData PlantedData(int32_t users, int32_t items, int32_t rank,
                        double density, double noise, uint64_t seed,
                        bool round_to_stars = false);
+
+// A small ALS model of `data` (8 factors, 8 iterations, 2 threads): the
+// first model of the engine tests' servers.
+Model SmallAlsModel(const RatingData& data);
 
 }  // namespace recsys::testing
 
