@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/evaluation.h"
@@ -753,7 +754,15 @@ TEST_F(EngineTest, ErasureDuringTrainingReachesTheNewModel) {
   for (int i = 0; i < 30; ++i) MustRate(kGone, absl::StrCat("i", i), 4.0f);
   TrainSpec spec;
   spec.params.epochs = 800;  // long enough to still run after the erasure
-  ASSERT_TRUE(engine_->StartTraining(spec).ok());
+  absl::StatusOr<std::string> job = engine_->StartTraining(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  // Once an epoch has ended, the training copy (which holds the user) is
+  // fixed: the erasure reaches the new model only through the journal.
+  bool done = false;
+  absl::StatusOr<std::vector<TrainingUpdate>> first =
+      engine_->WatchTraining(*job, 0, absl::Now() + absl::Seconds(60), &done);
+  ASSERT_TRUE(first.ok() && !first->empty());
+  ASSERT_FALSE(done);
   ASSERT_TRUE(engine_->DeleteUser(kGone).ok());
   EXPECT_FALSE(engine_->Info().training_job.empty());
   engine_->WaitForTraining();
