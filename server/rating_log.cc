@@ -588,6 +588,7 @@ absl::Status RatingLog::Recover(
 
   uint64_t expected = 1;
   size_t valid_end = 0;
+  uint32_t last_version = kVersion;
   for (size_t k = 0; k < seqs.size(); ++k) {
     const std::string path = SegmentPath(dir_, seqs[k]);
     // Only a rename (not a record) can start a segment below `expected`.
@@ -607,6 +608,7 @@ absl::Status RatingLog::Recover(
       recovery_.truncated_bytes = bytes.size() - valid_end;
       recovery_.truncated_file = path;
     }
+    if (is_last) last_version = Load<uint32_t>(bytes.data() + 8);
   }
   recovery_.segments = static_cast<int>(seqs.size());
   next_seq_ = std::max(expected, after_seq + 1);
@@ -634,6 +636,22 @@ absl::Status RatingLog::Recover(
       return ErrnoError(errno, segment->path, "cannot fsync");
     }
     active_ = std::move(segment);
+    if (last_version < kVersion) {
+      // An older build wrote this segment, and its version forbids records
+      // that this build appends (erasures, catalogue entries): write on in a
+      // new segment. One with no records goes first. A crash at any point
+      // leaves segments that the next start reads.
+      if (!active_->has_records) {
+        if (::unlink(active_->path.c_str()) != 0) {
+          return ErrnoError(errno, active_->path, "cannot remove");
+        }
+        seqs.pop_back();
+      }
+      active_.reset();
+      RECSYS_ASSIGN_OR_RETURN(active_, CreateSegment(dir_, next_seq_));
+      seqs.push_back(next_seq_);
+      recovery_.upgraded_from_version = static_cast<int>(last_version);
+    }
   }
   segment_seqs_ = std::move(seqs);
   written_seq_ = synced_seq_ = next_seq_ - 1;

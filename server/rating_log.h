@@ -145,6 +145,9 @@ struct RatingLogRecovery {
   // A torn tail cut off the last segment (0 when there was none).
   uint64_t truncated_bytes = 0;
   std::string truncated_file;
+  // The last segment's format version when an older build wrote it (0 when
+  // it was current); appends then went to a new segment of this version.
+  int upgraded_from_version = 0;
 };
 
 class RatingLog {

@@ -152,6 +152,17 @@ absl::Status Server::Start() {
        {"factors", info.factors},
        {"log_sequence", info.log_sequence},
        {"replayed", engine_->log().recovery().replayed}});
+  const RatingLogRecovery& recovery = engine_->log().recovery();
+  if (recovery.truncated_bytes > 0) {
+    Log(LogLevel::kWarning, "torn log tail cut off",
+        {{"file", recovery.truncated_file},
+         {"bytes", recovery.truncated_bytes}});
+  }
+  if (recovery.upgraded_from_version > 0) {
+    Log(LogLevel::kInfo,
+        "log written by an older version: appending to a new segment",
+        {{"old_version", recovery.upgraded_from_version}});
+  }
   SetServing(true);
   return absl::OkStatus();
 }

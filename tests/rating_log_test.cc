@@ -703,6 +703,58 @@ TEST(RatingLogTest, CatalogueEntryInAVersionTwoSegmentIsDataLoss) {
               HasSubstr("a version 2 segment has no catalogue entries"));
 }
 
+// A server upgraded over an older build's data directory appends records
+// that the old segment's version forbids; they must go to a new segment, or
+// the next start refuses the log.
+TEST(RatingLogTest, AppendsAfterAnOlderVersionGoToANewSegment) {
+  for (const char old_version : {1, 2}) {
+    SCOPED_TRACE(absl::StrCat("version ", static_cast<int>(old_version)));
+    const std::string dir = testing::MakeTempDir("log");
+    WriteLog(dir, 2);
+    std::string bytes = ReadBytes(FirstSegment(dir));
+    bytes[8] = old_version;
+    testing::WriteFile(FirstSegment(dir), bytes);
+    {
+      std::unique_ptr<RatingLog> log = MustOpen(dir);
+      ASSERT_NE(log, nullptr);
+      EXPECT_EQ(log->recovery().upgraded_from_version, old_version);
+      std::vector<LogRecord> batch = {Entry("item-1", {"Brazil", {}, true}),
+                                      Erasure("u2"), Rec("u3", "i", 4, 0)};
+      ASSERT_EQ(log->Append(&batch).value_or(0), 5u);
+    }
+    EXPECT_EQ(ReadBytes(FirstSegment(dir)), bytes);  // left as it was
+    EXPECT_EQ(SegmentNames(dir).size(), 2u);
+    std::vector<LogRecord> replayed;
+    std::unique_ptr<RatingLog> log = MustOpen(dir, {}, 0, &replayed);
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->recovery().upgraded_from_version, 0);
+    EXPECT_THAT(Seqs(replayed), ElementsAre(1, 2, 3, 4, 5));
+    ASSERT_EQ(replayed.size(), 5u);
+    ASSERT_NE(replayed[2].entry, nullptr);
+    EXPECT_TRUE(replayed[2].entry->retired);
+    EXPECT_TRUE(replayed[3].erase_user);
+  }
+
+  // An old segment with no records is replaced by a current one.
+  const std::string empty = testing::MakeTempDir("log");
+  { ASSERT_NE(MustOpen(empty), nullptr); }
+  std::string header = ReadBytes(FirstSegment(empty));
+  ASSERT_EQ(header.size(), RatingLog::kHeaderBytes);
+  header[8] = 2;
+  testing::WriteFile(FirstSegment(empty), header);
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(empty);
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->recovery().upgraded_from_version, 2);
+    AppendOne(*log, Entry("i", {"Brazil", {}, false}));
+  }
+  EXPECT_THAT(SegmentNames(empty),
+              ElementsAre("ratings-00000000000000000001.log"));
+  absl::StatusOr<std::vector<LogRecord>> got = Replay(empty);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(Seqs(*got), ElementsAre(1));
+}
+
 TEST(RatingLogTest, RejectsInvalidRecordsWhole) {
   const std::string dir = testing::MakeTempDir("log");
   std::unique_ptr<RatingLog> log = MustOpen(dir);
