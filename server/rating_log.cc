@@ -672,8 +672,10 @@ RatingLog::~RatingLog() {
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
+// INTERNAL, as the failure itself was: the server is at fault, and only a
+// restart (which recovers the log) makes it write again.
 absl::Status RatingLog::BrokenError() const {
-  return absl::FailedPreconditionError(absl::StrCat(
+  return absl::InternalError(absl::StrCat(
       "rating log ", dir_,
       " refuses writes after an earlier failure: ", broken_.message()));
 }

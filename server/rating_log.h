@@ -71,7 +71,7 @@
 //
 // Errors. A failed write or fsync leaves the file in an unknown state, so
 // the log turns "broken": that batch's callers get the error and every later
-// Append, Rotate or Sync fails with FailedPrecondition. Records of a failed
+// Append, Rotate or Sync fails with Internal. Records of a failed
 // batch may still be on disk and replayed after a restart (the client was
 // told it failed and may retry: replaying a rating twice must be harmless).
 #ifndef RECSYS_SERVER_RATING_LOG_H_

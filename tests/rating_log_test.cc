@@ -846,11 +846,11 @@ TEST(RatingLogTest, FailedWriteBreaksTheLog) {
         failed.message().find(std::strerror(EFBIG)) == absl::string_view::npos)
       _exit(14);
     if ((*log)->Append(&batch).status().code() !=
-        absl::StatusCode::kFailedPrecondition)
+        absl::StatusCode::kInternal)
       _exit(15);
-    if ((*log)->Sync().code() != absl::StatusCode::kFailedPrecondition)
+    if ((*log)->Sync().code() != absl::StatusCode::kInternal)
       _exit(16);
-    if ((*log)->Rotate().code() != absl::StatusCode::kFailedPrecondition)
+    if ((*log)->Rotate().code() != absl::StatusCode::kInternal)
       _exit(17);
     _exit(0);
   }
