@@ -566,11 +566,13 @@ absl::Status RunSetItem(const ClientOptions& options,
   v1::UpsertItemsRequest request;
   v1::ItemUpdate* update = request.add_items();
   update->set_item_id(command.item);
-  if (command.title) update->set_title(*command.title);
+  // As from a catalogue file: text that is not UTF-8 is read as latin-1
+  // (protobuf would refuse it).
+  if (command.title) update->set_title(ToUtf8(*command.title));
   if (command.genres) {
     v1::GenreList* genres = update->mutable_genres();
     for (absl::string_view g : absl::StrSplit(*command.genres, '|')) {
-      genres->add_genres(std::string(g));
+      genres->add_genres(ToUtf8(g));
     }
   }
   if (command.retired) update->set_retired(*command.retired);

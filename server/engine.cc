@@ -412,28 +412,39 @@ bool SameEntry(const ItemInfo& a, const ItemInfo& b) {
   return a.title == b.title && a.genres == b.genres && a.retired == b.retired;
 }
 
-absl::Status CheckItemUpdate(const ItemUpdate& u) {
-  RECSYS_RETURN_IF_ERROR(CheckId("item id", u.id));
-  if (u.title && u.title->size() > RatingLog::kMaxTitleBytes) {
+// The sizes a catalogue entry in the log may have (either may be null).
+absl::Status CheckEntrySizes(const std::string* title,
+                             const std::vector<std::string>* genres) {
+  if (title != nullptr && title->size() > RatingLog::kMaxTitleBytes) {
     return absl::InvalidArgumentError(
         absl::StrFormat("title is %d bytes, more than the limit of %d",
-                        u.title->size(), RatingLog::kMaxTitleBytes));
+                        title->size(), RatingLog::kMaxTitleBytes));
   }
-  if (!u.genres) return absl::OkStatus();
-  const std::vector<std::string>& genres = *u.genres;
-  if (genres.size() > RatingLog::kMaxGenres) {
+  if (genres == nullptr) return absl::OkStatus();
+  if (genres->size() > RatingLog::kMaxGenres) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("%d genres, more than the limit of %d", genres.size(),
+        absl::StrFormat("%d genres, more than the limit of %d", genres->size(),
                         RatingLog::kMaxGenres));
   }
-  for (size_t k = 0; k < genres.size(); ++k) {
-    const std::string& genre = genres[k];
-    if (genre.empty()) return absl::InvalidArgumentError("a genre is empty");
+  for (const std::string& genre : *genres) {
     if (genre.size() > RatingLog::kMaxGenreBytes) {
       return absl::InvalidArgumentError(
           absl::StrFormat("a genre is %d bytes, more than the limit of %d",
                           genre.size(), RatingLog::kMaxGenreBytes));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckItemUpdate(const ItemUpdate& u) {
+  RECSYS_RETURN_IF_ERROR(CheckId("item id", u.id));
+  RECSYS_RETURN_IF_ERROR(CheckEntrySizes(u.title ? &*u.title : nullptr,
+                                         u.genres ? &*u.genres : nullptr));
+  if (!u.genres) return absl::OkStatus();
+  const std::vector<std::string>& genres = *u.genres;
+  for (size_t k = 0; k < genres.size(); ++k) {
+    const std::string& genre = genres[k];
+    if (genre.empty()) return absl::InvalidArgumentError("a genre is empty");
     if (genre.find('|') != std::string::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat("genre '", absl::CHexEscape(genre),
@@ -1317,7 +1328,8 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
     // One entry per item, however often the updates name it.
     std::vector<std::pair<std::string, ItemInfo>> entries;
     absl::flat_hash_map<std::string, size_t> entry_of;
-    for (const ItemUpdate& u : updates) {
+    for (size_t k = 0; k < updates.size(); ++k) {
+      const ItemUpdate& u = updates[k];
       auto pending = entry_of.find(u.id);
       const int32_t i = g->FindItem(u.id, *ni);
       const bool known = i >= 0 || pending != entry_of.end();
@@ -1329,6 +1341,16 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
       if (u.title) entry.title = *u.title;
       if (u.genres) entry.genres = *u.genres;
       if (u.retired) entry.retired = *u.retired;
+      // Titles and genres from the model's data have no limits, and the
+      // log records the whole entry.
+      if (const absl::Status sizes =
+              CheckEntrySizes(&entry.title, &entry.genres);
+          !sizes.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "items[", k, "]: the entry of item '", u.id,
+            "' would be over the limits (", sizes.message(),
+            "): give a shorter title or fewer genres in the same update"));
+      }
       if (known && SameEntry(entry, before)) {
         ++out.unchanged;
         continue;

@@ -478,5 +478,45 @@ TEST_F(CatalogueTest, BadUpdatesAreRefusedWhole) {
             absl::StatusCode::kNotFound);
 }
 
+// The model's data sets no limit on titles and genres, but the log records
+// whole entries: an item over the limits can be retired only with a new
+// title or genres, and the error says so.
+TEST_F(CatalogueTest, EntryOverTheLimitsFromTheModelNeedsANewOne) {
+  const int32_t i7 = data_.items.Find("i7");
+  ASSERT_GE(i7, 0);
+  data_.item_info[i7].title.assign(RatingLog::kMaxTitleBytes + 1, 't');
+  const int32_t i8 = data_.items.Find("i8");
+  ASSERT_GE(i8, 0);
+  data_.item_info[i8].genres.assign(RatingLog::kMaxGenres + 1, "g");
+  dir_ = testing::MakeTempDir("catalogue");
+  Open();
+  ASSERT_NE(engine_, nullptr);
+  const uint64_t seq = engine_->Info().log_sequence;
+  for (const char* id : {"i7", "i8"}) {
+    absl::StatusOr<UpsertItemsResult> r =
+        engine_->UpsertItems({Retire("i4"), Retire(id)});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << id;
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr(absl::StrCat("items[1]: the entry of item '", id,
+                                       "' would be over the limits")));
+  }
+  EXPECT_EQ(engine_->Info().log_sequence, seq);
+  EXPECT_FALSE(MustGetItem("i4").retired);
+
+  ItemUpdate retire_and_rename = Retire("i7");
+  retire_and_rename.title = "Seven";
+  ItemUpdate retire_and_regenre = Retire("i8");
+  retire_and_regenre.genres = std::vector<std::string>{"Drama"};
+  MustUpsert({retire_and_rename, retire_and_regenre});
+  EXPECT_TRUE(MustGetItem("i7").retired);
+  EXPECT_EQ(MustGetItem("i7").title, "Seven");
+  EXPECT_TRUE(MustGetItem("i8").retired);
+  EXPECT_THAT(MustGetItem("i8").genres, ElementsAre("Drama"));
+  Open();  // the entries come back from the log
+  ASSERT_NE(engine_, nullptr);
+  EXPECT_EQ(MustGetItem("i7").title, "Seven");
+  EXPECT_TRUE(MustGetItem("i8").retired);
+}
+
 }  // namespace
 }  // namespace recsys

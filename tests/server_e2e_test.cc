@@ -353,6 +353,13 @@ TEST_F(ServerE2eTest, CatalogueEditsThroughTheClientSurviveAKill) {
   const CommandResult nothing =
       RunClient(server->target(), "set-item --item=i4");
   EXPECT_EQ(nothing.exit_code, 2) << nothing.output;
+  // A title that is not UTF-8 (latin-1 here) is converted, as from a file.
+  const CommandResult latin1 =
+      RunClient(server->target(),
+                "set-item --item=i5 --title=\"$(printf 'Am\\351lie')\"");
+  EXPECT_EQ(latin1.exit_code, 0) << latin1.output;
+  EXPECT_THAT(RunClient(server->target(), "item --item=i5").output,
+              HasSubstr("title: Am\xc3\xa9lie"));
   const CommandResult unknown =
       RunClient(server->target(), "item --item=no-such");
   EXPECT_EQ(unknown.exit_code, 1) << unknown.output;
