@@ -244,6 +244,16 @@ absl::Status ErrnoError(int error, absl::string_view path,
   return absl::ErrnoToStatus(error, absl::StrCat(path, ": ", what));
 }
 
+// A write or fsync that failed while serving: INTERNAL whatever the errno
+// (absl would map ENOSPC to RESOURCE_EXHAUSTED and EFBIG to OUT_OF_RANGE,
+// which read as the caller's quota or argument). The message keeps it.
+absl::Status IoFailure(const absl::Status& status) {
+  if (status.ok() || status.code() == absl::StatusCode::kInternal) {
+    return status;
+  }
+  return absl::InternalError(status.message());
+}
+
 absl::Status CorruptAt(absl::string_view path, size_t offset,
                        absl::string_view what) {
   return absl::DataLossError(
@@ -736,7 +746,7 @@ absl::Status RatingLog::RunIo(std::unique_lock<std::mutex>& lock, bool sync,
     created.push_back(first_seq);
     return absl::OkStatus();
   };
-  const absl::Status status = [&]() -> absl::Status {
+  const absl::Status status = IoFailure([&]() -> absl::Status {
     if (!batch.empty()) {
       if (segment->has_records &&
           segment->size + batch.size() > options_.segment_bytes) {
@@ -756,7 +766,7 @@ absl::Status RatingLog::RunIo(std::unique_lock<std::mutex>& lock, bool sync,
       RECSYS_RETURN_IF_ERROR(switch_segment(last + 1));
     }
     return absl::OkStatus();
-  }();
+  }());
 
   lock.lock();
   io_active_ = false;
@@ -794,7 +804,7 @@ void RatingLog::FlushLoop() {
     uint64_t syncs = 0;
     absl::Duration spent;
     const absl::Status status =
-        DataSync(segment->fd, segment->path, &syncs, &spent);
+        IoFailure(DataSync(segment->fd, segment->path, &syncs, &spent));
     lock.lock();
     stats_.syncs += syncs;
     stats_.sync_time += spent;
