@@ -1142,13 +1142,15 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
       }
     }
   }
-  if (options_.snapshot_every > 0 && !records.empty() &&
-      since_snapshot_.fetch_add(static_cast<int64_t>(records.size())) +
-              static_cast<int64_t>(records.size()) >=
-          options_.snapshot_every) {
+  CountLogged(static_cast<int64_t>(records.size()));
+  return results;
+}
+
+void Engine::CountLogged(int64_t records) {
+  if (options_.snapshot_every > 0 && records > 0 &&
+      since_snapshot_.fetch_add(records) + records >= options_.snapshot_every) {
     MaybeSnapshot();
   }
-  return results;
 }
 
 void Engine::MaybeSnapshot() {
@@ -1320,6 +1322,7 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
     }
   }
   UpsertItemsResult out;
+  int64_t logged = 0;
   {
     std::lock_guard<std::mutex> edit(catalogue_mu_);
     std::shared_lock<WriterFirstMutex> swap(swap_mu_);
@@ -1375,6 +1378,7 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
         applied.push_back(&records[k]);
       }
       RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
+      logged = static_cast<int64_t>(records.size());
       ApplyEntries(*g, applied);
       if (journaling_) {
         std::lock_guard<std::mutex> lock(journal_mu_);
@@ -1385,6 +1389,8 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
   // The lookups by genre and availability are made now, by the writer,
   // rather than by the next Recommend.
   current()->items()->catalogue->index();
+  // Catalogue entries lengthen the log as ratings do.
+  CountLogged(logged);
   return out;
 }
 

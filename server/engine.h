@@ -61,7 +61,7 @@ struct EngineOptions {
   RatingLogOptions log;
   int train_threads = 0;  // 0 = one per core
   // Write a snapshot (and drop covered log segments) after this many
-  // accepted ratings; 0 disables periodic snapshots.
+  // logged ratings and catalogue entries; 0 disables periodic snapshots.
   int64_t snapshot_every = 100000;
   // Snapshot files kept besides the newest.
   int keep_snapshots = 1;
@@ -325,6 +325,9 @@ class Engine {
   void NoteErasure(uint64_t seq);
   // WriteSnapshot with snapshot_mu_ held.
   absl::Status WriteSnapshotLocked();
+  // Adds `records` just logged to the count since the last snapshot, and
+  // writes one when the count reaches options_.snapshot_every.
+  void CountLogged(int64_t records);
   void MaybeSnapshot();
   void RunTraining(std::shared_ptr<internal::TrainingJob> job, ModelKind kind,
                    Hyperparameters params, double validation_fraction);

@@ -53,7 +53,8 @@ ABSL_FLAG(std::string, fsync, "always",
           "never");
 ABSL_FLAG(int, fsync_interval_ms, 50, "Flush period for --fsync=interval");
 ABSL_FLAG(int64_t, snapshot_every, 100000,
-          "Write a snapshot after this many accepted ratings (0 = never)");
+          "Write a snapshot after this many accepted ratings and catalogue "
+          "entries (0 = never)");
 ABSL_FLAG(int64_t, fold_in_cache_mb, 256,
           "Memory for recently active users' fold-in equations, so a rating "
           "costs an update rather than a solve from all of the user's "
