@@ -667,8 +667,6 @@ TEST_F(EngineTest, DeletedUserIsGoneFromServingAndFromDisk) {
   EXPECT_EQ(engine_->Info().users, before.users);
 }
 
-// An erasure that reached the log but not its snapshot (a crash between
-// the two) is replayed at start, and the older files go then.
 // DeleteUsers erases many users with one log append and one snapshot:
 // every known one is gone from serving and from disk, unknown, repeated
 // and bad ids are answered as the header says, and the log holds the
@@ -727,6 +725,8 @@ TEST_F(EngineTest, DeleteUsersErasesManyWithOneSnapshot) {
   }
 }
 
+// An erasure that reached the log but not its snapshot (a crash between
+// the two) is replayed at start, and the older files go then.
 TEST_F(EngineTest, ErasureInTheLogIsCompletedAtStart) {
   const std::string kGone = "zed-41c9";
   for (int i = 0; i < 5; ++i) MustRate(kGone, absl::StrCat("i", i), 4.0f);

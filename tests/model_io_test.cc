@@ -434,6 +434,29 @@ TEST(ModelIoTest, BadRetiredListIsDataLoss) {
     EXPECT_THAT(std::string(loaded.status().message()),
                 HasSubstr("retired item index"));
   }
+  // Two retired items, 0 and 2: the list is R = 2, 0, 2.
+  Model two = RichModel();
+  two.item_info[1].retired = false;
+  two.item_info[0].retired = two.item_info[2].retired = true;
+  bytes = SerializeModel(two);
+  ASSERT_TRUE(bytes.ok());
+  for (const auto& [first, second] :
+       std::vector<std::pair<uint32_t, uint32_t>>{{2, 2}, {2, 0}}) {
+    std::string bad = *bytes;
+    PutU32(&bad, bad.size() - 8, first);
+    PutU32(&bad, bad.size() - 4, second);
+    FixChecksum(&bad);
+    absl::StatusOr<Model> loaded = ParseModel(bad, "retired");
+    ASSERT_FALSE(loaded.ok()) << first << "," << second;
+    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(loaded.status().message()),
+                HasSubstr("out of order"));
+  }
+  absl::StatusOr<Model> good = ParseModel(*bytes, "retired");
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_TRUE(good->item_info[0].retired);
+  EXPECT_FALSE(good->item_info[1].retired);
+  EXPECT_TRUE(good->item_info[2].retired);
 }
 
 // A posterior whose shape does not match the factor columns, or one on a
