@@ -7,6 +7,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/bayes.h"
 #include "models/fold_in.h"
@@ -252,12 +253,41 @@ void TrainSgd(const RatingData& data, Model* m, int threads,
       });
     }
     lr *= p.lr_decay;
+    const double se = std::accumulate(block_se.begin(), block_se.end(), 0.0);
     if (opt.on_epoch) {
-      const double se = std::accumulate(block_se.begin(), block_se.end(), 0.0);
       Report(opt, *m, epoch, p.epochs,
              std::sqrt(se / std::max<size_t>(1, data.ratings.size())), start);
     }
+    // Diverged: further epochs only spend time (TrainModel refuses it).
+    if (!std::isfinite(se)) break;
   }
+}
+
+constexpr absl::string_view kDiverged = "training diverged: ";
+
+// A fit that diverged (say, a learning rate too large for the data) holds
+// NaN or infinite numbers, which would rank at random and predict NaN.
+absl::Status CheckFinite(const Model& m) {
+  const char* bad = nullptr;
+  if (!std::isfinite(m.mu)) {
+    bad = "the global mean";
+  } else if (!m.user_bias.allFinite()) {
+    bad = "user biases";
+  } else if (!m.item_bias.allFinite()) {
+    bad = "item biases";
+  } else if (!m.user_factors.allFinite()) {
+    bad = "user factors";
+  } else if (!m.item_factors.allFinite()) {
+    bad = "item factors";
+  }
+  if (bad == nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      kDiverged, bad, " of the ", ModelKindName(m.kind),
+      " model are not finite numbers; ",
+      m.kind == ModelKind::kSgd
+          ? absl::StrCat("lower the learning rate (it was ",
+                         m.params.learning_rate, ")")
+          : absl::StrCat("raise the penalty (reg was ", m.params.reg, ")")));
 }
 
 // One ALS half-step: every row of `solve` from the fixed other side.
@@ -296,6 +326,11 @@ void TrainAls(const RatingData& data, const SparseRows& by_user,
 }
 
 }  // namespace
+
+bool TrainingDiverged(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kInvalidArgument &&
+         absl::StartsWith(status.message(), kDiverged);
+}
 
 absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
                                  const Hyperparameters& params,
@@ -394,6 +429,7 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
       if (m.item_counts[i] == 0) m.item_factors.row(i).setZero();
     }
   }
+  RECSYS_RETURN_IF_ERROR(CheckFinite(m));
   ComputeGrams(&m);
   m.train_seconds = Seconds(start);
   return m;

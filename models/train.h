@@ -51,9 +51,12 @@ struct TrainOptions {
   std::function<void(const EpochReport&)> on_epoch;
 };
 
+// Fails with InvalidArgument when the fit diverged (NaN or infinite
+// numbers in the result; TrainingDiverged tells that case apart).
 absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
                                  const Hyperparameters& params,
                                  const TrainOptions& options);
+bool TrainingDiverged(const absl::Status& status);
 
 // Checks that hyper-parameters are usable (positive sizes, finite rates).
 absl::Status ValidateHyperparameters(ModelKind kind,

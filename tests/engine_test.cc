@@ -974,6 +974,39 @@ TEST_F(EngineTest, TrainingWhileServingLosesNothing) {
   EXPECT_EQ(engine_->GetUser("during", 1000)->rating_count, 120);
 }
 
+// A training job whose fit diverges fails with the reason, and the model
+// it would have replaced keeps serving.
+TEST_F(EngineTest, DivergedTrainingFailsAndTheModelStays) {
+  const EngineInfo before = engine_->Info();
+  RecommendQuery q;
+  q.user = "u1";
+  const absl::StatusOr<RecommendResult> served = engine_->Recommend(q);
+  ASSERT_TRUE(served.ok()) << served.status();
+  TrainSpec spec;
+  spec.kind = ModelKind::kSgd;
+  spec.params.learning_rate = 5.0f;
+  absl::StatusOr<std::string> job = engine_->StartTraining(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  engine_->WaitForTraining();
+  bool done = false;
+  absl::StatusOr<std::vector<TrainingUpdate>> updates =
+      engine_->WatchTraining(*job, 0, absl::Now(), &done);
+  ASSERT_TRUE(updates.ok());
+  EXPECT_TRUE(done);
+  ASSERT_FALSE(updates->empty());
+  EXPECT_EQ(updates->back().state, TrainingUpdate::kFailed);
+  EXPECT_THAT(updates->back().error, HasSubstr("training diverged"));
+  EXPECT_EQ(engine_->Info().version, before.version);
+  EXPECT_EQ(engine_->Info().kind, before.kind);
+  const absl::StatusOr<RecommendResult> after = engine_->Recommend(q);
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_EQ(after->items.size(), served->items.size());
+  for (size_t k = 0; k < after->items.size(); ++k) {
+    EXPECT_EQ(after->items[k].item.id, served->items[k].item.id);
+    EXPECT_TRUE(std::isfinite(after->items[k].predicted_rating));
+  }
+}
+
 // A big batch is folded in per user and across users in parallel; the
 // result must be what applying the ratings one at a time gives.
 TEST_F(EngineTest, LargeBatchEqualsOneAtATime) {

@@ -3,12 +3,15 @@
 #include <cmath>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/evaluation.h"
 #include "tests/test_util.h"
 
 namespace recsys {
 namespace {
+
+using ::testing::HasSubstr;
 
 double TestRmse(const Model& m, const RatingData& test) {
   auto r = EvaluateRatings(m, test, nullptr);
@@ -71,6 +74,29 @@ TEST_F(PlantedTest, SgdRecoversPlantedLowRankMatrix) {
   const double rmse = TestRmse(m, *test_);
   EXPECT_LT(rmse, 0.25);
   EXPECT_LT(rmse, 0.5 * TestRmse(base, *test_));
+}
+
+// A learning rate far too large makes SGD overflow: the fit is refused,
+// with a message that names the cause, rather than returned full of NaN.
+TEST_F(PlantedTest, DivergedSgdIsRefused) {
+  Hyperparameters p = DefaultHyperparameters(ModelKind::kSgd);
+  p.learning_rate = 5.0f;
+  p.epochs = 30;
+  int epochs_run = 0;
+  TrainOptions opt;
+  opt.threads = 1;
+  opt.on_epoch = [&](const EpochReport&) { ++epochs_run; };
+  absl::StatusOr<Model> m = TrainModel(*train_, ModelKind::kSgd, p, opt);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(TrainingDiverged(m.status()));
+  EXPECT_THAT(std::string(m.status().message()),
+              HasSubstr("lower the learning rate (it was 5)"));
+  EXPECT_LT(epochs_run, 30);  // it stopped once the error was not finite
+  EXPECT_FALSE(TrainingDiverged(absl::InvalidArgumentError("bad k")));
+  // The same data at the default rate trains.
+  p.learning_rate = DefaultHyperparameters(ModelKind::kSgd).learning_rate;
+  EXPECT_TRUE(TrainModel(*train_, ModelKind::kSgd, p, opt).ok());
 }
 
 TEST_F(PlantedTest, AlsRecoversPlantedLowRankMatrix) {

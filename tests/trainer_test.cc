@@ -210,6 +210,38 @@ TEST_F(TrainerTest, TuneTriesEachSettingOnceAndRanksThem) {
   EXPECT_EQ(RunTune(cmd, out).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A setting that diverges is listed as such, below every other, and the
+// search goes on; train refuses it and writes no file.
+TEST_F(TrainerTest, DivergedSettingsAreListedLastAndNotWritten) {
+  TuneCommand cmd;
+  cmd.source.data = train_file_;
+  cmd.kind = ModelKind::kSgd;
+  cmd.params.epochs = 5;
+  cmd.space = "lr=5,0.01";
+  cmd.trials = 2;
+  cmd.threads = 1;
+  std::ostringstream out;
+  ASSERT_TRUE(RunTune(cmd, out).ok()) << out.str();
+  const std::string best = out.str().substr(out.str().find("best first:\n"));
+  const std::vector<std::string> lines =
+      absl::StrSplit(best, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << out.str();
+  EXPECT_THAT(lines[1], HasSubstr("lr=0.01"));
+  EXPECT_THAT(lines[1], ::testing::Not(HasSubstr("diverged")));
+  EXPECT_THAT(lines[2], HasSubstr("diverged"));
+  EXPECT_THAT(lines[2], HasSubstr("lr=5"));
+
+  TrainCommand train;
+  train.source.data = train_file_;
+  train.kind = ModelKind::kSgd;
+  train.params.learning_rate = 5.0f;
+  train.out = dir_ + "/diverged.rsm";
+  std::ostringstream log;
+  const absl::Status refused = RunTrain(train, log);
+  EXPECT_TRUE(TrainingDiverged(refused)) << refused;
+  EXPECT_FALSE(std::filesystem::exists(train.out));
+}
+
 Model TrainBaseline(const RatingData& data) {
   TrainOptions opt;
   opt.threads = 1;

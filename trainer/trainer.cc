@@ -521,6 +521,11 @@ absl::Status RunTune(const TuneCommand& cmd, std::ostream& out) {
     std::string setting;
     double score;
     double seconds;
+    bool diverged;
+  };
+  auto score_text = [](const Trial& t) {
+    return t.diverged ? std::string("diverged")
+                      : absl::StrFormat("%-8.4f", t.score);
   };
   std::vector<Trial> trials;
   for (size_t t = 0; t < picks.size(); ++t) {
@@ -534,10 +539,18 @@ absl::Status RunTune(const TuneCommand& cmd, std::ostream& out) {
       setting.push_back(absl::StrCat(d.field->name, "=", v));
     }
     double score = 0, seconds = 0;
+    bool diverged = false;
     for (const auto& [train, validation] : splits) {
       TrainOptions opt;
       opt.threads = cmd.threads;
-      RECSYS_ASSIGN_OR_RETURN(Model m, TrainModel(train, cmd.kind, p, opt));
+      absl::StatusOr<Model> fit = TrainModel(train, cmd.kind, p, opt);
+      // A setting that diverges is a result of the search, not its end.
+      if (TrainingDiverged(fit.status())) {
+        diverged = true;
+        break;
+      }
+      RECSYS_RETURN_IF_ERROR(fit.status());
+      const Model& m = *fit;
       seconds += m.train_seconds;
       if (metric == "rmse") {
         RECSYS_ASSIGN_OR_RETURN(RatingMetrics r,
@@ -553,17 +566,21 @@ absl::Status RunTune(const TuneCommand& cmd, std::ostream& out) {
     }
     score /= static_cast<double>(splits.size());
     trials.push_back({absl::StrJoin(setting, " "), score,
-                      seconds / static_cast<double>(splits.size())});
-    out << absl::StrFormat("trial %3d  %-8.4f %6.2fs  %s\n", t + 1, score,
-                           trials.back().seconds, trials.back().setting);
+                      seconds / static_cast<double>(splits.size()), diverged});
+    out << absl::StrFormat("trial %3d  %s %6.2fs  %s\n", t + 1,
+                           score_text(trials.back()), trials.back().seconds,
+                           trials.back().setting);
     out.flush();
   }
-  std::sort(trials.begin(), trials.end(), [&](const Trial& a, const Trial& b) {
-    return metric == "rmse" ? a.score < b.score : a.score > b.score;
-  });
+  // Diverged settings last, in the order tried.
+  std::stable_sort(
+      trials.begin(), trials.end(), [&](const Trial& a, const Trial& b) {
+        if (a.diverged || b.diverged) return !a.diverged && b.diverged;
+        return metric == "rmse" ? a.score < b.score : a.score > b.score;
+      });
   out << "\nbest first:\n";
   for (size_t r = 0; r < trials.size() && r < 10; ++r) {
-    out << absl::StrFormat("%2d  %-8.4f %6.2fs  %s\n", r + 1, trials[r].score,
+    out << absl::StrFormat("%2d  %s %6.2fs  %s\n", r + 1, score_text(trials[r]),
                            trials[r].seconds, trials[r].setting);
   }
   return absl::OkStatus();
