@@ -24,6 +24,9 @@
 //                                   solve: the server's cost per rating
 //   engine_rate/<n>                 Engine::Rate (no fsync) re-rating an
 //                                   item of a user with n ratings
+//   engine_recommend/hybrid/<n>     Engine::Recommend(k = 10) for a user
+//                                   with n ratings; _session: for a visitor
+//                                   with the same ratings (folded in)
 //   train/<kind>/<ratings>          TrainModel with epochs = 1, 2 threads, on
 //                                   generated MovieLens-like data
 //   whatif_*                        alternatives the profiles suggest, timed
@@ -55,6 +58,7 @@
 #include "models/fold_in.h"
 #include "models/model.h"
 #include "models/scoring.h"
+#include "models/status_macros.h"
 #include "models/topk.h"
 #include "models/train.h"
 #include "server/engine.h"
@@ -425,50 +429,83 @@ void FoldInHybrid(benchmark::State& state, int32_t n) {
   }
 }
 
-// Engine::Rate without the disk (log policy "never"): a re-rating by a user
-// with n ratings, over an ALS-shaped model of 62k items x 32 factors, the
-// user's fold-in equations kept. What a Rate costs the server besides the
-// transport and the fsync, and how it grows with the user's history.
-void EngineRate(benchmark::State& state, int32_t n) {
-  const Model& m = RandomModel(62423, 32, ModelKind::kAls, 0.3f);
-  const std::string dir =
-      absl::StrCat(std::filesystem::temp_directory_path().string(),
-                   "/recsys-kernels-", getpid(), "-", n);
-  std::filesystem::remove_all(dir);
-  // Declared before the engine, so the engine is closed before its
-  // directory goes, on every way out.
-  struct RemoveDir {
-    std::string path;
-    ~RemoveDir() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } remove_dir{dir};
+// An engine serving `m` from a fresh directory, without the disk's costs
+// (log policy "never"), with user "heavy" holding n random ratings (their
+// fold-in equations kept). The directory goes with it.
+struct BenchEngine {
+  std::string dir;
+  std::vector<RatingInput> history;  // "heavy"'s ratings
+  std::unique_ptr<Engine> engine;
+
+  ~BenchEngine() {
+    engine.reset();  // closed before its directory goes
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+absl::Status OpenBenchEngine(const Model& m, int32_t n, BenchEngine* out) {
+  out->dir = absl::StrCat(std::filesystem::temp_directory_path().string(),
+                          "/recsys-kernels-", getpid(), "-", n);
+  std::filesystem::remove_all(out->dir);
   EngineOptions options;
-  options.data_dir = dir;
+  options.data_dir = out->dir;
   options.log.sync = SyncPolicy::kNever;
   options.snapshot_every = 0;
-  absl::StatusOr<std::unique_ptr<Engine>> engine =
-      Engine::Open(options, [&]() -> absl::StatusOr<Model> { return m; });
-  if (!engine.ok()) {
-    state.SkipWithError(std::string(engine.status().message()).c_str());
-    return;
-  }
-  std::vector<RatingInput> history;
+  RECSYS_ASSIGN_OR_RETURN(
+      out->engine,
+      Engine::Open(options, [&]() -> absl::StatusOr<Model> { return m; }));
   for (const IndexedRating& r : RandomRatings(m, n, 5)) {
-    history.push_back({"heavy", m.items.External(r.index), r.value, 0});
+    out->history.push_back({"heavy", m.items.External(r.index), r.value, 0});
   }
-  for (const absl::StatusOr<RateResult>& r : (*engine)->RateBatch(history)) {
-    if (!r.ok()) {
-      state.SkipWithError(std::string(r.status().message()).c_str());
-      return;
-    }
+  for (const absl::StatusOr<RateResult>& r :
+       out->engine->RateBatch(out->history)) {
+    RECSYS_RETURN_IF_ERROR(r.status());
+  }
+  return absl::OkStatus();
+}
+
+// Engine::Rate without the disk: a re-rating by a user with n ratings, over
+// an ALS-shaped model of 62k items x 32 factors, the user's fold-in
+// equations kept. What a Rate costs the server besides the transport and
+// the fsync, and how it grows with the user's history.
+void EngineRate(benchmark::State& state, int32_t n) {
+  BenchEngine b;
+  if (absl::Status s =
+          OpenBenchEngine(RandomModel(62423, 32, ModelKind::kAls, 0.3f), n, &b);
+      !s.ok()) {
+    state.SkipWithError(std::string(s.message()).c_str());
+    return;
   }
   int64_t j = 0;
   for (auto _ : state) {
-    RatingInput& again = history[static_cast<size_t>(j++ % n)];
+    RatingInput& again = b.history[static_cast<size_t>(j++ % n)];
     again.value = 6.0f - again.value;  // a new value each time
-    absl::StatusOr<RateResult> r = (*engine)->Rate(again);
+    absl::StatusOr<RateResult> r = b.engine->Rate(again);
+    benchmark::DoNotOptimize(r.ok());
+  }
+}
+
+// Engine::Recommend (k = 10) on the hybrid ML-100K-shaped model: for the
+// stored user "heavy" with n ratings, or (session) for a visitor with the
+// same n ratings, folded in at each call. The difference is what a
+// visitor's fold-in costs.
+void EngineRecommend(benchmark::State& state, int32_t n, bool session) {
+  BenchEngine b;
+  if (absl::Status s = OpenBenchEngine(HybridModel(), n, &b); !s.ok()) {
+    state.SkipWithError(std::string(s.message()).c_str());
+    return;
+  }
+  RecommendQuery q;
+  if (session) {
+    for (const RatingInput& r : b.history)
+      q.session.push_back({r.item, r.value});
+  } else {
+    q.user = "heavy";
+  }
+  for (auto _ : state) {
+    absl::StatusOr<RecommendResult> r = b.engine->Recommend(
+        q, [](const RecommendedItemRef& it) { benchmark::DoNotOptimize(&it); });
     benchmark::DoNotOptimize(r.ok());
   }
 }
@@ -560,6 +597,14 @@ void RegisterAll() {
   }
   // The hybrid model's items number 1682: up to 1000 ratings.
   for (int32_t n : {10, 100, 1000}) {
+    benchmark::RegisterBenchmark(
+        absl::StrCat("engine_recommend/hybrid/", n).c_str(), EngineRecommend, n,
+        false)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(
+        absl::StrCat("engine_recommend_session/hybrid/", n).c_str(),
+        EngineRecommend, n, true)
+        ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(absl::StrCat("fold_in/hybrid/", n).c_str(),
                                  FoldInHybrid, n)
         ->Unit(benchmark::kMicrosecond);

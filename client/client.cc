@@ -108,15 +108,21 @@ absl::Status RequireFlag(const std::string& value, absl::string_view flag,
 void PrintRecommendations(const RecommendOptions& command,
                           const v1::RecommendResponse& response,
                           std::ostream& out) {
-  out << absl::StrFormat("top %d for user %s: %s", response.items_size(),
-                         command.user, StrategyName(response.strategy()));
+  const bool visitor = !command.session.empty();
+  out << absl::StrFormat(
+      "top %d for %s: %s", response.items_size(),
+      visitor
+          ? absl::StrCat("this session (", command.session.size(), " ratings)")
+          : absl::StrCat("user ", command.user),
+      StrategyName(response.strategy()));
   if (response.strategy() == v1::STRATEGY_POPULARITY) {
-    out << " (the user has no ratings yet)";
+    out << (visitor ? " (no item of the session is known)"
+                    : " (the user has no ratings yet)");
   }
   out << absl::StrFormat(", model version %d\n", response.model_version());
   if (response.unknown_item_ids_size() > 0) {
-    out << "unknown candidates: "
-        << absl::StrJoin(response.unknown_item_ids(), ", ") << "\n";
+    out << "unknown items: " << absl::StrJoin(response.unknown_item_ids(), ", ")
+        << "\n";
   }
   // Fewer items than asked for, from a genre or candidates, with the
   // user's rated items left out (the default): they may be why, so say so.
@@ -274,9 +280,26 @@ absl::Status CheckCount(int n, absl::string_view command,
 absl::Status RunRecommend(const ClientOptions& options,
                           const RecommendOptions& command,
                           RecommenderStub& stub, const Streams& io) {
-  RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "user", "recommend"));
-  RECSYS_RETURN_IF_ERROR(CheckCount(command.k, "recommend", "-k"));
   v1::RecommendRequest request;
+  if (command.session.empty()) {
+    RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "user", "recommend"));
+  } else if (!command.user.empty()) {
+    return UsageError("recommend takes --user or --session, not both");
+  }
+  for (const std::string& entry : command.session) {
+    // The last '=' splits, so an item id may hold one.
+    const size_t eq = entry.rfind('=');
+    float rating = 0;
+    if (eq == std::string::npos || eq == 0 ||
+        !absl::SimpleAtof(absl::string_view(entry).substr(eq + 1), &rating)) {
+      return UsageError(absl::StrCat("--session: '", entry,
+                                     "' is not ITEM=RATING (e.g. 50=5)"));
+    }
+    v1::SessionItem* it = request.add_session_items();
+    it->set_item_id(entry.substr(0, eq));
+    it->set_rating(rating);
+  }
+  RECSYS_RETURN_IF_ERROR(CheckCount(command.k, "recommend", "-k"));
   request.set_user_id(command.user);
   request.set_k(command.k);
   request.set_genre(command.genre);

@@ -104,6 +104,8 @@ struct RecommendOptions {
   bool include_rated = false;
   std::vector<std::string> exclude;
   std::vector<std::string> candidates;
+  // Instead of `user`: a visitor's ratings, each "ITEM=RATING".
+  std::vector<std::string> session;
 };
 
 struct RateOptions {

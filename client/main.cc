@@ -47,6 +47,9 @@ ABSL_FLAG(std::vector<std::string>, exclude, {},
           "recommend: item ids never to return (comma-separated)");
 ABSL_FLAG(std::vector<std::string>, candidates, {},
           "recommend: rank only these item ids (comma-separated)");
+ABSL_FLAG(std::vector<std::string>, session, {},
+          "recommend without --user: a visitor's ratings, ITEM=RATING "
+          "comma-separated (nothing is stored)");
 // rate, similar.
 ABSL_FLAG(std::string, item, "", "rate, similar: item id");
 ABSL_FLAG(std::optional<float>, rating, std::nullopt, "rate: the rating");
@@ -96,6 +99,8 @@ constexpr char kUsage[] =
     "commands:\n"
     "  recommend --user=U [-k 10] [--genre=G] [--include-rated]\n"
     "            [--exclude=ID,ID] [--candidates=ID,ID]\n"
+    "  recommend --session=ITEM=RATING,ITEM=RATING [-k 10] ...   for a "
+    "visitor\n"
     "  rate      --user=U --item=I --rating=R [--timestamp=T]\n"
     "  rate      --file=ratings.csv|-   stream user,item,rating[,timestamp]\n"
     "  similar   --item=I [-k 10]\n"
@@ -140,6 +145,7 @@ RecommendOptions RecommendFromFlags() {
   o.include_rated = absl::GetFlag(FLAGS_include_rated);
   o.exclude = absl::GetFlag(FLAGS_exclude);
   o.candidates = absl::GetFlag(FLAGS_candidates);
+  o.session = absl::GetFlag(FLAGS_session);
   return o;
 }
 

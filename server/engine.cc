@@ -1404,6 +1404,59 @@ absl::StatusOr<ItemView> Engine::GetItem(const std::string& id) const {
   return ViewItem(*g, *ni, i);
 }
 
+absl::Status Engine::FoldInSession(const Generation& g, const NewItems& ni,
+                                   absl::Span<const SessionRating> session,
+                                   std::vector<int32_t>* items,
+                                   FoldInResult* row,
+                                   std::vector<std::string>* unknown) const {
+  const Model& m = *g.model;
+  const RatingScale& s = m.scale;
+  // The latest rating of each known item, in first-seen order.
+  thread_local std::vector<float> values;
+  thread_local absl::flat_hash_map<int32_t, size_t> slot;
+  values.clear();
+  slot.clear();
+  for (size_t k = 0; k < session.size(); ++k) {
+    const SessionRating& r = session[k];
+    if (const absl::Status id = CheckId("item id", r.item); !id.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("session_items[", k, "]: ", id.message()));
+    }
+    if (!std::isfinite(r.value) || !s.Contains(r.value)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "session_items[%d]: rating %g is outside the scale [%g, %g]", k,
+          r.value, s.min, s.max));
+    }
+    const int32_t i = g.FindItem(r.item, ni);
+    if (i < 0) {
+      unknown->push_back(r.item);
+      continue;
+    }
+    const auto [at, fresh] = slot.try_emplace(i, values.size());
+    if (fresh) {
+      items->push_back(i);
+      values.push_back(r.value);
+    } else {
+      values[at->second] = r.value;
+    }
+  }
+  // The same equations as a stored user's fold-in on Rate.
+  FoldInEquations eq(m, /*user_side=*/true);
+  const int32_t base = m.num_items();
+  for (size_t j = 0; j < items->size(); ++j) {
+    const int32_t i = (*items)[j];
+    if (i < base) {
+      eq.Add(m.factors() > 0 ? m.item_factors.row(i).data() : nullptr,
+             m.item_bias[i], values[j]);
+    } else {
+      eq.Add(m.factors() > 0 ? ni.Row(i - base) : nullptr, ni.bias[i - base],
+             values[j]);
+    }
+  }
+  *row = eq.Solve();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RecommendResult> Engine::Recommend(
     const RecommendQuery& q) const {
   std::vector<RecommendedItem> items;
@@ -1420,11 +1473,17 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
 absl::StatusOr<RecommendResult> Engine::Recommend(
     const RecommendQuery& q,
     absl::FunctionRef<void(const RecommendedItemRef&)> emit) const {
-  RECSYS_RETURN_IF_ERROR(CheckId("user id", q.user));
+  const bool visitor = !q.session.empty();
+  if (visitor && !q.user.empty()) {
+    return absl::InvalidArgumentError(
+        "give a user id or session items, not both");
+  }
+  if (!visitor) RECSYS_RETURN_IF_ERROR(CheckId("user id", q.user));
   RECSYS_RETURN_IF_ERROR(CheckK(q.k));
-  if (q.exclude.size() > kMaxListItems || q.candidates.size() > kMaxListItems) {
+  if (q.exclude.size() > kMaxListItems || q.candidates.size() > kMaxListItems ||
+      q.session.size() > kMaxListItems) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "at most %d excluded or candidate items", kMaxListItems));
+        "at most %d excluded, candidate or session items", kMaxListItems));
   }
   const std::shared_ptr<Generation> g = current();
   const Model& m = *g->model;
@@ -1432,13 +1491,19 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   RECSYS_RETURN_IF_ERROR(CheckGenre(*ni, q.genre));
   const int32_t base = m.num_items();
   const int32_t total = base + ni->size();
+  RecommendResult out;
   // The user's row and rated items, read in place (no copies): from the
-  // per-user state when the user rated since training, else the model.
-  const std::shared_ptr<const UserState> state = g->FindUser(q.user);
-  const int32_t model_user = state ? -1 : m.users.Find(q.user);
+  // per-user state when the user rated since training, else the model; for
+  // a visitor, folded in now from the session's ratings.
+  const std::shared_ptr<const UserState> state =
+      visitor ? nullptr : g->FindUser(q.user);
+  const int32_t model_user = state || visitor ? -1 : m.users.Find(q.user);
   float user_bias = 0;
   const float* user_vec = nullptr;
   int64_t rated_count = 0;
+  thread_local std::vector<int32_t> session_items;
+  thread_local FoldInResult session_row;
+  session_items.clear();
   if (state) {
     user_bias = state->bias;
     user_vec = state->vec.data();
@@ -1447,9 +1512,14 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
     user_bias = m.user_bias[model_user];
     user_vec = m.user_factors.row(model_user).data();
     rated_count = m.user_ratings.size(model_user);
+  } else if (visitor) {
+    RECSYS_RETURN_IF_ERROR(FoldInSession(*g, *ni, q.session, &session_items,
+                                         &session_row, &out.unknown_items));
+    user_bias = session_row.bias;
+    user_vec = session_row.factors.data();
+    rated_count = static_cast<int64_t>(session_items.size());
   }
 
-  RecommendResult out;
   out.model_version = g->version;
   out.personalized = rated_count > 0;
   // With personal factors, `scores` holds the new items' ranking scores
@@ -1508,6 +1578,8 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   if (!q.include_rated) {
     if (state) {
       for (const auto& e : state->ratings) exclude.push_back(e.item);
+    } else if (visitor) {
+      exclude.insert(exclude.end(), session_items.begin(), session_items.end());
     } else if (model_user >= 0) {
       const SparseRows& r = m.user_ratings;
       exclude.insert(exclude.end(), r.cols.begin() + r.offsets[model_user],
@@ -1576,7 +1648,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       for (const std::string& id : q.candidates) {
         const int32_t i = g->FindItem(id, *ni);
         if (i < 0) {
-          out.unknown_candidates.push_back(id);
+          out.unknown_items.push_back(id);
         } else if (eligible(i)) {
           allowed.push_back(i);
         }

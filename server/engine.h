@@ -44,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "models/fold_in.h"
 #include "models/model.h"
 #include "models/train.h"
 #include "server/rating_log.h"
@@ -91,6 +92,12 @@ struct ItemView {
   bool retired = false;  // withdrawn: never recommended (UpsertItems)
 };
 
+// An item a visitor who is not a stored user rated in this session.
+struct SessionRating {
+  std::string item;
+  float value = 0;
+};
+
 struct RecommendQuery {
   std::string user;
   int k = 10;
@@ -98,6 +105,11 @@ struct RecommendQuery {
   std::vector<std::string> exclude;
   std::string genre;
   std::vector<std::string> candidates;
+  // Instead of `user` (which must then be empty): rank for a visitor from
+  // these ratings, folded in for this call only (nothing is stored). The
+  // items count as rated; ids the model does not know are listed in
+  // RecommendResult::unknown_items. A later rating of the same item wins.
+  std::vector<SessionRating> session;
 };
 
 struct RecommendedItem {
@@ -119,7 +131,8 @@ struct RecommendResult {
   std::vector<RecommendedItem> items;
   bool personalized = false;
   uint64_t model_version = 0;
-  std::vector<std::string> unknown_candidates;
+  // Candidate and session items the model does not know.
+  std::vector<std::string> unknown_items;
 };
 
 struct SimilarResult {
@@ -293,6 +306,13 @@ class Engine {
 
   explicit Engine(const EngineOptions& options);
   std::shared_ptr<internal::Generation> current() const;
+  // A visitor's row from their session's ratings, for Recommend: the known
+  // items (each once) go to `items`, the unknown ids to `unknown`.
+  absl::Status FoldInSession(const internal::Generation& g,
+                             const internal::NewItems& ni,
+                             absl::Span<const SessionRating> session,
+                             std::vector<int32_t>* items, FoldInResult* row,
+                             std::vector<std::string>* unknown) const;
   absl::Status ValidateRating(const internal::Generation& g,
                               const RatingInput& r) const;
   // Applies a durable record to generation `g` (under swap_mu_ shared).

@@ -248,6 +248,10 @@ grpc::ServerUnaryReactor* RecommenderService::Recommend(
         q.genre = req.genre();
         q.candidates.assign(req.candidate_item_ids().begin(),
                             req.candidate_item_ids().end());
+        q.session.reserve(static_cast<size_t>(req.session_items_size()));
+        for (const v1::SessionItem& it : req.session_items()) {
+          q.session.push_back({it.item_id(), it.rating()});
+        }
         // The strings go from the serving state straight into the bytes.
         RECSYS_ASSIGN_OR_RETURN(
             RecommendResult r, e.Recommend(q, [](const RecommendedItemRef& it) {
@@ -256,8 +260,7 @@ grpc::ServerUnaryReactor* RecommenderService::Recommend(
             }));
         internal::AppendRecommendTail(r.personalized ? v1::STRATEGY_PERSONALIZED
                                                      : v1::STRATEGY_POPULARITY,
-                                      r.model_version, r.unknown_candidates,
-                                      &body);
+                                      r.model_version, r.unknown_items, &body);
         return absl::OkStatus();
       });
   if (status.ok()) {

@@ -318,7 +318,7 @@ TEST(EngineKinds, LargeCatalogueRecommendsTheExactTopK) {
           EXPECT_EQ(got->items[r].score, want[r].score)
               << what << " rank " << r;
         }
-        EXPECT_EQ(got->unknown_candidates.size(),
+        EXPECT_EQ(got->unknown_items.size(),
                   filter.candidates == &short_list ? 1u : 0u)
             << what;
       }
@@ -972,6 +972,101 @@ TEST_F(EngineTest, TrainingWhileServingLosesNothing) {
   Open();
   EXPECT_EQ(engine_->Info().version, 2u);
   EXPECT_EQ(engine_->GetUser("during", 1000)->rating_count, 120);
+}
+
+// A visitor's session ratings give the recommendations of a stored user
+// who rated the same (the same fold-in), for an explicit kind and for
+// hybrid, and store nothing.
+TEST_F(EngineTest, SessionRecommendsAsForAUserWhoRatedTheSame) {
+  Hyperparameters hp = DefaultHyperparameters(ModelKind::kHybrid);
+  hp.epochs = 60;
+  hp.burn_in = 20;
+  hp.samples = 8;
+  EngineOptions opt;
+  opt.data_dir = testing::MakeTempDir("hybrid");
+  opt.snapshot_every = 0;
+  absl::StatusOr<std::unique_ptr<Engine>> hybrid = Engine::Open(opt, [&] {
+    TrainOptions train;
+    train.threads = 2;
+    return TrainModel(data_, ModelKind::kHybrid, hp, train);
+  });
+  ASSERT_TRUE(hybrid.ok()) << hybrid.status();
+  for (Engine* e : {engine_.get(), hybrid->get()}) {
+    SCOPED_TRACE(ModelKindName(e->Info().kind));
+    const EngineInfo before = e->Info();
+    RecommendQuery visit;
+    visit.k = 15;
+    // i3 twice: the later rating counts.
+    visit.session = {
+        {"i3", 5}, {"i17", 4}, {"no-such", 3}, {"i40", 2}, {"i3", 4}};
+    const absl::StatusOr<RecommendResult> got = e->Recommend(visit);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(got->personalized);
+    EXPECT_THAT(got->unknown_items, ::testing::ElementsAre("no-such"));
+    EXPECT_EQ(e->Info().users, before.users);
+    EXPECT_EQ(e->Info().log_sequence, before.log_sequence);
+
+    for (const auto& [item, value] : std::vector<std::pair<std::string, float>>{
+             {"i3", 4}, {"i17", 4}, {"i40", 2}}) {
+      ASSERT_TRUE(e->Rate({"twin", item, value, 0}).ok());
+    }
+    RecommendQuery twin;
+    twin.user = "twin";
+    twin.k = 15;
+    const absl::StatusOr<RecommendResult> want = e->Recommend(twin);
+    ASSERT_TRUE(want.ok()) << want.status();
+    ASSERT_EQ(got->items.size(), want->items.size());
+    for (size_t r = 0; r < want->items.size(); ++r) {
+      EXPECT_EQ(got->items[r].item.id, want->items[r].item.id) << r;
+      EXPECT_NEAR(got->items[r].score, want->items[r].score,
+                  1e-4f * (1 + std::abs(want->items[r].score)))
+          << r;
+      EXPECT_NEAR(got->items[r].predicted_rating,
+                  want->items[r].predicted_rating, 1e-3f)
+          << r;
+      for (const char* rated : {"i3", "i17", "i40"}) {
+        EXPECT_NE(got->items[r].item.id, rated);
+      }
+    }
+    visit.include_rated = true;
+    visit.candidates = {"i3", "i17"};
+    const absl::StatusOr<RecommendResult> rated = e->Recommend(visit);
+    ASSERT_TRUE(rated.ok()) << rated.status();
+    EXPECT_EQ(rated->items.size(), 2u);
+  }
+
+  RecommendQuery bad;
+  bad.session = {{"i3", 5}};
+  bad.user = "u1";
+  EXPECT_THAT(std::string(engine_->Recommend(bad).status().message()),
+              HasSubstr("a user id or session items, not both"));
+  bad.user.clear();
+  bad.session = {{"i3", 5}, {"i4", 9}};
+  absl::Status status = engine_->Recommend(bad).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("session_items[1]: rating 9 is outside the scale"));
+  bad.session = {{"", 5}};
+  EXPECT_THAT(std::string(engine_->Recommend(bad).status().message()),
+              HasSubstr("session_items[0]: item id is empty"));
+  bad.session = {{"i3", std::nanf("")}};
+  EXPECT_EQ(engine_->Recommend(bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  bad.session.assign(kMaxListItems + 1, {"i3", 4});
+  EXPECT_EQ(engine_->Recommend(bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Nothing known: the popular items, as for a user without ratings.
+  bad.session = {{"unknown-1", 4}};
+  const absl::StatusOr<RecommendResult> popular = engine_->Recommend(bad);
+  ASSERT_TRUE(popular.ok()) << popular.status();
+  EXPECT_FALSE(popular->personalized);
+  RecommendQuery stranger;
+  stranger.user = "stranger";
+  ASSERT_EQ(popular->items.size(), engine_->Recommend(stranger)->items.size());
+  for (size_t r = 0; r < popular->items.size(); ++r) {
+    EXPECT_EQ(popular->items[r].item.id,
+              engine_->Recommend(stranger)->items[r].item.id);
+  }
 }
 
 // A training job whose fit diverges fails with the reason, and the model

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -206,6 +207,29 @@ TEST_F(ServerE2eTest, NewUserRatesTwentyItemsThroughTheClient) {
   EXPECT_EQ(shown.exit_code, 0) << shown.output;
   EXPECT_THAT(shown.output, HasSubstr("personalized"));
   for (const std::string& id : after) EXPECT_THAT(shown.output, HasSubstr(id));
+
+  // A visitor with the same ratings, given as a session, gets what the
+  // stored user gets (the same fold-in, up to float rounding near ties),
+  // and nothing is stored.
+  std::vector<std::string> session;
+  for (int i = 0; i < 20; ++i) {
+    session.push_back(absl::StrCat(rated[i], "=", i % 3 == 0 ? 1 : 5));
+  }
+  const CommandResult visited =
+      RunClient(server->target(), "--json recommend -k 10 --session=" +
+                                      absl::StrJoin(session, ","));
+  EXPECT_EQ(visited.exit_code, 0) << visited.output;
+  EXPECT_THAT(visited.output, HasSubstr("STRATEGY_PERSONALIZED"));
+  int same = 0;
+  for (const std::string& id : after) {
+    same += visited.output.find("\"id\":\"" + id + "\"") != std::string::npos;
+  }
+  EXPECT_GE(same, 9) << visited.output;
+  for (const std::string& id : rated) {
+    EXPECT_THAT(visited.output,
+                ::testing::Not(HasSubstr("\"id\":\"" + id + "\"")));
+  }
+  EXPECT_EQ(RatingCount(server->stub(), "walk-in"), 20);
 
   // SIGTERM: a clean exit with status 0, and everything is still there.
   server->Kill(SIGTERM);

@@ -90,6 +90,9 @@ class ServiceTest : public ::testing::Test {
     q.genre = req.genre();
     q.candidates.assign(req.candidate_item_ids().begin(),
                         req.candidate_item_ids().end());
+    for (const v1::SessionItem& it : req.session_items()) {
+      q.session.push_back({it.item_id(), it.rating()});
+    }
     absl::StatusOr<RecommendResult> want = engine_->Recommend(q);
     ASSERT_TRUE(want.ok()) << want.status();
 
@@ -109,7 +112,7 @@ class ServiceTest : public ::testing::Test {
                                                   : v1::STRATEGY_POPULARITY);
     EXPECT_EQ(resp.model_version(), want->model_version);
     EXPECT_THAT(resp.unknown_item_ids(),
-                ::testing::ElementsAreArray(want->unknown_candidates));
+                ::testing::ElementsAreArray(want->unknown_items));
   }
 
   // Rate from many client threads at once, so that calls queue behind a
@@ -196,6 +199,20 @@ TEST_F(ServiceTest, RecommendAnswersWhatTheEngineDoes) {
     }
     reqs.push_back(req);
   }
+  // Visitors: session items instead of a user id.
+  v1::RecommendRequest visitor;
+  for (const auto& [item, rating] : std::vector<std::pair<const char*, float>>{
+           {"i5", 5},
+           {"an-item-added-after-training", 4},
+           {"unknown-3", 2},
+           {"i9", 1}}) {
+    v1::SessionItem* it = visitor.add_session_items();
+    it->set_item_id(item);
+    it->set_rating(rating);
+    reqs.push_back(visitor);
+  }
+  visitor.set_genre("Children's");
+  reqs.push_back(visitor);
   for (const v1::RecommendRequest& req : reqs) ExpectSameAsEngine(req);
 }
 
@@ -271,6 +288,15 @@ TEST_F(ServiceTest, RecommendErrorsCarryNoItems) {
   const grpc::Status s = stub_->Recommend(&ctx, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(resp.items_size(), 0);
+
+  v1::RecommendRequest visitor;
+  v1::SessionItem* it = visitor.add_session_items();
+  it->set_item_id("i5");  // no rating: 0 is outside the scale
+  grpc::ClientContext ctx2;
+  const grpc::Status unrated = stub_->Recommend(&ctx2, visitor, &resp);
+  EXPECT_EQ(unrated.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(unrated.error_message(),
+              ::testing::HasSubstr("session_items[0]: rating 0 is outside"));
 }
 
 // The service reads Recommend's request bytes itself: bytes that are not a
