@@ -17,6 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace recsys {
 namespace {
@@ -188,8 +190,11 @@ void MetricsHttpServer::Loop() {
 
 void MetricsHttpServer::Serve(int fd) {
   timeval tv = {kIoTimeoutSeconds, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  // One deadline for the whole request, not one per read: connections are
+  // served one at a time, so a client sending a byte now and then must not
+  // hold the endpoint for longer than that.
+  const absl::Time deadline = absl::Now() + absl::Seconds(kIoTimeoutSeconds);
   std::string request;
   char buf[1024];
   // Only the head matters (a GET has no body); stop at its end.
@@ -200,6 +205,12 @@ void MetricsHttpServer::Serve(int fd) {
                         "text/plain; charset=utf-8", "too large\n", false));
       return;
     }
+    const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (left_ms <= 0) break;  // answer what came
+    pollfd in = {fd, POLLIN, 0};
+    const int ready = poll(&in, 1, static_cast<int>(left_ms));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
     const ssize_t n = recv(fd, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // closed or timed out: answer what came

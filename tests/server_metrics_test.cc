@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/metrics.h"
@@ -162,6 +165,41 @@ TEST(MetricsHttp, ServesOverTcpAndStops) {
                }).ok());
   server->reset();
   EXPECT_EQ(Exchange(port, "GET /metrics HTTP/1.0\r\n\r\n"), "");
+}
+
+// Connections are served one at a time, so a client that sends its request
+// a byte at a time must lose the endpoint after one deadline (2 s), not
+// keep it as long as it keeps sending.
+TEST(MetricsHttp, ADrippingClientHoldsItForOneDeadlineOnly) {
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
+      MetricsHttpServer::Start("127.0.0.1:0",
+                               [] { return std::string("recsys_up 1\n"); });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  const int slow = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(slow, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  // 12 s of dripping, unless the server hangs up first.
+  std::thread drip([slow] {
+    const std::string request =
+        "GET /metrics HTTP/1.0\r\nX-Pad: " + std::string(200, 'x') + "\r\n\r\n";
+    for (size_t k = 0; k < 40 && k < request.size(); ++k) {
+      if (send(slow, &request[k], 1, MSG_NOSIGNAL) != 1) return;
+      absl::SleepFor(absl::Milliseconds(300));
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(200));  // the server is reading it
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(Exchange(port, "GET /metrics HTTP/1.0\r\n\r\n"),
+              HasSubstr("recsys_up 1\n"));
+  // Without the deadline the scrape waits out the whole drip (12 s).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  shutdown(slow, SHUT_RDWR);
+  drip.join();
+  close(slow);
 }
 
 }  // namespace
