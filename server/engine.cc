@@ -1344,6 +1344,10 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
       if (u.title) entry.title = *u.title;
       if (u.genres) entry.genres = *u.genres;
       if (u.retired) entry.retired = *u.retired;
+      if (known && SameEntry(entry, before)) {
+        ++out.unchanged;
+        continue;
+      }
       // Titles and genres from the model's data have no limits, and the
       // log records the whole entry.
       if (const absl::Status sizes =
@@ -1353,10 +1357,6 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
             "items[", k, "]: the entry of item '", u.id,
             "' would be over the limits (", sizes.message(),
             "): give a shorter title or fewer genres in the same update"));
-      }
-      if (known && SameEntry(entry, before)) {
-        ++out.unchanged;
-        continue;
       }
       ++(known ? out.changed : out.added);
       if (pending == entry_of.end()) {

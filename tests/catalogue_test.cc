@@ -520,6 +520,8 @@ TEST_F(CatalogueTest, EntryOverTheLimitsFromTheModelNeedsANewOne) {
   }
   EXPECT_EQ(engine_->Info().log_sequence, seq);
   EXPECT_FALSE(MustGetItem("i4").retired);
+  // An update that changes nothing logs nothing, so it is no error.
+  EXPECT_EQ(MustUpsert({Retire("i7", false)}).unchanged, 1);
 
   ItemUpdate retire_and_rename = Retire("i7");
   retire_and_rename.title = "Seven";
