@@ -105,6 +105,8 @@ constexpr char kUsage[] =
     "  rate      --file=ratings.csv|-   stream user,item,rating[,timestamp]\n"
     "  similar   --item=I [-k 10]\n"
     "  train     [--model=als] [--factors=N] [--epochs=N] [--wait]\n"
+    "            [--learning_rate=R] [--reg=R] [--reg_bias=R] [--seed=N]\n"
+    "            [--validation_fraction=F]\n"
     "  user      --user=U [--recent=10]\n"
     "  delete-user --user=U   erase the user's ratings, vector and id\n"
     "  delete-users --file=ids.txt|- [--batch=1000]   delete-user for each id\n"
