@@ -690,6 +690,27 @@ absl::Status RunSetItems(const ClientOptions& options,
   return absl::OkStatus();
 }
 
+absl::Status RunCancelTraining(const ClientOptions& options,
+                               const std::string& job, RecommenderStub& stub,
+                               const Streams& io) {
+  RECSYS_RETURN_IF_ERROR(RequireFlag(job, "job", "cancel-training"));
+  v1::CancelTrainingRequest request;
+  request.set_job_id(job);
+  grpc::ClientContext context;
+  internal::SetDeadline(options, &context);
+  v1::CancelTrainingResponse response;
+  RECSYS_RETURN_IF_ERROR(
+      internal::RpcError(stub.CancelTraining(&context, request, &response)));
+  if (options.json) {
+    *io.out << internal::ToJson(response) << "\n";
+  } else {
+    *io.out << "training job " << job
+            << " stops at the end of its current epoch; the serving model "
+               "stays\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
                      const Streams& io) {
   grpc::ClientContext context;

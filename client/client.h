@@ -237,6 +237,10 @@ absl::Status RunSetItem(const ClientOptions& options,
 absl::Status RunSetItems(const ClientOptions& options,
                          const CatalogueFileOptions& command,
                          RecommenderStub& stub, const Streams& io);
+// Stops training job `job` (CancelTraining).
+absl::Status RunCancelTraining(const ClientOptions& options,
+                               const std::string& job, RecommenderStub& stub,
+                               const Streams& io);
 absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
                      const Streams& io);
 // grpc.health.v1.Health/Check. Prints SERVING, NOT_SERVING, UNKNOWN or

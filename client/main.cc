@@ -75,6 +75,7 @@ ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "train: random seed");
 ABSL_FLAG(std::optional<double>, validation_fraction, std::nullopt,
           "train: share held out for validation RMSE");
 ABSL_FLAG(bool, wait, false, "train: follow the job until it ends");
+ABSL_FLAG(std::string, job, "", "cancel-training: the training job's id");
 // user.
 ABSL_FLAG(int, recent, 10, "user: how many recent ratings");
 ABSL_FLAG(std::optional<std::string>, title, std::nullopt,
@@ -107,6 +108,7 @@ constexpr char kUsage[] =
     "  train     [--model=als] [--factors=N] [--epochs=N] [--wait]\n"
     "            [--learning_rate=R] [--reg=R] [--reg_bias=R] [--seed=N]\n"
     "            [--validation_fraction=F]\n"
+    "  cancel-training --job=J   stop a training job; the model stays\n"
     "  user      --user=U [--recent=10]\n"
     "  delete-user --user=U   erase the user's ratings, vector and id\n"
     "  delete-users --file=ids.txt|- [--batch=1000]   delete-user for each id\n"
@@ -235,6 +237,9 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     o.batch = absl::GetFlag(FLAGS_batch);
     o.retired = absl::GetFlag(FLAGS_retired);
     return RunSetItems(options, o, *stub, io);
+  }
+  if (command == "cancel-training") {
+    return RunCancelTraining(options, absl::GetFlag(FLAGS_job), *stub, io);
   }
   if (command == "info") return RunInfo(options, *stub, io);
   if (command == "health") {

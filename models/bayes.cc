@@ -292,6 +292,7 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
           std::sqrt(vse / static_cast<double>(validation->size()));
     }
     if (report) report(sweep, std::sqrt(se / n), validation_rmse);
+    if (StopRequested(options)) break;
   }
   // Serving form: mean biases, deviations in the blocks, 1/sqrt(S) scaling.
   const float scale = 1.0f / std::sqrt(static_cast<float>(samples));

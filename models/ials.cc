@@ -112,7 +112,7 @@ double ObservedFit(const SparseRows& by_user, const std::vector<float>& targets,
 }  // namespace
 
 void TrainImplicit(const SparseRows& by_user, const SparseRows& by_item,
-                   int threads, const TrainOptions&,
+                   int threads, const TrainOptions& options,
                    const std::function<void(int, double)>& report, Model* m) {
   const Hyperparameters& p = m->params;
   std::mt19937_64 rng(p.seed);
@@ -138,6 +138,7 @@ void TrainImplicit(const SparseRows& by_user, const SparseRows& by_item,
     HalfStep(by_user, user_targets, m->item_factors, p, threads,
              &m->user_factors);
     if (report) report(epoch, ObservedFit(by_user, user_targets, *m));
+    if (StopRequested(options)) break;
   }
 }
 

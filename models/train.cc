@@ -185,6 +185,7 @@ void FitBiases(const RatingData& data, const SparseRows& by_user,
     }
     if (opt.on_epoch)
       Report(opt, *m, epoch, p.epochs, Rmse(*m, data.ratings), start);
+    if (StopRequested(opt)) break;
   }
 }
 
@@ -259,7 +260,7 @@ void TrainSgd(const RatingData& data, Model* m, int threads,
              std::sqrt(se / std::max<size_t>(1, data.ratings.size())), start);
     }
     // Diverged: further epochs only spend time (TrainModel refuses it).
-    if (!std::isfinite(se)) break;
+    if (!std::isfinite(se) || StopRequested(opt)) break;
   }
 }
 
@@ -322,6 +323,7 @@ void TrainAls(const RatingData& data, const SparseRows& by_user,
                 p.reg_bias, threads, &m->user_factors, &m->user_bias);
     if (opt.on_epoch)
       Report(opt, *m, epoch, p.epochs, Rmse(*m, data.ratings), start);
+    if (StopRequested(opt)) break;
   }
 }
 
@@ -416,6 +418,12 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
       break;
     case ModelKind::kHybrid:  // trained above, from its two parts
       break;
+  }
+  if (StopRequested(options)) {
+    return absl::CancelledError(absl::StrCat("training of the ",
+                                             ModelKindName(kind),
+                                             " model stopped "
+                                             "on request"));
   }
   // Rows nobody rated carry only their random start; zero them so unseen
   // users and items score as the biases say.

@@ -49,10 +49,18 @@ struct TrainOptions {
   // maps as the training data (RandomSplit guarantees it).
   const RatingData* validation = nullptr;
   std::function<void(const EpochReport&)> on_epoch;
+  // Asked after every epoch (or sweep): once it returns true, training
+  // stops and TrainModel fails with Cancelled.
+  std::function<bool()> stop;
 };
 
+inline bool StopRequested(const TrainOptions& options) {
+  return options.stop && options.stop();
+}
+
 // Fails with InvalidArgument when the fit diverged (NaN or infinite
-// numbers in the result; TrainingDiverged tells that case apart).
+// numbers in the result; TrainingDiverged tells that case apart), and with
+// Cancelled when options.stop asked it to stop.
 absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
                                  const Hyperparameters& params,
                                  const TrainOptions& options);

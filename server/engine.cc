@@ -366,10 +366,14 @@ UserView ViewUser(const Generation& g, const std::string& user,
 
 struct TrainingJob {
   std::string id;
+  // Set by CancelTraining, read by the training between epochs.
+  std::atomic<bool> cancel{false};
   mutable std::mutex mu;
   mutable std::condition_variable cv;
   std::vector<TrainingUpdate> updates;
   bool done = false;
+  // The fit is over and its model is going in: too late to cancel.
+  bool committing = false;
 
   void Push(const TrainingUpdate& u, bool last) {
     {
@@ -1929,6 +1933,7 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
     fit = &train;
     opt.validation = &validation;
   }
+  opt.stop = [&job] { return job->cancel.load(std::memory_order_relaxed); };
   opt.on_epoch = [&](const EpochReport& r) {
     last.state = TrainingUpdate::kRunning;
     last.epoch = r.epoch;
@@ -1939,10 +1944,19 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
     job->Push(last, false);
   };
   absl::StatusOr<Model> trained = TrainModel(*fit, kind, params, opt);
-  if (!trained.ok()) {
+  bool cancelled = false;
+  {
+    // A cancel either lands before this point, and no model goes in, or is
+    // refused.
+    std::lock_guard<std::mutex> lock(job->mu);
+    cancelled = job->cancel.load();
+    job->committing = !cancelled && trained.ok();
+  }
+  if (cancelled || !trained.ok()) {
     TrainingUpdate u = last;
-    u.state = TrainingUpdate::kFailed;
-    u.error = std::string(trained.status().message());
+    u.state = cancelled ? TrainingUpdate::kCancelled : TrainingUpdate::kFailed;
+    u.error = cancelled ? std::string("cancelled (CancelTraining)")
+                        : std::string(trained.status().message());
     finish(u);
     return;
   }
@@ -2016,6 +2030,28 @@ absl::StatusOr<std::vector<TrainingUpdate>> Engine::WatchTraining(
     out.push_back(job->updates[k]);
   *done = job->done;
   return out;
+}
+
+absl::Status Engine::CancelTraining(const std::string& job_id) {
+  std::shared_ptr<internal::TrainingJob> job;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("unknown training job '", job_id, "'"));
+    }
+    job = it->second;
+  }
+  std::lock_guard<std::mutex> lock(job->mu);
+  if (job->done || job->committing) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("training job ", job_id,
+                     job->done ? " has already ended"
+                               : " is already swapping its model in"));
+  }
+  job->cancel.store(true);
+  return absl::OkStatus();
 }
 
 void Engine::WaitForTraining() {

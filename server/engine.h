@@ -205,7 +205,7 @@ struct TrainSpec {
 };
 
 struct TrainingUpdate {
-  enum State { kRunning, kSucceeded, kFailed } state = kRunning;
+  enum State { kRunning, kSucceeded, kFailed, kCancelled } state = kRunning;
   int epoch = 0;
   int epochs = 0;
   double train_rmse = 0;
@@ -288,6 +288,11 @@ class Engine {
   absl::StatusOr<std::vector<TrainingUpdate>> WatchTraining(
       const std::string& job_id, size_t from, absl::Time deadline,
       bool* done) const;
+  // Stops a running job at the end of its current epoch (or sweep); the
+  // serving model stays and the job ends kCancelled. NOT_FOUND for unknown
+  // ids; FAILED_PRECONDITION once the job has ended or is swapping its
+  // model in.
+  absl::Status CancelTraining(const std::string& job_id);
   // Waits for the running job (if any) to end.
   void WaitForTraining();
 

@@ -26,6 +26,8 @@ constexpr MethodName kMethods[] = {
     {"/recsys.v1.Recommender/Train", "recsys.v1.Recommender", "Train"},
     {"/recsys.v1.Recommender/WatchTraining", "recsys.v1.Recommender",
      "WatchTraining"},
+    {"/recsys.v1.Recommender/CancelTraining", "recsys.v1.Recommender",
+     "CancelTraining"},
     {"/recsys.v1.Recommender/SimilarItems", "recsys.v1.Recommender",
      "SimilarItems"},
     {"/recsys.v1.Recommender/GetUser", "recsys.v1.Recommender", "GetUser"},
@@ -211,10 +213,13 @@ void ServerMetrics::TrainingStarted() {
   last_job_started_ = absl::Now();
 }
 
-void ServerMetrics::TrainingEnded(bool succeeded, double seconds, int epochs) {
+void ServerMetrics::TrainingEnded(JobResult result, double seconds,
+                                  int epochs) {
   std::lock_guard<std::mutex> lock(mu_);
   training_running_ = false;
-  ++(succeeded ? jobs_succeeded_ : jobs_failed_);
+  ++(result == JobResult::kSucceeded ? jobs_succeeded_
+     : result == JobResult::kFailed  ? jobs_failed_
+                                     : jobs_cancelled_);
   last_job_seconds_ = seconds;
   last_job_epochs_ = epochs;
 }
@@ -295,7 +300,7 @@ std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
            auth_invalid_.load(std::memory_order_relaxed));
 
   bool running;
-  uint64_t succeeded, failed, served_version;
+  uint64_t succeeded, failed, cancelled, served_version;
   double last_seconds;
   int last_epochs;
   absl::Time started, served_since;
@@ -304,6 +309,7 @@ std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
     running = training_running_;
     succeeded = jobs_succeeded_;
     failed = jobs_failed_;
+    cancelled = jobs_cancelled_;
     last_seconds = last_job_seconds_;
     last_epochs = last_job_epochs_;
     started = last_job_started_;
@@ -317,6 +323,7 @@ std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
              "Training jobs ended, by result.");
     w.Sample("recsys_training_jobs_total", "result=\"succeeded\"", succeeded);
     w.Sample("recsys_training_jobs_total", "result=\"failed\"", failed);
+    w.Sample("recsys_training_jobs_total", "result=\"cancelled\"", cancelled);
     w.One("recsys_training_last_duration_seconds", "gauge",
           "Wall time of the last job that ended.", last_seconds);
     w.One("recsys_training_last_epochs", "gauge",

@@ -59,7 +59,8 @@ class ServerMetrics {
 
   // Training jobs, as the server's watcher sees them.
   void TrainingStarted();
-  void TrainingEnded(bool succeeded, double seconds, int epochs);
+  enum class JobResult { kSucceeded, kFailed, kCancelled };
+  void TrainingEnded(JobResult result, double seconds, int epochs);
   // The serving model changed (or was loaded) at `when`.
   void ModelServedSince(uint64_t version, absl::Time when);
 
@@ -86,6 +87,7 @@ class ServerMetrics {
   bool training_running_ = false;
   uint64_t jobs_succeeded_ = 0;
   uint64_t jobs_failed_ = 0;
+  uint64_t jobs_cancelled_ = 0;
   double last_job_seconds_ = 0;
   int last_job_epochs_ = 0;
   absl::Time last_job_started_ = absl::InfinitePast();

@@ -262,7 +262,12 @@ void Server::WatchJob(const std::string& job_id) {
     from += updates->size();
   }
   const bool ok = last.state == TrainingUpdate::kSucceeded;
-  metrics_.TrainingEnded(ok, last.elapsed_seconds, last.epoch);
+  using JobResult = ServerMetrics::JobResult;
+  metrics_.TrainingEnded(ok ? JobResult::kSucceeded
+                         : last.state == TrainingUpdate::kCancelled
+                             ? JobResult::kCancelled
+                             : JobResult::kFailed,
+                         last.elapsed_seconds, last.epoch);
   if (ok) {
     metrics_.ModelServedSince(last.model_version, absl::Now());
     Log(LogLevel::kInfo, "training succeeded",
@@ -272,6 +277,11 @@ void Server::WatchJob(const std::string& job_id) {
          {"epochs", last.epoch},
          {"validation_rmse", last.validation_rmse},
          {"ratings_folded_after", last.ratings_folded_after}});
+  } else if (last.state == TrainingUpdate::kCancelled) {
+    Log(LogLevel::kInfo, "training cancelled",
+        {{"job", job_id},
+         {"seconds", last.elapsed_seconds},
+         {"epochs", last.epoch}});
   } else {
     Log(LogLevel::kError, "training failed",
         {{"job", job_id},

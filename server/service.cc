@@ -419,6 +419,9 @@ grpc::Status RecommenderService::WatchTraining(
         case TrainingUpdate::kFailed:
           ev.set_state(v1::TrainingEvent::STATE_FAILED);
           break;
+        case TrainingUpdate::kCancelled:
+          ev.set_state(v1::TrainingEvent::STATE_CANCELLED);
+          break;
       }
       ev.set_epoch(u.epoch);
       ev.set_epochs(u.epochs);
@@ -551,6 +554,14 @@ grpc::ServerUnaryReactor* RecommenderService::GetItem(
     RECSYS_ASSIGN_OR_RETURN(ItemView item, e.GetItem(req->item_id()));
     FillItem(item, resp->mutable_item());
     return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RecommenderService::CancelTraining(
+    grpc::CallbackServerContext* ctx, const v1::CancelTrainingRequest* req,
+    v1::CancelTrainingResponse*) {
+  return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
+    return e.CancelTraining(req->job_id());
   });
 }
 

@@ -57,8 +57,9 @@ class RateBatcher;  // defined in service.cc
 // makes everything queued meanwhile durable with one log append (one fsync),
 // folds it in and answers each call, on its own gRPC thread, until nothing
 // is queued or its budget is spent, when the batcher's own thread takes
-// over (see RateBatcher in service.cc). The other quick unary calls (Train,
-// which only starts a job, SimilarItems, GetUser, GetItem, GetModelInfo) are
+// over (see RateBatcher in service.cc). The other quick unary calls (Train
+// and CancelTraining, which only start or flag a job, SimilarItems, GetUser,
+// GetItem, GetModelInfo) are
 // callback methods too; the long-lived streams, RateStream and
 // WatchTraining, DeleteUser(s), which wait for a snapshot, and UpsertItems,
 // which writes the log and rebuilds the catalogue's lookups, stay on the
@@ -71,7 +72,9 @@ class RecommenderService final
                       v1::Recommender::WithCallbackMethod_GetUser<
                           v1::Recommender::WithCallbackMethod_GetItem<
                               v1::Recommender::WithCallbackMethod_GetModelInfo<
-                                  v1::Recommender::Service>>>>>>> {
+                                  v1::Recommender::
+                                      WithCallbackMethod_CancelTraining<
+                                          v1::Recommender::Service>>>>>>>> {
  public:
   // How long a gRPC thread may lead Rate's group commit before it hands the
   // lead to the batcher's own thread (see RateBatcher in service.cc).
@@ -113,6 +116,9 @@ class RecommenderService final
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
                                          const v1::GetModelInfoRequest* req,
                                          v1::ModelInfo* resp) override;
+  grpc::ServerUnaryReactor* CancelTraining(
+      grpc::CallbackServerContext* ctx, const v1::CancelTrainingRequest* req,
+      v1::CancelTrainingResponse* resp) override;
   // Synchronous: it waits for a snapshot, which must not hold a callback
   // thread.
   grpc::Status DeleteUser(grpc::ServerContext* ctx,

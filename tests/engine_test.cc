@@ -1102,6 +1102,42 @@ TEST_F(EngineTest, DivergedTrainingFailsAndTheModelStays) {
   }
 }
 
+// CancelTraining stops a running job between epochs: it ends kCancelled,
+// the serving model stays, and the next job can start at once.
+TEST_F(EngineTest, CancelledTrainingEndsAndTheModelStays) {
+  const uint64_t version = engine_->Info().version;
+  TrainSpec spec;
+  spec.kind = ModelKind::kAls;
+  spec.params.epochs = 100000;  // hours: only a cancel ends it
+  absl::StatusOr<std::string> job = engine_->StartTraining(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(engine_->CancelTraining("train-nope").code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(engine_->CancelTraining(*job).ok());
+  engine_->WaitForTraining();
+  bool done = false;
+  absl::StatusOr<std::vector<TrainingUpdate>> updates =
+      engine_->WatchTraining(*job, 0, absl::Now(), &done);
+  ASSERT_TRUE(updates.ok());
+  EXPECT_TRUE(done);
+  ASSERT_FALSE(updates->empty());
+  EXPECT_EQ(updates->back().state, TrainingUpdate::kCancelled);
+  EXPECT_LT(updates->back().epoch, 100000);
+  EXPECT_EQ(engine_->Info().version, version);
+  const absl::Status again = engine_->CancelTraining(*job);
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(again.message()), HasSubstr("has already ended"));
+  // Nothing is left running.
+  spec.params.epochs = 2;
+  job = engine_->StartTraining(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  engine_->WaitForTraining();
+  updates = engine_->WatchTraining(*job, 0, absl::Now(), &done);
+  ASSERT_TRUE(updates.ok());
+  EXPECT_EQ(updates->back().state, TrainingUpdate::kSucceeded);
+  EXPECT_EQ(engine_->Info().version, version + 1);
+}
+
 // A big batch is folded in per user and across users in parallel; the
 // result must be what applying the ratings one at a time gives.
 TEST_F(EngineTest, LargeBatchEqualsOneAtATime) {

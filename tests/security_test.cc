@@ -52,6 +52,8 @@ TEST(ClassifyMethod, WritesClosedReadsOpenHealthAlwaysOpen) {
             MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/UpsertItems"),
             MethodAccess::kWrite);
+  EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/CancelTraining"),
+            MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/GetItem"),
             MethodAccess::kRead);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/Recommend"),

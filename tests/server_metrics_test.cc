@@ -94,15 +94,19 @@ TEST(ServerMetrics, TrainingStateAndDuration) {
   m.TrainingStarted();
   EXPECT_THAT(m.Render(nullptr, absl::Now()),
               HasSubstr("recsys_training_running 1\n"));
-  m.TrainingEnded(true, 2.5, 30);
+  m.TrainingEnded(ServerMetrics::JobResult::kSucceeded, 2.5, 30);
   m.TrainingStarted();
-  m.TrainingEnded(false, 0.25, 1);
+  m.TrainingEnded(ServerMetrics::JobResult::kCancelled, 7, 3);
+  m.TrainingStarted();
+  m.TrainingEnded(ServerMetrics::JobResult::kFailed, 0.25, 1);
   const std::string text = m.Render(nullptr, absl::Now());
   EXPECT_THAT(text, HasSubstr("recsys_training_running 0\n"));
   EXPECT_THAT(
       text, HasSubstr("recsys_training_jobs_total{result=\"succeeded\"} 1\n"));
   EXPECT_THAT(text,
               HasSubstr("recsys_training_jobs_total{result=\"failed\"} 1\n"));
+  EXPECT_THAT(
+      text, HasSubstr("recsys_training_jobs_total{result=\"cancelled\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("recsys_training_last_duration_seconds 0.25\n"));
 }
 

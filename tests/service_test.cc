@@ -409,6 +409,40 @@ TEST_F(ServiceTest, TheOtherUnaryCallsAnswerWhatTheEngineDoes) {
     EXPECT_THAT(resp.job_id(), ::testing::StartsWith("train-"));
     engine_->WaitForTraining();
   }
+  {
+    v1::CancelTrainingRequest req;
+    req.set_job_id("no-such-job");
+    grpc::ClientContext ctx;
+    v1::CancelTrainingResponse resp;
+    EXPECT_EQ(stub_->CancelTraining(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    // A job that only a cancel ends: the watcher sees CANCELLED.
+    v1::TrainRequest train;
+    train.set_epochs(100000);
+    grpc::ClientContext ctx;
+    v1::TrainResponse started;
+    ASSERT_TRUE(stub_->Train(&ctx, train, &started).ok());
+    v1::CancelTrainingRequest req;
+    req.set_job_id(started.job_id());
+    grpc::ClientContext cancel_ctx;
+    v1::CancelTrainingResponse resp;
+    const grpc::Status cancelled =
+        stub_->CancelTraining(&cancel_ctx, req, &resp);
+    EXPECT_TRUE(cancelled.ok()) << cancelled.error_message();
+    v1::WatchTrainingRequest watch;
+    watch.set_job_id(started.job_id());
+    grpc::ClientContext watch_ctx;
+    auto reader = stub_->WatchTraining(&watch_ctx, watch);
+    v1::TrainingEvent ev, last;
+    while (reader->Read(&ev)) last = ev;
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(last.state(), v1::TrainingEvent::STATE_CANCELLED);
+    grpc::ClientContext again_ctx;
+    EXPECT_EQ(stub_->CancelTraining(&again_ctx, req, &resp).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
 }
 
 // Before a model is loaded (the server answers while its first model
@@ -466,6 +500,10 @@ TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {
   v1::GetItemRequest item;
   item.set_item_id("i0");
   expect_unary("GetItem", &Stub::GetItem, item, v1::GetItemResponse());
+  v1::CancelTrainingRequest cancel;
+  cancel.set_job_id("train-1");
+  expect_unary("CancelTraining", &Stub::CancelTraining, cancel,
+               v1::CancelTrainingResponse());
   {
     grpc::ClientContext ctx;
     auto stream = stub->RateStream(&ctx);

@@ -99,6 +99,30 @@ TEST_F(PlantedTest, DivergedSgdIsRefused) {
   EXPECT_TRUE(TrainModel(*train_, ModelKind::kSgd, p, opt).ok());
 }
 
+// Every kind stops after the epoch (or sweep) in which `stop` turns true,
+// and TrainModel fails with Cancelled.
+TEST_F(PlantedTest, EveryKindStopsWhenAsked) {
+  for (ModelKind kind :
+       {ModelKind::kSgd, ModelKind::kAls, ModelKind::kIals, ModelKind::kBayes,
+        ModelKind::kHybrid, ModelKind::kBaseline}) {
+    SCOPED_TRACE(ModelKindName(kind));
+    Hyperparameters p = DefaultHyperparameters(kind);
+    p.factors = 4;
+    p.epochs = 1000;
+    p.rank_epochs = 1000;
+    int epochs_run = 0;
+    TrainOptions opt;
+    opt.threads = 2;
+    // Hybrid trains its ranking part quietly: count the stop's questions.
+    opt.stop = [&epochs_run] { return ++epochs_run >= 3; };
+    absl::StatusOr<Model> m = TrainModel(*train_, kind, p, opt);
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kCancelled) << m.status();
+    EXPECT_THAT(std::string(m.status().message()),
+                HasSubstr("stopped on request"));
+    EXPECT_LE(epochs_run, 4);  // the third epoch's question, and TrainModel's
+  }
+}
+
 TEST_F(PlantedTest, AlsRecoversPlantedLowRankMatrix) {
   Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
   p.factors = 8;
