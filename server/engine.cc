@@ -662,6 +662,7 @@ RatingData RatingsOf(const Model& m) {
 Engine::Engine(const EngineOptions& options) : options_(options) {}
 
 Engine::~Engine() {
+  CancelRunningTraining();
   WaitForTraining();
   if (log_) log_->Sync().IgnoreError();
 }
@@ -2043,14 +2044,26 @@ absl::Status Engine::CancelTraining(const std::string& job_id) {
     }
     job = it->second;
   }
-  std::lock_guard<std::mutex> lock(job->mu);
-  if (job->done || job->committing) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("training job ", job_id,
-                     job->done ? " has already ended"
-                               : " is already swapping its model in"));
+  return Cancel(*job);
+}
+
+void Engine::CancelRunningTraining() {
+  std::shared_ptr<internal::TrainingJob> job;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    job = running_;
   }
-  job->cancel.store(true);
+  if (job != nullptr) Cancel(*job).IgnoreError();  // it may be ending
+}
+
+absl::Status Engine::Cancel(internal::TrainingJob& job) {
+  std::lock_guard<std::mutex> lock(job.mu);
+  if (job.done || job.committing) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "training job ", job.id,
+        job.done ? " has already ended" : " is already swapping its model in"));
+  }
+  job.cancel.store(true);
   return absl::OkStatus();
 }
 

@@ -293,6 +293,9 @@ class Engine {
   // ids; FAILED_PRECONDITION once the job has ended or is swapping its
   // model in.
   absl::Status CancelTraining(const std::string& job_id);
+  // The same for whichever job runs, if any (at shutdown: a job can run for
+  // hours, and its model would not outlive the process anyway).
+  void CancelRunningTraining();
   // Waits for the running job (if any) to end.
   void WaitForTraining();
 
@@ -318,6 +321,7 @@ class Engine {
                              absl::Span<const SessionRating> session,
                              std::vector<int32_t>* items, FoldInResult* row,
                              std::vector<std::string>* unknown) const;
+  absl::Status Cancel(internal::TrainingJob& job);
   absl::Status ValidateRating(const internal::Generation& g,
                               const RatingInput& r) const;
   // Applies a durable record to generation `g` (under swap_mu_ shared).

@@ -182,6 +182,7 @@ absl::Status Server::Shutdown() {
   }
   absl::Status synced = absl::OkStatus();
   if (engine_) {
+    engine_->CancelRunningTraining();
     engine_->WaitForTraining();
     {
       std::lock_guard<std::mutex> lock(watch_mu_);

@@ -23,6 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -237,6 +239,34 @@ TEST_F(ServerE2eTest, NewUserRatesTwentyItemsThroughTheClient) {
   EXPECT_EQ(WEXITSTATUS(server->exit_status()), 0);
   server->Start();
   EXPECT_EQ(RatingCount(server->stub(), "walk-in"), 20);
+}
+
+// SIGTERM during a long training job cancels it rather than wait for it
+// (100,000 Gibbs sweeps would take minutes): a clean exit at once, and the
+// model that served before comes back.
+TEST_F(ServerE2eTest, ShutdownCancelsALongTrainingJob) {
+  auto server = Server();
+  server->Start();
+  grpc::ClientContext ctx;
+  v1::TrainRequest req;
+  req.set_model_kind("bayes");
+  req.set_epochs(100000);
+  v1::TrainResponse resp;
+  ASSERT_TRUE(server->stub().Train(&ctx, req, &resp).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const absl::Time start = absl::Now();
+  server->Kill(SIGTERM);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  EXPECT_TRUE(WIFEXITED(server->exit_status()));
+  EXPECT_EQ(WEXITSTATUS(server->exit_status()), 0);
+  std::ifstream log(dir_ + "/data.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_THAT(text, HasSubstr("msg=\"training cancelled\""));
+  server->Start();
+  grpc::ClientContext info_ctx;
+  v1::ModelInfo info;
+  ASSERT_TRUE(server->stub().GetModelInfo(&info_ctx, {}, &info).ok());
+  EXPECT_EQ(info.version(), 1u);
 }
 
 // A user asks to be forgotten: recsys-client delete-user erases them from
