@@ -1872,8 +1872,11 @@ EngineInfo Engine::Info() const {
 }
 
 absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
-  const ModelKind kind = spec.kind.value_or(current()->model->kind);
-  const Hyperparameters params = ResolveParams(kind, spec.params);
+  const std::shared_ptr<const Model> serving = current()->model;
+  const ModelKind kind =
+      spec.keep_params ? serving->kind : spec.kind.value_or(serving->kind);
+  const Hyperparameters params =
+      spec.keep_params ? serving->params : ResolveParams(kind, spec.params);
   RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(kind, params));
   if (!(spec.validation_fraction >= 0 && spec.validation_fraction <= 0.5)) {
     return absl::InvalidArgumentError(

@@ -202,6 +202,9 @@ struct TrainSpec {
   std::optional<ModelKind> kind;  // default: the current kind
   ParamOverrides params;          // over the kind's defaults
   double validation_fraction = 0.05;
+  // The serving model's kind and hyper-parameters (`kind` and `params` are
+  // then ignored): what automatic retraining uses.
+  bool keep_params = false;
 };
 
 struct TrainingUpdate {

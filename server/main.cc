@@ -52,6 +52,12 @@ ABSL_FLAG(std::string, fsync, "always",
           "When ratings reach the disk: always (acked = durable), interval, "
           "never");
 ABSL_FLAG(int, fsync_interval_ms, 50, "Flush period for --fsync=interval");
+ABSL_FLAG(int64_t, retrain_after_ratings, 0,
+          "Retrain automatically once this many ratings arrived since the "
+          "serving model was trained (0 = never)");
+ABSL_FLAG(double, retrain_interval_hours, 0,
+          "Retrain automatically once the serving model has served this "
+          "long and new ratings arrived (0 = never)");
 ABSL_FLAG(int64_t, snapshot_every, 100000,
           "Write a snapshot after this many accepted ratings and catalogue "
           "entries (0 = never)");
@@ -165,6 +171,11 @@ int main(int argc, char** argv) {
                60000) ||
       !InRange("snapshot_every", absl::GetFlag(FLAGS_snapshot_every),
                int64_t{0}, int64_t{1} << 40) ||
+      !InRange("retrain_after_ratings",
+               absl::GetFlag(FLAGS_retrain_after_ratings), int64_t{0},
+               int64_t{1} << 40) ||
+      !InRange("retrain_interval_hours",
+               absl::GetFlag(FLAGS_retrain_interval_hours), 0.0, 24.0 * 365) ||
       !InRange("grace_seconds", absl::GetFlag(FLAGS_grace_seconds), 0.0,
                3600.0) ||
       !InRange("max_message_bytes", absl::GetFlag(FLAGS_max_message_bytes),
@@ -188,6 +199,9 @@ int main(int argc, char** argv) {
   opt.engine.log.interval =
       absl::Milliseconds(absl::GetFlag(FLAGS_fsync_interval_ms));
   opt.engine.snapshot_every = absl::GetFlag(FLAGS_snapshot_every);
+  opt.retrain_after_ratings = absl::GetFlag(FLAGS_retrain_after_ratings);
+  opt.retrain_interval =
+      absl::Hours(absl::GetFlag(FLAGS_retrain_interval_hours));
   opt.engine.fold_in_cache_bytes = cache_mb << 20;
   opt.grace = absl::Seconds(absl::GetFlag(FLAGS_grace_seconds));
   opt.rate_lead_budget = absl::Milliseconds(lead_ms);

@@ -164,7 +164,50 @@ absl::Status Server::Start() {
         {{"old_version", recovery.upgraded_from_version}});
   }
   SetServing(true);
+  if (options_.retrain_after_ratings > 0 ||
+      options_.retrain_interval > absl::ZeroDuration()) {
+    retrainer_ = std::thread([this] { RetrainLoop(); });
+  }
   return absl::OkStatus();
+}
+
+void Server::RetrainLoop() {
+  const ServerOptions& o = options_;
+  uint64_t version = engine_->Info().version;
+  absl::Time serving_since = absl::Now();
+  absl::Time next_start = absl::InfinitePast();
+  std::unique_lock<std::mutex> lock(retrain_mu_);
+  while (!retrain_wake_.wait_for(lock, std::chrono::seconds(1),
+                                 [this] { return stopping_; })) {
+    const EngineInfo info = engine_->Info();
+    const absl::Time now = absl::Now();
+    if (info.version != version) {  // a new model: the clock starts again
+      version = info.version;
+      serving_since = now;
+    }
+    if (now < next_start || info.ratings_since_training == 0) continue;
+    const bool by_count =
+        o.retrain_after_ratings > 0 &&
+        info.ratings_since_training >= o.retrain_after_ratings;
+    const bool by_age = o.retrain_interval > absl::ZeroDuration() &&
+                        now - serving_since >= o.retrain_interval;
+    if (!by_count && !by_age) continue;
+    TrainSpec spec;
+    spec.keep_params = true;
+    spec.validation_fraction = 0;  // every rating trains the served model
+    absl::StatusOr<std::string> job = engine_->StartTraining(spec);
+    next_start = now + o.retrain_min_gap;
+    if (!job.ok()) {  // e.g. a job from Train runs: try again after the gap
+      Log(LogLevel::kWarning, "automatic retraining not started",
+          {{"error", job.status().message()}});
+      continue;
+    }
+    Log(LogLevel::kInfo, "automatic retraining",
+        {{"job", *job},
+         {"reason", by_count ? "ratings" : "interval"},
+         {"ratings_since_training", info.ratings_since_training}});
+    OnTrainingStarted(*job);
+  }
 }
 
 absl::Status Server::Shutdown() {
@@ -180,6 +223,12 @@ absl::Status Server::Shutdown() {
     health_grpc_->Shutdown(absl::ToChronoTime(absl::Now()));
     health_grpc_.reset();
   }
+  {
+    std::lock_guard<std::mutex> lock(retrain_mu_);
+    stopping_ = true;
+  }
+  retrain_wake_.notify_all();
+  if (retrainer_.joinable()) retrainer_.join();
   absl::Status synced = absl::OkStatus();
   if (engine_) {
     engine_->CancelRunningTraining();

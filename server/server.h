@@ -14,6 +14,7 @@
 #define RECSYS_SERVER_SERVER_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,6 +52,13 @@ struct ServerOptions {
   // lead to the batcher's own thread (RecommenderService::kRateLeadBudget).
   absl::Duration rate_lead_budget =
       absl::FromChrono(RecommenderService::kRateLeadBudget);
+  // Automatic retraining (0 = off): a job with the serving model's kind and
+  // hyper-parameters, on every rating held, once this many ratings arrived
+  // since the serving model was trained, or once it has served this long
+  // with new ratings. Jobs start at least `retrain_min_gap` apart.
+  int64_t retrain_after_ratings = 0;
+  absl::Duration retrain_interval = absl::ZeroDuration();
+  absl::Duration retrain_min_gap = absl::Minutes(1);
 };
 
 class Server final : private ServiceObserver {
@@ -85,6 +93,8 @@ class Server final : private ServiceObserver {
   void OnCatalogueUpdated(int64_t added, int64_t changed,
                           uint64_t log_sequence) override;
   void WatchJob(const std::string& job_id);
+  // Starts automatic retraining jobs as ServerOptions say, until Shutdown.
+  void RetrainLoop();
 
   ServerOptions options_;
   ServerMetrics metrics_;
@@ -99,6 +109,10 @@ class Server final : private ServiceObserver {
   int health_port_ = 0;
   std::mutex watch_mu_;
   std::thread watcher_;  // the latest training job's
+  std::mutex retrain_mu_;
+  std::condition_variable retrain_wake_;
+  bool stopping_ = false;  // under retrain_mu_
+  std::thread retrainer_;
 };
 
 }  // namespace recsys

@@ -269,6 +269,57 @@ TEST_F(ServerE2eTest, ShutdownCancelsALongTrainingJob) {
   EXPECT_EQ(info.version(), 1u);
 }
 
+// --retrain-after-ratings: once that many ratings arrived, the server
+// retrains by itself with the serving model's kind, and the new model
+// serves every rating held.
+TEST_F(ServerE2eTest, RetrainsAfterEnoughRatings) {
+  auto server = Server({"--retrain-after-ratings=20", "--model-kind=als"});
+  server->Start();
+  grpc::ClientContext before_ctx;
+  v1::ModelInfo before;
+  ASSERT_TRUE(server->stub().GetModelInfo(&before_ctx, {}, &before).ok());
+  for (int i = 0; i < 19; ++i) {
+    grpc::ClientContext ctx;
+    v1::RateRequest req;
+    req.set_user_id("retrain-me");
+    req.set_item_id(absl::StrCat("i", i));
+    req.set_rating(4);
+    v1::RateResponse resp;
+    ASSERT_TRUE(server->stub().Rate(&ctx, req, &resp).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  grpc::ClientContext waiting_ctx;
+  v1::ModelInfo waiting;
+  ASSERT_TRUE(server->stub().GetModelInfo(&waiting_ctx, {}, &waiting).ok());
+  EXPECT_EQ(waiting.version(), before.version());  // 19 < 20: no job
+  {
+    grpc::ClientContext ctx;
+    v1::RateRequest req;
+    req.set_user_id("retrain-me");
+    req.set_item_id("i19");
+    req.set_rating(5);
+    v1::RateResponse resp;
+    ASSERT_TRUE(server->stub().Rate(&ctx, req, &resp).ok());
+  }
+  v1::ModelInfo after;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < deadline) {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(server->stub().GetModelInfo(&ctx, {}, &after).ok());
+    if (after.version() > before.version()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(after.version(), before.version() + 1);
+  EXPECT_EQ(after.kind(), "als");
+  EXPECT_EQ(after.ratings(), before.ratings() + 20);
+  EXPECT_EQ(RatingCount(server->stub(), "retrain-me"), 20);
+  server->Kill(SIGTERM);
+  std::ifstream log(dir_ + "/data.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_THAT(text, HasSubstr("msg=\"automatic retraining\""));
+  EXPECT_THAT(text, HasSubstr("reason=ratings ratings_since_training=20"));
+}
+
 // A user asks to be forgotten: recsys-client delete-user erases them from
 // the answers and from every file of the data directory, a SIGKILL and a
 // restart bring nothing back, and the server's log records the erasure
