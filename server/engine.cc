@@ -2016,16 +2016,8 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
 absl::StatusOr<std::vector<TrainingUpdate>> Engine::WatchTraining(
     const std::string& job_id, size_t from, absl::Time deadline,
     bool* done) const {
-  std::shared_ptr<internal::TrainingJob> job;
-  {
-    std::lock_guard<std::mutex> lock(jobs_mu_);
-    auto it = jobs_.find(job_id);
-    if (it == jobs_.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("unknown training job '", job_id, "'"));
-    }
-    job = it->second;
-  }
+  RECSYS_ASSIGN_OR_RETURN(const std::shared_ptr<internal::TrainingJob> job,
+                          FindJob(job_id));
   std::unique_lock<std::mutex> lock(job->mu);
   job->cv.wait_until(lock, absl::ToChronoTime(deadline),
                      [&] { return job->updates.size() > from || job->done; });
@@ -2036,17 +2028,20 @@ absl::StatusOr<std::vector<TrainingUpdate>> Engine::WatchTraining(
   return out;
 }
 
-absl::Status Engine::CancelTraining(const std::string& job_id) {
-  std::shared_ptr<internal::TrainingJob> job;
-  {
-    std::lock_guard<std::mutex> lock(jobs_mu_);
-    auto it = jobs_.find(job_id);
-    if (it == jobs_.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("unknown training job '", job_id, "'"));
-    }
-    job = it->second;
+absl::StatusOr<std::shared_ptr<internal::TrainingJob>> Engine::FindJob(
+    const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(jobs_mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("unknown training job '", job_id, "'"));
   }
+  return it->second;
+}
+
+absl::Status Engine::CancelTraining(const std::string& job_id) {
+  RECSYS_ASSIGN_OR_RETURN(const std::shared_ptr<internal::TrainingJob> job,
+                          FindJob(job_id));
   return Cancel(*job);
 }
 

@@ -324,6 +324,8 @@ class Engine {
                              absl::Span<const SessionRating> session,
                              std::vector<int32_t>* items, FoldInResult* row,
                              std::vector<std::string>* unknown) const;
+  absl::StatusOr<std::shared_ptr<internal::TrainingJob>> FindJob(
+      const std::string& job_id) const;
   absl::Status Cancel(internal::TrainingJob& job);
   absl::Status ValidateRating(const internal::Generation& g,
                               const RatingInput& r) const;

@@ -63,6 +63,21 @@ class EngineTest : public ::testing::Test {
     engine_ = *std::move(e);
   }
 
+  // Waits for the running training job to end; `job`'s last update.
+  TrainingUpdate FinalUpdate(const std::string& job) {
+    engine_->WaitForTraining();
+    bool done = false;
+    absl::StatusOr<std::vector<TrainingUpdate>> updates =
+        engine_->WatchTraining(job, 0, absl::Now(), &done);
+    EXPECT_TRUE(updates.ok()) << updates.status();
+    EXPECT_TRUE(done);
+    if (!updates.ok() || updates->empty()) {
+      ADD_FAILURE() << "job " << job << " has no update";
+      return TrainingUpdate();
+    }
+    return updates->back();
+  }
+
   RateResult MustRate(const std::string& user, const std::string& item,
                       float value) {
     absl::StatusOr<RateResult> r = engine_->Rate({user, item, value, 0});
@@ -953,17 +968,10 @@ TEST_F(EngineTest, TrainingWhileServingLosesNothing) {
   });
   writer.join();
   reader.join();
-  engine_->WaitForTraining();
+  const TrainingUpdate last = FinalUpdate(*job);
   EXPECT_EQ(failures.load(), 0);
-  bool done = false;
-  absl::StatusOr<std::vector<TrainingUpdate>> updates =
-      engine_->WatchTraining(*job, 0, absl::Now(), &done);
-  ASSERT_TRUE(updates.ok());
-  EXPECT_TRUE(done);
-  ASSERT_FALSE(updates->empty());
-  EXPECT_EQ(updates->back().state, TrainingUpdate::kSucceeded)
-      << updates->back().error;
-  EXPECT_EQ(updates->back().model_version, 2u);
+  EXPECT_EQ(last.state, TrainingUpdate::kSucceeded) << last.error;
+  EXPECT_EQ(last.model_version, 2u);
   EXPECT_EQ(engine_->Info().version, 2u);
   absl::StatusOr<UserResult> user = engine_->GetUser("during", 1000);
   ASSERT_TRUE(user.ok());
@@ -1082,15 +1090,9 @@ TEST_F(EngineTest, DivergedTrainingFailsAndTheModelStays) {
   spec.params.learning_rate = 5.0f;
   absl::StatusOr<std::string> job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
-  engine_->WaitForTraining();
-  bool done = false;
-  absl::StatusOr<std::vector<TrainingUpdate>> updates =
-      engine_->WatchTraining(*job, 0, absl::Now(), &done);
-  ASSERT_TRUE(updates.ok());
-  EXPECT_TRUE(done);
-  ASSERT_FALSE(updates->empty());
-  EXPECT_EQ(updates->back().state, TrainingUpdate::kFailed);
-  EXPECT_THAT(updates->back().error, HasSubstr("training diverged"));
+  const TrainingUpdate last = FinalUpdate(*job);
+  EXPECT_EQ(last.state, TrainingUpdate::kFailed);
+  EXPECT_THAT(last.error, HasSubstr("training diverged"));
   EXPECT_EQ(engine_->Info().version, before.version);
   EXPECT_EQ(engine_->Info().kind, before.kind);
   const absl::StatusOr<RecommendResult> after = engine_->Recommend(q);
@@ -1114,15 +1116,9 @@ TEST_F(EngineTest, CancelledTrainingEndsAndTheModelStays) {
   EXPECT_EQ(engine_->CancelTraining("train-nope").code(),
             absl::StatusCode::kNotFound);
   ASSERT_TRUE(engine_->CancelTraining(*job).ok());
-  engine_->WaitForTraining();
-  bool done = false;
-  absl::StatusOr<std::vector<TrainingUpdate>> updates =
-      engine_->WatchTraining(*job, 0, absl::Now(), &done);
-  ASSERT_TRUE(updates.ok());
-  EXPECT_TRUE(done);
-  ASSERT_FALSE(updates->empty());
-  EXPECT_EQ(updates->back().state, TrainingUpdate::kCancelled);
-  EXPECT_LT(updates->back().epoch, 100000);
+  const TrainingUpdate last = FinalUpdate(*job);
+  EXPECT_EQ(last.state, TrainingUpdate::kCancelled);
+  EXPECT_LT(last.epoch, 100000);
   EXPECT_EQ(engine_->Info().version, version);
   const absl::Status again = engine_->CancelTraining(*job);
   EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
@@ -1131,10 +1127,7 @@ TEST_F(EngineTest, CancelledTrainingEndsAndTheModelStays) {
   spec.params.epochs = 2;
   job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
-  engine_->WaitForTraining();
-  updates = engine_->WatchTraining(*job, 0, absl::Now(), &done);
-  ASSERT_TRUE(updates.ok());
-  EXPECT_EQ(updates->back().state, TrainingUpdate::kSucceeded);
+  EXPECT_EQ(FinalUpdate(*job).state, TrainingUpdate::kSucceeded);
   EXPECT_EQ(engine_->Info().version, version + 1);
 }
 
