@@ -1333,8 +1333,14 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
     std::shared_lock<WriterFirstMutex> swap(swap_mu_);
     const std::shared_ptr<Generation> g = current();
     const std::shared_ptr<const NewItems> ni = g->items();
-    // One entry per item, however often the updates name it.
-    std::vector<std::pair<std::string, ItemInfo>> entries;
+    // One entry per item, however often the updates name it, with the
+    // item's entry from before the call (none for a new item).
+    struct Pending {
+      std::string id;
+      ItemInfo entry;
+      std::optional<ItemInfo> original;
+    };
+    std::vector<Pending> entries;
     absl::flat_hash_map<std::string, size_t> entry_of;
     for (size_t k = 0; k < updates.size(); ++k) {
       const ItemUpdate& u = updates[k];
@@ -1342,7 +1348,7 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
       const int32_t i = g->FindItem(u.id, *ni);
       const bool known = i >= 0 || pending != entry_of.end();
       ItemInfo entry = pending != entry_of.end()
-                           ? entries[pending->second].second
+                           ? entries[pending->second].entry
                        : i >= 0 ? ni->Describe(i)
                                 : ItemInfo();
       const ItemInfo before = entry;
@@ -1366,19 +1372,28 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
       ++(known ? out.changed : out.added);
       if (pending == entry_of.end()) {
         entry_of.emplace(u.id, entries.size());
-        entries.emplace_back(u.id, std::move(entry));
+        entries.push_back(
+            {u.id, std::move(entry),
+             i >= 0 ? std::optional<ItemInfo>(before) : std::nullopt});
       } else {
-        entries[pending->second].second = std::move(entry);
+        entries[pending->second].entry = std::move(entry);
       }
     }
+    // An item whose later updates undid its earlier ones is not logged.
+    entries.erase(std::remove_if(entries.begin(), entries.end(),
+                                 [](const Pending& p) {
+                                   return p.original &&
+                                          SameEntry(p.entry, *p.original);
+                                 }),
+                  entries.end());
     if (!entries.empty()) {
       std::vector<LogRecord> records(entries.size());
       std::vector<const LogRecord*> applied;
       const int64_t now = NowSeconds();
       for (size_t k = 0; k < entries.size(); ++k) {
-        records[k].item = std::move(entries[k].first);
+        records[k].item = std::move(entries[k].id);
         records[k].entry =
-            std::make_shared<const ItemInfo>(std::move(entries[k].second));
+            std::make_shared<const ItemInfo>(std::move(entries[k].entry));
         records[k].timestamp = now;
         applied.push_back(&records[k]);
       }

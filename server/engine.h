@@ -163,7 +163,9 @@ struct ItemUpdate {
 };
 
 struct UpsertItemsResult {
-  uint64_t sequence = 0;  // the last entry's log sequence; 0 if none changed
+  // The last entry's log sequence; 0 when no item ends the call with an
+  // entry other than the one it had (nothing was logged).
+  uint64_t sequence = 0;
   int32_t added = 0;      // updates that added an item to the catalogue
   int32_t changed = 0;    // updates that changed a known item's entry
   int32_t unchanged = 0;  // updates that changed nothing (not logged)

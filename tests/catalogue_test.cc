@@ -255,6 +255,13 @@ TEST_F(CatalogueTest, PartialUpdatesMergeInOrder) {
   EXPECT_EQ(r.unchanged, 2);
   EXPECT_EQ(r.sequence, 0u);
   EXPECT_EQ(engine_->Info().log_sequence, first + 1);
+  // A later update that undoes an earlier one in the same call: both count
+  // as changes, but the item's entry is as before, so nothing is logged.
+  r = MustUpsert({Retire("i7", false), Retire("i7", true)});
+  EXPECT_EQ(r.changed, 2);
+  EXPECT_EQ(r.sequence, 0u);
+  EXPECT_EQ(engine_->Info().log_sequence, first + 1);
+  EXPECT_TRUE(MustGetItem("i7").retired);
 
   // An empty genre list clears them; an absent one keeps them.
   genres_only.genres = std::vector<std::string>{};
