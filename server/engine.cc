@@ -1521,9 +1521,9 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   float user_bias = 0;
   const float* user_vec = nullptr;
   int64_t rated_count = 0;
-  thread_local std::vector<int32_t> session_items;
-  thread_local FoldInResult session_row;
-  session_items.clear();
+  // A visitor's known items and row (per-thread scratch, touched only for
+  // a visitor).
+  const std::vector<int32_t>* session_items = nullptr;
   if (state) {
     user_bias = state->bias;
     user_vec = state->vec.data();
@@ -1533,11 +1533,15 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
     user_vec = m.user_factors.row(model_user).data();
     rated_count = m.user_ratings.size(model_user);
   } else if (visitor) {
-    RECSYS_RETURN_IF_ERROR(FoldInSession(*g, *ni, q.session, &session_items,
-                                         &session_row, &out.unknown_items));
-    user_bias = session_row.bias;
-    user_vec = session_row.factors.data();
-    rated_count = static_cast<int64_t>(session_items.size());
+    thread_local std::vector<int32_t> visitor_items;
+    thread_local FoldInResult visitor_row;
+    visitor_items.clear();
+    RECSYS_RETURN_IF_ERROR(FoldInSession(*g, *ni, q.session, &visitor_items,
+                                         &visitor_row, &out.unknown_items));
+    session_items = &visitor_items;
+    user_bias = visitor_row.bias;
+    user_vec = visitor_row.factors.data();
+    rated_count = static_cast<int64_t>(visitor_items.size());
   }
 
   out.model_version = g->version;
@@ -1599,7 +1603,8 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
     if (state) {
       for (const auto& e : state->ratings) exclude.push_back(e.item);
     } else if (visitor) {
-      exclude.insert(exclude.end(), session_items.begin(), session_items.end());
+      exclude.insert(exclude.end(), session_items->begin(),
+                     session_items->end());
     } else if (model_user >= 0) {
       const SparseRows& r = m.user_ratings;
       exclude.insert(exclude.end(), r.cols.begin() + r.offsets[model_user],
