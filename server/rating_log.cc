@@ -693,11 +693,36 @@ absl::Status RatingLog::BrokenError() const {
 absl::StatusOr<uint64_t> RatingLog::Append(std::vector<LogRecord>* records) {
   for (const LogRecord& r : *records) RECSYS_RETURN_IF_ERROR(ValidateRecord(r));
   std::unique_lock<std::mutex> lock(mu_);
+  return QueueAndWait(lock, records, /*numbered=*/false);
+}
+
+absl::StatusOr<uint64_t> RatingLog::AppendNumbered(
+    std::vector<LogRecord>* records) {
+  for (const LogRecord& r : *records) RECSYS_RETURN_IF_ERROR(ValidateRecord(r));
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto fresh =
+      std::find_if(records->begin(), records->end(),
+                   [this](const LogRecord& r) { return r.seq >= next_seq_; });
+  records->erase(records->begin(), fresh);
+  for (size_t k = 0; k < records->size(); ++k) {
+    if ((*records)[k].seq != next_seq_ + k) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "record seq %d does not continue the log, whose next seq is %d",
+          (*records)[k].seq, next_seq_ + k));
+    }
+  }
+  return QueueAndWait(lock, records, /*numbered=*/true);
+}
+
+absl::StatusOr<uint64_t> RatingLog::QueueAndWait(
+    std::unique_lock<std::mutex>& lock, std::vector<LogRecord>* records,
+    bool numbered) {
   if (!broken_.ok()) return BrokenError();
   if (records->empty()) return next_seq_ - 1;
   if (queue_.empty()) queue_first_seq_ = next_seq_;
   for (LogRecord& r : *records) {
-    r.seq = next_seq_++;
+    if (!numbered) r.seq = next_seq_;
+    ++next_seq_;
     EncodeRecord(r, &queue_);
   }
   stats_.records += records->size();
@@ -705,6 +730,60 @@ absl::StatusOr<uint64_t> RatingLog::Append(std::vector<LogRecord>* records) {
   RECSYS_RETURN_IF_ERROR(
       WaitFor(lock, last, options_.sync == SyncPolicy::kAlways));
   return last;
+}
+
+absl::Status RatingLog::SkipTo(uint64_t seq) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (io_active_) io_done_.wait(lock);
+  if (!broken_.ok()) return BrokenError();
+  if (seq < next_seq_) return absl::OkStatus();
+  if (!queue_.empty()) {
+    return absl::FailedPreconditionError("cannot skip over queued records");
+  }
+  io_active_ = true;
+  std::shared_ptr<internal::LogSegment> old = active_;
+  lock.unlock();
+  uint64_t syncs = 0;
+  absl::Duration sync_time;
+  absl::StatusOr<std::shared_ptr<internal::LogSegment>> fresh;
+  const absl::Status status = IoFailure([&]() -> absl::Status {
+    if (old->has_records) {
+      RECSYS_RETURN_IF_ERROR(DataSync(old->fd, old->path, &syncs, &sync_time));
+    }
+    fresh = CreateSegment(dir_, seq + 1);
+    RECSYS_RETURN_IF_ERROR(fresh.status());
+    if (!old->has_records) {
+      // An empty segment named below the gap would read as a gap of its own.
+      if (::unlink(old->path.c_str()) != 0) {
+        return ErrnoError(errno, old->path, "cannot remove");
+      }
+      RECSYS_RETURN_IF_ERROR(SyncDirectory(dir_));
+    }
+    return absl::OkStatus();
+  }());
+  lock.lock();
+  io_active_ = false;
+  stats_.syncs += syncs;
+  stats_.sync_time += sync_time;
+  if (status.ok()) {
+    if (!old->has_records && !segment_seqs_.empty()) segment_seqs_.pop_back();
+    segment_seqs_.push_back(seq + 1);
+    active_ = *std::move(fresh);
+    next_seq_ = seq + 1;
+    written_seq_ = synced_seq_ = seq;
+  } else if (broken_.ok()) {
+    broken_ = status;
+  }
+  io_done_.notify_all();
+  return status;
+}
+
+uint64_t RatingLog::readable_seq() const {
+  return options_.sync == SyncPolicy::kNever ? written_seq_ : synced_seq_;
+}
+
+std::unique_ptr<LogReader> RatingLog::NewReader(uint64_t after_seq) const {
+  return std::unique_ptr<LogReader>(new LogReader(*this, after_seq));
 }
 
 absl::Status RatingLog::WaitFor(std::unique_lock<std::mutex>& lock,
@@ -812,8 +891,8 @@ void RatingLog::FlushLoop() {
       synced_seq_ = std::max(synced_seq_, target);
     } else if (broken_.ok()) {
       broken_ = status;
-      io_done_.notify_all();
     }
+    io_done_.notify_all();
   }
 }
 
@@ -863,6 +942,127 @@ absl::Status RatingLog::DeleteSegmentsUpTo(uint64_t upto) {
 RatingLogStats RatingLog::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
+}
+
+LogReader::~LogReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status LogReader::OpenSegment(const std::vector<uint64_t>& segments,
+                                    bool next) {
+  // The segment that holds last_ + 1 starts at or below it; after the
+  // current one, the next segment starts just above it.
+  uint64_t first = 0;
+  if (next) {
+    const auto it = std::upper_bound(segments.begin(), segments.end(), first_);
+    if (it == segments.end()) return absl::OkStatus();  // not made yet
+    first = *it;
+  } else {
+    const auto it =
+        std::upper_bound(segments.begin(), segments.end(), last_ + 1);
+    if (it == segments.begin()) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "the log no longer holds seq %d: it starts at seq %d (a snapshot "
+          "covers the records before)",
+          last_ + 1, segments.empty() ? 0 : segments.front()));
+    }
+    first = *(it - 1);
+  }
+  const std::string path = SegmentPath(log_.dir_, first);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "the log no longer holds seq %d: its segment %s was deleted after "
+          "a snapshot",
+          last_ + 1, path));
+    }
+    return ErrnoError(errno, path, "cannot open");
+  }
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+  path_ = path;
+  first_ = first;
+  offset_ = 0;
+  buffer_.clear();
+  pos_ = RatingLog::kHeaderBytes;
+  return absl::OkStatus();
+}
+
+absl::Status LogReader::Next(size_t max_records, absl::Time deadline,
+                             std::vector<LogRecord>* out) {
+  uint64_t limit = 0;
+  std::vector<uint64_t> segments;
+  {
+    std::unique_lock<std::mutex> lock(log_.mu_);
+    while (log_.readable_seq() <= last_ && log_.broken_.ok()) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) return absl::OkStatus();
+      log_.io_done_.wait_for(lock, absl::ToChronoNanoseconds(left));
+    }
+    if (log_.readable_seq() <= last_) return log_.BrokenError();
+    limit = log_.readable_seq();
+    segments = log_.segment_seqs_;
+  }
+  if (fd_ < 0) RECSYS_RETURN_IF_ERROR(OpenSegment(segments, /*next=*/false));
+  size_t taken = 0;
+  while (last_ < limit && taken < max_records) {
+    // Every record up to `limit` is whole in the file: a frame that is not
+    // whole in the buffer needs more bytes, one that is must check out.
+    if (pos_ + kFrameBytes <= buffer_.size()) {
+      const size_t need = kFrameBytes + Load<uint32_t>(buffer_.data() + pos_);
+      if (pos_ + need <= buffer_.size() ||
+          need > kFrameBytes + RatingLog::kMaxPayloadBytes) {
+        LogRecord r;
+        size_t frame_size = 0;
+        std::string why;
+        if (DecodeFrame(buffer_, pos_, &r, &frame_size, &why) !=
+            Frame::kValid) {
+          return CorruptAt(path_, offset_ + pos_, why);
+        }
+        pos_ += frame_size;
+        if (r.seq <= last_) continue;  // the segment's records before ours
+        if (r.seq != last_ + 1) {
+          return absl::OutOfRangeError(absl::StrFormat(
+              "the log no longer holds seq %d: %s goes on at seq %d", last_ + 1,
+              path_, r.seq));
+        }
+        last_ = r.seq;
+        out->push_back(std::move(r));
+        ++taken;
+        continue;
+      }
+    }
+    buffer_.erase(0, pos_);
+    offset_ += pos_;
+    pos_ = 0;
+    const size_t have = buffer_.size();
+    constexpr size_t kChunk = size_t{1} << 20;
+    buffer_.resize(have + kChunk);
+    ssize_t n = 0;
+    do {
+      n = ::pread(fd_, buffer_.data() + have, kChunk,
+                  static_cast<off_t>(offset_ + have));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return ErrnoError(errno, path_, "cannot read");
+    buffer_.resize(have + static_cast<size_t>(n));
+    if (n > 0) continue;
+    if (have > 0) return CorruptAt(path_, offset_, "truncated record");
+    // The end of this segment: the rest is in the next one.
+    const uint64_t current = first_;
+    RECSYS_RETURN_IF_ERROR(OpenSegment(segments, /*next=*/true));
+    if (first_ == current) {
+      std::lock_guard<std::mutex> lock(log_.mu_);
+      segments = log_.segment_seqs_;
+      RECSYS_RETURN_IF_ERROR(OpenSegment(segments, /*next=*/true));
+      if (first_ == current) {
+        return absl::DataLossError(
+            absl::StrFormat("%s ends at seq %d, but the log reached seq %d",
+                            path_, last_, limit));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace recsys

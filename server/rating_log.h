@@ -98,6 +98,8 @@ namespace internal {
 struct LogSegment;  // an open segment file, defined in rating_log.cc
 }  // namespace internal
 
+class LogReader;
+
 struct LogRecord {
   uint64_t seq = 0;  // assigned by Append
   std::string user;  // empty for a catalogue entry
@@ -185,6 +187,24 @@ class RatingLog {
   // title or genres over the limits). Thread-safe.
   absl::StatusOr<uint64_t> Append(std::vector<LogRecord>* records);
 
+  // Append for records numbered elsewhere (a read replica copying its
+  // primary's log): each keeps its seq. Records up to last_seq() are
+  // already here and are skipped; the others must continue it without a gap
+  // (FAILED_PRECONDITION otherwise, and nothing appended). Returns
+  // last_seq() once the appended ones are durable per the policy.
+  absl::StatusOr<uint64_t> AppendNumbered(std::vector<LogRecord>* records);
+
+  // Moves the numbering on so that the next record is seq + 1 (a no-op when
+  // it is already past that), in a new segment named after it: for a
+  // replica that installs a snapshot holding everything up to `seq`. Write
+  // that snapshot first: a restart accepts the gap only below the loaded
+  // snapshot's log_sequence.
+  absl::Status SkipTo(uint64_t seq);
+
+  // A reader of the records after `after_seq`, in order, as they become
+  // durable. It must not outlive the log.
+  std::unique_ptr<LogReader> NewReader(uint64_t after_seq) const;
+
   // The newest seq handed out (or recovered, or after_seq if larger).
   uint64_t last_seq() const;
 
@@ -217,7 +237,16 @@ class RatingLog {
   absl::Status RunIo(std::unique_lock<std::mutex>& lock, bool sync,
                      bool rotate);
   absl::Status BrokenError() const;
+  // Appends encoded records (under `lock`) and waits until they are
+  // durable per the policy.
+  absl::StatusOr<uint64_t> QueueAndWait(std::unique_lock<std::mutex>& lock,
+                                        std::vector<LogRecord>* records,
+                                        bool numbered);
+  // Records up to here may be read (LogReader): fsynced, or written under
+  // SyncPolicy::kNever. Under mu_.
+  uint64_t readable_seq() const;
   void FlushLoop();
+  friend class LogReader;
 
   const std::string dir_;
   const RatingLogOptions options_;
@@ -225,7 +254,8 @@ class RatingLog {
   RatingLogRecovery recovery_;
 
   mutable std::mutex mu_;
-  std::condition_variable io_done_;
+  // Notified after every I/O round and fsync (LogReader waits on it too).
+  mutable std::condition_variable io_done_;
   // Encoded records waiting for the next I/O round, the first numbered
   // queue_first_seq_; every seq handed out is either here or written.
   std::string queue_;
@@ -243,6 +273,45 @@ class RatingLog {
   std::condition_variable flush_wake_;
   bool stopping_ = false;
   std::thread flusher_;  // kInterval only
+};
+
+// Reads a log's records in seq order while it grows: what a primary sends
+// its read replicas. Only records that are durable on the primary are read
+// (fsynced, or written under SyncPolicy::kNever), so a replica never holds a
+// rating that a crash of the primary could take back. Not thread-safe; one
+// reader per follower.
+class LogReader {
+ public:
+  ~LogReader();
+  LogReader(const LogReader&) = delete;
+  LogReader& operator=(const LogReader&) = delete;
+
+  // Appends to `out` up to `max_records` records after the last one read,
+  // waiting until `deadline` for the first (then returns OK with none).
+  // OUT_OF_RANGE when the next record is no longer in the log: a snapshot
+  // covered it and its segment was deleted, so the reader's owner needs that
+  // snapshot. DATA_LOSS for a record that does not check out.
+  absl::Status Next(size_t max_records, absl::Time deadline,
+                    std::vector<LogRecord>* out);
+  // The seq of the last record read (at first, the reader's after_seq).
+  uint64_t last_seq() const { return last_; }
+
+ private:
+  friend class RatingLog;
+  LogReader(const RatingLog& log, uint64_t after_seq)
+      : log_(log), last_(after_seq) {}
+  // Opens the segment that holds seq last_ + 1 (or the first after the
+  // current one when `next`).
+  absl::Status OpenSegment(const std::vector<uint64_t>& segments, bool next);
+
+  const RatingLog& log_;
+  uint64_t last_ = 0;
+  int fd_ = -1;
+  std::string path_;
+  uint64_t first_ = 0;   // the open segment's first seq
+  uint64_t offset_ = 0;  // file offset of buffer_[0]
+  std::string buffer_;   // bytes read from offset_ on
+  size_t pos_ = 0;       // next frame in buffer_
 };
 
 }  // namespace recsys

@@ -939,5 +939,183 @@ TEST(RatingLogTest, KilledWriterLosesNoAcknowledgedRecord) {
   }
 }
 
+// Reads everything `reader` has up to now (no waiting).
+std::vector<LogRecord> ReadAll(LogReader& reader, size_t max = 1000) {
+  std::vector<LogRecord> out;
+  const absl::Status s = reader.Next(max, absl::Now(), &out);
+  EXPECT_TRUE(s.ok()) << s;
+  return out;
+}
+
+TEST(LogReaderTest, ReadsAcrossSegmentsInBatchesAndWaitsForNewRecords) {
+  const std::string dir = testing::MakeTempDir("log");
+  RatingLogOptions options;
+  options.segment_bytes = 200;  // a few records a segment
+  std::unique_ptr<RatingLog> log = MustOpen(dir, options);
+  ASSERT_NE(log, nullptr);
+  LogRecord entry;
+  entry.item = "film";
+  entry.entry = std::make_shared<const ItemInfo>(
+      ItemInfo{"A Film (1999)", {"Drama", "War"}, true});
+  LogRecord erase;
+  erase.user = "u2";
+  erase.erase_user = true;
+  for (int k = 1; k <= 10; ++k) {
+    AppendOne(*log, Rec(absl::StrCat("u", k % 3), absl::StrCat("item-", k),
+                        static_cast<float>(k), 1000 + k));
+  }
+  AppendOne(*log, entry);
+  AppendOne(*log, erase);
+  ASSERT_GT(SegmentNames(dir).size(), 3u);
+
+  std::unique_ptr<LogReader> reader = log->NewReader(3);
+  EXPECT_EQ(reader->last_seq(), 3u);
+  std::vector<LogRecord> got = ReadAll(*reader, 4);
+  EXPECT_THAT(Seqs(got), ElementsAre(4, 5, 6, 7));
+  got = ReadAll(*reader);
+  EXPECT_THAT(Seqs(got), ElementsAre(8, 9, 10, 11, 12));
+  EXPECT_EQ(got[0].user, "u2");
+  EXPECT_EQ(got[0].item, "item-8");
+  EXPECT_EQ(got[0].value, 8.0f);
+  EXPECT_EQ(got[0].timestamp, 1008);
+  ASSERT_NE(got[3].entry, nullptr);
+  EXPECT_EQ(got[3].item, "film");
+  EXPECT_EQ(got[3].entry->title, "A Film (1999)");
+  EXPECT_THAT(got[3].entry->genres, ElementsAre("Drama", "War"));
+  EXPECT_TRUE(got[3].entry->retired);
+  EXPECT_TRUE(got[4].erase_user);
+  EXPECT_EQ(got[4].user, "u2");
+  EXPECT_EQ(reader->last_seq(), 12u);
+
+  // Nothing new: returns at the deadline with nothing.
+  const absl::Time start = absl::Now();
+  std::vector<LogRecord> none;
+  ASSERT_TRUE(reader->Next(10, start + absl::Milliseconds(50), &none).ok());
+  EXPECT_TRUE(none.empty());
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(45));
+
+  // A record appended while the reader waits wakes it.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    AppendOne(*log, Rec("late", "x", 1, 0));
+  });
+  std::vector<LogRecord> late;
+  ASSERT_TRUE(reader->Next(10, absl::Now() + absl::Seconds(30), &late).ok());
+  writer.join();
+  EXPECT_THAT(Seqs(late), ElementsAre(13));
+  EXPECT_EQ(late[0].user, "late");
+}
+
+TEST(LogReaderTest, RecordsASnapshotCoveredAreOutOfRange) {
+  const std::string dir = testing::MakeTempDir("log");
+  std::unique_ptr<RatingLog> log = MustOpen(dir);
+  ASSERT_NE(log, nullptr);
+  for (int k = 1; k <= 6; ++k) {
+    AppendOne(*log, Rec("u", absl::StrCat(k), 1, 0));
+    if (k % 3 == 0) {
+      ASSERT_TRUE(log->Rotate().ok());
+    }
+  }
+  // A reader already inside the first segment keeps reading it after the
+  // file is deleted (its descriptor stays open)...
+  std::unique_ptr<LogReader> early = log->NewReader(0);
+  EXPECT_THAT(Seqs(ReadAll(*early, 1)), ElementsAre(1));
+  ASSERT_TRUE(log->DeleteSegmentsUpTo(3).ok());
+  EXPECT_THAT(Seqs(ReadAll(*early, 2)), ElementsAre(2, 3));
+  EXPECT_THAT(Seqs(ReadAll(*early)), ElementsAre(4, 5, 6));
+  // ... but a new one cannot start there.
+  std::unique_ptr<LogReader> late = log->NewReader(1);
+  std::vector<LogRecord> out;
+  const absl::Status gone = late->Next(10, absl::Now(), &out);
+  EXPECT_EQ(gone.code(), absl::StatusCode::kOutOfRange) << gone;
+  EXPECT_THAT(std::string(gone.message()), HasSubstr("seq 2"));
+  std::unique_ptr<LogReader> at_start = log->NewReader(3);
+  EXPECT_THAT(Seqs(ReadAll(*at_start)), ElementsAre(4, 5, 6));
+}
+
+TEST(LogReaderTest, IntervalPolicyShowsRecordsOnlyOnceFsynced) {
+  const std::string dir = testing::MakeTempDir("log");
+  RatingLogOptions options;
+  options.sync = SyncPolicy::kInterval;
+  options.interval = absl::Milliseconds(20);
+  std::unique_ptr<RatingLog> log = MustOpen(dir, options);
+  ASSERT_NE(log, nullptr);
+  std::unique_ptr<LogReader> reader = log->NewReader(0);
+  AppendOne(*log, Rec("u", "1", 1, 0));
+  // Append returned after write(); the flusher fsyncs within the interval
+  // and wakes the reader.
+  std::vector<LogRecord> out;
+  ASSERT_TRUE(reader->Next(10, absl::Now() + absl::Seconds(30), &out).ok());
+  EXPECT_THAT(Seqs(out), ElementsAre(1));
+  EXPECT_GE(log->stats().syncs, 1u);
+}
+
+TEST(RatingLogTest, NumberedAppendsKeepTheirSeqsAndSkipWhatIsHere) {
+  const std::string dir = testing::MakeTempDir("log");
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(dir);
+    ASSERT_NE(log, nullptr);
+    std::vector<LogRecord> batch = {Rec("a", "1", 1, 0), Rec("a", "2", 2, 0)};
+    batch[0].seq = 1;
+    batch[1].seq = 2;
+    ASSERT_EQ(*log->AppendNumbered(&batch), 2u);
+    // 1 and 2 again (a replica that asked again) plus 3: only 3 is new.
+    std::vector<LogRecord> again = {Rec("a", "1", 1, 0), Rec("a", "2", 2, 0),
+                                    Rec("b", "3", 3, 0)};
+    for (size_t k = 0; k < again.size(); ++k) again[k].seq = k + 1;
+    ASSERT_EQ(*log->AppendNumbered(&again), 3u);
+    ASSERT_EQ(again.size(), 1u);
+    EXPECT_EQ(again[0].item, "3");
+    // A gap is refused, and nothing of the batch is appended.
+    std::vector<LogRecord> gap = {Rec("c", "4", 4, 0), Rec("c", "6", 6, 0)};
+    gap[0].seq = 4;
+    gap[1].seq = 6;
+    const absl::StatusOr<uint64_t> refused = log->AppendNumbered(&gap);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(log->last_seq(), 3u);
+  }
+  absl::StatusOr<std::vector<LogRecord>> all = Replay(dir);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_THAT(Seqs(*all), ElementsAre(1, 2, 3));
+  EXPECT_EQ((*all)[2].user, "b");
+}
+
+TEST(RatingLogTest, SkipToLeavesAGapThatASnapshotAtItsEndCovers) {
+  const std::string dir = testing::MakeTempDir("log");
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(dir);
+    ASSERT_NE(log, nullptr);
+    AppendOne(*log, Rec("a", "1", 1, 0));
+    AppendOne(*log, Rec("a", "2", 1, 0));
+    ASSERT_TRUE(log->SkipTo(1).ok());  // already past: nothing happens
+    EXPECT_EQ(log->last_seq(), 2u);
+    ASSERT_TRUE(log->SkipTo(10).ok());
+    EXPECT_EQ(log->last_seq(), 10u);
+    EXPECT_EQ(AppendOne(*log, Rec("a", "11", 1, 0)), 11u);
+  }
+  EXPECT_THAT(SegmentNames(dir),
+              ElementsAre("ratings-00000000000000000001.log",
+                          "ratings-00000000000000000011.log"));
+  // Only a snapshot at seq 10 or later makes the gap acceptable.
+  EXPECT_EQ(Replay(dir, 0).status().code(), absl::StatusCode::kDataLoss);
+  absl::StatusOr<std::vector<LogRecord>> after = Replay(dir, 10);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_THAT(Seqs(*after), ElementsAre(11));
+
+  // From an empty segment, that segment makes way for the new one.
+  const std::string fresh = testing::MakeTempDir("fresh");
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(fresh);
+    ASSERT_NE(log, nullptr);
+    ASSERT_TRUE(log->SkipTo(5).ok());
+    EXPECT_THAT(SegmentNames(fresh),
+                ElementsAre("ratings-00000000000000000006.log"));
+    EXPECT_EQ(AppendOne(*log, Rec("a", "6", 1, 0)), 6u);
+  }
+  absl::StatusOr<std::vector<LogRecord>> six = Replay(fresh, 5);
+  ASSERT_TRUE(six.ok()) << six.status();
+  EXPECT_THAT(Seqs(*six), ElementsAre(6));
+}
+
 }  // namespace
 }  // namespace recsys
