@@ -1151,6 +1151,93 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
   return results;
 }
 
+absl::Status Engine::ApplyReplicated(std::vector<LogRecord> records) {
+  int64_t logged = 0;
+  bool erasures = false;
+  {
+    std::shared_lock<WriterFirstMutex> swap(swap_mu_);
+    std::shared_ptr<Generation> g = current();
+    // The log takes those it does not hold yet; all are applied (after an
+    // InstallSnapshot older than the log's end, the new state needs them).
+    std::vector<LogRecord> fresh = records;
+    RECSYS_RETURN_IF_ERROR(log_->AppendNumbered(&fresh).status());
+    logged = static_cast<int64_t>(fresh.size());
+    // One at a time, in log order, as a restart replays them (a user's
+    // fold-in depends on the new items' vectors at the time); runs of
+    // catalogue entries publish one copy of the items, as in Open.
+    std::vector<const LogRecord*> entries;
+    for (const LogRecord& rec : records) {
+      if (rec.entry != nullptr) {
+        entries.push_back(&rec);
+        continue;
+      }
+      if (!entries.empty()) ApplyEntries(*g, entries);
+      entries.clear();
+      Apply(*g, rec);
+      erasures = erasures || rec.erase_user;
+    }
+    if (!entries.empty()) ApplyEntries(*g, entries);
+  }
+  CountLogged(logged);
+  if (!erasures) return absl::OkStatus();
+  // As DeleteUser on the primary: no file here holds the user any more.
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  if (purged_seq_ < erased_seq_.load()) return WriteSnapshotLocked();
+  return absl::OkStatus();
+}
+
+absl::Status Engine::InstallSnapshot(Model model, uint64_t generation) {
+  const uint64_t seq = model.log_sequence;
+  const std::string path =
+      options_.data_dir + "/" + SnapshotName(generation, seq);
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  // On disk first: a restart then loads it, and accepts the log's gap below
+  // `seq` (RatingLog::SkipTo).
+  RECSYS_RETURN_IF_ERROR(SaveModel(model, path));
+  auto next = std::make_shared<Generation>(
+      std::make_shared<const Model>(std::move(model)), generation);
+  {
+    std::unique_lock<WriterFirstMutex> swap(swap_mu_);
+    RECSYS_RETURN_IF_ERROR(log_->SkipTo(seq));
+    std::atomic_store(&current_, next);
+    since_snapshot_ = 0;
+  }
+  // The primary's snapshot is the truth up to `seq`: older files here may
+  // hold users it erased in records this engine never saw.
+  RECSYS_RETURN_IF_ERROR(log_->DeleteSegmentsUpTo(seq));
+  for (const SnapshotFile& f : ListSnapshots(options_.data_dir)) {
+    if (f.path == path) continue;
+    std::error_code ec;
+    std::filesystem::remove(f.path, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("cannot delete ", f.path, ": ", ec.message()));
+    }
+  }
+  purged_seq_ = std::max(purged_seq_, seq);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SnapshotRef> Engine::NewestSnapshot() const {
+  const std::vector<SnapshotFile> snaps = ListSnapshots(options_.data_dir);
+  if (snaps.empty()) {
+    return absl::UnavailableError("no snapshot written yet; try again");
+  }
+  SnapshotRef ref;
+  ref.path = snaps.back().path;
+  ref.generation = snaps.back().generation;
+  ref.log_sequence = snaps.back().seq;
+  const uint64_t serving = current()->version;
+  if (ref.generation != serving) {
+    return absl::UnavailableError(absl::StrFormat(
+        "the snapshot of model version %d is still being written; try again",
+        serving));
+  }
+  return ref;
+}
+
+uint64_t Engine::generation() const { return current()->version; }
+
 void Engine::CountLogged(int64_t records) {
   if (options_.snapshot_every > 0 && records > 0 &&
       since_snapshot_.fetch_add(records) + records >= options_.snapshot_every) {

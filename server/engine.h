@@ -200,6 +200,13 @@ struct EngineInfo {
   uint64_t fold_in_cache_misses = 0;
 };
 
+// A snapshot file of the serving model (Engine::NewestSnapshot).
+struct SnapshotRef {
+  std::string path;
+  uint64_t generation = 0;  // the model version it holds
+  uint64_t log_sequence = 0;
+};
+
 struct TrainSpec {
   std::optional<ModelKind> kind;  // default: the current kind
   ParamOverrides params;          // over the kind's defaults
@@ -312,6 +319,27 @@ class Engine {
   absl::Status Sync();
 
   const RatingLog& log() const { return *log_; }
+  // The serving model's version (a new one per trained or installed model).
+  uint64_t generation() const;
+
+  // Read replicas (server/replication.h).
+  // On the primary: the newest snapshot file, which a replica starts from.
+  // UNAVAILABLE while there is none of the serving model yet (a training
+  // job's model serves before its snapshot is written).
+  absl::StatusOr<SnapshotRef> NewestSnapshot() const;
+  // On a replica: records of the primary's log, with its seq numbers. Logs
+  // those this engine does not hold yet (RatingLog::AppendNumbered:
+  // FAILED_PRECONDITION for a gap) and applies them all, in order, as a
+  // restart replays them. An erasure among them is followed by a snapshot,
+  // as DeleteUser's is, so that no file here holds the user.
+  absl::Status ApplyReplicated(std::vector<LogRecord> records);
+  // On a replica: serves `model`, a snapshot of the primary's (everything up
+  // to its log_sequence), as model version `generation`, in place of the
+  // current state. It is written as this engine's snapshot first; the log
+  // then goes on from its log_sequence, and every older snapshot and every
+  // log segment it covers is deleted. Records after its log_sequence that
+  // this engine had applied must be applied again (ApplyReplicated).
+  absl::Status InstallSnapshot(Model model, uint64_t generation);
 
  private:
   // Applies records in a chosen order, as racing writers may (tests only).

@@ -993,6 +993,15 @@ absl::Status LogReader::Next(size_t max_records, absl::Time deadline,
                              std::vector<LogRecord>* out) {
   uint64_t limit = 0;
   std::vector<uint64_t> segments;
+  if (fd_ < 0) {
+    // Open the segment before waiting: a reader that is caught up then
+    // holds it, and reads it to its end even if a snapshot deletes it.
+    {
+      std::lock_guard<std::mutex> lock(log_.mu_);
+      segments = log_.segment_seqs_;
+    }
+    RECSYS_RETURN_IF_ERROR(OpenSegment(segments, /*next=*/false));
+  }
   {
     std::unique_lock<std::mutex> lock(log_.mu_);
     while (log_.readable_seq() <= last_ && log_.broken_.ok()) {
@@ -1004,7 +1013,6 @@ absl::Status LogReader::Next(size_t max_records, absl::Time deadline,
     limit = log_.readable_seq();
     segments = log_.segment_seqs_;
   }
-  if (fd_ < 0) RECSYS_RETURN_IF_ERROR(OpenSegment(segments, /*next=*/false));
   size_t taken = 0;
   while (last_ < limit && taken < max_records) {
     // Every record up to `limit` is whole in the file: a frame that is not

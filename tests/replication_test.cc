@@ -1,0 +1,274 @@
+// Read replicas: an engine that copies another's log (Engine::ApplyReplicated,
+// InstallSnapshot, RatingLog's LogReader), then the same through gRPC
+// between two in-process servers (server/replication.h).
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/model_io.h"
+#include "server/engine.h"
+#include "server/rating_log.h"
+#include "tests/test_util.h"
+
+namespace recsys {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Every byte of every file in `dir`, for checks that an id is gone.
+std::string AllBytes(const std::string& dir) {
+  std::string all;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    all.append(std::istreambuf_iterator<char>(in), {});
+  }
+  return all;
+}
+
+class ReplicaEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = testing::PlantedData(150, 120, 4, 0.15, 0.3, 8, true);
+    primary_dir_ = testing::MakeTempDir("primary");
+    replica_dir_ = testing::MakeTempDir("replica");
+    primary_ = OpenEngine(primary_dir_);
+    ASSERT_NE(primary_, nullptr);
+    OpenReplica();
+  }
+
+  std::unique_ptr<Engine> OpenEngine(const std::string& dir) {
+    EngineOptions opt;
+    opt.data_dir = dir;
+    opt.train_threads = 2;
+    opt.snapshot_every = 0;
+    auto e =
+        Engine::Open(opt, [this] { return testing::SmallAlsModel(data_); });
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? *std::move(e) : nullptr;
+  }
+
+  // Opens the replica on its directory; a new one starts from the
+  // primary's newest snapshot, as the server's replica does.
+  void OpenReplica() {
+    replica_.reset();
+    const bool fresh = std::filesystem::is_empty(replica_dir_);
+    replica_ = OpenEngine(replica_dir_);
+    ASSERT_NE(replica_, nullptr);
+    if (fresh) Bootstrap();
+  }
+
+  void Bootstrap() {
+    absl::StatusOr<SnapshotRef> ref = primary_->NewestSnapshot();
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    absl::StatusOr<Model> m = LoadModel(ref->path);
+    ASSERT_TRUE(m.ok()) << m.status();
+    ASSERT_TRUE(replica_->InstallSnapshot(*std::move(m), ref->generation).ok());
+    EXPECT_EQ(replica_->generation(), primary_->generation());
+    EXPECT_EQ(replica_->log().last_seq(), ref->log_sequence);
+  }
+
+  // Copies what the primary's log holds beyond the replica's, or its
+  // newest snapshot when its log no longer holds what comes next. Returns
+  // whether it had to.
+  bool Pump() {
+    bool bootstrapped = false;
+    std::unique_ptr<LogReader> reader =
+        primary_->log().NewReader(replica_->log().last_seq());
+    while (true) {
+      std::vector<LogRecord> batch;
+      const absl::Status s = reader->Next(7, absl::Now(), &batch);
+      if (s.code() == absl::StatusCode::kOutOfRange && !bootstrapped) {
+        Bootstrap();
+        bootstrapped = true;
+        reader = primary_->log().NewReader(replica_->log().last_seq());
+        continue;
+      }
+      EXPECT_TRUE(s.ok()) << s;
+      if (!s.ok()) break;
+      if (batch.empty()) break;
+      const absl::Status applied = replica_->ApplyReplicated(std::move(batch));
+      EXPECT_TRUE(applied.ok()) << applied;
+    }
+    EXPECT_EQ(replica_->log().last_seq(), primary_->log().last_seq());
+    return bootstrapped;
+  }
+
+  void Rate(const std::string& user, const std::string& item, float value) {
+    absl::StatusOr<RateResult> r = primary_->Rate({user, item, value, 0});
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+
+  // The replica answers as the primary does.
+  void ExpectSameAnswers(const std::vector<std::string>& users) {
+    for (const std::string& user : users) {
+      SCOPED_TRACE(user);
+      RecommendQuery q;
+      q.user = user;
+      q.k = 10;
+      absl::StatusOr<RecommendResult> p = primary_->Recommend(q);
+      absl::StatusOr<RecommendResult> r = replica_->Recommend(q);
+      ASSERT_TRUE(p.ok()) << p.status();
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(p->personalized, r->personalized);
+      EXPECT_EQ(p->model_version, r->model_version);
+      ASSERT_EQ(p->items.size(), r->items.size());
+      for (size_t k = 0; k < p->items.size(); ++k) {
+        EXPECT_EQ(p->items[k].item.id, r->items[k].item.id) << "rank " << k;
+        EXPECT_EQ(p->items[k].item.title, r->items[k].item.title);
+        EXPECT_NEAR(p->items[k].score, r->items[k].score, 1e-4);
+      }
+      absl::StatusOr<UserResult> pu = primary_->GetUser(user, 1000);
+      absl::StatusOr<UserResult> ru = replica_->GetUser(user, 1000);
+      ASSERT_EQ(pu.ok(), ru.ok());
+      if (pu.ok()) {
+        EXPECT_EQ(pu->rating_count, ru->rating_count);
+      }
+    }
+    const EngineInfo pi = primary_->Info();
+    const EngineInfo ri = replica_->Info();
+    EXPECT_EQ(pi.users, ri.users);
+    EXPECT_EQ(pi.items, ri.items);
+    EXPECT_EQ(pi.retired_items, ri.retired_items);
+    EXPECT_EQ(pi.ratings, ri.ratings);
+    EXPECT_EQ(pi.version, ri.version);
+  }
+
+  RatingData data_;
+  std::string primary_dir_, replica_dir_;
+  std::unique_ptr<Engine> primary_, replica_;
+};
+
+TEST_F(ReplicaEngineTest, FollowsRatingsCatalogueAndErasures) {
+  Rate("u1", "i7", 5);
+  Rate("visitor", "i3", 4);         // a new user
+  Rate("visitor", "brand-new", 5);  // and a new item
+  Rate("u2", "brand-new", 3);
+  std::vector<ItemUpdate> updates(2);
+  updates[0].id = "i5";
+  updates[0].retired = true;
+  updates[1].id = "catalogue-only";
+  updates[1].title = "Listed (2026)";
+  ASSERT_TRUE(primary_->UpsertItems(updates).ok());
+  for (int k = 0; k < 30; ++k) {
+    Rate(absl::StrCat("u", k % 5), absl::StrCat("i", k), 1 + k % 5);
+  }
+  Pump();
+  ExpectSameAnswers({"u0", "u1", "u2", "u3", "visitor", "nobody"});
+  absl::StatusOr<ItemView> listed = replica_->GetItem("catalogue-only");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->title, "Listed (2026)");
+  EXPECT_TRUE(replica_->GetItem("i5")->retired);
+
+  // An erasure reaches the replica's files too. Read as it is written it
+  // comes as a record...
+  std::unique_ptr<LogReader> live =
+      primary_->log().NewReader(replica_->log().last_seq());
+  std::vector<LogRecord> erasure;
+  ASSERT_TRUE(live->Next(10, absl::Now(), &erasure).ok());  // caught up
+  ASSERT_TRUE(erasure.empty());
+  ASSERT_TRUE(primary_->DeleteUser("visitor").ok());
+  ASSERT_TRUE(live->Next(10, absl::Now(), &erasure).ok());
+  ASSERT_EQ(erasure.size(), 1u);
+  EXPECT_TRUE(erasure[0].erase_user);
+  ASSERT_TRUE(replica_->ApplyReplicated(erasure).ok());
+  EXPECT_EQ(replica_->GetUser("visitor", 10).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(AllBytes(replica_dir_), ::testing::Not(HasSubstr("visitor")));
+  ExpectSameAnswers({"u0", "u1", "u2"});
+  // ... and later, once the primary's snapshot has covered it, in that
+  // snapshot.
+  Rate("visitor", "i9", 4);
+  Pump();
+  ASSERT_TRUE(primary_->DeleteUser("visitor").ok());
+  EXPECT_TRUE(Pump());
+  EXPECT_EQ(replica_->GetUser("visitor", 10).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(AllBytes(replica_dir_), ::testing::Not(HasSubstr("visitor")));
+  ExpectSameAnswers({"u0", "u1", "u2"});
+
+  // A restart resumes from the replica's own files.
+  Rate("u3", "i40", 2);
+  Pump();
+  OpenReplica();
+  ExpectSameAnswers({"u0", "u3"});
+  EXPECT_EQ(replica_->log().last_seq(), primary_->log().last_seq());
+  Rate("u3", "i41", 4);
+  Pump();
+  ExpectSameAnswers({"u3"});
+}
+
+TEST_F(ReplicaEngineTest, InstallsTheSnapshotOfARetrainedModel) {
+  for (int k = 0; k < 20; ++k) Rate(absl::StrCat("u", k), "i1", 4);
+  Pump();
+  // The replica runs ahead of the snapshot it installs: records after it
+  // are applied again on the new model.
+  absl::StatusOr<std::string> job = primary_->StartTraining({});
+  ASSERT_TRUE(job.ok()) << job.status();
+  primary_->WaitForTraining();
+  ASSERT_EQ(primary_->generation(), 2u);
+  Rate("late", "i2", 5);
+  Pump();
+  EXPECT_EQ(replica_->generation(), 1u);
+  absl::StatusOr<SnapshotRef> ref = primary_->NewestSnapshot();
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(ref->generation, 2u);
+  ASSERT_LT(ref->log_sequence, replica_->log().last_seq());
+  absl::StatusOr<Model> m = LoadModel(ref->path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(replica_->InstallSnapshot(*std::move(m), 2).ok());
+  // The log stays as it was; the records after the snapshot come again.
+  EXPECT_EQ(replica_->log().last_seq(), primary_->log().last_seq());
+  std::unique_ptr<LogReader> reader =
+      primary_->log().NewReader(ref->log_sequence);
+  std::vector<LogRecord> again;
+  ASSERT_TRUE(reader->Next(100, absl::Now(), &again).ok());
+  ASSERT_TRUE(replica_->ApplyReplicated(std::move(again)).ok());
+  ExpectSameAnswers({"u1", "late"});
+  OpenReplica();
+  ExpectSameAnswers({"u1", "late"});
+
+  // A replica behind the new snapshot: the log skips to it.
+  ASSERT_TRUE(primary_->StartTraining({}).ok());
+  primary_->WaitForTraining();
+  Rate("later", "i3", 5);
+  ASSERT_TRUE(primary_->WriteSnapshot().ok());
+  ref = primary_->NewestSnapshot();
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  ASSERT_GT(ref->log_sequence, replica_->log().last_seq());
+  std::vector<LogRecord> none;
+  EXPECT_EQ(primary_->log()
+                .NewReader(replica_->log().last_seq())
+                ->Next(10, absl::Now(), &none)
+                .code(),
+            absl::StatusCode::kOutOfRange);
+  Bootstrap();
+  ExpectSameAnswers({"u1", "late", "later"});
+  OpenReplica();
+  ExpectSameAnswers({"u1", "later"});
+  EXPECT_EQ(replica_->log().last_seq(), primary_->log().last_seq());
+}
+
+TEST_F(ReplicaEngineTest, AGapInTheRecordsIsRefused) {
+  Rate("u1", "i1", 4);
+  Rate("u1", "i2", 4);
+  std::unique_ptr<LogReader> reader =
+      primary_->log().NewReader(replica_->log().last_seq());
+  std::vector<LogRecord> two;
+  ASSERT_TRUE(reader->Next(10, absl::Now(), &two).ok());
+  ASSERT_EQ(two.size(), 2u);
+  two.erase(two.begin());
+  const absl::Status gap = replica_->ApplyReplicated(two);
+  EXPECT_EQ(gap.code(), absl::StatusCode::kFailedPrecondition) << gap;
+  EXPECT_EQ(replica_->Info().ratings,
+            testing::SmallAlsModel(data_).user_ratings.cols.size());
+}
+
+}  // namespace
+}  // namespace recsys
