@@ -44,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/channel.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "proto/recsys.grpc.pb.h"
@@ -58,35 +59,6 @@ struct ClientOptions {
   absl::Duration timeout = absl::Seconds(10);  // <= 0: no deadline
   bool json = false;
 };
-
-// How to reach the server.
-struct ChannelOptions {
-  std::string target = "localhost:50051";
-  bool tls = false;      // TLS with the system's roots; implied by the below
-  std::string tls_ca;    // PEM file of CAs to trust instead
-  std::string tls_cert;  // PEM client certificate for mutual TLS ...
-  std::string tls_key;   // ... and its key
-  // The name the server's certificate must carry, when it differs from the
-  // target's host (tests, or an address reached through a tunnel).
-  std::string tls_server_name;
-  std::string token;  // sent as "authorization: Bearer <token>"
-  bool UsesTls() const {
-    return tls || !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty() ||
-           !tls_server_name.empty();
-  }
-};
-
-// A usage error (exit code 2) for contradictory options; NOT_FOUND for a
-// file that cannot be read.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
-    const ChannelOptions& options);
-// The same with `args` for the channel (e.g. a subchannel pool of its own,
-// as recsys-bench gives each of its connections).
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
-    const ChannelOptions& options, grpc::ChannelArguments args);
-// The token in `path`, surrounding whitespace dropped; messages never
-// include it.
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Where commands read and write. `err` takes diagnostics and, when
 // `err_is_tty`, the live progress line of `rate --file`.

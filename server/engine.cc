@@ -642,6 +642,12 @@ Model Materialize(const Generation& g, uint64_t log_sequence) {
   return m;
 }
 
+std::string SnapshotFileName(uint64_t generation, uint64_t seq) {
+  return SnapshotName(generation, seq);
+}
+
+bool HasSnapshot(const std::string& dir) { return !ListSnapshots(dir).empty(); }
+
 RatingData RatingsOf(const Model& m) {
   RatingData d;
   d.users = m.users;

@@ -434,6 +434,13 @@ class Engine {
   uint64_t next_job_ = 1;
 };
 
+// The name of the snapshot file (in a data directory) of model version
+// `generation` holding the log's records up to `seq`.
+std::string SnapshotFileName(uint64_t generation, uint64_t seq);
+// Whether the data directory `dir` holds a snapshot (false when it does not
+// exist).
+bool HasSnapshot(const std::string& dir);
+
 // The materialised state of a generation as one Model (trained rows plus
 // folded users and new items, every rating in user_ratings): what snapshots
 // store and what retraining starts from.

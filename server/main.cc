@@ -6,6 +6,7 @@
 //   recsys-server --model=ml-100k.rsm              # first start from a file
 //   recsys-server --train_data=ml-100k --listen=127.0.0.1:50051
 //   recsys-server --tls_cert=tls.crt --tls_key=tls.key --token_file=token
+//   recsys-server --replica_of=primary:50051 --data_dir=/var/lib/replica
 //
 // Flag names accept dashes or underscores on the command line (a --flagfile
 // must use underscores). The token may also come from $RECSYS_TOKEN, which
@@ -91,6 +92,24 @@ ABSL_FLAG(std::string, health_listen, "",
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "
           "127.0.0.1:9464); empty = off");
+ABSL_FLAG(std::string, replica_of, "",
+          "Serve as a read replica of the server at HOST:PORT: start from its "
+          "newest snapshot (when --data_dir has none), follow its log, refuse "
+          "writes; empty = a primary");
+ABSL_FLAG(std::string, replica_tls_ca, "",
+          "PEM CA that signed the primary's certificate (TLS to "
+          "--replica_of)");
+ABSL_FLAG(bool, replica_tls, false,
+          "TLS to --replica_of, verified against the system's CAs");
+ABSL_FLAG(std::string, replica_tls_cert, "",
+          "PEM client certificate for the primary (mutual TLS)");
+ABSL_FLAG(std::string, replica_tls_key, "", "PEM key for --replica_tls_cert");
+ABSL_FLAG(std::string, replica_tls_server_name, "",
+          "The name the primary's certificate carries, when not the host of "
+          "--replica_of");
+ABSL_FLAG(std::string, replica_token_file, "",
+          "File holding the primary's bearer token (else "
+          "$RECSYS_REPLICA_TOKEN; needs TLS)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, log_format, "text",
           "text (logfmt) or json, one line per event on stderr");
@@ -141,7 +160,7 @@ int WaitForSignal() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "recsys-server [--listen=127.0.0.1:50051] [--data_dir=DIR] "
-      "[--model=FILE | --train_data=ml-100k]");
+      "[--model=FILE | --train_data=ml-100k | --replica_of=HOST:PORT]");
   std::vector<std::string> storage(argv, argv + argc);
   std::vector<char*> args = recsys::NormalizeFlagNames(&storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
@@ -223,6 +242,28 @@ int main(int argc, char** argv) {
     return 1;
   }
   opt.security.token = std::move(*token);
+  opt.replica.target = absl::GetFlag(FLAGS_replica_of);
+  opt.replica.tls = absl::GetFlag(FLAGS_replica_tls);
+  opt.replica.tls_ca = absl::GetFlag(FLAGS_replica_tls_ca);
+  opt.replica.tls_cert = absl::GetFlag(FLAGS_replica_tls_cert);
+  opt.replica.tls_key = absl::GetFlag(FLAGS_replica_tls_key);
+  opt.replica.tls_server_name = absl::GetFlag(FLAGS_replica_tls_server_name);
+  absl::StatusOr<std::string> replica_token =
+      recsys::LoadToken(absl::GetFlag(FLAGS_replica_token_file),
+                        std::getenv("RECSYS_REPLICA_TOKEN"));
+  unsetenv("RECSYS_REPLICA_TOKEN");
+  if (!replica_token.ok()) {
+    recsys::Log(recsys::LogLevel::kError, "cannot start",
+                {{"error", replica_token.status().message()}});
+    return 1;
+  }
+  opt.replica.token = std::move(*replica_token);
+  if (opt.replica.target.empty() &&
+      (opt.replica.UsesTls() || !opt.replica.token.empty())) {
+    recsys::Log(recsys::LogLevel::kError, "cannot start",
+                {{"error", "the --replica_* flags need --replica_of"}});
+    return 1;
+  }
 
   recsys::Server server(opt);
   absl::Status started = server.Start();

@@ -901,6 +901,11 @@ uint64_t RatingLog::last_seq() const {
   return next_seq_ - 1;
 }
 
+uint64_t RatingLog::durable_seq() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return readable_seq();
+}
+
 absl::Status RatingLog::Sync() {
   std::unique_lock<std::mutex> lock(mu_);
   if (!broken_.ok()) return BrokenError();

@@ -207,6 +207,9 @@ class RatingLog {
 
   // The newest seq handed out (or recovered, or after_seq if larger).
   uint64_t last_seq() const;
+  // The newest seq a LogReader may read: fsynced, or written under
+  // SyncPolicy::kNever.
+  uint64_t durable_seq() const;
 
   // Makes everything appended so far durable, whatever the policy.
   absl::Status Sync();

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -96,6 +98,21 @@ absl::Status Server::Start() {
        {"mtls", !sec.tls_client_ca.empty()},
        {"token", !sec.token.empty()},
        {"protect_reads", sec.protect_reads}});
+  if (!options_.replica.target.empty()) {
+    if (options_.retrain_after_ratings > 0 ||
+        options_.retrain_interval > absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          "a read replica does not retrain: its primary does (drop "
+          "--retrain_after_ratings and --retrain_interval_hours)");
+    }
+    RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                            MakeChannel(options_.replica));
+    replicator_ = std::make_unique<Replicator>(
+        options_.replica.target, std::move(channel), options_.replica_retry);
+    Log(LogLevel::kInfo, "read replica",
+        {{"primary", options_.replica.target},
+         {"tls", options_.replica.UsesTls()}});
+  }
   if (!sec.token.empty() && sec.token.size() < 16) {
     Log(LogLevel::kWarning, "the token is shorter than 16 characters",
         {{"hint", "openssl rand -hex 32"}});
@@ -105,7 +122,12 @@ absl::Status Server::Start() {
     // recsys_ready 0 rather than as a dead target.
     RECSYS_ASSIGN_OR_RETURN(
         http_, MetricsHttpServer::Start(options_.metrics_listen, [this] {
-          return metrics_.Render(serving_engine_.load(), absl::Now());
+          const Engine* engine = serving_engine_.load();
+          std::string text = metrics_.Render(engine, absl::Now());
+          if (replicator_ && engine != nullptr) {
+            text += RenderReplicaMetrics(replicator_->status(), absl::Now());
+          }
+          return text;
         }));
     Log(LogLevel::kInfo, "metrics listening",
         {{"address", options_.metrics_listen}, {"port", http_->port()}});
@@ -117,6 +139,7 @@ absl::Status Server::Start() {
   NoSharedPort(&builder);
   builder.AddListeningPort(options_.listen, creds, &port_);
   builder.RegisterService(&service_);
+  builder.RegisterService(&replication_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.experimental().SetInterceptorCreators(MetricsInterceptors(&metrics_));
   grpc_ = builder.BuildAndStart();
@@ -138,9 +161,28 @@ absl::Status Server::Start() {
     RECSYS_RETURN_IF_ERROR(WritePortFile(options_.port_file, port_));
   }
   const ServerOptions& o = options_;
+  const bool replica = !o.replica.target.empty();
+  if (replica) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.engine.data_dir, ec);
+    RECSYS_RETURN_IF_ERROR(replicator_->PrepareDataDir(
+        o.engine.data_dir, o.replica_start_timeout));
+  }
   RECSYS_ASSIGN_OR_RETURN(
-      engine_, Engine::Open(options_.engine, [&o] { return FirstModel(o); }));
+      engine_, Engine::Open(options_.engine, [&o]() -> absl::StatusOr<Model> {
+        if (!o.replica.target.empty()) {
+          return absl::InternalError(
+              "a replica's data directory lost its "
+              "snapshot while starting");
+        }
+        return FirstModel(o);
+      }));
+  if (replica) {
+    service_.SetReadOnly(absl::StrCat("this server is a read replica of ",
+                                      o.replica.target, ": send writes there"));
+  }
   service_.SetEngine(engine_.get());
+  replication_.SetEngine(engine_.get(), replica);
   const EngineInfo info = engine_->Info();
   metrics_.ModelServedSince(info.version, absl::Now());
   serving_engine_.store(engine_.get());
@@ -164,6 +206,7 @@ absl::Status Server::Start() {
         {{"old_version", recovery.upgraded_from_version}});
   }
   SetServing(true);
+  if (replicator_) replicator_->Start(engine_.get());
   if (options_.retrain_after_ratings > 0 ||
       options_.retrain_interval > absl::ZeroDuration()) {
     retrainer_ = std::thread([this] { RetrainLoop(); });
@@ -215,6 +258,8 @@ absl::Status Server::Shutdown() {
   Log(LogLevel::kInfo, "shutting down",
       {{"grace_seconds", absl::ToDoubleSeconds(options_.grace)}});
   SetServing(false);
+  replication_.Stop();
+  if (replicator_) replicator_->Stop();
   if (grpc_) {
     grpc_->Shutdown(absl::ToChronoTime(absl::Now() + options_.grace));
     grpc_.reset();

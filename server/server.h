@@ -22,14 +22,23 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "client/channel.h"
 #include "grpcpp/grpcpp.h"
 #include "server/engine.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
+#include "server/replication.h"
 #include "server/security.h"
 #include "server/service.h"
 
 namespace recsys {
+
+// Channel options with no target (a server that is not a replica).
+inline ChannelOptions NoTarget() {
+  ChannelOptions o;
+  o.target.clear();
+  return o;
+}
 
 // Every server setting in one place.
 struct ServerOptions {
@@ -59,6 +68,13 @@ struct ServerOptions {
   int64_t retrain_after_ratings = 0;
   absl::Duration retrain_interval = absl::ZeroDuration();
   absl::Duration retrain_min_gap = absl::Minutes(1);
+  // A read replica of the server at replica.target (host:port), reached
+  // with these TLS and token settings; "" = a primary. See
+  // server/replication.h.
+  ChannelOptions replica = NoTarget();
+  absl::Duration replica_retry = absl::Seconds(1);
+  // How long a new replica waits for its primary's first snapshot.
+  absl::Duration replica_start_timeout = absl::Minutes(5);
 };
 
 class Server final : private ServiceObserver {
@@ -77,6 +93,8 @@ class Server final : private ServiceObserver {
   int health_port() const { return health_port_; }
   int metrics_port() const { return http_ ? http_->port() : 0; }
   Engine* engine() { return engine_.get(); }
+  // Null unless a replica.
+  const Replicator* replicator() const { return replicator_.get(); }
   const ServerMetrics& metrics() const { return metrics_; }
 
  private:
@@ -99,6 +117,8 @@ class Server final : private ServiceObserver {
   ServerOptions options_;
   ServerMetrics metrics_;
   RecommenderService service_;
+  ReplicationService replication_;
+  std::unique_ptr<Replicator> replicator_;
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<grpc::Server> health_grpc_;
   std::unique_ptr<Engine> engine_;

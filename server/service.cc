@@ -204,6 +204,11 @@ absl::StatusOr<Engine*> RecommenderService::engine() const {
   return e;
 }
 
+absl::StatusOr<Engine*> RecommenderService::writable_engine() const {
+  if (!read_only_.empty()) return absl::FailedPreconditionError(read_only_);
+  return engine();
+}
+
 void RecommenderService::Observe(
     absl::Span<const absl::StatusOr<RateResult>> results) const {
   if (observer_ == nullptr) return;
@@ -280,7 +285,7 @@ grpc::ServerUnaryReactor* RecommenderService::Rate(
     grpc::CallbackServerContext* ctx, const v1::RateRequest* req,
     v1::RateResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<Engine*> e = engine();
+  absl::StatusOr<Engine*> e = writable_engine();
   if (!e.ok()) {
     reactor->Finish(ToGrpcStatus(e.status()));
     return reactor;
@@ -296,7 +301,7 @@ grpc::ServerUnaryReactor* RecommenderService::Rate(
 grpc::Status RecommenderService::RateStream(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<v1::RateStreamResponse, v1::RateRequest>* stream) {
-  absl::StatusOr<Engine*> engine_or = engine();
+  absl::StatusOr<Engine*> engine_or = writable_engine();
   if (!engine_or.ok()) return ToGrpcStatus(engine_or.status());
   Engine& e = **engine_or;
   // A reader thread queues requests while this thread makes them durable in
@@ -366,27 +371,28 @@ grpc::Status RecommenderService::RateStream(
 grpc::ServerUnaryReactor* RecommenderService::Train(
     grpc::CallbackServerContext* ctx, const v1::TrainRequest* req,
     v1::TrainResponse* resp) {
-  return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
-    TrainSpec spec;
-    if (!req->model_kind().empty()) {
-      RECSYS_ASSIGN_OR_RETURN(spec.kind, ParseModelKind(req->model_kind()));
-    }
-    if (req->has_factors()) spec.params.factors = req->factors();
-    if (req->has_epochs()) spec.params.epochs = req->epochs();
-    if (req->has_learning_rate()) {
-      spec.params.learning_rate = req->learning_rate();
-    }
-    if (req->has_reg()) spec.params.reg = req->reg();
-    if (req->has_reg_bias()) spec.params.reg_bias = req->reg_bias();
-    if (req->has_seed()) spec.params.seed = req->seed();
-    if (req->has_validation_fraction()) {
-      spec.validation_fraction = req->validation_fraction();
-    }
-    RECSYS_ASSIGN_OR_RETURN(std::string id, e.StartTraining(spec));
-    if (observer_ != nullptr) observer_->OnTrainingStarted(id);
-    resp->set_job_id(id);
-    return absl::OkStatus();
-  });
+  return AnswerWithEngine(
+      ctx, writable_engine(), [&](Engine& e) -> absl::Status {
+        TrainSpec spec;
+        if (!req->model_kind().empty()) {
+          RECSYS_ASSIGN_OR_RETURN(spec.kind, ParseModelKind(req->model_kind()));
+        }
+        if (req->has_factors()) spec.params.factors = req->factors();
+        if (req->has_epochs()) spec.params.epochs = req->epochs();
+        if (req->has_learning_rate()) {
+          spec.params.learning_rate = req->learning_rate();
+        }
+        if (req->has_reg()) spec.params.reg = req->reg();
+        if (req->has_reg_bias()) spec.params.reg_bias = req->reg_bias();
+        if (req->has_seed()) spec.params.seed = req->seed();
+        if (req->has_validation_fraction()) {
+          spec.validation_fraction = req->validation_fraction();
+        }
+        RECSYS_ASSIGN_OR_RETURN(std::string id, e.StartTraining(spec));
+        if (observer_ != nullptr) observer_->OnTrainingStarted(id);
+        resp->set_job_id(id);
+        return absl::OkStatus();
+      });
 }
 
 grpc::Status RecommenderService::WatchTraining(
@@ -479,7 +485,7 @@ grpc::ServerUnaryReactor* RecommenderService::GetUser(
 grpc::Status RecommenderService::DeleteUser(grpc::ServerContext*,
                                             const v1::DeleteUserRequest* req,
                                             v1::DeleteUserResponse* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+  return WithEngine(writable_engine(), [&](Engine& e) -> absl::Status {
     RECSYS_ASSIGN_OR_RETURN(DeleteUserResult r, e.DeleteUser(req->user_id()));
     resp->set_ratings_deleted(r.ratings_deleted);
     resp->set_log_sequence(r.sequence);
@@ -493,7 +499,7 @@ grpc::Status RecommenderService::DeleteUser(grpc::ServerContext*,
 grpc::Status RecommenderService::DeleteUsers(grpc::ServerContext*,
                                              const v1::DeleteUsersRequest* req,
                                              v1::DeleteUsersResponse* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+  return WithEngine(writable_engine(), [&](Engine& e) -> absl::Status {
     const std::vector<std::string> users(req->user_ids().begin(),
                                          req->user_ids().end());
     RECSYS_ASSIGN_OR_RETURN(std::vector<DeleteUserResult> r,
@@ -522,7 +528,7 @@ grpc::Status RecommenderService::DeleteUsers(grpc::ServerContext*,
 grpc::Status RecommenderService::UpsertItems(grpc::ServerContext*,
                                              const v1::UpsertItemsRequest* req,
                                              v1::UpsertItemsResponse* resp) {
-  return WithEngine(engine(), [&](Engine& e) -> absl::Status {
+  return WithEngine(writable_engine(), [&](Engine& e) -> absl::Status {
     std::vector<ItemUpdate> updates(static_cast<size_t>(req->items_size()));
     for (int k = 0; k < req->items_size(); ++k) {
       const v1::ItemUpdate& in = req->items(k);
@@ -560,9 +566,10 @@ grpc::ServerUnaryReactor* RecommenderService::GetItem(
 grpc::ServerUnaryReactor* RecommenderService::CancelTraining(
     grpc::CallbackServerContext* ctx, const v1::CancelTrainingRequest* req,
     v1::CancelTrainingResponse*) {
-  return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
-    return e.CancelTraining(req->job_id());
-  });
+  return AnswerWithEngine(ctx, writable_engine(),
+                          [&](Engine& e) -> absl::Status {
+                            return e.CancelTraining(req->job_id());
+                          });
 }
 
 grpc::ServerUnaryReactor* RecommenderService::GetModelInfo(

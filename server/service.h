@@ -86,6 +86,10 @@ class RecommenderService final
 
   // `engine` must outlive the service's use of it.
   void SetEngine(Engine* engine) { engine_.store(engine); }
+  // Before SetEngine: a read replica's service refuses every write (Rate,
+  // RateStream, Train, CancelTraining, DeleteUser(s), UpsertItems) with
+  // FAILED_PRECONDITION and this message.
+  void SetReadOnly(std::string why) { read_only_ = std::move(why); }
   // Before the server starts; `observer` must outlive the service.
   void SetObserver(ServiceObserver* observer) { observer_ = observer; }
 
@@ -137,10 +141,13 @@ class RecommenderService final
  private:
   // The engine, or FAILED_PRECONDITION while no model is loaded.
   absl::StatusOr<Engine*> engine() const;
+  // The same, or FAILED_PRECONDITION on a read replica: for writes.
+  absl::StatusOr<Engine*> writable_engine() const;
   // Reports the outcome of Rate/RateStream ratings to the observer.
   void Observe(absl::Span<const absl::StatusOr<RateResult>> results) const;
   std::atomic<Engine*> engine_{nullptr};
   ServiceObserver* observer_ = nullptr;
+  std::string read_only_;
   std::unique_ptr<RateBatcher> rate_batcher_;
 };
 

@@ -1,20 +1,27 @@
 // Read replicas: an engine that copies another's log (Engine::ApplyReplicated,
 // InstallSnapshot, RatingLog's LogReader), then the same through gRPC
 // between two in-process servers (server/replication.h).
+#include "server/replication.h"
+
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "models/model_io.h"
+#include "proto/recsys.grpc.pb.h"
 #include "server/engine.h"
 #include "server/rating_log.h"
+#include "server/server.h"
 #include "tests/test_util.h"
 
 namespace recsys {
@@ -268,6 +275,279 @@ TEST_F(ReplicaEngineTest, AGapInTheRecordsIsRefused) {
   EXPECT_EQ(gap.code(), absl::StatusCode::kFailedPrecondition) << gap;
   EXPECT_EQ(replica_->Info().ratings,
             testing::SmallAlsModel(data_).user_ratings.cols.size());
+}
+
+TEST_F(ReplicaEngineTest, ReadersNeverWaitForCopyingOrInstalling) {
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> answered{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&, t] {
+      RecommendQuery q;
+      q.k = 5;
+      while (!done.load()) {
+        q.user = absl::StrCat("u", (answered.load() + t) % 20);
+        absl::StatusOr<RecommendResult> r = replica_->Recommend(q);
+        EXPECT_TRUE(r.ok()) << r.status();
+        EXPECT_EQ(r->items.size(), 5u);
+        ++answered;
+      }
+    });
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (int k = 0; k < 40; ++k) {
+      Rate(absl::StrCat("u", k % 20), absl::StrCat("i", (k * 7 + round) % 120),
+           1 + (k + round) % 5);
+    }
+    Pump();
+    ASSERT_TRUE(primary_->StartTraining({}).ok());
+    primary_->WaitForTraining();
+    Bootstrap();
+  }
+  done = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_GT(answered.load(), 0);
+  Pump();
+  ExpectSameAnswers({"u0", "u7", "u19"});
+}
+
+// ---------------------------------------------------------------------------
+// Two servers in this process: a primary and a replica following it.
+
+class ReplicaServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("replicas");
+    model_file_ = dir_ + "/first.rsm";
+    ASSERT_TRUE(SaveModel(testing::SmallAlsModel(testing::PlantedData(
+                              150, 120, 4, 0.15, 0.3, 8, true)),
+                          model_file_)
+                    .ok());
+    ServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.engine.data_dir = dir_ + "/primary";
+    o.engine.train_threads = 2;
+    o.model_file = model_file_;
+    o.grace = absl::Seconds(1);
+    primary_ = std::make_unique<Server>(o);
+    ASSERT_TRUE(primary_->Start().ok());
+    primary_stub_ = Stub(primary_->port());
+  }
+
+  std::unique_ptr<Server> StartReplica() {
+    ServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.engine.data_dir = dir_ + "/replica";
+    o.grace = absl::Seconds(1);
+    o.replica.target = absl::StrCat("127.0.0.1:", primary_->port());
+    o.replica_retry = absl::Milliseconds(50);
+    auto r = std::make_unique<Server>(o);
+    const absl::Status started = r->Start();
+    EXPECT_TRUE(started.ok()) << started;
+    return started.ok() ? std::move(r) : nullptr;
+  }
+
+  static std::shared_ptr<grpc::Channel> Channel(int port) {
+    return grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                               grpc::InsecureChannelCredentials());
+  }
+  static std::unique_ptr<v1::Recommender::Stub> Stub(int port) {
+    return v1::Recommender::NewStub(Channel(port));
+  }
+
+  grpc::Status Rate(v1::Recommender::Stub& stub, const std::string& user,
+                    const std::string& item, float value) {
+    grpc::ClientContext ctx;
+    v1::RateRequest req;
+    req.set_user_id(user);
+    req.set_item_id(item);
+    req.set_rating(value);
+    v1::RateResponse resp;
+    return stub.Rate(&ctx, req, &resp);
+  }
+
+  // Waits (up to 20 s) until the replica has applied everything the
+  // primary's log holds and serves the primary's model.
+  void WaitCaughtUp(Server& replica) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      if (replica.replicator()->status().applied_sequence ==
+              primary_->engine()->log().last_seq() &&
+          replica.engine()->generation() == primary_->engine()->generation()) {
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ADD_FAILURE() << "the replica is at seq "
+                  << replica.engine()->log().last_seq() << ", version "
+                  << replica.engine()->generation() << "; the primary at "
+                  << primary_->engine()->log().last_seq() << ", version "
+                  << primary_->engine()->generation();
+  }
+
+  static int64_t RatingsOf(Server& s, const std::string& user) {
+    absl::StatusOr<UserResult> u = s.engine()->GetUser(user, 1);
+    return u.ok() ? u->rating_count : -1;
+  }
+
+  std::string dir_, model_file_;
+  std::unique_ptr<Server> primary_;
+  std::unique_ptr<v1::Recommender::Stub> primary_stub_;
+};
+
+TEST_F(ReplicaServerTest, FollowsThePrimaryAndRefusesWrites) {
+  ASSERT_TRUE(Rate(*primary_stub_, "early", "i1", 4).ok());
+  std::unique_ptr<Server> replica = StartReplica();
+  ASSERT_NE(replica, nullptr);
+  // A new replica starts from the primary's snapshot and its log.
+  WaitCaughtUp(*replica);
+  EXPECT_EQ(RatingsOf(*replica, "early"), 1);
+  EXPECT_EQ(replica->replicator()->status().snapshots_installed, 1u);
+
+  for (int k = 0; k < 50; ++k) {
+    ASSERT_TRUE(Rate(*primary_stub_, absl::StrCat("u", k % 7),
+                     absl::StrCat("i", k), 1 + k % 5)
+                    .ok());
+  }
+  ASSERT_TRUE(Rate(*primary_stub_, "newcomer", "new-film", 5).ok());
+  WaitCaughtUp(*replica);
+  EXPECT_EQ(RatingsOf(*replica, "newcomer"), 1);
+  EXPECT_EQ(RatingsOf(*replica, "u3"), RatingsOf(*primary_, "u3"));
+
+  // Reads answer from the copy, through gRPC.
+  auto replica_stub = Stub(replica->port());
+  {
+    grpc::ClientContext ctx;
+    v1::RecommendRequest req;
+    req.set_user_id("u3");
+    req.set_k(5);
+    v1::RecommendResponse on_replica, on_primary;
+    ASSERT_TRUE(replica_stub->Recommend(&ctx, req, &on_replica).ok());
+    grpc::ClientContext ctx2;
+    ASSERT_TRUE(primary_stub_->Recommend(&ctx2, req, &on_primary).ok());
+    ASSERT_EQ(on_replica.items_size(), 5);
+    for (int k = 0; k < 5; ++k) {
+      EXPECT_EQ(on_replica.items(k).item().id(),
+                on_primary.items(k).item().id());
+    }
+  }
+  // Writes do not: they name the primary.
+  const grpc::Status refused = Rate(*replica_stub, "u1", "i1", 5);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(
+      refused.error_message(),
+      HasSubstr(absl::StrCat("read replica of 127.0.0.1:", primary_->port())));
+  {
+    grpc::ClientContext ctx;
+    v1::TrainRequest req;
+    v1::TrainResponse resp;
+    EXPECT_EQ(replica_stub->Train(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  // Nor does a replica serve replicas.
+  {
+    auto repl = v1::Replication::NewStub(Channel(replica->port()));
+    grpc::ClientContext ctx;
+    v1::FollowLogRequest req;
+    auto reader = repl->FollowLog(&ctx, req);
+    v1::LogBatch batch;
+    EXPECT_FALSE(reader->Read(&batch));
+    EXPECT_EQ(reader->Finish().error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
+
+  // A model trained on the primary reaches the replica with the ratings
+  // that came after it.
+  absl::StatusOr<std::string> job = primary_->engine()->StartTraining({});
+  ASSERT_TRUE(job.ok()) << job.status();
+  primary_->engine()->WaitForTraining();
+  ASSERT_TRUE(Rate(*primary_stub_, "after-training", "i2", 3).ok());
+  WaitCaughtUp(*replica);
+  EXPECT_EQ(replica->engine()->generation(), 2u);
+  EXPECT_EQ(RatingsOf(*replica, "after-training"), 1);
+  EXPECT_EQ(replica->engine()->Info().ratings,
+            primary_->engine()->Info().ratings);
+  const ReplicaStatus st = replica->replicator()->status();
+  EXPECT_TRUE(st.connected);
+  EXPECT_EQ(st.snapshots_installed, 2u);
+  const std::string metrics = RenderReplicaMetrics(st, absl::Now());
+  EXPECT_THAT(metrics, HasSubstr("recsys_replica_connected 1\n"));
+  EXPECT_THAT(metrics,
+              HasSubstr("recsys_replica_snapshots_installed_total 2\n"));
+  EXPECT_THAT(metrics, HasSubstr("recsys_replica_lag_records 0\n"));
+
+  // An erasure on the primary reaches the replica.
+  {
+    grpc::ClientContext ctx;
+    v1::DeleteUserRequest req;
+    req.set_user_id("newcomer");
+    v1::DeleteUserResponse resp;
+    ASSERT_TRUE(primary_stub_->DeleteUser(&ctx, req, &resp).ok());
+  }
+  ASSERT_TRUE(Rate(*primary_stub_, "u1", "i99", 2).ok());
+  WaitCaughtUp(*replica);
+  EXPECT_EQ(RatingsOf(*replica, "newcomer"), -1);
+  ASSERT_TRUE(replica->Shutdown().ok());
+}
+
+TEST_F(ReplicaServerTest, RestartsFromItsOwnFilesOrTheNewestSnapshot) {
+  std::unique_ptr<Server> replica = StartReplica();
+  ASSERT_NE(replica, nullptr);
+  ASSERT_TRUE(Rate(*primary_stub_, "a", "i1", 4).ok());
+  WaitCaughtUp(*replica);
+  ASSERT_TRUE(replica->Shutdown().ok());
+  replica.reset();
+
+  // Down for a while: what it missed is still in the primary's log.
+  ASSERT_TRUE(Rate(*primary_stub_, "a", "i2", 4).ok());
+  replica = StartReplica();
+  ASSERT_NE(replica, nullptr);
+  WaitCaughtUp(*replica);
+  EXPECT_EQ(RatingsOf(*replica, "a"), 2);
+  EXPECT_EQ(replica->replicator()->status().snapshots_installed, 0u);
+  ASSERT_TRUE(replica->Shutdown().ok());
+  replica.reset();
+
+  // Down while a snapshot covered the primary's log: it starts again from
+  // that snapshot.
+  ASSERT_TRUE(Rate(*primary_stub_, "a", "i3", 4).ok());
+  ASSERT_TRUE(primary_->engine()->WriteSnapshot().ok());
+  ASSERT_TRUE(Rate(*primary_stub_, "a", "i4", 4).ok());
+  replica = StartReplica();
+  ASSERT_NE(replica, nullptr);
+  WaitCaughtUp(*replica);
+  EXPECT_EQ(RatingsOf(*replica, "a"), 4);
+  EXPECT_EQ(replica->replicator()->status().snapshots_installed, 1u);
+
+  // Started without --replica_of, its directory serves as a primary.
+  ASSERT_TRUE(replica->Shutdown().ok());
+  replica.reset();
+  ServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.engine.data_dir = dir_ + "/replica";
+  o.grace = absl::Seconds(1);
+  Server promoted(o);
+  ASSERT_TRUE(promoted.Start().ok());
+  EXPECT_EQ(RatingsOf(promoted, "a"), 4);
+  auto stub = Stub(promoted.port());
+  EXPECT_TRUE(Rate(*stub, "a", "i5", 4).ok());
+  EXPECT_EQ(promoted.engine()->log().last_seq(),
+            primary_->engine()->log().last_seq() + 1);
+}
+
+TEST_F(ReplicaServerTest, AReplicaAheadOfItsPrimaryIsRefused) {
+  std::unique_ptr<Server> replica = StartReplica();
+  ASSERT_NE(replica, nullptr);
+  auto repl = v1::Replication::NewStub(Channel(primary_->port()));
+  grpc::ClientContext ctx;
+  v1::FollowLogRequest req;
+  req.set_after_sequence(primary_->engine()->log().last_seq() + 10);
+  auto reader = repl->FollowLog(&ctx, req);
+  v1::LogBatch batch;
+  EXPECT_FALSE(reader->Read(&batch));
+  const grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("another primary"));
 }
 
 }  // namespace

@@ -1,0 +1,55 @@
+// How a program reaches a recsys server: plaintext, TLS (the server
+// verified against a CA file or the system roots), mutual TLS (a client
+// certificate), and a bearer token on every call (TLS only: gRPC will not
+// send call credentials in clear text, and neither should we). Used by
+// recsys-client, recsys-bench and a read replica's recsys-server.
+//
+//   ChannelOptions o;
+//   o.target = "recsys:50051";
+//   o.tls_ca = "/etc/recsys/ca.pem";
+//   RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+//                           MakeChannel(o));
+#ifndef RECSYS_CLIENT_CHANNEL_H_
+#define RECSYS_CLIENT_CHANNEL_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace recsys {
+
+// How to reach the server.
+struct ChannelOptions {
+  std::string target = "localhost:50051";
+  bool tls = false;      // TLS with the system's roots; implied by the below
+  std::string tls_ca;    // PEM file of CAs to trust instead
+  std::string tls_cert;  // PEM client certificate for mutual TLS ...
+  std::string tls_key;   // ... and its key
+  // The name the server's certificate must carry, when it differs from the
+  // target's host (tests, or an address reached through a tunnel).
+  std::string tls_server_name;
+  std::string token;  // sent as "authorization: Bearer <token>"
+  bool UsesTls() const {
+    return tls || !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty() ||
+           !tls_server_name.empty();
+  }
+};
+
+// A usage error (exit code 2) for contradictory options; NOT_FOUND for a
+// file that cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const ChannelOptions& options);
+// The same with `args` for the channel (e.g. a subchannel pool of its own,
+// as recsys-bench gives each of its connections).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const ChannelOptions& options, grpc::ChannelArguments args);
+// The token in `path`, surrounding whitespace dropped; messages never
+// include it.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+
+}  // namespace recsys
+
+#endif  // RECSYS_CLIENT_CHANNEL_H_
