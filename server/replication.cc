@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -36,10 +37,12 @@ struct Fd {
   }
 };
 
-// The primary's newest snapshot, downloaded.
+// The primary's newest snapshot, downloaded; `on_chunk` hears of each
+// chunk.
 absl::StatusOr<std::pair<Model, uint64_t>> Download(
     v1::Replication::Stub& stub, grpc::ClientContext* ctx,
-    const std::string& primary) {
+    const std::string& primary,
+    const std::function<void()>& on_chunk = nullptr) {
   std::unique_ptr<grpc::ClientReader<v1::SnapshotChunk>> reader =
       stub.FetchSnapshot(ctx, v1::FetchSnapshotRequest());
   std::string bytes;
@@ -50,6 +53,7 @@ absl::StatusOr<std::pair<Model, uint64_t>> Download(
     total = chunk.total_bytes();
     if (bytes.empty()) bytes.reserve(total);
     bytes += chunk.data();
+    if (on_chunk) on_chunk();
   }
   const grpc::Status status = reader->Finish();
   if (!status.ok()) return FromGrpc(status);
@@ -237,10 +241,11 @@ std::string RenderReplicaMetrics(const ReplicaStatus& s, absl::Time now) {
 
 Replicator::Replicator(std::string primary,
                        std::shared_ptr<grpc::Channel> channel,
-                       absl::Duration retry)
+                       absl::Duration retry, absl::Duration silence)
     : primary_(std::move(primary)),
       stub_(v1::Replication::NewStub(std::move(channel))),
-      retry_(retry) {
+      retry_(retry),
+      silence_(silence) {
   status_.primary = primary_;
 }
 
@@ -287,6 +292,21 @@ void Replicator::Start(Engine* engine) {
     status_.applied_sequence = engine->log().last_seq();  // Open replayed it
   }
   thread_ = std::thread([this] { Run(); });
+  watchdog_ = std::thread([this] { Watch(); });
+}
+
+void Replicator::Watch() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!wake_.wait_for(lock, std::chrono::milliseconds(200),
+                         [this] { return stopping_; })) {
+    if (active_ != nullptr && absl::Now() - active_heard_ > silence_) {
+      Log(LogLevel::kWarning, "replica: the primary went silent; reconnecting",
+          {{"primary", primary_},
+           {"silent_seconds", absl::ToDoubleSeconds(silence_)}});
+      active_->TryCancel();
+      active_heard_ = absl::InfiniteFuture();  // once per stream
+    }
+  }
 }
 
 void Replicator::Stop() {
@@ -297,6 +317,7 @@ void Replicator::Stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 ReplicaStatus Replicator::status() const {
@@ -361,6 +382,7 @@ absl::StatusOr<bool> Replicator::Follow() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return false;
     active_ = &ctx;
+    active_heard_ = absl::Now();
   }
   // From what the serving state holds: after an install, that is the
   // snapshot's end, and the records after it that the log already has are
@@ -382,6 +404,7 @@ absl::StatusOr<bool> Replicator::Follow() {
       status_.connected = true;
       status_.primary_sequence = batch.primary_sequence();
       status_.last_contact = absl::Now();
+      if (active_heard_ != absl::InfiniteFuture()) active_heard_ = absl::Now();
     }
     if (batch.model_version() != engine_->generation()) {
       Log(LogLevel::kInfo, "replica: the primary serves another model",
@@ -426,9 +449,16 @@ absl::Status Replicator::Reinstall() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return absl::CancelledError("stopping");
     active_ = &ctx;
+    active_heard_ = absl::Now();
   }
+  // Chunks come without pause: a stall is silence too.
   absl::StatusOr<std::pair<Model, uint64_t>> got =
-      Download(*stub_, &ctx, primary_);
+      Download(*stub_, &ctx, primary_, [this] {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (active_heard_ != absl::InfiniteFuture()) {
+          active_heard_ = absl::Now();
+        }
+      });
   {
     std::lock_guard<std::mutex> lock(mu_);
     active_ = nullptr;

@@ -102,9 +102,13 @@ std::string RenderReplicaMetrics(const ReplicaStatus& s, absl::Time now);
 class Replicator {
  public:
   // `primary` names the primary (for logs and errors); `channel` reaches it.
-  // After a failure, the replica tries again every `retry`.
+  // After a failure, the replica tries again every `retry`. A stream on
+  // which the primary sends nothing for `silence` (it sends a batch every
+  // second) is given up and opened again: a network that drops packets
+  // without a word would otherwise hold it until TCP gives up.
   Replicator(std::string primary, std::shared_ptr<grpc::Channel> channel,
-             absl::Duration retry = absl::Seconds(1));
+             absl::Duration retry = absl::Seconds(1),
+             absl::Duration silence = absl::Seconds(10));
   ~Replicator();  // Stop()
   Replicator(const Replicator&) = delete;
   Replicator& operator=(const Replicator&) = delete;
@@ -119,6 +123,8 @@ class Replicator {
 
  private:
   void Run();
+  // Cancels a stream that has been silent for `silence_`.
+  void Watch();
   // One FollowLog stream, until it ends; whether a snapshot must be
   // installed before the next.
   absl::StatusOr<bool> Follow();
@@ -130,13 +136,16 @@ class Replicator {
   const std::string primary_;
   const std::unique_ptr<v1::Replication::Stub> stub_;
   const absl::Duration retry_;
+  const absl::Duration silence_;
   Engine* engine_ = nullptr;
   std::thread thread_;
+  std::thread watchdog_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;                  // under mu_
   grpc::ClientContext* active_ = nullptr;  // the open stream's, under mu_
+  absl::Time active_heard_;                // its last batch, under mu_
   ReplicaStatus status_;                   // under mu_
 };
 

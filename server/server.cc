@@ -105,8 +105,17 @@ absl::Status Server::Start() {
           "a read replica does not retrain: its primary does (drop "
           "--retrain_after_ratings and --retrain_interval_hours)");
     }
+    // gRPC backs off up to two minutes between attempts to reach a server
+    // that is down; a replica should be back soon after its primary is.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    // A snapshot comes in chunks, but a batch of records may be larger than
+    // gRPC's default limit of 4 MB.
+    args.SetMaxReceiveMessageSize(-1);
     RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                            MakeChannel(options_.replica));
+                            MakeChannel(options_.replica, args));
     replicator_ = std::make_unique<Replicator>(
         options_.replica.target, std::move(channel), options_.replica_retry);
     Log(LogLevel::kInfo, "read replica",

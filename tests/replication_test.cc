@@ -22,6 +22,7 @@
 #include "server/engine.h"
 #include "server/rating_log.h"
 #include "server/server.h"
+#include "tests/test_certs.h"
 #include "tests/test_util.h"
 
 namespace recsys {
@@ -311,12 +312,58 @@ TEST_F(ReplicaEngineTest, ReadersNeverWaitForCopyingOrInstalling) {
   ExpectSameAnswers({"u0", "u7", "u19"});
 }
 
+// A primary that accepts FollowLog and then says nothing, as one behind a
+// network that drops packets would.
+class SilentPrimary final : public v1::Replication::Service {
+ public:
+  grpc::Status FollowLog(grpc::ServerContext* ctx, const v1::FollowLogRequest*,
+                         grpc::ServerWriter<v1::LogBatch>*) override {
+    ++calls;
+    while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(10));
+    return grpc::Status::CANCELLED;
+  }
+  std::atomic<int> calls{0};
+};
+
+TEST(ReplicatorTest, GivesUpAStreamThePrimaryKeepsSilentAndOpensAnother) {
+  SilentPrimary silent;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&silent);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  const RatingData data = testing::PlantedData(50, 40, 4, 0.2, 0.3, 3, true);
+  EngineOptions opt;
+  opt.data_dir = testing::MakeTempDir("replica");
+  auto engine = Engine::Open(opt, [&] { return testing::SmallAlsModel(data); });
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const std::string target = absl::StrCat("127.0.0.1:", port);
+  Replicator replicator(
+      target, grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
+      absl::Milliseconds(20), /*silence=*/absl::Milliseconds(300));
+  replicator.Start(engine->get());
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (silent.calls.load() < 3 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GE(silent.calls.load(), 3);
+  replicator.Stop();
+  server->Shutdown();
+}
+
 // ---------------------------------------------------------------------------
 // Two servers in this process: a primary and a replica following it.
 
 class ReplicaServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartPrimary({}); }
+
+  // The primary, with `security` for its gRPC port.
+  void StartPrimary(const SecurityOptions& security) {
+    primary_.reset();
     dir_ = testing::MakeTempDir("replicas");
     model_file_ = dir_ + "/first.rsm";
     ASSERT_TRUE(SaveModel(testing::SmallAlsModel(testing::PlantedData(
@@ -329,18 +376,21 @@ class ReplicaServerTest : public ::testing::Test {
     o.engine.train_threads = 2;
     o.model_file = model_file_;
     o.grace = absl::Seconds(1);
+    o.security = security;
     primary_ = std::make_unique<Server>(o);
     ASSERT_TRUE(primary_->Start().ok());
-    primary_stub_ = Stub(primary_->port());
+    if (!security.tls()) primary_stub_ = Stub(primary_->port());
   }
 
-  std::unique_ptr<Server> StartReplica() {
+  std::unique_ptr<Server> StartReplica(const ChannelOptions& how = {}) {
     ServerOptions o;
     o.listen = "127.0.0.1:0";
     o.engine.data_dir = dir_ + "/replica";
     o.grace = absl::Seconds(1);
+    o.replica = how;
     o.replica.target = absl::StrCat("127.0.0.1:", primary_->port());
     o.replica_retry = absl::Milliseconds(50);
+    o.replica_start_timeout = absl::Seconds(2);
     auto r = std::make_unique<Server>(o);
     const absl::Status started = r->Start();
     EXPECT_TRUE(started.ok()) << started;
@@ -535,6 +585,32 @@ TEST_F(ReplicaServerTest, RestartsFromItsOwnFilesOrTheNewestSnapshot) {
             primary_->engine()->log().last_seq() + 1);
 }
 
+TEST_F(ReplicaServerTest, ReconnectsWhenThePrimaryComesBack) {
+  std::unique_ptr<Server> replica = StartReplica();
+  ASSERT_NE(replica, nullptr);
+  ASSERT_TRUE(Rate(*primary_stub_, "a", "i1", 4).ok());
+  WaitCaughtUp(*replica);
+  const int port = primary_->port();
+  ASSERT_TRUE(primary_->Shutdown().ok());
+  primary_.reset();
+  // Still answering reads meanwhile.
+  EXPECT_EQ(RatingsOf(*replica, "a"), 1);
+  absl::SleepFor(absl::Milliseconds(200));  // a few failed attempts
+  EXPECT_FALSE(replica->replicator()->status().connected);
+
+  ServerOptions o;
+  o.listen = absl::StrCat("127.0.0.1:", port);
+  o.engine.data_dir = dir_ + "/primary";
+  o.grace = absl::Seconds(1);
+  primary_ = std::make_unique<Server>(o);
+  ASSERT_TRUE(primary_->Start().ok());
+  primary_stub_ = Stub(primary_->port());
+  ASSERT_TRUE(Rate(*primary_stub_, "a", "i2", 4).ok());
+  WaitCaughtUp(*replica);
+  EXPECT_EQ(RatingsOf(*replica, "a"), 2);
+  EXPECT_TRUE(replica->replicator()->status().connected);
+}
+
 TEST_F(ReplicaServerTest, AReplicaAheadOfItsPrimaryIsRefused) {
   std::unique_ptr<Server> replica = StartReplica();
   ASSERT_NE(replica, nullptr);
@@ -548,6 +624,40 @@ TEST_F(ReplicaServerTest, AReplicaAheadOfItsPrimaryIsRefused) {
   const grpc::Status s = reader->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("another primary"));
+}
+
+TEST_F(ReplicaServerTest, OverTlsTheReplicaNeedsThePrimarysToken) {
+  const testing::TestCerts& certs = testing::GetTestCerts();
+  if (!certs.error.empty()) GTEST_SKIP() << certs.error;
+  SecurityOptions sec;
+  sec.tls_cert = certs.server_cert;
+  sec.tls_key = certs.server_key;
+  sec.token = "replication-test-token-0123456789";
+  StartPrimary(sec);
+  ChannelOptions how;
+  how.tls_ca = certs.ca;
+  how.tls_server_name = testing::kTestServerName;
+
+  // Without the token the primary refuses the snapshot, and a new replica
+  // does not start.
+  ServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.engine.data_dir = dir_ + "/refused";
+  o.replica = how;
+  o.replica.target = absl::StrCat("127.0.0.1:", primary_->port());
+  o.replica_start_timeout = absl::Seconds(2);
+  Server refused(o);
+  const absl::Status no_token = refused.Start();
+  EXPECT_EQ(no_token.code(), absl::StatusCode::kUnauthenticated) << no_token;
+  EXPECT_THAT(std::string(no_token.message()),
+              HasSubstr("cannot fetch a snapshot from the primary"));
+
+  how.token = sec.token;
+  std::unique_ptr<Server> replica = StartReplica(how);
+  ASSERT_NE(replica, nullptr);
+  ASSERT_TRUE(primary_->engine()->Rate({"over-tls", "i1", 4, 0}).ok());
+  WaitCaughtUp(*replica);
+  EXPECT_EQ(RatingsOf(*replica, "over-tls"), 1);
 }
 
 }  // namespace

@@ -52,6 +52,11 @@ TEST(ClassifyMethod, WritesClosedReadsOpenHealthAlwaysOpen) {
             MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/UpsertItems"),
             MethodAccess::kWrite);
+  // A replica's feed hands out every rating: as closed as a write.
+  EXPECT_EQ(ClassifyMethod("/recsys.v1.Replication/FollowLog"),
+            MethodAccess::kWrite);
+  EXPECT_EQ(ClassifyMethod("/recsys.v1.Replication/FetchSnapshot"),
+            MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/CancelTraining"),
             MethodAccess::kWrite);
   EXPECT_EQ(ClassifyMethod("/recsys.v1.Recommender/GetItem"),

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <mutex>
@@ -791,4 +792,65 @@ TEST(ServerE2eRealData, MovieLens100kServesTitledRecommendations) {
 }
 
 }  // namespace
+// Polls until `check` holds (up to 20 s).
+bool Eventually(const std::function<bool()>& check) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    if (check()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return check();
+}
+
+TEST_F(ServerE2eTest, ReadReplicaFollowsThePrimaryThroughItsCrash) {
+  auto primary = Server();
+  primary->Start();
+  ASSERT_TRUE(RunClient(primary->target(),
+                        "rate --user=before --item=i3 "
+                        "--rating=4")
+                  .exit_code == 0);
+  auto replica = std::make_unique<ServerProcess>(
+      dir_ + "/replica",
+      std::vector<std::string>{"--replica-of=" + primary->target()});
+  replica->Start();
+  EXPECT_TRUE(
+      Eventually([&] { return RatingCount(replica->stub(), "before") == 1; }));
+  std::ostringstream file;
+  for (int i = 0; i < 30; ++i) file << "streamed,i" << i << ",4\n";
+  testing::WriteFile(dir_ + "/streamed.csv", file.str());
+  const CommandResult rated =
+      RunClient(primary->target(), "rate --file=" + dir_ + "/streamed.csv");
+  ASSERT_EQ(rated.exit_code, 0) << rated.output;
+  EXPECT_TRUE(Eventually(
+      [&] { return RatingCount(replica->stub(), "streamed") == 30; }));
+  EXPECT_EQ(Recommended(replica->stub(), "streamed"),
+            Recommended(primary->stub(), "streamed"));
+
+  // A write sent to the replica names the primary.
+  const CommandResult refused = RunClient(
+      replica->target(), "rate --user=streamed --item=i40 --rating=5");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(refused.output,
+              HasSubstr("read replica of " + primary->target()));
+
+  // The primary dies: the replica goes on answering reads, and follows the
+  // primary again once it is back (on another port here, as after a move).
+  primary->Kill();
+  EXPECT_EQ(Recommended(replica->stub(), "streamed").size(), 10u);
+  primary->Start();
+  ASSERT_TRUE(RunClient(primary->target(),
+                        "rate --user=after --item=i5 "
+                        "--rating=5")
+                  .exit_code == 0);
+  replica->Kill(SIGTERM);
+  replica = std::make_unique<ServerProcess>(
+      dir_ + "/replica",
+      std::vector<std::string>{"--replica-of=" + primary->target()});
+  replica->Start();
+  EXPECT_TRUE(
+      Eventually([&] { return RatingCount(replica->stub(), "after") == 1; }));
+  EXPECT_EQ(RatingCount(replica->stub(), "streamed"), 30);
+}
+
 }  // namespace recsys
