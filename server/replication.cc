@@ -285,8 +285,10 @@ absl::Status Replicator::PrepareDataDir(const std::string& dir,
                                    primary_, ": ", last.message()));
 }
 
-void Replicator::Start(Engine* engine) {
+void Replicator::Start(Engine* engine,
+                       std::function<void(uint64_t version)> installed) {
   engine_ = engine;
+  installed_ = std::move(installed);
   {
     std::lock_guard<std::mutex> lock(mu_);
     status_.applied_sequence = engine->log().last_seq();  // Open replayed it
@@ -471,6 +473,7 @@ absl::Status Replicator::Reinstall() {
       {{"primary", primary_},
        {"model_version", got->second},
        {"log_sequence", seq}});
+  if (installed_) installed_(got->second);
   std::lock_guard<std::mutex> lock(mu_);
   ++status_.snapshots_installed;
   status_.applied_sequence = seq;

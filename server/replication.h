@@ -31,6 +31,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -116,8 +117,10 @@ class Replicator {
   // When `dir` holds no snapshot, writes the primary's newest there (as
   // Engine::Open will load it), waiting up to `timeout` for the primary.
   absl::Status PrepareDataDir(const std::string& dir, absl::Duration timeout);
-  // Follows the primary into `engine` until Stop.
-  void Start(Engine* engine);
+  // Follows the primary into `engine` until Stop; `installed` (may be
+  // empty) hears of each model version installed from a snapshot.
+  void Start(Engine* engine,
+             std::function<void(uint64_t version)> installed = nullptr);
   void Stop();
   ReplicaStatus status() const;
 
@@ -138,6 +141,7 @@ class Replicator {
   const absl::Duration retry_;
   const absl::Duration silence_;
   Engine* engine_ = nullptr;
+  std::function<void(uint64_t)> installed_;
   std::thread thread_;
   std::thread watchdog_;
 

@@ -215,7 +215,11 @@ absl::Status Server::Start() {
         {{"old_version", recovery.upgraded_from_version}});
   }
   SetServing(true);
-  if (replicator_) replicator_->Start(engine_.get());
+  if (replicator_) {
+    replicator_->Start(engine_.get(), [this](uint64_t version) {
+      metrics_.ModelServedSince(version, absl::Now());
+    });
+  }
   if (options_.retrain_after_ratings > 0 ||
       options_.retrain_interval > absl::ZeroDuration()) {
     retrainer_ = std::thread([this] { RetrainLoop(); });
