@@ -207,7 +207,7 @@ std::string RenderReplicaMetrics(const ReplicaStatus& s, absl::Time now) {
   auto one = [&out](absl::string_view name, absl::string_view type,
                     absl::string_view help, double v) {
     absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
-                    type, "\n", name, " ", absl::StrFormat("%.17g", v), "\n");
+                    type, "\n", name, " ", absl::StrFormat("%.6g", v), "\n");
   };
   one("recsys_replica_connected", "gauge",
       "1 while this read replica follows its primary's log.",
@@ -343,6 +343,7 @@ void Replicator::Run() {
       if (stopping_) return;
     }
     absl::Status status;
+    const bool installed = reinstall;
     if (reinstall) {
       status = Reinstall();
       reinstall = !status.ok();
@@ -355,12 +356,15 @@ void Replicator::Run() {
         last_error.clear();
         continue;
       }
-      if (status.code() == absl::StatusCode::kOutOfRange) {
+      // Out of range right after an install would repeat forever without
+      // a pause: that goes the way of other failures.
+      if (status.code() == absl::StatusCode::kOutOfRange && !installed) {
         Log(LogLevel::kInfo, "replica: the primary's log moved past ours",
             {{"primary", primary_}, {"detail", status.message()}});
         reinstall = true;
         continue;
       }
+      reinstall = reinstall || status.code() == absl::StatusCode::kOutOfRange;
     }
     {
       std::lock_guard<std::mutex> lock(mu_);

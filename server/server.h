@@ -33,13 +33,6 @@
 
 namespace recsys {
 
-// Channel options with no target (a server that is not a replica).
-inline ChannelOptions NoTarget() {
-  ChannelOptions o;
-  o.target.clear();
-  return o;
-}
-
 // Every server setting in one place.
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";
@@ -71,7 +64,11 @@ struct ServerOptions {
   // A read replica of the server at replica.target (host:port), reached
   // with these TLS and token settings; "" = a primary. See
   // server/replication.h.
-  ChannelOptions replica = NoTarget();
+  ChannelOptions replica = [] {
+    ChannelOptions o;
+    o.target.clear();
+    return o;
+  }();
   absl::Duration replica_retry = absl::Seconds(1);
   // How long a new replica waits for its primary's first snapshot.
   absl::Duration replica_start_timeout = absl::Minutes(5);
