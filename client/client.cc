@@ -743,6 +743,17 @@ absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
       << "training_job_id: "
       << (info.training_job_id().empty() ? "none" : info.training_job_id())
       << "\n";
+  if (info.has_replica()) {
+    const v1::ReplicaInfo& r = info.replica();
+    out << "replica_of: " << r.primary() << " ("
+        << (r.connected() ? "connected" : "not connected") << ", "
+        << r.lag_records() << " records behind"
+        << (r.last_contact_age_seconds() < 0
+                ? std::string(", never heard from")
+                : absl::StrFormat(", heard from %.1f s ago",
+                                  r.last_contact_age_seconds()))
+        << ")\n";
+  }
   return absl::OkStatus();
 }
 

@@ -187,6 +187,19 @@ absl::Status Server::Start() {
         return FirstModel(o);
       }));
   if (replica) {
+    service_.SetReplicaInfo([this](v1::ReplicaInfo* out) {
+      const ReplicaStatus st = replicator_->status();
+      out->set_primary(st.primary);
+      out->set_connected(st.connected);
+      out->set_lag_records(static_cast<int64_t>(
+          st.primary_sequence > st.applied_sequence
+              ? st.primary_sequence - st.applied_sequence
+              : 0));
+      out->set_last_contact_age_seconds(
+          st.last_contact == absl::InfinitePast()
+              ? -1.0
+              : absl::ToDoubleSeconds(absl::Now() - st.last_contact));
+    });
     service_.SetReadOnly(absl::StrCat("this server is a read replica of ",
                                       o.replica.target, ": send writes there"));
   }

@@ -591,6 +591,7 @@ grpc::ServerUnaryReactor* RecommenderService::GetModelInfo(
     resp->set_log_sequence(info.log_sequence);
     resp->set_training_job_id(info.training_job);
     resp->set_retired_items(info.retired_items);
+    if (replica_info_) replica_info_(resp->mutable_replica());
     return absl::OkStatus();
   });
 }

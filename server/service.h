@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -90,6 +91,11 @@ class RecommenderService final
   // RateStream, Train, CancelTraining, DeleteUser(s), UpsertItems) with
   // FAILED_PRECONDITION and this message.
   void SetReadOnly(std::string why) { read_only_ = std::move(why); }
+  // Before the server starts: fills GetModelInfo's `replica` (on a read
+  // replica).
+  void SetReplicaInfo(std::function<void(v1::ReplicaInfo*)> fill) {
+    replica_info_ = std::move(fill);
+  }
   // Before the server starts; `observer` must outlive the service.
   void SetObserver(ServiceObserver* observer) { observer_ = observer; }
 
@@ -148,6 +154,7 @@ class RecommenderService final
   std::atomic<Engine*> engine_{nullptr};
   ServiceObserver* observer_ = nullptr;
   std::string read_only_;
+  std::function<void(v1::ReplicaInfo*)> replica_info_;
   std::unique_ptr<RateBatcher> rate_batcher_;
 };
 

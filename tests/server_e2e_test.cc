@@ -826,6 +826,11 @@ TEST_F(ServerE2eTest, ReadReplicaFollowsThePrimaryThroughItsCrash) {
   EXPECT_EQ(Recommended(replica->stub(), "streamed"),
             Recommended(primary->stub(), "streamed"));
 
+  const CommandResult info = RunClient(replica->target(), "info");
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_THAT(info.output,
+              HasSubstr("replica_of: " + primary->target() +
+                        " (connected, 0 records behind, heard from"));
   // A write sent to the replica names the primary.
   const CommandResult refused = RunClient(
       replica->target(), "rate --user=streamed --item=i40 --rating=5");
