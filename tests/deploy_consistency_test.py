@@ -464,7 +464,9 @@ def check_kubernetes(c, flagfiles):
                     continue
                 values.update(parse_flag_values(args))
                 for key in ("data_dir", "model", "tls_cert", "tls_key",
-                            "tls_client_ca", "token_file"):
+                            "tls_client_ca", "token_file", "replica_tls_ca",
+                            "replica_tls_cert", "replica_tls_key",
+                            "replica_token_file"):
                     if key in values and not under(values[key], mounts):
                         c.error(where, f"--{key}={values[key]} is on no "
                                 f"volume mount ({sorted(mounts)})")
