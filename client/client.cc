@@ -31,6 +31,11 @@ namespace {
 constexpr char kOriginUrl[] = "recsys.client/origin";
 constexpr char kOriginUsage[] = "usage";
 constexpr char kOriginRpc[] = "rpc";
+// What a server says when it has not applied a min_log_sequence yet
+// (Engine::CheckApplied): "... has applied the log up to seq A, not yet S:
+// ...".
+constexpr char kAppliedUpTo[] = "has applied the log up to seq ";
+constexpr char kNotYet[] = ", not yet ";
 constexpr char kOriginOutcome[] = "outcome";
 
 std::string Origin(const absl::Status& status) {
@@ -306,6 +311,7 @@ absl::Status RunRecommend(const ClientOptions& options,
   request.set_include_rated(command.include_rated);
   for (const auto& id : command.exclude) request.add_exclude_item_ids(id);
   for (const auto& id : command.candidates) request.add_candidate_item_ids(id);
+  request.set_min_log_sequence(command.min_log_sequence);
   grpc::ClientContext context;
   internal::SetDeadline(options, &context);
   v1::RecommendResponse response;
@@ -420,6 +426,7 @@ absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
   v1::GetUserRequest request;
   request.set_user_id(command.user);
   request.set_recent(command.recent);
+  request.set_min_log_sequence(command.min_log_sequence);
   grpc::ClientContext context;
   internal::SetDeadline(options, &context);
   v1::GetUserResponse response;
@@ -803,6 +810,19 @@ Failure DescribeFailure(absl::string_view command, const absl::Status& status,
   }
   if (origin == kOriginOutcome) {
     return {absl::StrCat("recsys-client: ", command, ": ", status.message()),
+            1};
+  }
+  if (origin == kOriginRpc && status.code() == absl::StatusCode::kUnavailable &&
+      absl::StrContains(status.message(), kAppliedUpTo) &&
+      absl::StrContains(status.message(), kNotYet)) {
+    // The server answered: it has not applied the caller's write yet.
+    const size_t at = status.message().find(kNotYet);
+    const absl::string_view rest =
+        status.message().substr(at + std::strlen(kNotYet));
+    return {absl::StrCat("recsys-client: ", command,
+                         ": the server has not applied log sequence ",
+                         rest.substr(0, rest.find(':')), " yet (", code, ": ",
+                         status.message(), ")"),
             1};
   }
   if (origin == kOriginRpc &&

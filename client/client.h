@@ -78,6 +78,9 @@ struct RecommendOptions {
   std::vector<std::string> candidates;
   // Instead of `user`: a visitor's ratings, each "ITEM=RATING".
   std::vector<std::string> session;
+  // Only from a state holding the log up to here (read your writes on a
+  // replica); 0 = any.
+  uint64_t min_log_sequence = 0;
 };
 
 struct RateOptions {
@@ -138,6 +141,7 @@ struct TrainOptions {
 struct UserOptions {
   std::string user;
   int recent = 10;
+  uint64_t min_log_sequence = 0;  // as in RecommendOptions
 };
 
 struct ItemOptions {

@@ -78,6 +78,9 @@ ABSL_FLAG(bool, wait, false, "train: follow the job until it ends");
 ABSL_FLAG(std::string, job, "", "cancel-training: the training job's id");
 // user.
 ABSL_FLAG(int, recent, 10, "user: how many recent ratings");
+ABSL_FLAG(uint64_t, min_log_sequence, 0,
+          "recommend, user: answer only from a state holding the log up to "
+          "this sequence (what rate printed; read your writes on a replica)");
 ABSL_FLAG(std::optional<std::string>, title, std::nullopt,
           "set-item: the new title (unset or empty: unchanged)");
 ABSL_FLAG(std::optional<std::string>, genres, std::nullopt,
@@ -100,6 +103,7 @@ constexpr char kUsage[] =
     "commands:\n"
     "  recommend --user=U [-k 10] [--genre=G] [--include-rated]\n"
     "            [--exclude=ID,ID] [--candidates=ID,ID]\n"
+    "            [--min-log-sequence=S]   (read your writes on a replica)\n"
     "  recommend --session=ITEM=RATING,ITEM=RATING [-k 10] ...   for a "
     "visitor\n"
     "  rate      --user=U --item=I --rating=R [--timestamp=T]\n"
@@ -109,7 +113,7 @@ constexpr char kUsage[] =
     "            [--learning_rate=R] [--reg=R] [--reg_bias=R] [--seed=N]\n"
     "            [--validation_fraction=F]\n"
     "  cancel-training --job=J   stop a training job; the model stays\n"
-    "  user      --user=U [--recent=10]\n"
+    "  user      --user=U [--recent=10] [--min-log-sequence=S]\n"
     "  delete-user --user=U   erase the user's ratings, vector and id\n"
     "  delete-users --file=ids.txt|- [--batch=1000]   delete-user for each id\n"
     "            (one per line)\n"
@@ -150,6 +154,7 @@ RecommendOptions RecommendFromFlags() {
   o.exclude = absl::GetFlag(FLAGS_exclude);
   o.candidates = absl::GetFlag(FLAGS_candidates);
   o.session = absl::GetFlag(FLAGS_session);
+  o.min_log_sequence = absl::GetFlag(FLAGS_min_log_sequence);
   return o;
 }
 
@@ -209,6 +214,7 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     UserOptions o;
     o.user = absl::GetFlag(FLAGS_user);
     o.recent = absl::GetFlag(FLAGS_recent);
+    o.min_log_sequence = absl::GetFlag(FLAGS_min_log_sequence);
     return RunUser(options, o, *stub, io);
   }
   if (command == "delete-user") {

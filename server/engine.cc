@@ -724,6 +724,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
                                           }));
   apply_entries();
   std::atomic_store(&e->current_, gen);
+  e->applied_seq_ = e->log_->last_seq();
   e->purged_seq_ = after;
   // An erasure replayed from the log may have been logged just before a
   // crash, with the user still in the older files: they go now.
@@ -1151,6 +1152,7 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
         std::lock_guard<std::mutex> lock(journal_mu_);
         journal_.insert(journal_.end(), records.begin(), records.end());
       }
+      NoteApplied(*appended);
     }
   }
   CountLogged(static_cast<int64_t>(records.size()));
@@ -1183,6 +1185,7 @@ absl::Status Engine::ApplyReplicated(std::vector<LogRecord> records) {
       erasures = erasures || rec.erase_user;
     }
     if (!entries.empty()) ApplyEntries(*g, entries);
+    if (!records.empty()) NoteApplied(records.back().seq);
   }
   CountLogged(logged);
   if (!erasures) return absl::OkStatus();
@@ -1205,6 +1208,8 @@ absl::Status Engine::InstallSnapshot(Model model, uint64_t generation) {
   {
     std::unique_lock<WriterFirstMutex> swap(swap_mu_);
     RECSYS_RETURN_IF_ERROR(log_->SkipTo(seq));
+    // Lowered first: a reader that finds the new state also finds this.
+    applied_seq_.store(seq);
     std::atomic_store(&current_, next);
     since_snapshot_ = 0;
   }
@@ -1307,6 +1312,21 @@ absl::Status Engine::WriteSnapshotLocked() {
   return absl::OkStatus();
 }
 
+void Engine::NoteApplied(uint64_t seq) {
+  uint64_t seen = applied_seq_.load();
+  while (seen < seq && !applied_seq_.compare_exchange_weak(seen, seq)) {
+  }
+}
+
+absl::Status Engine::CheckApplied(uint64_t min) const {
+  const uint64_t applied = applied_seq_.load();
+  if (min <= applied) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrFormat(
+      "this server has applied the log up to seq %d, not yet %d: retry "
+      "shortly, or ask the primary",
+      applied, min));
+}
+
 void Engine::NoteErasure(uint64_t seq) {
   uint64_t seen = erased_seq_.load();
   while (seen < seq && !erased_seq_.compare_exchange_weak(seen, seq)) {
@@ -1377,6 +1397,7 @@ absl::StatusOr<std::vector<DeleteUserResult>> Engine::DeleteUsers(
         out[position[j]].ratings_deleted = Erase(*g, records[j]);
       }
       NoteErasure(last);
+      NoteApplied(last);
       if (journaling_) {
         std::lock_guard<std::mutex> lock(journal_mu_);
         journal_.insert(journal_.end(), records.begin(), records.end());
@@ -1493,6 +1514,7 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
       RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
       logged = static_cast<int64_t>(records.size());
       ApplyEntries(*g, applied);
+      NoteApplied(out.sequence);
       if (journaling_) {
         std::lock_guard<std::mutex> lock(journal_mu_);
         journal_.insert(journal_.end(), records.begin(), records.end());
@@ -1599,6 +1621,9 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
         "at most %d excluded, candidate or session items", kMaxListItems));
   }
   const std::shared_ptr<Generation> g = current();
+  if (q.min_log_sequence != 0) {
+    RECSYS_RETURN_IF_ERROR(CheckApplied(q.min_log_sequence));
+  }
   const Model& m = *g->model;
   const std::shared_ptr<const NewItems> ni = g->items();
   RECSYS_RETURN_IF_ERROR(CheckGenre(*ni, q.genre));
@@ -1909,14 +1934,17 @@ absl::StatusOr<SimilarResult> Engine::SimilarItems(const std::string& item,
   return out;
 }
 
-absl::StatusOr<UserResult> Engine::GetUser(const std::string& user,
-                                           int recent) const {
+absl::StatusOr<UserResult> Engine::GetUser(const std::string& user, int recent,
+                                           uint64_t min_log_sequence) const {
   RECSYS_RETURN_IF_ERROR(CheckId("user id", user));
   if (recent <= 0 || recent > kMaxK) {
     return absl::InvalidArgumentError(
         absl::StrFormat("recent must be in 1..%d, got %d", kMaxK, recent));
   }
   const std::shared_ptr<Generation> g = current();
+  if (min_log_sequence != 0) {
+    RECSYS_RETURN_IF_ERROR(CheckApplied(min_log_sequence));
+  }
   internal::UserView v = internal::ViewUser(*g, user);
   if (!v.known)
     return absl::NotFoundError(absl::StrCat("unknown user '", user, "'"));

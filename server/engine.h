@@ -110,6 +110,9 @@ struct RecommendQuery {
   // items count as rated; ids the model does not know are listed in
   // RecommendResult::unknown_items. A later rating of the same item wins.
   std::vector<SessionRating> session;
+  // UNAVAILABLE unless the state answering holds the log up to here (read
+  // your writes on a replica: a RateResult::sequence); 0 = any state.
+  uint64_t min_log_sequence = 0;
 };
 
 struct RecommendedItem {
@@ -260,7 +263,9 @@ class Engine {
       const std::vector<RatingInput>& ratings);
   absl::StatusOr<SimilarResult> SimilarItems(const std::string& item,
                                              int k) const;
-  absl::StatusOr<UserResult> GetUser(const std::string& user, int recent) const;
+  // `min_log_sequence` as in RecommendQuery.
+  absl::StatusOr<UserResult> GetUser(const std::string& user, int recent,
+                                     uint64_t min_log_sequence = 0) const;
   // Erases a user: their ratings, vector and id. Once it returns OK the
   // erasure is durable (a log record) and no file of the data directory
   // holds the user any more: a snapshot without them has been written, and
@@ -321,6 +326,9 @@ class Engine {
   const RatingLog& log() const { return *log_; }
   // The serving model's version (a new one per trained or installed model).
   uint64_t generation() const;
+  // The log sequence the answers reflect: every record up to it is applied
+  // (on a primary, the newest applied; every acknowledged one is).
+  uint64_t applied_sequence() const { return applied_seq_.load(); }
 
   // Read replicas (server/replication.h).
   // On the primary: the newest snapshot file, which a replica starts from.
@@ -387,6 +395,11 @@ class Engine {
                         internal::NewItems* next);
   // Raises erased_seq_ to `seq` (never lowers it).
   void NoteErasure(uint64_t seq);
+  // Raises applied_seq_ to `seq` (never lowers it).
+  void NoteApplied(uint64_t seq);
+  // UNAVAILABLE when applied_seq_ is below `min` (call after taking the
+  // generation that will answer: InstallSnapshot lowers it first).
+  absl::Status CheckApplied(uint64_t min) const;
   // WriteSnapshot with snapshot_mu_ held.
   absl::Status WriteSnapshotLocked();
   // Adds `records` just logged to the count since the last snapshot, and
@@ -426,6 +439,8 @@ class Engine {
   uint64_t purged_seq_ = 0;
   // The newest erasure applied: older snapshots may hold the user.
   std::atomic<uint64_t> erased_seq_{0};
+  // See applied_sequence().
+  std::atomic<uint64_t> applied_seq_{0};
 
   mutable std::mutex jobs_mu_;
   std::map<std::string, std::shared_ptr<internal::TrainingJob>> jobs_;

@@ -257,6 +257,7 @@ grpc::ServerUnaryReactor* RecommenderService::Recommend(
         for (const v1::SessionItem& it : req.session_items()) {
           q.session.push_back({it.item_id(), it.rating()});
         }
+        q.min_log_sequence = req.min_log_sequence();
         // The strings go from the serving state straight into the bytes.
         RECSYS_ASSIGN_OR_RETURN(
             RecommendResult r, e.Recommend(q, [](const RecommendedItemRef& it) {
@@ -467,8 +468,9 @@ grpc::ServerUnaryReactor* RecommenderService::GetUser(
     grpc::CallbackServerContext* ctx, const v1::GetUserRequest* req,
     v1::GetUserResponse* resp) {
   return AnswerWithEngine(ctx, engine(), [&](Engine& e) -> absl::Status {
-    RECSYS_ASSIGN_OR_RETURN(
-        UserResult r, e.GetUser(req->user_id(), KOrDefault(req->recent())));
+    RECSYS_ASSIGN_OR_RETURN(UserResult r,
+                            e.GetUser(req->user_id(), KOrDefault(req->recent()),
+                                      req->min_log_sequence()));
     resp->set_user_id(req->user_id());
     resp->set_rating_count(r.rating_count);
     resp->set_personalized(r.personalized);

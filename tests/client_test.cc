@@ -59,6 +59,14 @@ class FakeRecommender final : public v1::Recommender::Service {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           "no model loaded");
     }
+    if (request->min_log_sequence() > 3) {  // a replica that is behind
+      return grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("this server has applied the log up to seq 3, not "
+                       "yet ",
+                       request->min_log_sequence(),
+                       ": retry shortly, or ask the primary"));
+    }
     response->set_strategy(request->user_id() == "new"
                                ? v1::STRATEGY_POPULARITY
                                : v1::STRATEGY_PERSONALIZED);
@@ -433,6 +441,24 @@ TEST_F(ClientTest, ServerErrorNamesTheCode) {
   EXPECT_EQ(f.message,
             "recsys-client: recommend failed: FAILED_PRECONDITION: no model "
             "loaded");
+}
+
+// The server's own UNAVAILABLE (a replica behind the caller's write) is not
+// a server that cannot be reached.
+TEST_F(ClientTest, AReplicaBehindTheWriteIsNotAnUnreachableServer) {
+  RecommendOptions command;
+  command.user = "1";
+  command.min_log_sequence = 9;
+  const absl::Status s = RunRecommend(options_, command, *stub_, io_);
+  EXPECT_EQ(service_.last_recommend_.min_log_sequence(), 9u);
+  const Failure f = DescribeFailure("recommend", s, options_);
+  EXPECT_EQ(f.exit_code, 1);
+  EXPECT_EQ(f.message,
+            "recsys-client: recommend: the server has not applied log "
+            "sequence 9 yet (UNAVAILABLE: this server has applied the log up "
+            "to seq 3, not yet 9: retry shortly, or ask the primary)");
+  command.min_log_sequence = 3;
+  EXPECT_TRUE(RunRecommend(options_, command, *stub_, io_).ok());
 }
 
 TEST_F(ClientTest, RateUnary) {

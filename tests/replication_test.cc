@@ -278,6 +278,50 @@ TEST_F(ReplicaEngineTest, AGapInTheRecordsIsRefused) {
             testing::SmallAlsModel(data_).user_ratings.cols.size());
 }
 
+TEST_F(ReplicaEngineTest, ReadsCanWaitForTheCallersOwnWrite) {
+  absl::StatusOr<RateResult> mine = primary_->Rate({"u1", "i9", 5, 0});
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  RecommendQuery q;
+  q.user = "u1";
+  q.min_log_sequence = mine->sequence;
+  // The primary applied it before acknowledging it.
+  EXPECT_TRUE(primary_->Recommend(q).ok());
+  EXPECT_TRUE(primary_->GetUser("u1", 5, mine->sequence).ok());
+  // A replica that has not applied it says so, until it has.
+  const absl::StatusOr<RecommendResult> early = replica_->Recommend(q);
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(early.status().message()),
+              HasSubstr(absl::StrCat("not yet ", mine->sequence)));
+  EXPECT_EQ(replica_->GetUser("u1", 5, mine->sequence).status().code(),
+            absl::StatusCode::kUnavailable);
+  q.min_log_sequence = 0;
+  EXPECT_TRUE(replica_->Recommend(q).ok());  // any state will do
+  Pump();
+  q.min_log_sequence = mine->sequence;
+  EXPECT_TRUE(replica_->Recommend(q).ok());
+  EXPECT_EQ(replica_->applied_sequence(), mine->sequence);
+  // A sequence from the future is not there yet on the primary either.
+  q.min_log_sequence = mine->sequence + 1;
+  EXPECT_EQ(primary_->Recommend(q).status().code(),
+            absl::StatusCode::kUnavailable);
+
+  // Installing a snapshot older than what was applied takes the state back
+  // until the records after it come again.
+  const uint64_t before = replica_->applied_sequence();
+  ASSERT_TRUE(primary_->StartTraining({}).ok());
+  primary_->WaitForTraining();
+  absl::StatusOr<SnapshotRef> ref = primary_->NewestSnapshot();
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  absl::StatusOr<Model> m = LoadModel(ref->path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  m->log_sequence = before - 1;  // as if the snapshot ended one earlier
+  ASSERT_TRUE(replica_->InstallSnapshot(*std::move(m), ref->generation).ok());
+  EXPECT_EQ(replica_->applied_sequence(), before - 1);
+  q.min_log_sequence = before;
+  EXPECT_EQ(replica_->Recommend(q).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
 TEST_F(ReplicaEngineTest, ReadersNeverWaitForCopyingOrInstalling) {
   std::atomic<bool> done{false};
   std::atomic<int64_t> answered{0};
@@ -480,6 +524,33 @@ TEST_F(ReplicaServerTest, FollowsThePrimaryAndRefusesWrites) {
       EXPECT_EQ(on_replica.items(k).item().id(),
                 on_primary.items(k).item().id());
     }
+  }
+  // Read your writes: the sequence the primary acknowledged, asked of the
+  // replica, is answered once the replica holds it (UNAVAILABLE before).
+  {
+    grpc::ClientContext ctx;
+    v1::RateRequest rate;
+    rate.set_user_id("u3");
+    rate.set_item_id("i77");
+    rate.set_rating(5);
+    v1::RateResponse acked;
+    ASSERT_TRUE(primary_stub_->Rate(&ctx, rate, &acked).ok());
+    v1::RecommendRequest req;
+    req.set_user_id("u3");
+    req.set_min_log_sequence(acked.sequence());
+    grpc::Status s;
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    do {
+      grpc::ClientContext c;
+      v1::RecommendResponse resp;
+      s = replica_stub->Recommend(&c, req, &resp);
+      if (s.ok()) break;
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE)
+          << s.error_message();
+      absl::SleepFor(absl::Milliseconds(5));
+    } while (absl::Now() < deadline);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_GE(replica->engine()->applied_sequence(), acked.sequence());
   }
   // Writes do not: they name the primary.
   const grpc::Status refused = Rate(*replica_stub, "u1", "i1", 5);
