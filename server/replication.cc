@@ -287,12 +287,8 @@ absl::Status Replicator::PrepareDataDir(const std::string& dir,
 
 void Replicator::Start(Engine* engine,
                        std::function<void(uint64_t version)> installed) {
-  engine_ = engine;
   installed_ = std::move(installed);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    status_.applied_sequence = engine->log().last_seq();  // Open replayed it
-  }
+  engine_.store(engine);
   thread_ = std::thread([this] { Run(); });
   watchdog_ = std::thread([this] { Watch(); });
 }
@@ -323,8 +319,14 @@ void Replicator::Stop() {
 }
 
 ReplicaStatus Replicator::status() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return status_;
+  ReplicaStatus s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = status_;
+  }
+  const Engine* engine = engine_.load();
+  if (engine != nullptr) s.applied_sequence = engine->applied_sequence();
+  return s;
 }
 
 bool Replicator::Sleep(absl::Duration d) {
@@ -393,11 +395,9 @@ absl::StatusOr<bool> Replicator::Follow() {
   // From what the serving state holds: after an install, that is the
   // snapshot's end, and the records after it that the log already has are
   // applied again (Engine::InstallSnapshot).
+  Engine& engine = *engine_.load();
   v1::FollowLogRequest req;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    req.set_after_sequence(status_.applied_sequence);
-  }
+  req.set_after_sequence(engine.applied_sequence());
   std::unique_ptr<grpc::ClientReader<v1::LogBatch>> reader =
       stub_->FollowLog(&ctx, req);
   v1::LogBatch batch;
@@ -412,11 +412,11 @@ absl::StatusOr<bool> Replicator::Follow() {
       status_.last_contact = absl::Now();
       if (active_heard_ != absl::InfiniteFuture()) active_heard_ = absl::Now();
     }
-    if (batch.model_version() != engine_->generation()) {
+    if (batch.model_version() != engine.generation()) {
       Log(LogLevel::kInfo, "replica: the primary serves another model",
           {{"primary", primary_},
            {"model_version", batch.model_version()},
-           {"ours", engine_->generation()}});
+           {"ours", engine.generation()}});
       reinstall = true;
       break;
     }
@@ -427,12 +427,10 @@ absl::StatusOr<bool> Replicator::Follow() {
       records.push_back(FromLogEntry(e));
     }
     const size_t n = records.size();
-    const uint64_t last = records.back().seq;
-    failure = engine_->ApplyReplicated(std::move(records));
+    failure = engine.ApplyReplicated(std::move(records));
     if (!failure.ok()) break;
     std::lock_guard<std::mutex> lock(mu_);
     status_.records_applied += n;
-    status_.applied_sequence = last;
   }
   // Leaving early: the stream is still open (cancelling a finished one
   // would hide its status).
@@ -472,7 +470,7 @@ absl::Status Replicator::Reinstall() {
   if (!got.ok()) return got.status();
   const uint64_t seq = got->first.log_sequence;
   RECSYS_RETURN_IF_ERROR(
-      engine_->InstallSnapshot(std::move(got->first), got->second));
+      engine_.load()->InstallSnapshot(std::move(got->first), got->second));
   Log(LogLevel::kInfo, "replica: installed the primary's snapshot",
       {{"primary", primary_},
        {"model_version", got->second},
@@ -480,7 +478,6 @@ absl::Status Replicator::Reinstall() {
   if (installed_) installed_(got->second);
   std::lock_guard<std::mutex> lock(mu_);
   ++status_.snapshots_installed;
-  status_.applied_sequence = seq;
   return absl::OkStatus();
 }
 

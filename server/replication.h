@@ -84,7 +84,8 @@ struct ReplicaStatus {
   bool connected = false;         // a FollowLog stream is open
   uint64_t primary_sequence = 0;  // the primary's last durable record, as
                                   // last heard
-  // The last record this replica applied (what its answers reflect).
+  // Every record up to here is applied: what the answers reflect
+  // (Engine::applied_sequence).
   uint64_t applied_sequence = 0;
   absl::Time last_contact = absl::InfinitePast();
   uint64_t snapshots_installed = 0;
@@ -140,7 +141,7 @@ class Replicator {
   const std::unique_ptr<v1::Replication::Stub> stub_;
   const absl::Duration retry_;
   const absl::Duration silence_;
-  Engine* engine_ = nullptr;
+  std::atomic<Engine*> engine_{nullptr};  // set by Start
   std::function<void(uint64_t)> installed_;
   std::thread thread_;
   std::thread watchdog_;
