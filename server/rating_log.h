@@ -280,9 +280,10 @@ class RatingLog {
 
 // Reads a log's records in seq order while it grows: what a primary sends
 // its read replicas. Only records that are durable on the primary are read
-// (fsynced, or written under SyncPolicy::kNever), so a replica never holds a
-// rating that a crash of the primary could take back. Not thread-safe; one
-// reader per follower.
+// (fsynced), so a replica never holds a rating that a crash of the primary
+// could take back; under SyncPolicy::kNever, where nothing is durable before
+// the OS writes it, records are read once written, and that promise is
+// void. Not thread-safe; one reader per follower.
 class LogReader {
  public:
   ~LogReader();
