@@ -212,13 +212,10 @@ std::string RenderReplicaMetrics(const ReplicaStatus& s, absl::Time now) {
   one("recsys_replica_connected", "gauge",
       "1 while this read replica follows its primary's log.",
       s.connected ? 1 : 0);
-  const uint64_t lag = s.primary_sequence > s.applied_sequence
-                           ? s.primary_sequence - s.applied_sequence
-                           : 0;
   one("recsys_replica_lag_records", "gauge",
       "Records the primary held (as last heard) that this replica has not "
       "applied yet.",
-      static_cast<double>(lag));
+      static_cast<double>(s.lag_records()));
   one("recsys_replica_applied_sequence", "gauge",
       "The primary's log sequence number of the last record this replica "
       "applied.",
@@ -226,9 +223,7 @@ std::string RenderReplicaMetrics(const ReplicaStatus& s, absl::Time now) {
   one("recsys_replica_last_contact_age_seconds", "gauge",
       "Seconds since the primary last sent a batch (at least one a second "
       "while connected; -1 before the first).",
-      s.last_contact == absl::InfinitePast()
-          ? -1.0
-          : absl::ToDoubleSeconds(now - s.last_contact));
+      s.last_contact_age_seconds(now));
   one("recsys_replica_snapshots_installed_total", "counter",
       "Snapshots of the primary this replica installed (at its first start, "
       "after the primary trained a model, or after falling behind its log).",

@@ -90,6 +90,19 @@ struct ReplicaStatus {
   absl::Time last_contact = absl::InfinitePast();
   uint64_t snapshots_installed = 0;
   uint64_t records_applied = 0;
+
+  // Records the primary held, as last heard, that are not applied yet.
+  uint64_t lag_records() const {
+    return primary_sequence > applied_sequence
+               ? primary_sequence - applied_sequence
+               : 0;
+  }
+  // Seconds since the primary's last batch; -1 before the first.
+  double last_contact_age_seconds(absl::Time now) const {
+    return last_contact == absl::InfinitePast()
+               ? -1.0
+               : absl::ToDoubleSeconds(now - last_contact);
+  }
 };
 
 // The replica's Prometheus lines: recsys_replica_connected,

@@ -191,14 +191,9 @@ absl::Status Server::Start() {
       const ReplicaStatus st = replicator_->status();
       out->set_primary(st.primary);
       out->set_connected(st.connected);
-      out->set_lag_records(
-          static_cast<int64_t>(st.primary_sequence > st.applied_sequence
-                                   ? st.primary_sequence - st.applied_sequence
-                                   : 0));
+      out->set_lag_records(static_cast<int64_t>(st.lag_records()));
       out->set_last_contact_age_seconds(
-          st.last_contact == absl::InfinitePast()
-              ? -1.0
-              : absl::ToDoubleSeconds(absl::Now() - st.last_contact));
+          st.last_contact_age_seconds(absl::Now()));
     });
     service_.SetReadOnly(absl::StrCat("this server is a read replica of ",
                                       o.replica.target, ": send writes there"));
