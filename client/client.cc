@@ -391,8 +391,9 @@ absl::Status RunSimilar(const ClientOptions& options,
   return absl::OkStatus();
 }
 
-absl::Status RunTrain(const ClientOptions& options, const TrainOptions& command,
-                      RecommenderStub& stub, const Streams& io) {
+absl::Status RunTrain(const ClientOptions& options,
+                      const TrainRpcOptions& command, RecommenderStub& stub,
+                      const Streams& io) {
   v1::TrainRequest request;
   request.set_model_kind(command.model);
   if (command.factors) request.set_factors(*command.factors);

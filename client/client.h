@@ -126,7 +126,7 @@ struct SimilarOptions {
   int k = 10;
 };
 
-struct TrainOptions {
+struct TrainRpcOptions {
   std::string model;  // empty = the server's current kind
   std::optional<int32_t> factors;
   std::optional<int32_t> epochs;
@@ -185,8 +185,9 @@ absl::Status RunSimilar(const ClientOptions& options,
                         const Streams& io);
 // Starts a job and, with `wait`, prints its progress until it ends; fails
 // when the job FAILED.
-absl::Status RunTrain(const ClientOptions& options, const TrainOptions& command,
-                      RecommenderStub& stub, const Streams& io);
+absl::Status RunTrain(const ClientOptions& options,
+                      const TrainRpcOptions& command, RecommenderStub& stub,
+                      const Streams& io);
 absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
                      RecommenderStub& stub, const Streams& io);
 // DeleteUser: erases the user's ratings, vector and id (see the proto).

@@ -198,7 +198,7 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     return RunSimilar(options, o, *stub, io);
   }
   if (command == "train") {
-    TrainOptions o;
+    TrainRpcOptions o;
     o.model = absl::GetFlag(FLAGS_model);
     o.factors = absl::GetFlag(FLAGS_factors);
     o.epochs = absl::GetFlag(FLAGS_epochs);

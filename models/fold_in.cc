@@ -6,6 +6,7 @@
 #include "Eigen/Cholesky"
 #include "absl/strings/str_cat.h"
 #include "models/bayes.h"
+#include "models/evaluation.h"
 #include "models/ials.h"
 
 namespace recsys {
@@ -274,6 +275,20 @@ absl::StatusOr<FoldInResult> FoldIn(const Model& model,
   return FoldInRows(model, user_side, other_factors, other_bias, cols, values);
 }
 
+// The settings of the ranking columns (kinds that do not rank by rating).
+Hyperparameters RankParams(const Model& m) {
+  return m.kind == ModelKind::kHybrid ? RankingPart(m.params) : m.params;
+}
+
+// The target of one rating in the ranking part's right-hand side: iALS and
+// PureSVD weigh it by its value; a popularity part counts relevant ones.
+float RankTarget(const Model& m, const Hyperparameters& rp, float value) {
+  if (m.ranking_kind() == ModelKind::kPopularity) {
+    return value >= DefaultRelevanceThreshold(m.scale) ? 1.0f : 0.0f;
+  }
+  return internal::ImplicitTarget(rp, m.scale, value);
+}
+
 }  // namespace
 
 FoldInEquations::FoldInEquations(const Model& model, bool user_side)
@@ -304,10 +319,11 @@ void FoldInEquations::Add(const float* factors, float bias, float value,
   if (!m.ranks_by_rating()) {
     const int32_t r = m.rank_cols();
     Eigen::Map<const Eigen::VectorXf> q(factors, r);
-    gram_.selfadjointView<Eigen::Lower>().rankUpdate(q, sign);
-    const Hyperparameters p =
-        m.kind == ModelKind::kHybrid ? RankingPart(m.params) : m.params;
-    rhs_ += (sign * internal::ImplicitTarget(p, m.scale, value)) * q;
+    // (Only iALS weighs the observed pairs apart from the rest.)
+    if (m.ranking_kind() == ModelKind::kIals) {
+      gram_.selfadjointView<Eigen::Lower>().rankUpdate(q, sign);
+    }
+    rhs_ += (sign * RankTarget(m, RankParams(m), value)) * q;
     if (m.kind == ModelKind::kHybrid) {
       bayes_.Add(factors + r, m.mu + bias, value, sign);
     }
@@ -339,15 +355,16 @@ void FoldInEquations::AddRows(RowMatrixRef rows, const Eigen::VectorXf& bias,
   thread_local internal::SolveScratch s;
   if (!m.ranks_by_rating()) {
     const int32_t r = m.rank_cols();
-    const Hyperparameters p =
-        m.kind == ModelKind::kHybrid ? RankingPart(m.params) : m.params;
+    const Hyperparameters p = RankParams(m);
     s.y.resize(r, n);
     s.b.resize(n);
     for (int64_t j = 0; j < n; ++j) {
       s.y.col(j) = rows.row(cols[j]).head(r).transpose();
-      s.b[j] = internal::ImplicitTarget(p, m.scale, values[j]);
+      s.b[j] = RankTarget(m, p, values[j]);
     }
-    gram_.selfadjointView<Eigen::Lower>().rankUpdate(s.y);
+    if (m.ranking_kind() == ModelKind::kIals) {
+      gram_.selfadjointView<Eigen::Lower>().rankUpdate(s.y);
+    }
     rhs_.noalias() += s.y * s.b;
     if (m.kind == ModelKind::kHybrid) {
       for (int64_t j = 0; j < n; ++j) {
@@ -388,18 +405,33 @@ FoldInResult FoldInEquations::Solve() const {
   thread_local Eigen::MatrixXf a;
   thread_local Eigen::VectorXf x;
   if (!m.ranks_by_rating()) {
-    const Hyperparameters rp =
-        m.kind == ModelKind::kHybrid ? RankingPart(p) : p;
+    const Hyperparameters rp = RankParams(m);
     const Eigen::MatrixXf& gram = user_side_ ? m.item_gram : m.user_gram;
-    if (n_ > 0) {  // else zero, as SolveImplicitRow has it
-      a = gram_;
-      a.noalias() += rp.implicit_weight * gram;
-      a.diagonal().array() += internal::ImplicitPenalty(rp, n_, n_other);
-      x = rhs_;
-      internal::SolveSymmetric(a, &x);
+    if (n_ > 0) {  // else zero, as training has it
+      switch (m.ranking_kind()) {
+        case ModelKind::kPuresvd:
+          // The least-squares projection of the row (zeros where unrated)
+          // onto the other side's factors: (Q^T Q)^-1 Q^T t.
+          a = gram;
+          x = rhs_;
+          internal::SolveSymmetric(a, &x);
+          break;
+        case ModelKind::kPopularity:
+          // A user takes every item's count as it is; an item's count is
+          // its relevant ratings.
+          x = user_side_ ? Eigen::VectorXf::Ones(1) : rhs_;
+          break;
+        default:
+          a = gram_;
+          a.noalias() += rp.implicit_weight * gram;
+          a.diagonal().array() += internal::ImplicitPenalty(rp, n_, n_other);
+          x = rhs_;
+          internal::SolveSymmetric(a, &x);
+          break;
+      }
       result.factors.head(m.rank_cols()) = x;
     }
-    if (m.kind == ModelKind::kIals) {
+    if (m.kind != ModelKind::kHybrid) {
       result.bias = baseline_bias;
     } else {
       bayes_.Solve(&result.bias, result.factors.data() + m.rank_cols());

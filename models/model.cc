@@ -10,7 +10,7 @@ constexpr std::pair<ModelKind, absl::string_view> kKindNames[] = {
     {ModelKind::kBaseline, "baseline"}, {ModelKind::kPopularity, "popularity"},
     {ModelKind::kSgd, "sgd"},           {ModelKind::kAls, "als"},
     {ModelKind::kIals, "ials"},         {ModelKind::kBayes, "bayes"},
-    {ModelKind::kHybrid, "hybrid"},
+    {ModelKind::kHybrid, "hybrid"},     {ModelKind::kPuresvd, "puresvd"},
 };
 }  // namespace
 

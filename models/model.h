@@ -38,8 +38,13 @@ enum class ModelKind : uint32_t {
                     // predicted ratings come from its baseline biases
   kBayes = 6,       // Bayesian biased MF by Gibbs sampling (models/bayes.h):
                     // factor rows hold every kept sample, concatenated
-  kHybrid = 7,      // ranks by iALS, predicts ratings by Bayesian MF: each
-                    // factor row is [iALS part | Bayesian part]
+  kHybrid = 7,      // ranks by its ranking part (iALS unless
+                    // params.rank_kind says PureSVD or popularity),
+                    // predicts ratings by Bayesian MF: each factor row is
+                    // [ranking part | Bayesian part]
+  kPuresvd = 8,     // PureSVD (models/puresvd.h): ranks by the rank-k
+                    // reconstruction of the zero-filled matrix; predicted
+                    // ratings come from its baseline biases
 };
 
 absl::string_view ModelKindName(ModelKind kind);
@@ -91,9 +96,20 @@ struct Hyperparameters {
   int32_t rank_factors = 0;
   int32_t rank_epochs = 0;
   float rank_reg = 0.0f;
+  // kHybrid: the kind of its ranking part, kIals, kPuresvd or kPopularity
+  // (then one column: 1 for a user with ratings, the item's count of
+  // relevant ratings for an item; see DefaultRelevanceThreshold).
+  ModelKind rank_kind = ModelKind::kIals;
+  // Kinds that rank by a score of their own (kIals, kPuresvd, and kHybrid
+  // with an iALS or PureSVD ranking part): the weight w of a popularity
+  // prior added to every item's ranking score (Model::rank_bias),
+  // w * log(1 + r_i) / log(1 + max_j r_j) for r_i the item's relevant
+  // training ratings. 0 = none.
+  float popularity_weight = 0.0f;
 };
 
-// The iALS settings of kHybrid's ranking part.
+// The settings of kHybrid's ranking part, as a model of kind
+// hybrid.rank_kind would take them.
 Hyperparameters RankingPart(const Hyperparameters& hybrid);
 
 // kBayes (and kHybrid's Bayesian part): what fold-in needs from each kept
@@ -107,6 +123,34 @@ struct Posterior {
   RowMatrix user_precision;  // [S*d x d], sample s in rows s*d .. s*d+d-1
   RowMatrix item_mean;       // [S x d]
   RowMatrix item_precision;  // [S*d x d]
+};
+
+// One candidate that model selection (models/selection.h) trained and
+// scored on its validation split.
+struct SelectionTrial {
+  std::string candidate;  // kind and settings, e.g. "ials factors=64 ..."
+  ModelKind kind = ModelKind::kBaseline;
+  enum Part : int32_t { kRanking = 0, kRating = 1 };
+  Part part = kRanking;  // which half of the served model it competed for
+  int32_t rung = 0;      // successive-halving round, 0 first
+  int64_t work = 0;      // budget units it spent (see SelectionOptions)
+  double ndcg = -1;      // validation nDCG@10 (ranking part), -1 if unscored
+  double rmse = -1;      // validation RMSE (rating part), -1 if unscored
+  double seconds = 0;    // wall time of its fit and scoring
+  bool chosen = false;   // this setting serves
+};
+
+// What selection tried and chose. Empty for a model trained exactly as
+// told.
+struct SelectionReport {
+  std::vector<SelectionTrial> trials;  // in the order they finished
+  int64_t budget = 0;                  // work units allowed
+  int64_t work = 0;                    // work units spent
+  double seconds = 0;                  // wall time of the whole selection
+  int64_t validation_users = 0;        // users scored for nDCG@10
+  int64_t validation_ratings = 0;      // held-out ratings
+  std::string summary;                 // one line: what serves, and why
+  bool empty() const { return trials.empty(); }
 };
 
 struct Model {
@@ -133,25 +177,34 @@ struct Model {
   uint64_t log_sequence = 0;
   // RMSE on the held-out share of the last training run, -1 if none.
   double last_validation_rmse = -1;
+  // How kind and params were chosen, when they were (models/selection.h).
+  SelectionReport selection;
 
   int32_t num_users() const { return users.size(); }
   int32_t num_items() const { return items.size(); }
   int32_t factors() const { return static_cast<int32_t>(item_factors.cols()); }
   // Whether the ranking score is the predicted rating (explicit kinds), or a
-  // preference score of its own (kIals, kHybrid; kPopularity ranks by
-  // counts and predicts like the baseline).
+  // preference score of its own (kIals, kPuresvd, kHybrid; kPopularity
+  // ranks by counts and predicts like the baseline).
   bool ranks_by_rating() const {
-    return kind != ModelKind::kIals && kind != ModelKind::kHybrid;
+    return kind != ModelKind::kIals && kind != ModelKind::kHybrid &&
+           kind != ModelKind::kPuresvd;
+  }
+  // What produces the ranking columns: the kind itself, or a kHybrid's
+  // ranking part.
+  ModelKind ranking_kind() const {
+    return kind == ModelKind::kHybrid ? params.rank_kind : kind;
   }
   // Factor columns [0, rank_cols()) give the ranking score p_u . q_i of the
   // kinds that do not rank by rating; columns [rating_col(), factors()) are
-  // the factor term of the predicted rating (none for kIals).
+  // the factor term of the predicted rating (none for kIals, kPuresvd).
   int32_t rank_cols() const {
     return kind == ModelKind::kHybrid ? params.rank_factors : factors();
   }
   int32_t rating_col() const {
     if (kind == ModelKind::kHybrid) return params.rank_factors;
-    return kind == ModelKind::kIals ? factors() : 0;
+    return kind == ModelKind::kIals || kind == ModelKind::kPuresvd ? factors()
+                                                                   : 0;
   }
   // The predicted rating (unclipped) of a user row against an item row,
   // each factors() floats.
@@ -166,6 +219,10 @@ struct Model {
     }
     return s;
   }
+  // Added to item i's ranking score (kinds that do not rank by rating):
+  // the popularity prior of params.popularity_weight, [num_items] or empty
+  // (zeros). Items added after training have none.
+  Eigen::VectorXf rank_bias;
   // Q^T Q (and P^T P) over the ranking columns, for iALS fold-in, filled by
   // TrainModel and LoadModel via ComputeGrams; empty for other kinds.
   Eigen::MatrixXf item_gram;
@@ -186,8 +243,8 @@ struct Model {
 // arrays (zeros) for `factors` columns.
 void InitModelFrom(const RatingData& data, ModelKind kind,
                    const Hyperparameters& params, int32_t factors, Model* m);
-// Fills item_gram and user_gram for kIals and kHybrid (clears them
-// otherwise).
+// Fills item_gram and user_gram for the kinds that rank by a score of their
+// own (clears them otherwise).
 void ComputeGrams(Model* m);
 
 }  // namespace recsys

@@ -32,7 +32,7 @@ static_assert(std::numeric_limits<float>::is_iec559 &&
 // A field added to these structs is silently left out of model files unless
 // VisitScalars writes it, and old files cannot supply it: update
 // VisitScalars, the table in model_io.h and kModelFormatVersion, then these.
-static_assert(sizeof(Hyperparameters) == 96, "update the model file format");
+static_assert(sizeof(Hyperparameters) == 104, "update the model file format");
 static_assert(sizeof(RatingScale) == 8, "update the model file format");
 static_assert(sizeof(DataWatermark) == 16, "update the model file format");
 
@@ -45,7 +45,7 @@ class Writer {
 
   template <typename T>
   void operator()(const T& value) {
-    static_assert(std::is_arithmetic_v<T>);
+    static_assert(std::is_arithmetic_v<T> || std::is_enum_v<T>);
     Bytes(&value, sizeof(value));
   }
   void Bytes(const void* data, size_t size) {
@@ -72,7 +72,7 @@ class Reader {
   // Unchecked, for the fixed part only: the caller checks its size once.
   template <typename T>
   void operator()(T& value) {
-    static_assert(std::is_arithmetic_v<T>);
+    static_assert(std::is_arithmetic_v<T> || std::is_enum_v<T>);
     std::memcpy(&value, rest_.data(), sizeof(value));
     rest_.remove_prefix(sizeof(value));
   }
@@ -98,6 +98,14 @@ class Reader {
   }
 
   absl::Status U32(uint32_t* value, absl::string_view what) {
+    RECSYS_ASSIGN_OR_RETURN(const char* data, Take(1, sizeof(*value), what));
+    std::memcpy(value, data, sizeof(*value));
+    return absl::OkStatus();
+  }
+
+  template <typename T>
+  absl::Status Scalar(T* value, absl::string_view what) {
+    static_assert(std::is_arithmetic_v<T>);
     RECSYS_ASSIGN_OR_RETURN(const char* data, Take(1, sizeof(*value), what));
     std::memcpy(value, data, sizeof(*value));
     return absl::OkStatus();
@@ -144,6 +152,10 @@ void VisitScalars(M& m, Io& io, uint32_t version) {
     io(m.params.rank_epochs);
     io(m.params.rank_reg);
   }
+  if (version >= 4) {
+    io(m.params.rank_kind);
+    io(m.params.popularity_weight);
+  }
   io(m.scale.min);
   io(m.scale.max);
   io(m.mu);
@@ -177,6 +189,18 @@ bool IsKnownKind(uint32_t value) {
   const ModelKind kind = static_cast<ModelKind>(value);
   const absl::StatusOr<ModelKind> parsed = ParseModelKind(ModelKindName(kind));
   return parsed.ok() && *parsed == kind;
+}
+
+// A kHybrid's ranking part is iALS, PureSVD or popularity (one column).
+absl::Status CheckRankKind(const Model& m) {
+  if (m.kind != ModelKind::kHybrid) return absl::OkStatus();
+  const ModelKind r = m.params.rank_kind;
+  const bool ok = r == ModelKind::kIals || r == ModelKind::kPuresvd ||
+                  (r == ModelKind::kPopularity && m.params.rank_factors == 1);
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrFormat("hybrid model: ranking part of kind %d with %d columns",
+                      static_cast<uint32_t>(r), m.params.rank_factors));
 }
 
 // Factor columns of the Bayesian part: all of a kBayes model's, those after
@@ -270,6 +294,10 @@ absl::Status CheckSavable(const Model& m) {
     return absl::InvalidArgumentError(
         "model user_ratings: offsets, cols and values disagree");
   }
+  RECSYS_RETURN_IF_ERROR(CheckRankKind(m));
+  if (m.rank_bias.size() != 0 && m.rank_bias.size() != items) {
+    return mismatch("rank_bias", m.rank_bias.size(), "items", items);
+  }
   return CheckPosterior(m.kind, m.factors(), m.params.rank_factors,
                         m.posterior);
 }
@@ -302,6 +330,69 @@ absl::StatusOr<size_t> StringBytes(const Model& m) {
   return total;
 }
 
+// The SelectionReport, in the order model_io.h lists it.
+void WriteSelection(const SelectionReport& report, std::string* out) {
+  Writer w(out);
+  w(static_cast<uint32_t>(report.trials.size()));
+  for (const SelectionTrial& t : report.trials) {
+    w.String(t.candidate);
+    w(static_cast<uint32_t>(t.kind));
+    w(static_cast<int32_t>(t.part));
+    w(t.rung);
+    w(t.work);
+    w(t.ndcg);
+    w(t.rmse);
+    w(t.seconds);
+    w(static_cast<uint32_t>(t.chosen));
+  }
+  w(report.budget);
+  w(report.work);
+  w(report.seconds);
+  w(report.validation_users);
+  w(report.validation_ratings);
+  w.String(report.summary);
+}
+
+// A trial is a length-prefixed string and 48 more bytes.
+constexpr size_t kTrialMinBytes = 4 + 48;
+
+absl::Status ParseSelection(Reader& r, SelectionReport* report) {
+  uint32_t trials = 0;
+  RECSYS_RETURN_IF_ERROR(r.U32(&trials, "selection trial count"));
+  RECSYS_RETURN_IF_ERROR(
+      r.CheckCount(trials, kTrialMinBytes, "selection trials"));
+  report->trials.resize(trials);
+  for (SelectionTrial& t : report->trials) {
+    RECSYS_RETURN_IF_ERROR(r.String(&t.candidate, "selection candidate"));
+    uint32_t kind = 0, chosen = 0;
+    int32_t part = 0;
+    RECSYS_RETURN_IF_ERROR(r.U32(&kind, "selection kind"));
+    RECSYS_RETURN_IF_ERROR(r.Scalar(&part, "selection part"));
+    RECSYS_RETURN_IF_ERROR(r.Scalar(&t.rung, "selection rung"));
+    RECSYS_RETURN_IF_ERROR(r.Scalar(&t.work, "selection work"));
+    RECSYS_RETURN_IF_ERROR(r.Scalar(&t.ndcg, "selection ndcg"));
+    RECSYS_RETURN_IF_ERROR(r.Scalar(&t.rmse, "selection rmse"));
+    RECSYS_RETURN_IF_ERROR(r.Scalar(&t.seconds, "selection seconds"));
+    RECSYS_RETURN_IF_ERROR(r.U32(&chosen, "selection chosen"));
+    if (!IsKnownKind(kind) || (part != 0 && part != 1) || chosen > 1) {
+      return absl::DataLossError(absl::StrFormat(
+          "selection trial '%s': kind %d, part %d or chosen %d is invalid",
+          t.candidate, kind, part, chosen));
+    }
+    t.kind = static_cast<ModelKind>(kind);
+    t.part = static_cast<SelectionTrial::Part>(part);
+    t.chosen = chosen == 1;
+  }
+  RECSYS_RETURN_IF_ERROR(r.Scalar(&report->budget, "selection budget"));
+  RECSYS_RETURN_IF_ERROR(r.Scalar(&report->work, "selection work"));
+  RECSYS_RETURN_IF_ERROR(r.Scalar(&report->seconds, "selection seconds"));
+  RECSYS_RETURN_IF_ERROR(
+      r.Scalar(&report->validation_users, "selection validation users"));
+  RECSYS_RETURN_IF_ERROR(
+      r.Scalar(&report->validation_ratings, "selection validation ratings"));
+  return r.String(&report->summary, "selection summary");
+}
+
 // A model in file form without copies of its arrays: small buffers owned
 // here plus views of the model's own memory. Saving writes the pieces one by
 // one, so a 130 MB model is never duplicated in memory.
@@ -312,6 +403,8 @@ struct FileImage {
   std::string rated;      // N, the number of entries in user_ratings
   std::string posterior;  // S and D of the Bayesian posterior (0 0 if none)
   std::string retired;    // R, then the retired items' indices
+  std::string rank_bias_count;  // B, the entries of rank_bias (v4)
+  std::string selection;        // the SelectionReport (v4)
   // Zeros standing in for user_ratings.times when the model has none.
   std::vector<int64_t> no_times;
   std::string strings;  // ids and catalogue
@@ -351,7 +444,10 @@ struct FileImage {
             floats(p.user_precision.data(), p.user_precision.size()),
             floats(p.item_mean.data(), p.item_mean.size()),
             floats(p.item_precision.data(), p.item_precision.size()),
-            retired};
+            retired,
+            rank_bias_count,
+            floats(m.rank_bias.data(), m.rank_bias.size()),
+            selection};
   }
   size_t size() const {
     size_t total = 0;
@@ -390,6 +486,8 @@ absl::StatusOr<FileImage> MakeFileImage(const Model& m) {
   if (m.user_ratings.times.empty()) {
     image.no_times.assign(m.user_ratings.cols.size(), 0);
   }
+  Writer (&image.rank_bias_count)(static_cast<uint32_t>(m.rank_bias.size()));
+  WriteSelection(m.selection, &image.selection);
 
   image.strings.reserve(string_bytes);
   Writer strings(&image.strings);
@@ -479,6 +577,9 @@ absl::Status ParsePayload(absl::string_view payload, uint32_t version,
     return absl::DataLossError(absl::StrCat("unknown model kind ", kind));
   }
   m->kind = static_cast<ModelKind>(kind);
+  if (const absl::Status rank = CheckRankKind(*m); !rank.ok()) {
+    return absl::DataLossError(rank.message());
+  }
   constexpr uint32_t kMaxIndex = std::numeric_limits<int32_t>::max();
   if (users > kMaxIndex || items > kMaxIndex || factors > kMaxIndex) {
     return absl::DataLossError(
@@ -604,6 +705,18 @@ absl::Status ParsePayload(absl::string_view payload, uint32_t version,
       m->item_info[i].retired = true;
       previous = i;
     }
+  }
+  if (version >= 4) {
+    uint32_t count = 0;
+    RECSYS_RETURN_IF_ERROR(r.U32(&count, "rank_bias count"));
+    if (count != 0 && count != items) {
+      return absl::DataLossError(absl::StrFormat(
+          "rank_bias has %d entries for %d items", count, items));
+    }
+    m->rank_bias.resize(count);
+    RECSYS_RETURN_IF_ERROR(
+        read_floats(count, m->rank_bias.data(), "rank_bias"));
+    RECSYS_RETURN_IF_ERROR(ParseSelection(r, &m->selection));
   }
   if (r.remaining() != 0) {
     return absl::DataLossError(absl::StrFormat(

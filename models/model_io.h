@@ -8,8 +8,9 @@
 //   RECSYS_RETURN_IF_ERROR(SaveModel(model, "/srv/recsys/als.model"));
 //   RECSYS_ASSIGN_OR_RETURN(Model loaded, LoadModel("/srv/recsys/als.model"));
 //
-// File format, version 3 (version 1 lacks the fields marked v2 and v3, and
-// version 2 those marked v3; they load with those at their defaults). All
+// File format, version 4 (version 1 lacks the fields marked v2, v3 and v4,
+// version 2 those marked v3 and v4, version 3 those marked v4; they load
+// with those at their defaults). All
 // integers and floats little-endian, floats IEEE-754; offsets in bytes.
 //
 //   Header (kModelHeaderBytes = 32)
@@ -29,6 +30,8 @@
 //       i32 i32  params.burn_in, params.samples                        (v2)
 //       f32      params.value_weight                                   (v2)
 //       i32 i32 f32  params.rank_factors, rank_epochs, rank_reg        (v2)
+//       u32      params.rank_kind (ModelKind; kIals before v4)         (v4)
+//       f32      params.popularity_weight                              (v4)
 //       f32 f32  scale.min, scale.max
 //       f32      mu
 //       f64      train_seconds
@@ -57,6 +60,14 @@
 //       f32[S*D] f32[S*D*D]  item prior means, precisions              (v2)
 //       u32      R: retired items (ItemInfo::retired)                  (v3)
 //       u32[R]   their indices, increasing                             (v3)
+//       u32      B: entries of rank_bias, 0 or I                       (v4)
+//       f32[B]   rank_bias                                             (v4)
+//       u32      T: model-selection trials (SelectionReport)           (v4)
+//       T times  str candidate, u32 kind, i32 part, i32 rung, i64 work,
+//                f64 ndcg, f64 rmse, f64 seconds, u32 chosen (0 or 1)   (v4)
+//       i64 i64 f64  selection budget, work, seconds                   (v4)
+//       i64 i64  selection validation users, ratings                   (v4)
+//       str      selection summary                                     (v4)
 //   where str = u32 byte length + that many bytes (no terminator).
 //
 // Every array's length follows from the shape (U, I, F), so a loaded model is
@@ -76,7 +87,7 @@
 namespace recsys {
 
 // The only format version this build writes and reads.
-inline constexpr uint32_t kModelFormatVersion = 3;
+inline constexpr uint32_t kModelFormatVersion = 4;
 // Files of this version onwards load (fields they lack take defaults).
 inline constexpr uint32_t kOldestModelFormatVersion = 1;
 inline constexpr char kModelMagic[8] = {'R', 'E', 'C', 'S', 'Y', 'S', 'M', 'F'};

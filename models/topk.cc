@@ -16,9 +16,11 @@ void ScoreAllItems(const Model& model, float user_bias,
   }
   if (!model.ranks_by_rating()) {
     // A ranking model: the ranking factors alone order the catalogue.
+    // (plus the popularity prior, when the model has one).
     const int32_t k = model.rank_cols();
     Eigen::Map<const Eigen::VectorXf> p(user_vector, k);
     scores->noalias() = model.item_factors.leftCols(k) * p;
+    if (model.rank_bias.size() > 0) *scores += model.rank_bias;
     return;
   }
   *scores = model.item_bias.array() + (model.mu + user_bias);

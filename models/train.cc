@@ -10,9 +10,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/bayes.h"
+#include "models/evaluation.h"
 #include "models/fold_in.h"
 #include "models/ials.h"
 #include "models/parallel.h"
+#include "models/popularity.h"
+#include "models/puresvd.h"
 #include "models/status_macros.h"
 
 namespace recsys {
@@ -71,21 +74,68 @@ Hyperparameters DefaultHyperparameters(ModelKind kind) {
       p.reg_bias = 0.03f;
       p.init_std = 0.1f;
       break;
+    case ModelKind::kPuresvd:
+      // Cremonesi et al.'s k, the raw ratings as the prototype used them
+      // (target r / 5 on 1..5), and power iterations enough for the
+      // leading directions to settle.
+      p.factors = 20;
+      p.epochs = 3;
+      p.value_weight = 0.8f;
+      break;
   }
+  return p;
+}
+
+Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
+  Hyperparameters p = DefaultHyperparameters(kind);
+  if (o.factors) p.factors = *o.factors;
+  if (o.epochs) p.epochs = *o.epochs;
+  if (o.learning_rate) p.learning_rate = *o.learning_rate;
+  if (o.lr_decay) p.lr_decay = *o.lr_decay;
+  if (o.reg) p.reg = *o.reg;
+  if (o.reg_bias) p.reg_bias = *o.reg_bias;
+  if (o.init_std) p.init_std = *o.init_std;
+  if (o.fold_in_reg) p.fold_in_reg = *o.fold_in_reg;
+  if (o.fold_in_reg_bias) p.fold_in_reg_bias = *o.fold_in_reg_bias;
+  if (o.implicit_weight) p.implicit_weight = *o.implicit_weight;
+  if (o.reg_exponent) p.reg_exponent = *o.reg_exponent;
+  if (o.cg_steps) p.cg_steps = *o.cg_steps;
+  if (o.burn_in) p.burn_in = *o.burn_in;
+  if (o.samples) p.samples = *o.samples;
+  if (o.value_weight) p.value_weight = *o.value_weight;
+  if (o.rank_factors) p.rank_factors = *o.rank_factors;
+  if (o.rank_epochs) p.rank_epochs = *o.rank_epochs;
+  if (o.rank_reg) p.rank_reg = *o.rank_reg;
+  if (o.seed) p.seed = *o.seed;
   return p;
 }
 
 absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
   if (kind == ModelKind::kHybrid) {
-    RECSYS_RETURN_IF_ERROR(
-        ValidateHyperparameters(ModelKind::kIals, RankingPart(p)));
+    if (p.rank_kind == ModelKind::kPopularity) {
+      if (p.rank_factors != 1) {
+        return absl::InvalidArgumentError(
+            "hyper-parameter rank_factors must be 1 for a popularity ranking "
+            "part");
+      }
+    } else if (p.rank_kind == ModelKind::kIals ||
+               p.rank_kind == ModelKind::kPuresvd) {
+      RECSYS_RETURN_IF_ERROR(
+          ValidateHyperparameters(p.rank_kind, RankingPart(p)));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "hyper-parameter rank_kind must be ials, puresvd or popularity, "
+          "got ",
+          ModelKindName(p.rank_kind)));
+    }
     return ValidateHyperparameters(ModelKind::kBayes, p);
   }
   auto bad = [](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("hyper-parameter ", what));
   };
   const bool factored = kind == ModelKind::kSgd || kind == ModelKind::kAls ||
-                        kind == ModelKind::kIals || kind == ModelKind::kBayes;
+                        kind == ModelKind::kIals || kind == ModelKind::kBayes ||
+                        kind == ModelKind::kPuresvd;
   if (factored && (p.factors < 1 || p.factors > 4096)) {
     return bad(absl::StrCat("factors must be in 1..4096, got ", p.factors));
   }
@@ -101,7 +151,8 @@ absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
       {"baseline_reg_item", p.baseline_reg_item},
       {"baseline_reg_user", p.baseline_reg_user},
       {"fold_in_reg", p.fold_in_reg},
-      {"fold_in_reg_bias", p.fold_in_reg_bias}};
+      {"fold_in_reg_bias", p.fold_in_reg_bias},
+      {"popularity_weight", p.popularity_weight}};
   for (const auto& [name, v] : non_negative) {
     if (!std::isfinite(v) || v < 0) {
       return bad(absl::StrCat(name, " must be finite and >= 0, got ", v));
@@ -119,6 +170,10 @@ absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
     return bad(
         "iALS needs reg > 0, cg_steps >= 1, a finite reg_exponent and "
         "value_weight in [0, 1]");
+  }
+  if (kind == ModelKind::kPuresvd &&
+      !(p.value_weight >= 0 && p.value_weight <= 1)) {
+    return bad("PureSVD needs value_weight in [0, 1]");
   }
   if (kind == ModelKind::kBayes &&
       (p.samples < 1 || p.burn_in < 0 || p.epochs - p.burn_in < p.samples ||
@@ -161,12 +216,13 @@ void Report(const TrainOptions& opt, const Model& m, int epoch, int epochs,
   opt.on_epoch(r);
 }
 
-// Koren's baseline: alternating ridge estimates of item then user biases.
+// Koren's baseline: alternating ridge estimates of item then user biases,
+// `epochs` rounds.
 void FitBiases(const RatingData& data, const SparseRows& by_user,
-               const SparseRows& by_item, Model* m, const TrainOptions& opt,
-               Clock::time_point start) {
+               const SparseRows& by_item, int epochs, Model* m,
+               const TrainOptions& opt, Clock::time_point start) {
   const Hyperparameters& p = m->params;
-  for (int epoch = 1; epoch <= p.epochs; ++epoch) {
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
     for (int32_t i = 0; i < by_item.rows(); ++i) {
       double sum = 0;
       for (int64_t k = by_item.offsets[i]; k < by_item.offsets[i + 1]; ++k) {
@@ -184,7 +240,7 @@ void FitBiases(const RatingData& data, const SparseRows& by_user,
           static_cast<float>(sum / (p.baseline_reg_user + by_user.size(u)));
     }
     if (opt.on_epoch)
-      Report(opt, *m, epoch, p.epochs, Rmse(*m, data.ratings), start);
+      Report(opt, *m, epoch, epochs, Rmse(*m, data.ratings), start);
     if (StopRequested(opt)) break;
   }
 }
@@ -350,8 +406,17 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
     // first (trained quietly), then the rating part, which reports.
     TrainOptions quiet = options;
     quiet.on_epoch = nullptr;
-    RECSYS_ASSIGN_OR_RETURN(Model rank, TrainModel(data, ModelKind::kIals,
-                                                   RankingPart(params), quiet));
+    Model rank;
+    if (params.rank_kind == ModelKind::kPopularity) {
+      InitModelFrom(data, ModelKind::kPopularity, params, 1, &rank);
+      internal::FillPopularityColumn(
+          internal::RelevantCounts(BuildRows(data, true),
+                                   DefaultRelevanceThreshold(data.scale)),
+          &rank);
+    } else {
+      RECSYS_ASSIGN_OR_RETURN(
+          rank, TrainModel(data, params.rank_kind, RankingPart(params), quiet));
+    }
     // The rating part keeps its own copy of the ratings; this one would only
     // add to the peak memory of the second fit.
     rank.user_ratings = SparseRows();
@@ -365,21 +430,23 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
     items << rank.item_factors, m.item_factors;
     m.user_factors = std::move(users);
     m.item_factors = std::move(items);
+    m.rank_bias = std::move(rank.rank_bias);
     ComputeGrams(&m);
     m.train_seconds = Seconds(start);
     return m;
   }
   const int threads = ResolveThreads(options.threads);
   const bool factored = kind == ModelKind::kSgd || kind == ModelKind::kAls ||
-                        kind == ModelKind::kIals || kind == ModelKind::kBayes;
+                        kind == ModelKind::kIals || kind == ModelKind::kBayes ||
+                        kind == ModelKind::kPuresvd;
   Model m;
   InitModelFrom(data, kind, params, factored ? params.factors : 0, &m);
 
   switch (kind) {
     case ModelKind::kBaseline:
     case ModelKind::kPopularity:
-      FitBiases(data, BuildRows(data, false), BuildRows(data, true), &m,
-                options, start);
+      FitBiases(data, BuildRows(data, false), BuildRows(data, true),
+                params.epochs, &m, options, start);
       break;
     case ModelKind::kSgd:
       TrainSgd(data, &m, threads, options, start);
@@ -392,13 +459,26 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
       // Biases for predicted ratings (quietly), then the ranking factors.
       const SparseRows by_user = BuildRows(data, false);
       const SparseRows by_item = BuildRows(data, true);
-      FitBiases(data, by_user, by_item, &m, TrainOptions(), start);
+      FitBiases(data, by_user, by_item, params.epochs, &m, TrainOptions(),
+                start);
       internal::TrainImplicit(
           by_user, by_item, threads, options,
           [&](int epoch, double fit) {
             Report(options, m, epoch, m.params.epochs, fit, start);
           },
           &m);
+      break;
+    }
+    case ModelKind::kPuresvd: {
+      // Biases for predicted ratings, then the ranking factors in one go.
+      const SparseRows by_user = BuildRows(data, false);
+      const SparseRows by_item = BuildRows(data, true);
+      // (Its epochs are power iterations: the biases take the baseline's.)
+      FitBiases(data, by_user, by_item,
+                DefaultHyperparameters(ModelKind::kBaseline).epochs, &m,
+                TrainOptions(), start);
+      internal::TrainPureSvd(by_user, by_item, threads, &m);
+      Report(options, m, 1, 1, Rmse(m, data.ratings), start);
       break;
     }
     case ModelKind::kBayes:
@@ -436,6 +516,12 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
     for (int32_t i = 0; i < m.num_items(); ++i) {
       if (m.item_counts[i] == 0) m.item_factors.row(i).setZero();
     }
+  }
+  if (!m.ranks_by_rating() && params.popularity_weight > 0) {
+    m.rank_bias = internal::PopularityPrior(
+        internal::RelevantCounts(BuildRows(data, true),
+                                 DefaultRelevanceThreshold(data.scale)),
+        params.popularity_weight);
   }
   RECSYS_RETURN_IF_ERROR(CheckFinite(m));
   ComputeGrams(&m);

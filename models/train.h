@@ -24,7 +24,9 @@
 #ifndef RECSYS_MODELS_TRAIN_H_
 #define RECSYS_MODELS_TRAIN_H_
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "models/model.h"
@@ -34,6 +36,25 @@ namespace recsys {
 
 // The shipped defaults for `kind` (see README.md for how they were chosen).
 Hyperparameters DefaultHyperparameters(ModelKind kind);
+
+// Hyper-parameters a caller set; the rest take defaults (or, in model
+// selection, are searched).
+struct ParamOverrides {
+  std::optional<int32_t> factors, epochs;
+  std::optional<float> learning_rate, lr_decay, reg, reg_bias, init_std;
+  std::optional<float> fold_in_reg, fold_in_reg_bias;
+  std::optional<float> implicit_weight, reg_exponent;
+  std::optional<int32_t> cg_steps;
+  std::optional<int32_t> burn_in;
+  std::optional<int32_t> samples;
+  std::optional<float> value_weight;
+  std::optional<int32_t> rank_factors;
+  std::optional<int32_t> rank_epochs;
+  std::optional<float> rank_reg;
+  std::optional<uint64_t> seed;
+};
+// The defaults for `kind`, then every field `o` sets.
+Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o);
 
 struct EpochReport {
   int epoch = 0;  // 1-based

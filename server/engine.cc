@@ -294,11 +294,12 @@ struct Generation {
   explicit Generation(std::shared_ptr<const Model> m, uint64_t v)
       : model(std::move(m)), version(v) {
     for (EquationCache& cache : equations) cache.ReportTo(&equation_totals);
-    // Ranking kinds score by their ranking columns alone, without biases.
+    // Ranking kinds score by their ranking columns, with no bias but their
+    // popularity prior (empty when none).
     panels = model->ranks_by_rating()
                  ? ItemPanels(model->item_factors, model->item_bias)
                  : ItemPanels(model->item_factors.leftCols(model->rank_cols()),
-                              Eigen::VectorXf());
+                              model->rank_bias);
     auto ni = std::make_shared<NewItems>();
     ni->catalogue = std::make_shared<const Catalogue>(model->item_info);
     ni->catalogue->index();  // made now rather than by the first Recommend

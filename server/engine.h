@@ -49,7 +49,7 @@
 #include "models/train.h"
 #include "server/rating_log.h"
 #include "server/rw_mutex.h"
-#include "trainer/trainer.h"
+#include "models/train.h"
 
 namespace recsys {
 

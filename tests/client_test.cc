@@ -616,7 +616,7 @@ TEST_F(ClientTest, RateFileGivesUpWhenAcknowledgementsStop) {
 }
 
 TEST_F(ClientTest, TrainWaitPrintsEpochsAndFinalState) {
-  TrainOptions command;
+  TrainRpcOptions command;
   command.model = "als";
   command.factors = 16;
   command.wait = true;
@@ -645,7 +645,7 @@ TEST_F(ClientTest, TrainWaitPrintsEpochsAndFinalState) {
 
 TEST_F(ClientTest, TrainJsonIsOneObjectPerEvent) {
   options_.json = true;
-  TrainOptions command;
+  TrainRpcOptions command;
   command.wait = true;
   ASSERT_TRUE(RunTrain(options_, command, *stub_, io_).ok());
   std::vector<std::string> lines =

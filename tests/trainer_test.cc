@@ -43,7 +43,7 @@ class TrainerTest : public ::testing::Test {
 TEST_F(TrainerTest, TrainWritesAModelThatRecommendsUnratedItems) {
   TrainCommand cmd;
   cmd.source.data = train_file_;
-  cmd.kind = ModelKind::kSgd;
+  cmd.model.kind = ModelKind::kSgd;
   cmd.params.epochs = 10;
   cmd.threads = 2;
   cmd.validation_fraction = 0.1;
@@ -233,7 +233,7 @@ TEST_F(TrainerTest, DivergedSettingsAreListedLastAndNotWritten) {
 
   TrainCommand train;
   train.source.data = train_file_;
-  train.kind = ModelKind::kSgd;
+  train.model.kind = ModelKind::kSgd;
   train.params.learning_rate = 5.0f;
   train.out = dir_ + "/diverged.rsm";
   std::ostringstream log;

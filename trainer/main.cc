@@ -48,11 +48,24 @@ ABSL_FLAG(std::string, data_dir, "",
 ABSL_FLAG(bool, download, true,
           "Download a named dataset from GroupLens when it is missing");
 // Models.
-ABSL_FLAG(std::string, model, "hybrid",
-          "Model kind to train: hybrid (iALS ranking + Bayesian MF ratings), "
-          "bayes, ials, sgd, als, baseline or popularity");
-ABSL_FLAG(std::string, models, "hybrid,bayes,ials,sgd,als,baseline,popularity",
-          "evaluate: comma-separated model kinds");
+ABSL_FLAG(std::string, model, "auto",
+          "Model kind to train: auto (chosen by model selection on a "
+          "validation split of the training data), hybrid (a ranking part + "
+          "Bayesian MF ratings), puresvd, ials, bayes, sgd, als, baseline or "
+          "popularity");
+ABSL_FLAG(std::string, models, "auto",
+          "evaluate: comma-separated model kinds (auto, hybrid, puresvd, "
+          "ials, bayes, sgd, als, baseline, popularity)");
+ABSL_FLAG(bool, select, true,
+          "train, evaluate: search the settings not given on a validation "
+          "split carved from the training data (--noselect: train exactly as "
+          "told, auto meaning hybrid with its defaults)");
+ABSL_FLAG(int64_t, budget, recsys::SelectionOptions().budget,
+          "train, evaluate: work units model selection may spend (an iALS "
+          "iteration, a PureSVD power iteration or a Gibbs sweep is one)");
+ABSL_FLAG(double, select_seconds, recsys::SelectionOptions().max_seconds,
+          "train: model selection starts no trial after this many seconds "
+          "(a safety net; the budget decides)");
 ABSL_FLAG(std::optional<int32_t>, factors, std::nullopt, "Latent factors");
 ABSL_FLAG(std::optional<int32_t>, epochs, std::nullopt,
           "SGD epochs / ALS iterations");
@@ -147,9 +160,9 @@ namespace {
 constexpr char kUsage[] =
     "recsys-trainer <command> [flags]\n"
     "commands:\n"
-    "  train      --data=D --out=FILE [--model=hybrid]\n"
-    "             (kinds: hybrid, ials, bayes, sgd, als, baseline, "
-    "popularity)\n"
+    "  train      --data=D --out=FILE [--model=auto] [--noselect]\n"
+    "             (kinds: auto, hybrid, puresvd, ials, bayes, sgd, als, "
+    "baseline, popularity)\n"
     "  evaluate   --data=ml-100k [--models=...]   protocols R and T on u1..u5\n"
     "  evaluate   --train=F --test=F [--predictions-out=F] "
     "[--recommendations-out=F]\n"
@@ -216,8 +229,11 @@ absl::Status Run(const std::string& command) {
   if (command == "train") {
     TrainCommand cmd;
     RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
-    RECSYS_ASSIGN_OR_RETURN(cmd.kind,
-                            ParseModelKind(absl::GetFlag(FLAGS_model)));
+    RECSYS_ASSIGN_OR_RETURN(cmd.model.kind,
+                            ParseKindOrAuto(absl::GetFlag(FLAGS_model)));
+    cmd.model.select = absl::GetFlag(FLAGS_select);
+    cmd.model.budget = absl::GetFlag(FLAGS_budget);
+    cmd.model.max_seconds = absl::GetFlag(FLAGS_select_seconds);
     cmd.params = ParamsFromFlags();
     cmd.threads = absl::GetFlag(FLAGS_threads);
     cmd.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
@@ -232,9 +248,12 @@ absl::Status Run(const std::string& command) {
     cmd.kinds.clear();
     for (absl::string_view name :
          absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
-      RECSYS_ASSIGN_OR_RETURN(ModelKind kind, ParseModelKind(name));
+      RECSYS_ASSIGN_OR_RETURN(std::optional<ModelKind> kind,
+                              ParseKindOrAuto(name));
       cmd.kinds.push_back(kind);
     }
+    cmd.select = absl::GetFlag(FLAGS_select);
+    cmd.budget = absl::GetFlag(FLAGS_budget);
     cmd.folds.clear();
     for (absl::string_view f :
          absl::StrSplit(absl::GetFlag(FLAGS_folds), ',', absl::SkipEmpty())) {
@@ -258,6 +277,11 @@ absl::Status Run(const std::string& command) {
   if (command == "tune") {
     TuneCommand cmd;
     RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
+    if (absl::GetFlag(FLAGS_model) == "auto") {
+      return absl::InvalidArgumentError(
+          "tune searches one kind: give it with --model (auto already "
+          "searches on its own; see train)");
+    }
     RECSYS_ASSIGN_OR_RETURN(cmd.kind,
                             ParseModelKind(absl::GetFlag(FLAGS_model)));
     cmd.params = ParamsFromFlags();

@@ -38,30 +38,6 @@ absl::StatusOr<RatingData> LoadSource(const DataSource& source) {
   return LoadRatings(path, source.load);
 }
 
-Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
-  Hyperparameters p = DefaultHyperparameters(kind);
-  if (o.factors) p.factors = *o.factors;
-  if (o.epochs) p.epochs = *o.epochs;
-  if (o.learning_rate) p.learning_rate = *o.learning_rate;
-  if (o.lr_decay) p.lr_decay = *o.lr_decay;
-  if (o.reg) p.reg = *o.reg;
-  if (o.reg_bias) p.reg_bias = *o.reg_bias;
-  if (o.init_std) p.init_std = *o.init_std;
-  if (o.fold_in_reg) p.fold_in_reg = *o.fold_in_reg;
-  if (o.fold_in_reg_bias) p.fold_in_reg_bias = *o.fold_in_reg_bias;
-  if (o.implicit_weight) p.implicit_weight = *o.implicit_weight;
-  if (o.reg_exponent) p.reg_exponent = *o.reg_exponent;
-  if (o.cg_steps) p.cg_steps = *o.cg_steps;
-  if (o.burn_in) p.burn_in = *o.burn_in;
-  if (o.samples) p.samples = *o.samples;
-  if (o.value_weight) p.value_weight = *o.value_weight;
-  if (o.rank_factors) p.rank_factors = *o.rank_factors;
-  if (o.rank_epochs) p.rank_epochs = *o.rank_epochs;
-  if (o.rank_reg) p.rank_reg = *o.rank_reg;
-  if (o.seed) p.seed = *o.seed;
-  return p;
-}
-
 namespace {
 
 void PrintLoadSummary(const std::string& what, const RatingData& d,
@@ -95,23 +71,76 @@ std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
     case ModelKind::kIals:
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g implicit_weight=%g "
-          "reg_exponent=%g value_weight=%g cg_steps=%d init_std=%g seed=%d",
+          "reg_exponent=%g value_weight=%g cg_steps=%d init_std=%g "
+          "popularity_weight=%g seed=%d",
           p.factors, p.epochs, p.reg, p.implicit_weight, p.reg_exponent,
-          p.value_weight, p.cg_steps, p.init_std, p.seed);
+          p.value_weight, p.cg_steps, p.init_std, p.popularity_weight, p.seed);
     case ModelKind::kBayes:
       return absl::StrFormat(
           "factors=%d sweeps=%d burn_in=%d samples=%d init_std=%g seed=%d",
           p.factors, p.epochs, p.burn_in, p.samples, p.init_std, p.seed);
     case ModelKind::kHybrid:
-      return absl::StrCat(
-          "ranking: ", DescribeParams(ModelKind::kIals, RankingPart(p)),
-          "; ratings: ", DescribeParams(ModelKind::kBayes, p));
+      return absl::StrCat("ranking: ", ModelKindName(p.rank_kind), " ",
+                          p.rank_kind == ModelKind::kPopularity
+                              ? std::string("(relevant ratings)")
+                              : DescribeParams(p.rank_kind, RankingPart(p)),
+                          "; ratings: bayes ",
+                          DescribeParams(ModelKind::kBayes, p));
+    case ModelKind::kPuresvd:
+      return absl::StrFormat(
+          "factors=%d power_iterations=%d value_weight=%g "
+          "popularity_weight=%g seed=%d",
+          p.factors, p.epochs, p.value_weight, p.popularity_weight, p.seed);
     case ModelKind::kAls:
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g reg_bias=%g init_std=%g seed=%d",
           p.factors, p.epochs, p.reg, p.reg_bias, p.init_std, p.seed);
   }
   return "";
+}
+
+void PrintTrial(const SelectionTrial& t, std::ostream& out) {
+  auto cell = [](double v) {
+    return v < 0 ? std::string("-") : absl::StrFormat("%.4f", v);
+  };
+  out << absl::StrFormat(
+      "%s%-7s %4d %8s %8s %6d %7.2f  %s\n", t.chosen ? "*" : " ",
+      t.part == SelectionTrial::kRating ? "rating" : "ranking", t.rung,
+      cell(t.ndcg), cell(t.rmse), t.work, t.seconds, t.candidate);
+}
+
+void PrintTrialHeader(std::ostream& out) {
+  out << absl::StrFormat(" %-7s %4s %8s %8s %6s %7s  %s\n", "part", "rung",
+                         "nDCG@10", "RMSE", "work", "s", "candidate");
+}
+
+}  // namespace
+
+void PrintSelection(const SelectionReport& r, std::ostream& out) {
+  if (r.empty()) {
+    if (!r.summary.empty()) out << "model selection: " << r.summary << "\n";
+    return;
+  }
+  out << absl::StrFormat(
+      "model selection: %d trials, work %d of %d units, %.1fs; validation: "
+      "%d users scored, %d held-out ratings (* = chosen)\n",
+      r.trials.size(), r.work, r.budget, r.seconds, r.validation_users,
+      r.validation_ratings);
+  PrintTrialHeader(out);
+  for (const SelectionTrial& t : r.trials) PrintTrial(t, out);
+  out << "chosen: " << r.summary << "\n";
+}
+
+namespace {
+
+TrainingSpec SpecOf(const ModelChoice& choice, const ParamOverrides& params) {
+  TrainingSpec spec;
+  spec.kind = choice.kind;
+  spec.params = params;
+  spec.select = choice.select;
+  spec.selection.budget = choice.budget;
+  spec.selection.max_seconds = choice.max_seconds;
+  return spec;
 }
 
 }  // namespace
@@ -132,26 +161,14 @@ absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--out: the directory ", out_dir.string(), " does not exist"));
   }
-  const Hyperparameters params = ResolveParams(cmd.kind, cmd.params);
-  RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(cmd.kind, params));
+  TrainingSpec spec = SpecOf(cmd.model, cmd.params);
+  RECSYS_RETURN_IF_ERROR(ValidateSpec(spec));
   const auto start = std::chrono::steady_clock::now();
   RECSYS_ASSIGN_OR_RETURN(RatingData all, LoadSource(cmd.source));
   PrintLoadSummary("loaded", all, out);
 
-  RatingData train, validation;
-  const RatingData* fit = &all;
   TrainOptions opt;
   opt.threads = cmd.threads;
-  if (cmd.validation_fraction > 0) {
-    RandomSplit(all, cmd.validation_fraction, params.seed ^ 0x5eed, &train,
-                &validation);
-    out << absl::StrFormat("validation split: %d train / %d held out\n",
-                           train.ratings.size(), validation.ratings.size());
-    fit = &train;
-    opt.validation = &validation;
-  }
-  out << "training " << ModelKindName(cmd.kind) << ": "
-      << DescribeParams(cmd.kind, params) << "\n";
   if (!cmd.quiet) {
     opt.on_epoch = [&out](const EpochReport& r) {
       out << absl::StrFormat("epoch %3d/%d  train RMSE %.4f", r.epoch, r.epochs,
@@ -163,16 +180,58 @@ absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
       out.flush();
     };
   }
-  double last_validation = -1;
-  if (opt.validation != nullptr) {
-    auto print = opt.on_epoch;
-    opt.on_epoch = [print, &last_validation](const EpochReport& r) {
-      last_validation = r.validation_rmse;
-      if (print) print(r);
-    };
+  Model model;
+  if (spec.select) {
+    if (cmd.validation_fraction > 0) {
+      spec.selection.validation_fraction = cmd.validation_fraction;
+      spec.selection.refit = false;
+    }
+    out << absl::StrFormat(
+        "selecting %s settings on a per-user %.0f%% validation split of the "
+        "training data (budget %d units)\n",
+        KindOrAutoName(spec.kind), 100 * spec.selection.validation_fraction,
+        spec.selection.budget);
+    if (!cmd.quiet) {
+      PrintTrialHeader(out);
+      spec.selection.on_trial = [&out](const SelectionTrial& t) {
+        PrintTrial(t, out);
+        out.flush();
+      };
+    }
+    opt.on_epoch = nullptr;  // the final fit's epochs add little here
+    RECSYS_ASSIGN_OR_RETURN(model, TrainWithSpec(all, spec, opt));
+    PrintSelection(model.selection, out);
+    out << "trained " << ModelKindName(model.kind) << ": "
+        << DescribeParams(model.kind, model.params)
+        << (spec.selection.refit ? " (refit on all the data)"
+                                 : " (on the carved training part)")
+        << "\n";
+  } else {
+    const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
+    const Hyperparameters params = ResolveParams(kind, cmd.params);
+    RatingData train, validation;
+    const RatingData* fit = &all;
+    if (cmd.validation_fraction > 0) {
+      RandomSplit(all, cmd.validation_fraction, params.seed ^ 0x5eed, &train,
+                  &validation);
+      out << absl::StrFormat("validation split: %d train / %d held out\n",
+                             train.ratings.size(), validation.ratings.size());
+      fit = &train;
+      opt.validation = &validation;
+    }
+    out << "training " << ModelKindName(kind) << ": "
+        << DescribeParams(kind, params) << "\n";
+    double last_validation = -1;
+    if (opt.validation != nullptr) {
+      auto print = opt.on_epoch;
+      opt.on_epoch = [print, &last_validation](const EpochReport& r) {
+        last_validation = r.validation_rmse;
+        if (print) print(r);
+      };
+    }
+    RECSYS_ASSIGN_OR_RETURN(model, TrainModel(*fit, kind, params, opt));
+    model.last_validation_rmse = last_validation;
   }
-  RECSYS_ASSIGN_OR_RETURN(Model model, TrainModel(*fit, cmd.kind, params, opt));
-  model.last_validation_rmse = last_validation;
   RECSYS_RETURN_IF_ERROR(SaveModel(model, cmd.out));
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -187,21 +246,31 @@ namespace {
 struct FoldResult {
   RatingMetrics rating;
   RankingMetrics ranking;
-  double fit_seconds = 0;
+  double fit_seconds = 0;  // including selection
+  std::string chosen;      // what selection chose, if it ran
 };
 
 absl::StatusOr<FoldResult> EvaluateOne(const RatingData& train,
-                                       const RatingData& test, ModelKind kind,
+                                       const RatingData& test,
+                                       std::optional<ModelKind> kind,
                                        const EvaluateCommand& cmd,
                                        std::ostream* predictions,
                                        std::ostream* recommendations) {
   TrainOptions opt;
   opt.threads = cmd.threads;
+  ModelChoice choice;
+  choice.kind = kind;
+  choice.select = cmd.select;
+  choice.budget = cmd.budget;
+  const auto start = std::chrono::steady_clock::now();
   RECSYS_ASSIGN_OR_RETURN(
-      Model model,
-      TrainModel(train, kind, ResolveParams(kind, cmd.params), opt));
+      Model model, TrainWithSpec(train, SpecOf(choice, cmd.params), opt));
   FoldResult r;
-  r.fit_seconds = model.train_seconds;
+  // Selection and the final fit: what a training costs the caller.
+  r.fit_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  r.chosen = model.selection.summary;
   RECSYS_ASSIGN_OR_RETURN(r.rating, EvaluateRatings(model, test, predictions));
   TopNOptions topn;
   topn.k = cmd.k;
@@ -246,7 +315,8 @@ absl::Status EvaluateFiles(const EvaluateCommand& cmd, std::ostream& out) {
   out << absl::StrFormat("%-11s %8s %8s %8s %8s %8s %8s %7s %8s\n", "model",
                          "RMSE", "MAE", "P@10", "R@10", "nDCG@10", "MAP@10",
                          "users", "fit s");
-  for (ModelKind kind : cmd.kinds) {
+  std::vector<std::string> chosen;
+  for (const std::optional<ModelKind>& kind : cmd.kinds) {
     RECSYS_ASSIGN_OR_RETURN(
         FoldResult r,
         EvaluateOne(train, test, kind, cmd,
@@ -254,19 +324,26 @@ absl::Status EvaluateFiles(const EvaluateCommand& cmd, std::ostream& out) {
                     cmd.recommendations_out.empty() ? nullptr : &rec_file));
     out << absl::StrFormat(
         "%-11s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7d %8.3f\n",
-        ModelKindName(kind), r.rating.rmse, r.rating.mae, r.ranking.precision,
+        KindOrAutoName(kind), r.rating.rmse, r.rating.mae, r.ranking.precision,
         r.ranking.recall, r.ranking.ndcg, r.ranking.map, r.ranking.users,
         r.fit_seconds);
+    out.flush();
+    if (!r.chosen.empty()) {
+      chosen.push_back(absl::StrCat(KindOrAutoName(kind), ": ", r.chosen));
+    }
   }
+  for (const std::string& c : chosen) out << "selected for " << c << "\n";
   return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::Status RunEvaluate(const EvaluateCommand& cmd, std::ostream& out) {
-  for (ModelKind kind : cmd.kinds) {
-    RECSYS_RETURN_IF_ERROR(
-        ValidateHyperparameters(kind, ResolveParams(kind, cmd.params)));
+  for (const std::optional<ModelKind>& kind : cmd.kinds) {
+    TrainingSpec spec;
+    spec.kind = kind;
+    spec.params = cmd.params;
+    RECSYS_RETURN_IF_ERROR(ValidateSpec(spec));
   }
   if (!cmd.train_file.empty()) return EvaluateFiles(cmd, out);
   if (cmd.folds.empty()) return absl::InvalidArgumentError("no folds given");
@@ -297,11 +374,17 @@ absl::Status RunEvaluate(const EvaluateCommand& cmd, std::ostream& out) {
   out << absl::StrFormat("%-11s %-16s %-16s %-16s %-16s %-16s %-16s %s\n",
                          "model", "RMSE", "MAE", "P@10", "R@10", "nDCG@10",
                          "MAP@10", "fit s/fold");
-  for (ModelKind kind : cmd.kinds) {
+  std::vector<std::string> chosen;
+  for (const std::optional<ModelKind>& kind : cmd.kinds) {
     std::vector<double> rmse, mae, p, r, ndcg, map, fit;
-    for (const auto& [train, test] : folds) {
+    for (size_t f = 0; f < folds.size(); ++f) {
+      const auto& [train, test] = folds[f];
       RECSYS_ASSIGN_OR_RETURN(
           FoldResult fr, EvaluateOne(train, test, kind, cmd, nullptr, nullptr));
+      if (!fr.chosen.empty()) {
+        chosen.push_back(absl::StrCat(KindOrAutoName(kind), " on u",
+                                      cmd.folds[f], ": ", fr.chosen));
+      }
       rmse.push_back(fr.rating.rmse);
       mae.push_back(fr.rating.mae);
       p.push_back(fr.ranking.precision);
@@ -315,10 +398,11 @@ absl::Status RunEvaluate(const EvaluateCommand& cmd, std::ostream& out) {
       return absl::StrFormat("%.4f ± %.4f", s.mean, s.sd);
     };
     out << absl::StrFormat("%-11s %-16s %-16s %-16s %-16s %-16s %-16s %.3f\n",
-                           ModelKindName(kind), cell(rmse), cell(mae), cell(p),
+                           KindOrAutoName(kind), cell(rmse), cell(mae), cell(p),
                            cell(r), cell(ndcg), cell(map), Summarize(fit).mean);
     out.flush();
   }
+  for (const std::string& c : chosen) out << "selected for " << c << "\n";
   return absl::OkStatus();
 }
 
@@ -472,7 +556,8 @@ absl::Status RunTune(const TuneCommand& cmd, std::ostream& out) {
   const std::string metric =
       !cmd.metric.empty()
           ? cmd.metric
-          : (cmd.kind == ModelKind::kIals || cmd.kind == ModelKind::kPopularity
+          : (cmd.kind == ModelKind::kIals || cmd.kind == ModelKind::kPuresvd ||
+                     cmd.kind == ModelKind::kPopularity
                  ? "ndcg"
                  : "rmse");
   if (metric != "rmse" && metric != "ndcg") {

@@ -19,6 +19,8 @@
 #include "models/loaders.h"
 #include "models/model.h"
 #include "models/ratings.h"
+#include "models/selection.h"
+#include "models/train.h"
 
 namespace recsys {
 
@@ -34,40 +36,42 @@ struct DataSource {
 absl::StatusOr<std::string> ResolveDataPath(const DataSource& source);
 absl::StatusOr<RatingData> LoadSource(const DataSource& source);
 
-// Hyper-parameters for `kind`: the defaults, then every field the user set.
-struct ParamOverrides {
-  std::optional<int32_t> factors, epochs;
-  std::optional<float> learning_rate, lr_decay, reg, reg_bias, init_std;
-  std::optional<float> fold_in_reg, fold_in_reg_bias;
-  std::optional<float> implicit_weight, reg_exponent;
-  std::optional<int32_t> cg_steps;
-  std::optional<int32_t> burn_in;
-  std::optional<int32_t> samples;
-  std::optional<float> value_weight;
-  std::optional<int32_t> rank_factors;
-  std::optional<int32_t> rank_epochs;
-  std::optional<float> rank_reg;
-  std::optional<uint64_t> seed;
+// How a model is asked for: kind (empty = auto), the settings given, and
+// whether selection searches the rest (models/selection.h).
+struct ModelChoice {
+  std::optional<ModelKind> kind;
+  bool select = true;
+  int64_t budget = SelectionOptions().budget;
+  double max_seconds = SelectionOptions().max_seconds;
 };
-Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o);
 
 struct TrainCommand {
   DataSource source;
-  ModelKind kind = ModelKind::kSgd;
+  ModelChoice model;
   ParamOverrides params;
   int threads = 0;
-  double validation_fraction = 0;  // > 0: hold out that share, report RMSE
-  std::string out;                 // model file
-  bool quiet = false;              // no per-epoch lines
+  // > 0: hold out that share at random, train on the rest and report its
+  // RMSE per epoch (with selection: the winner is not refit, and the
+  // held-out share is selection's own per-user split of this size).
+  double validation_fraction = 0;
+  std::string out;     // model file
+  bool quiet = false;  // no per-epoch lines
 };
 absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out);
+
+// The trials of a model selection as a table, best marked, and its choice.
+void PrintSelection(const SelectionReport& report, std::ostream& out);
 
 // Protocols R and T over canonical folds (u1..u5 of ML-100K), or over one
 // train/test pair when `train_file` is set.
 struct EvaluateCommand {
   DataSource source;  // dataset holding u1.base ... u5.test
   std::vector<int> folds = {1, 2, 3, 4, 5};
-  std::vector<ModelKind> kinds = {ModelKind::kSgd};
+  // Each trained on every fold; empty = auto (selection, on the fold's
+  // training data only).
+  std::vector<std::optional<ModelKind>> kinds = {std::nullopt};
+  bool select = true;  // false: every kind trains exactly as told
+  int64_t budget = SelectionOptions().budget;
   ParamOverrides params;
   int threads = 0;
   int k = 10;

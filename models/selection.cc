@@ -1,0 +1,871 @@
+#include "models/selection.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "models/evaluation.h"
+#include "models/parallel.h"
+#include "models/popularity.h"
+#include "models/status_macros.h"
+#include "models/topk.h"
+
+namespace recsys {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+constexpr int kTopN = 10;
+
+// The carved split and what scoring it needs.
+struct Validation {
+  RatingData train, held;
+  SparseRows train_rows;                       // by user
+  std::vector<int32_t> users;                  // scored for nDCG@10
+  std::vector<std::vector<int32_t>> relevant;  // per scored user
+  std::vector<int64_t> relevant_counts;        // per item, in `train`
+  float relevant_min = 0;
+};
+
+void MakeValidation(const RatingData& data, const SelectionOptions& o,
+                    Validation* v) {
+  PerUserSplit(data, o.validation_fraction, o.min_user_ratings, o.seed,
+               &v->train, &v->held);
+  v->train_rows = BuildRows(v->train, /*by_item=*/false);
+  v->relevant_min = DefaultRelevanceThreshold(data.scale);
+  v->relevant_counts =
+      internal::RelevantCounts(BuildRows(v->train, true), v->relevant_min);
+  std::vector<std::vector<int32_t>> relevant(data.num_users());
+  for (const Rating& r : v->held.ratings) {
+    if (r.value >= v->relevant_min) relevant[r.user].push_back(r.item);
+  }
+  std::vector<int32_t> users;
+  for (int32_t u = 0; u < data.num_users(); ++u) {
+    if (!relevant[u].empty()) users.push_back(u);
+  }
+  if (static_cast<int64_t>(users.size()) > o.max_validation_users) {
+    std::mt19937_64 rng(o.seed ^ 0x7a11d);
+    std::shuffle(users.begin(), users.end(), rng);
+    users.resize(o.max_validation_users);
+    std::sort(users.begin(), users.end());
+  }
+  v->users = users;
+  for (int32_t u : users) v->relevant.push_back(std::move(relevant[u]));
+}
+
+// Fills `scores` with every item's ranking score for user u.
+using ScoreFn = std::function<void(int32_t u, Eigen::VectorXf* scores)>;
+
+// nDCG@10 over the validation users of score(u) + w * prior, for each w in
+// `weights` (the prior is ignored when empty). *top_scale, when not null,
+// gets the mean over users of their best candidate's score(u).
+std::vector<double> Ndcg(const Validation& v, int threads, const ScoreFn& score,
+                         const Eigen::VectorXf& prior,
+                         const std::vector<float>& weights, double* top_scale) {
+  const size_t n = v.users.size(), nw = weights.size();
+  std::vector<double> per_user(n * nw, 0.0), top(n, 0.0);
+  std::vector<double> idcg(kTopN + 1, 0.0);
+  for (int r = 1; r <= kTopN; ++r) idcg[r] = idcg[r - 1] + 1 / std::log2(r + 1);
+  ParallelChunks(
+      static_cast<int64_t>(n), threads, [&](int64_t begin, int64_t end, int) {
+        Eigen::VectorXf s, t;
+        std::vector<ScoredItem> best;
+        for (int64_t j = begin; j < end; ++j) {
+          const int32_t u = v.users[j];
+          score(u, &s);
+          const int64_t b = v.train_rows.offsets[u];
+          const absl::Span<const int32_t> rated(
+              v.train_rows.cols.data() + b,
+              static_cast<size_t>(v.train_rows.offsets[u + 1] - b));
+          const std::vector<int32_t>& rel = v.relevant[j];
+          for (size_t w = 0; w < nw; ++w) {
+            if (weights[w] != 0 && prior.size() == s.size()) {
+              t = s + weights[w] * prior;
+            } else {
+              t = s;
+            }
+            TopK(absl::MakeConstSpan(t.data(), t.size()), kTopN, rated, &best);
+            if (w == 0 && top_scale != nullptr && !best.empty()) {
+              top[j] = s[best[0].item];
+            }
+            double dcg = 0;
+            for (size_t r = 0; r < best.size(); ++r) {
+              if (std::binary_search(rel.begin(), rel.end(), best[r].item)) {
+                dcg += 1 / std::log2(static_cast<double>(r) + 2);
+              }
+            }
+            per_user[j * nw + w] =
+                dcg / idcg[std::min<size_t>(rel.size(), kTopN)];
+          }
+        }
+      });
+  std::vector<double> mean(nw, 0.0);
+  for (size_t j = 0; j < n; ++j) {
+    for (size_t w = 0; w < nw; ++w) mean[w] += per_user[j * nw + w];
+  }
+  for (double& m : mean) m /= std::max<size_t>(1, n);
+  if (top_scale != nullptr) {
+    *top_scale = std::accumulate(top.begin(), top.end(), 0.0) /
+                 static_cast<double>(std::max<size_t>(1, n));
+  }
+  return mean;
+}
+
+ScoreFn ModelScores(const Model& m) {
+  return [&m](int32_t u, Eigen::VectorXf* s) {
+    const int32_t k = m.rank_cols();
+    s->noalias() =
+        m.item_factors.leftCols(k) * m.user_factors.row(u).head(k).transpose();
+    if (m.rank_bias.size() > 0) *s += m.rank_bias;
+  };
+}
+
+// The ranking fields of a candidate of kind `kind` as the caller pinned
+// them: under their own names for a kind searched alone, under the
+// rank_* names when the winner will be a kHybrid's ranking part.
+struct RankPins {
+  std::optional<int32_t> factors, epochs, cg_steps;
+  std::optional<float> reg, implicit_weight, reg_exponent, value_weight;
+};
+
+RankPins RankingPins(const SelectionOptions& o) {
+  const ParamOverrides& p = o.pinned;
+  RankPins r;
+  const bool alone =
+      o.kind == ModelKind::kIals || o.kind == ModelKind::kPuresvd;
+  r.factors = alone ? p.factors : p.rank_factors;
+  r.epochs = alone ? p.epochs : p.rank_epochs;
+  r.reg = alone ? p.reg : p.rank_reg;
+  r.cg_steps = p.cg_steps;
+  r.implicit_weight = p.implicit_weight;
+  r.reg_exponent = p.reg_exponent;
+  r.value_weight = p.value_weight;
+  return r;
+}
+
+// One trained and scored ranking candidate.
+struct RankCandidate {
+  ModelKind kind = ModelKind::kPopularity;
+  Hyperparameters params;
+  double ndcg = -1;
+  bool diverged = false;
+};
+
+struct Search {
+  const RatingData* data = nullptr;
+  const SelectionOptions* options = nullptr;
+  Validation v;
+  Clock::time_point start;
+  int rank_threads = 1;
+  int64_t work = 0;  // ranking work; the rating part's is reserved apart
+  int64_t budget = 0;
+  bool timed_out = false;
+  std::mutex mu;  // trials and on_trial, shared with the rating thread
+  std::vector<SelectionTrial> rank_trials, rating_trials;
+
+  void Record(SelectionTrial t, std::vector<SelectionTrial>* list) {
+    std::lock_guard<std::mutex> lock(mu);
+    list->push_back(t);
+    if (options->on_trial) options->on_trial(t);
+  }
+  bool Stopped() const { return options->stop && options->stop(); }
+  // Whether a trial of `cost` units may start.
+  bool MayRun(int64_t cost) {
+    if (work + cost > budget) return false;
+    if (options->max_seconds > 0 && Since(start) > options->max_seconds) {
+      timed_out = true;
+      return false;
+    }
+    return true;
+  }
+};
+
+std::string Num(double v) { return absl::StrFormat("%g", v); }
+
+}  // namespace
+
+std::string DescribeCandidate(ModelKind kind, const Hyperparameters& p) {
+  std::vector<std::string> f = {std::string(ModelKindName(kind))};
+  auto add = [&f](absl::string_view name, double v) {
+    f.push_back(absl::StrCat(name, "=", Num(v)));
+  };
+  switch (kind) {
+    case ModelKind::kIals:
+      add("factors", p.factors);
+      add("epochs", p.epochs);
+      add("reg", p.reg);
+      add("reg_exponent", p.reg_exponent);
+      add("implicit_weight", p.implicit_weight);
+      add("value_weight", p.value_weight);
+      break;
+    case ModelKind::kPuresvd:
+      add("factors", p.factors);
+      add("power_iterations", p.epochs);
+      add("value_weight", p.value_weight);
+      break;
+    case ModelKind::kBayes:
+      add("factors", p.factors);
+      add("sweeps", p.epochs);
+      add("burn_in", p.burn_in);
+      add("samples", p.samples);
+      break;
+    case ModelKind::kHybrid: {
+      const std::string rank =
+          p.rank_kind == ModelKind::kPopularity
+              ? std::string("popularity")
+              : DescribeCandidate(p.rank_kind, RankingPart(p));
+      return absl::StrCat("hybrid: ranking ", rank, "; ratings ",
+                          DescribeCandidate(ModelKind::kBayes, p));
+    }
+    case ModelKind::kBaseline:
+    case ModelKind::kPopularity:
+      break;
+    case ModelKind::kSgd:
+    case ModelKind::kAls:
+      add("factors", p.factors);
+      add("epochs", p.epochs);
+      add("reg", p.reg);
+      break;
+  }
+  if ((kind == ModelKind::kIals || kind == ModelKind::kPuresvd) &&
+      p.popularity_weight > 0) {
+    add("popularity_weight", p.popularity_weight);
+  }
+  return absl::StrJoin(f, " ");
+}
+
+void PerUserSplit(const RatingData& data, double fraction,
+                  int32_t min_user_ratings, uint64_t seed, RatingData* train,
+                  RatingData* held_out) {
+  for (RatingData* d : {train, held_out}) {
+    d->users = data.users;
+    d->items = data.items;
+    d->scale = data.scale;
+    d->item_info = data.item_info;
+    d->ratings.clear();
+  }
+  std::vector<std::vector<size_t>> by_user(data.num_users());
+  for (size_t k = 0; k < data.ratings.size(); ++k) {
+    by_user[data.ratings[k].user].push_back(k);
+  }
+  std::vector<bool> held(data.ratings.size(), false);
+  std::mt19937_64 rng(seed);
+  for (std::vector<size_t>& mine : by_user) {
+    const int64_t n = static_cast<int64_t>(mine.size());
+    if (n < std::max(2, min_user_ratings)) continue;
+    std::shuffle(mine.begin(), mine.end(), rng);
+    const int64_t out = std::clamp<int64_t>(
+        static_cast<int64_t>(std::llround(fraction * static_cast<double>(n))),
+        1, n - 1);
+    for (int64_t j = 0; j < out; ++j) held[mine[j]] = true;
+  }
+  for (size_t k = 0; k < data.ratings.size(); ++k) {
+    (held[k] ? held_out : train)->ratings.push_back(data.ratings[k]);
+  }
+}
+
+namespace {
+
+// --- The ranking search.
+
+void TryPopularity(Search& s, RankCandidate* best) {
+  const Clock::time_point t0 = Clock::now();
+  Eigen::VectorXf counts(static_cast<Eigen::Index>(s.v.relevant_counts.size()));
+  for (size_t i = 0; i < s.v.relevant_counts.size(); ++i) {
+    counts[static_cast<Eigen::Index>(i)] =
+        static_cast<float>(s.v.relevant_counts[i]);
+  }
+  const double ndcg = Ndcg(
+      s.v, s.rank_threads,
+      [&counts](int32_t, Eigen::VectorXf* out) { *out = counts; },
+      Eigen::VectorXf(), {0.0f}, nullptr)[0];
+  SelectionTrial t;
+  t.candidate = "popularity (relevant ratings)";
+  t.kind = ModelKind::kPopularity;
+  t.ndcg = ndcg;
+  t.seconds = Since(t0);
+  s.Record(t, &s.rank_trials);
+  if (ndcg > best->ndcg) {
+    best->kind = ModelKind::kPopularity;
+    best->params = Hyperparameters();
+    best->ndcg = ndcg;
+  }
+}
+
+// Trains one ranking candidate on the carved part and scores it; the model
+// is kept in *fit for a later blend.
+double TryRanking(Search& s, ModelKind kind, const Hyperparameters& p,
+                  int32_t rung, Model* fit) {
+  const Clock::time_point t0 = Clock::now();
+  TrainOptions opt;
+  opt.threads = s.rank_threads;
+  absl::StatusOr<Model> m = TrainModel(s.v.train, kind, p, opt);
+  const int64_t cost = kind == ModelKind::kPuresvd ? p.epochs + 2 : p.epochs;
+  s.work += cost;
+  SelectionTrial t;
+  t.candidate = DescribeCandidate(kind, p);
+  t.kind = kind;
+  t.rung = rung;
+  t.work = cost;
+  double ndcg = -1;
+  if (m.ok()) {
+    ndcg = Ndcg(s.v, s.rank_threads, ModelScores(*m), Eigen::VectorXf(), {0.0f},
+                nullptr)[0];
+    if (fit != nullptr) *fit = *std::move(m);
+  } else {
+    t.candidate += absl::StrCat(" (failed: ", m.status().message(), ")");
+  }
+  t.ndcg = ndcg;
+  t.seconds = Since(t0);
+  s.Record(t, &s.rank_trials);
+  return ndcg;
+}
+
+// PureSVD: one SVD per rating target at the largest k, whose leading
+// columns are the smaller k's own (the projection of the first k columns
+// is the first k columns of the projection).
+void SearchPureSvd(Search& s, const RankPins& pins, RankCandidate* best,
+                   Model* best_model) {
+  const RatingData& d = s.v.train;
+  const int64_t side = std::min(d.num_users(), d.num_items());
+  std::vector<int32_t> ks;
+  if (pins.factors) {
+    ks = {*pins.factors};
+  } else {
+    for (int32_t k : {10, 20, 50, 100}) {
+      if (k <= std::max<int64_t>(2, side / 4) &&
+          (k <= 50 || d.num_items() <= 50000)) {
+        ks.push_back(k);
+      }
+    }
+    if (ks.empty()) ks = {static_cast<int32_t>(std::max<int64_t>(1, side / 4))};
+  }
+  std::vector<float> targets;
+  if (pins.value_weight) {
+    targets = {*pins.value_weight};
+  } else {
+    // Every interaction alike; the raw rating (r / max); the rating's place
+    // on the scale.
+    const float raw = d.scale.max > 0 ? 1 - d.scale.min / d.scale.max : 1;
+    targets = {0.0f, raw, 1.0f};
+    if (raw <= 0 || raw >= 1) targets = {0.0f, 1.0f};
+  }
+  Hyperparameters p = DefaultHyperparameters(ModelKind::kPuresvd);
+  p.seed = s.options->seed;
+  p.epochs = pins.epochs.value_or(2);
+  for (float target : targets) {
+    p.value_weight = target;
+    p.factors = ks.back();
+    const int64_t cost = p.epochs + 2;
+    if (!s.MayRun(cost) || s.Stopped()) return;
+    const Clock::time_point t0 = Clock::now();
+    TrainOptions opt;
+    opt.threads = s.rank_threads;
+    absl::StatusOr<Model> full = TrainModel(d, ModelKind::kPuresvd, p, opt);
+    s.work += cost;
+    if (!full.ok()) continue;
+    const double fit_seconds = Since(t0);
+    for (size_t j = 0; j < ks.size(); ++j) {
+      const Clock::time_point t1 = Clock::now();
+      Model m = *full;
+      const int32_t k = std::min<int32_t>(ks[j], full->factors());
+      m.user_factors = full->user_factors.leftCols(k);
+      m.item_factors = full->item_factors.leftCols(k);
+      m.params.factors = k;
+      const double ndcg = Ndcg(s.v, s.rank_threads, ModelScores(m),
+                               Eigen::VectorXf(), {0.0f}, nullptr)[0];
+      SelectionTrial t;
+      t.candidate = DescribeCandidate(ModelKind::kPuresvd, m.params);
+      t.kind = ModelKind::kPuresvd;
+      t.work = j + 1 == ks.size() ? cost : 0;  // one SVD serves them all
+      t.ndcg = ndcg;
+      t.seconds = Since(t1) + (j + 1 == ks.size() ? fit_seconds : 0);
+      s.Record(t, &s.rank_trials);
+      if (ndcg > best->ndcg) {
+        best->kind = ModelKind::kPuresvd;
+        best->params = m.params;
+        best->ndcg = ndcg;
+        *best_model = std::move(m);
+      }
+    }
+  }
+}
+
+// iALS by successive halving: a seeded sample of the grid (and the shipped
+// defaults) at 4 iterations, the best third again at 8, and so on to 16.
+void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
+                Model* best_model) {
+  const RatingData& d = s.v.train;
+  const int64_t side = std::min(d.num_users(), d.num_items());
+  std::vector<int32_t> factors;
+  for (int32_t f : {16, 32, 64, 128}) {
+    if (f <= std::max<int64_t>(16, side / 4) &&
+        (f <= 64 || d.num_items() <= 50000)) {
+      factors.push_back(f);
+    }
+  }
+  struct Setting {
+    int32_t factors;
+    float reg, reg_exponent, implicit_weight, value_weight;
+  };
+  std::vector<Setting> grid;
+  for (int32_t f : factors) {
+    for (float e : {0.5f, 1.0f}) {
+      // The penalty is reg * (seen)^e: the same strength needs a larger reg
+      // at the smaller exponent.
+      const std::vector<float> regs =
+          e < 1 ? std::vector<float>{0.03f, 0.1f, 0.3f}
+                : std::vector<float>{0.003f, 0.01f, 0.03f};
+      for (float r : regs) {
+        for (float a0 : {0.1f, 0.3f, 1.0f}) {
+          for (float vw : {0.5f, 0.8f, 1.0f}) grid.push_back({f, r, e, a0, vw});
+        }
+      }
+    }
+  }
+  auto pinned = [&pins](Setting g) {
+    if (pins.factors) g.factors = *pins.factors;
+    if (pins.reg) g.reg = *pins.reg;
+    if (pins.reg_exponent) g.reg_exponent = *pins.reg_exponent;
+    if (pins.implicit_weight) g.implicit_weight = *pins.implicit_weight;
+    if (pins.value_weight) g.value_weight = *pins.value_weight;
+    return g;
+  };
+  auto same = [](const Setting& a, const Setting& b) {
+    return a.factors == b.factors && a.reg == b.reg &&
+           a.reg_exponent == b.reg_exponent &&
+           a.implicit_weight == b.implicit_weight &&
+           a.value_weight == b.value_weight;
+  };
+  const Hyperparameters defaults = DefaultHyperparameters(ModelKind::kIals);
+  std::vector<Setting> picks = {
+      pinned({defaults.factors, defaults.reg, defaults.reg_exponent,
+              defaults.implicit_weight, defaults.value_weight})};
+  std::mt19937_64 rng(s.options->seed ^ 0x1a15);
+  std::shuffle(grid.begin(), grid.end(), rng);
+  for (const Setting& g : grid) {
+    if (picks.size() >= 13) break;
+    const Setting p = pinned(g);
+    bool seen = false;
+    for (const Setting& q : picks) seen = seen || same(p, q);
+    if (!seen) picks.push_back(p);
+  }
+  auto params_of = [&](const Setting& g, int32_t epochs) {
+    Hyperparameters p = defaults;
+    p.factors = g.factors;
+    p.reg = g.reg;
+    p.reg_exponent = g.reg_exponent;
+    p.implicit_weight = g.implicit_weight;
+    p.value_weight = g.value_weight;
+    p.epochs = pins.epochs.value_or(epochs);
+    if (pins.cg_steps) p.cg_steps = *pins.cg_steps;
+    p.seed = s.options->seed;
+    return p;
+  };
+  // The rounds must fit the budget: fewer settings start when it is short.
+  const std::vector<int32_t> rung_epochs = {4, 8, 16};
+  auto plan_cost = [&](size_t n) {
+    int64_t cost = 0;
+    for (int32_t e : rung_epochs) {
+      cost += static_cast<int64_t>(n) * pins.epochs.value_or(e);
+      n = std::max<size_t>(1, (n + 2) / 3);
+    }
+    return cost;
+  };
+  while (picks.size() > 1 && s.work + plan_cost(picks.size()) > s.budget) {
+    picks.pop_back();
+  }
+  std::vector<Setting> alive = picks;
+  for (size_t rung = 0; rung < rung_epochs.size() && !alive.empty(); ++rung) {
+    std::vector<std::pair<double, size_t>> scored;
+    for (size_t j = 0; j < alive.size(); ++j) {
+      const Hyperparameters p = params_of(alive[j], rung_epochs[rung]);
+      if (!s.MayRun(p.epochs) || s.Stopped()) break;
+      Model m;
+      const double ndcg =
+          TryRanking(s, ModelKind::kIals, p, static_cast<int32_t>(rung), &m);
+      scored.push_back({ndcg, j});
+      if (ndcg > best->ndcg) {
+        best->kind = ModelKind::kIals;
+        best->params = p;
+        best->ndcg = ndcg;
+        *best_model = std::move(m);
+      }
+    }
+    if (scored.size() <= 1) break;
+    std::stable_sort(
+        scored.begin(), scored.end(),
+        [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<Setting> next;
+    for (size_t j = 0; j < std::max<size_t>(1, (scored.size() + 2) / 3); ++j) {
+      next.push_back(alive[scored[j].second]);
+    }
+    alive = std::move(next);
+  }
+}
+
+// The popularity prior's weight for a trained candidate, chosen from a few
+// multiples of its typical top score (0 keeps it without).
+void SearchBlend(Search& s, const RankCandidate& cand, Model& m,
+                 RankCandidate* best) {
+  if (s.Stopped()) return;
+  const Clock::time_point t0 = Clock::now();
+  const Eigen::VectorXf prior =
+      internal::PopularityPrior(s.v.relevant_counts, 1.0f);
+  double top = 0;
+  Ndcg(s.v, s.rank_threads, ModelScores(m), prior, {0.0f}, &top);
+  if (!(top > 0)) return;
+  std::vector<float> weights;
+  for (double f : {0.03, 0.1, 0.3, 1.0, 3.0}) {
+    weights.push_back(static_cast<float>(f * top));
+  }
+  const std::vector<double> ndcg =
+      Ndcg(s.v, s.rank_threads, ModelScores(m), prior, weights, nullptr);
+  const double seconds = Since(t0) / static_cast<double>(weights.size());
+  for (size_t w = 0; w < weights.size(); ++w) {
+    Hyperparameters p = cand.params;
+    p.popularity_weight = weights[w];
+    SelectionTrial t;
+    t.candidate = DescribeCandidate(cand.kind, p);
+    t.kind = cand.kind;
+    t.rung = 0;
+    t.ndcg = ndcg[w];
+    t.seconds = seconds;
+    s.Record(t, &s.rank_trials);
+    if (ndcg[w] > best->ndcg) {
+      best->kind = cand.kind;
+      best->params = p;
+      best->ndcg = ndcg[w];
+    }
+  }
+}
+
+// --- The rating part.
+
+struct RatingChoice {
+  bool bayes = false;
+  double rmse = -1;
+};
+
+// Bayesian MF settings for the data's size: the shipped ones, with fewer
+// sweeps on large sets (each sweep touches every rating).
+Hyperparameters BayesFor(const RatingData& d, const SelectionOptions& o) {
+  Hyperparameters p = ResolveParams(ModelKind::kBayes, o.pinned);
+  if (d.ratings.size() > 400000 && !o.pinned.epochs && !o.pinned.burn_in &&
+      !o.pinned.samples) {
+    p.epochs = 100;
+    p.burn_in = 20;
+    p.samples = 24;
+  }
+  if (!o.pinned.seed) p.seed = o.seed;
+  return p;
+}
+
+RatingChoice SearchRatings(Search& s, int threads, bool with_baseline,
+                           const Hyperparameters& bayes) {
+  RatingChoice choice;
+  TrainOptions opt;
+  opt.threads = threads;
+  double baseline_rmse = -1;
+  auto rmse_of = [&](const Model& m) {
+    absl::StatusOr<RatingMetrics> r = EvaluateRatings(m, s.v.held, nullptr);
+    return r.ok() ? r->rmse : -1.0;
+  };
+  if (with_baseline && !s.Stopped()) {
+    const Clock::time_point t0 = Clock::now();
+    const Hyperparameters p = DefaultHyperparameters(ModelKind::kBaseline);
+    absl::StatusOr<Model> m =
+        TrainModel(s.v.train, ModelKind::kBaseline, p, opt);
+    if (m.ok()) {
+      baseline_rmse = rmse_of(*m);
+      SelectionTrial t;
+      t.candidate = "baseline";
+      t.kind = ModelKind::kBaseline;
+      t.part = SelectionTrial::kRating;
+      t.work = p.epochs;
+      t.rmse = baseline_rmse;
+      t.seconds = Since(t0);
+      s.Record(t, &s.rating_trials);
+    }
+  }
+  if (!s.Stopped()) {
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<Model> m =
+        TrainModel(s.v.train, ModelKind::kBayes, bayes, opt);
+    SelectionTrial t;
+    t.candidate = DescribeCandidate(ModelKind::kBayes, bayes);
+    t.kind = ModelKind::kBayes;
+    t.part = SelectionTrial::kRating;
+    t.work = bayes.epochs;
+    if (m.ok()) {
+      t.rmse = rmse_of(*m);
+    } else {
+      t.candidate += absl::StrCat(" (failed: ", m.status().message(), ")");
+    }
+    t.seconds = Since(t0);
+    s.Record(t, &s.rating_trials);
+    if (t.rmse >= 0 && (baseline_rmse < 0 || t.rmse <= baseline_rmse)) {
+      choice.bayes = true;
+      choice.rmse = t.rmse;
+      return choice;
+    }
+  }
+  choice.rmse = baseline_rmse;
+  return choice;
+}
+
+// Whether the caller pinned every field the search of `kind` varies.
+bool FullyPinned(ModelKind kind, const SelectionOptions& o) {
+  const RankPins r = RankingPins(o);
+  if (kind == ModelKind::kIals) {
+    return r.factors && r.reg && r.reg_exponent && r.implicit_weight &&
+           r.value_weight && r.epochs;
+  }
+  if (kind == ModelKind::kPuresvd) return r.factors && r.value_weight;
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<Selection> SelectModel(const RatingData& data,
+                                      const SelectionOptions& o) {
+  if (data.ratings.empty()) {
+    return absl::InvalidArgumentError("cannot select a model for no ratings");
+  }
+  if (!(o.validation_fraction > 0 && o.validation_fraction < 1)) {
+    return absl::InvalidArgumentError(
+        "the validation fraction of model selection must be in (0, 1)");
+  }
+  if (o.budget < 0) {
+    return absl::InvalidArgumentError("the selection budget must be >= 0");
+  }
+  const ModelKind requested = o.kind.value_or(ModelKind::kHybrid);
+  const bool searchable = !o.kind || requested == ModelKind::kIals ||
+                          requested == ModelKind::kPuresvd ||
+                          requested == ModelKind::kHybrid;
+  Selection out;
+  out.kind = requested;
+  out.params = ResolveParams(requested, o.pinned);
+  out.report.budget = o.budget;
+  if (!searchable || FullyPinned(requested, o)) {
+    out.report.summary = absl::StrCat(
+        ModelKindName(requested),
+        searchable ? ": every searched setting was given; trained as told"
+                   : " has no search space: its defaults and the given "
+                     "settings");
+    return out;
+  }
+  Search s;
+  s.data = &data;
+  s.options = &o;
+  s.start = Clock::now();
+  MakeValidation(data, o, &s.v);
+  out.report.validation_users = static_cast<int64_t>(s.v.users.size());
+  out.report.validation_ratings = static_cast<int64_t>(s.v.held.ratings.size());
+  if (s.v.users.empty()) {
+    out.report.summary = absl::StrFormat(
+        "too little data to select on (no user with %d or more ratings has a "
+        "relevant one held out): %s with its defaults",
+        o.min_user_ratings, ModelKindName(requested));
+    return out;
+  }
+  const int threads = ResolveThreads(o.threads);
+  const bool rating_part = requested == ModelKind::kHybrid;
+  const Hyperparameters bayes = BayesFor(data, o);
+  // The rating part's work is reserved first, so the ranking search plans
+  // with what is left.
+  const bool with_baseline = !o.kind;
+  const int64_t rating_work =
+      rating_part
+          ? bayes.epochs +
+                (with_baseline
+                     ? DefaultHyperparameters(ModelKind::kBaseline).epochs
+                     : 0)
+          : 0;
+  const bool rating_fits = rating_work <= o.budget;
+  s.budget = o.budget - (rating_fits ? rating_work : 0);
+  // With two or more threads the rating part trains on one beside the
+  // ranking search.
+  RatingChoice ratings;
+  std::thread rating_thread;
+  const bool beside = rating_part && rating_fits && threads > 1;
+  s.rank_threads = beside ? threads - 1 : threads;
+  if (beside) {
+    rating_thread = std::thread(
+        [&] { ratings = SearchRatings(s, 1, with_baseline, bayes); });
+  }
+
+  const RankPins pins = RankingPins(o);
+  RankCandidate best;
+  Model best_svd, best_ials;
+  RankCandidate svd, ials;
+  if (!o.kind) TryPopularity(s, &best);
+  if (requested != ModelKind::kIals) SearchPureSvd(s, pins, &svd, &best_svd);
+  if (requested != ModelKind::kPuresvd) SearchIals(s, pins, &ials, &best_ials);
+  for (auto [cand, model] :
+       {std::pair(&svd, &best_svd), std::pair(&ials, &best_ials)}) {
+    if (cand->ndcg < 0) continue;
+    if (cand->ndcg > best.ndcg) best = *cand;
+    SearchBlend(s, *cand, *model, &best);
+  }
+  if (beside) {
+    rating_thread.join();
+  } else if (rating_part && rating_fits) {
+    ratings = SearchRatings(s, threads, with_baseline, bayes);
+  }
+  if (s.Stopped()) {
+    return absl::CancelledError("model selection stopped on request");
+  }
+  if (best.ndcg < 0) {
+    out.report.summary = absl::StrCat(
+        "no ranking candidate fitted the budget of ", o.budget,
+        " units: ", ModelKindName(requested), " with its defaults");
+    return out;
+  }
+
+  // Mark the winners and put the pieces together.
+  std::vector<SelectionTrial>& trials = out.report.trials;
+  trials = s.rank_trials;
+  const std::string chosen_rank =
+      best.kind == ModelKind::kPopularity
+          ? std::string("popularity (relevant ratings)")
+          : DescribeCandidate(best.kind, best.params);
+  for (SelectionTrial& t : trials) {
+    if (t.candidate == chosen_rank && t.ndcg == best.ndcg) {
+      t.chosen = true;
+      break;
+    }
+  }
+  const size_t first_rating = trials.size();
+  trials.insert(trials.end(), s.rating_trials.begin(), s.rating_trials.end());
+  for (size_t j = first_rating; j < trials.size(); ++j) {
+    trials[j].chosen = trials[j].rmse == ratings.rmse &&
+                       (trials[j].kind == ModelKind::kBayes) == ratings.bayes;
+  }
+  int64_t work = 0;
+  for (const SelectionTrial& t : trials) work += t.work;
+  out.report.work = work;
+  out.report.seconds = Since(s.start);
+
+  Hyperparameters rank = best.params;
+  if (rating_part && ratings.bayes) {
+    out.kind = ModelKind::kHybrid;
+    out.params = bayes;
+    out.params.rank_kind = best.kind;
+    if (best.kind == ModelKind::kPopularity) {
+      out.params.rank_factors = 1;
+      out.params.rank_epochs = 1;
+    } else {
+      out.params.rank_factors = rank.factors;
+      out.params.rank_epochs = rank.epochs;
+      out.params.rank_reg = rank.reg;
+      out.params.implicit_weight = rank.implicit_weight;
+      out.params.reg_exponent = rank.reg_exponent;
+      out.params.value_weight = rank.value_weight;
+      out.params.cg_steps = rank.cg_steps;
+      out.params.popularity_weight = rank.popularity_weight;
+    }
+  } else if (best.kind == ModelKind::kPopularity) {
+    out.kind = ModelKind::kPopularity;
+    out.params = DefaultHyperparameters(ModelKind::kPopularity);
+  } else {
+    out.kind = best.kind;
+    out.params = rank;
+  }
+  if (o.pinned.seed) out.params.seed = *o.pinned.seed;
+  out.report.summary = absl::StrFormat(
+      "%s; validation nDCG@10 %.4f%s (popularity %s)%s",
+      DescribeCandidate(out.kind, out.params), best.ndcg,
+      ratings.rmse >= 0 ? absl::StrFormat(", RMSE %.4f", ratings.rmse) : "",
+      trials.empty() || trials[0].kind != ModelKind::kPopularity
+          ? std::string("not tried")
+          : absl::StrFormat("%.4f", trials[0].ndcg),
+      s.timed_out ? "; stopped early by the time cap" : "");
+  return out;
+}
+
+absl::StatusOr<Model> TrainSelected(const RatingData& data,
+                                    const SelectionOptions& options,
+                                    const TrainOptions& train) {
+  RECSYS_ASSIGN_OR_RETURN(Selection sel, SelectModel(data, options));
+  RatingData carved, held;
+  const RatingData* fit = &data;
+  if (!options.refit && !sel.report.empty()) {
+    PerUserSplit(data, options.validation_fraction, options.min_user_ratings,
+                 options.seed, &carved, &held);
+    fit = &carved;
+  } else if (sel.params.popularity_weight > 0 &&
+             (sel.kind == ModelKind::kPuresvd ||
+              (sel.kind == ModelKind::kHybrid &&
+               sel.params.rank_kind == ModelKind::kPuresvd))) {
+    // PureSVD scores grow with a user's ratings: the prior keeps its share
+    // of them on the whole data.
+    const int64_t carved_ratings = static_cast<int64_t>(data.ratings.size()) -
+                                   sel.report.validation_ratings;
+    if (carved_ratings > 0) {
+      sel.params.popularity_weight *= static_cast<float>(
+          static_cast<double>(data.ratings.size()) / carved_ratings);
+    }
+  }
+  RECSYS_ASSIGN_OR_RETURN(Model m,
+                          TrainModel(*fit, sel.kind, sel.params, train));
+  double rmse = -1;
+  for (const SelectionTrial& t : sel.report.trials) {
+    if (t.chosen && t.part == SelectionTrial::kRating) rmse = t.rmse;
+  }
+  if (rmse >= 0) m.last_validation_rmse = rmse;
+  m.selection = std::move(sel.report);
+  return m;
+}
+
+absl::StatusOr<std::optional<ModelKind>> ParseKindOrAuto(
+    absl::string_view name) {
+  if (name == "auto") return std::optional<ModelKind>();
+  absl::StatusOr<ModelKind> kind = ParseModelKind(name);
+  if (!kind.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kind.status().message(), ", or auto"));
+  }
+  return std::optional<ModelKind>(*kind);
+}
+
+std::string KindOrAutoName(const std::optional<ModelKind>& kind) {
+  return kind ? std::string(ModelKindName(*kind)) : std::string("auto");
+}
+
+absl::Status ValidateSpec(const TrainingSpec& spec) {
+  const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
+  return ValidateHyperparameters(kind, ResolveParams(kind, spec.params));
+}
+
+absl::StatusOr<Model> TrainWithSpec(const RatingData& data,
+                                    const TrainingSpec& spec,
+                                    const TrainOptions& train) {
+  RECSYS_RETURN_IF_ERROR(ValidateSpec(spec));
+  if (!spec.select) {
+    const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
+    return TrainModel(data, kind, ResolveParams(kind, spec.params), train);
+  }
+  SelectionOptions o = spec.selection;
+  o.pinned = spec.params;
+  o.kind = spec.kind;
+  o.threads = train.threads;
+  if (!o.stop) o.stop = train.stop;
+  if (spec.params.seed) o.seed = *spec.params.seed;
+  return TrainSelected(data, o, train);
+}
+
+}  // namespace recsys
