@@ -21,6 +21,7 @@ float ImplicitPenalty(const Hyperparameters& p, int64_t n_row,
 
 float ImplicitTarget(const Hyperparameters& p, const RatingScale& scale,
                      float value) {
+  if (p.target_min > 0 && value < p.target_min) return 0.0f;
   if (p.value_weight == 0 || !(scale.max > scale.min)) return 1.0f;
   const float below = (scale.max - value) / (scale.max - scale.min);
   return 1.0f - p.value_weight * std::clamp(below, 0.0f, 1.0f);

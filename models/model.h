@@ -100,12 +100,16 @@ struct Hyperparameters {
   // (then one column: 1 for a user with ratings, the item's count of
   // relevant ratings for an item; see DefaultRelevanceThreshold).
   ModelKind rank_kind = ModelKind::kIals;
-  // Kinds that rank by a score of their own (kIals, kPuresvd, and kHybrid
-  // with an iALS or PureSVD ranking part): the weight w of a popularity
-  // prior added to every item's ranking score (Model::rank_bias),
-  // w * log(1 + r_i) / log(1 + max_j r_j) for r_i the item's relevant
-  // training ratings. 0 = none.
+  // The weight w of a popularity prior added to every item's ranking score
+  // (Model::rank_bias), w * log(1 + r_i) / log(1 + max_j r_j) for r_i the
+  // item's relevant training ratings; 0 = none. For kinds that rank by
+  // predicted rating it turns "best rated" into "most likely to be liked
+  // among what people pick" (kPopularity ignores it).
   float popularity_weight = 0.0f;
+  // iALS and PureSVD: a rating below this has target 0, an interaction
+  // seen and not liked (0 = off: every rating's target follows
+  // value_weight).
+  float target_min = 0.0f;
 };
 
 // The settings of kHybrid's ranking part, as a model of kind
@@ -219,9 +223,10 @@ struct Model {
     }
     return s;
   }
-  // Added to item i's ranking score (kinds that do not rank by rating):
-  // the popularity prior of params.popularity_weight, [num_items] or empty
-  // (zeros). Items added after training have none.
+  // Added to item i's ranking score: the popularity prior of
+  // params.popularity_weight, [num_items] or empty (zeros). Items added
+  // after training have none. A kind that ranks by rating then ranks by
+  // predicted rating + prior.
   Eigen::VectorXf rank_bias;
   // Q^T Q (and P^T P) over the ranking columns, for iALS fold-in, filled by
   // TrainModel and LoadModel via ComputeGrams; empty for other kinds.

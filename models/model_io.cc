@@ -155,6 +155,7 @@ void VisitScalars(M& m, Io& io, uint32_t version) {
   if (version >= 4) {
     io(m.params.rank_kind);
     io(m.params.popularity_weight);
+    io(m.params.target_min);
   }
   io(m.scale.min);
   io(m.scale.max);

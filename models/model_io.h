@@ -31,7 +31,7 @@
 //       f32      params.value_weight                                   (v2)
 //       i32 i32 f32  params.rank_factors, rank_epochs, rank_reg        (v2)
 //       u32      params.rank_kind (ModelKind; kIals before v4)         (v4)
-//       f32      params.popularity_weight                              (v4)
+//       f32 f32  params.popularity_weight, target_min                  (v4)
 //       f32 f32  scale.min, scale.max
 //       f32      mu
 //       f64      train_seconds

@@ -124,11 +124,14 @@ std::vector<double> Ndcg(const Validation& v, int threads, const ScoreFn& score,
   return mean;
 }
 
+// The model's ranking scores, as the server ranks (up to a constant per
+// user): its ranking columns, or its predicted ratings, plus its prior.
 ScoreFn ModelScores(const Model& m) {
   return [&m](int32_t u, Eigen::VectorXf* s) {
-    const int32_t k = m.rank_cols();
+    const int32_t k = m.ranks_by_rating() ? m.factors() : m.rank_cols();
     s->noalias() =
         m.item_factors.leftCols(k) * m.user_factors.row(u).head(k).transpose();
+    if (m.ranks_by_rating()) *s += m.item_bias;
     if (m.rank_bias.size() > 0) *s += m.rank_bias;
   };
 }
@@ -240,8 +243,7 @@ std::string DescribeCandidate(ModelKind kind, const Hyperparameters& p) {
       add("reg", p.reg);
       break;
   }
-  if ((kind == ModelKind::kIals || kind == ModelKind::kPuresvd) &&
-      p.popularity_weight > 0) {
+  if (kind != ModelKind::kPopularity && p.popularity_weight > 0) {
     add("popularity_weight", p.popularity_weight);
   }
   return absl::StrJoin(f, " ");
@@ -519,18 +521,28 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
 
 // The popularity prior's weight for a trained candidate, chosen from a few
 // multiples of its typical top score (0 keeps it without).
-void SearchBlend(Search& s, const RankCandidate& cand, Model& m,
+void SearchBlend(Search& s, const RankCandidate& cand, const Model& m,
                  RankCandidate* best) {
   if (s.Stopped()) return;
   const Clock::time_point t0 = Clock::now();
   const Eigen::VectorXf prior =
       internal::PopularityPrior(s.v.relevant_counts, 1.0f);
-  double top = 0;
-  Ndcg(s.v, s.rank_threads, ModelScores(m), prior, {0.0f}, &top);
-  if (!(top > 0)) return;
   std::vector<float> weights;
-  for (double f : {0.03, 0.1, 0.3, 1.0, 3.0}) {
-    weights.push_back(static_cast<float>(f * top));
+  if (m.ranks_by_rating()) {
+    // Predicted ratings: weights in stars (per 4 of the scale's width),
+    // from a nudge to "popular, then best rated".
+    const double star = (m.scale.max - m.scale.min) / 4;
+    for (double f : {0.25, 0.5, 1.0, 2.0, 4.0, 8.0}) {
+      weights.push_back(static_cast<float>(f * star));
+    }
+  } else {
+    // Preference scores: multiples of the typical best score.
+    double top = 0;
+    Ndcg(s.v, s.rank_threads, ModelScores(m), prior, {0.0f}, &top);
+    if (!(top > 0)) return;
+    for (double f : {0.03, 0.1, 0.3, 1.0, 3.0}) {
+      weights.push_back(static_cast<float>(f * top));
+    }
   }
   const std::vector<double> ndcg =
       Ndcg(s.v, s.rank_threads, ModelScores(m), prior, weights, nullptr);
@@ -558,6 +570,7 @@ void SearchBlend(Search& s, const RankCandidate& cand, Model& m,
 struct RatingChoice {
   bool bayes = false;
   double rmse = -1;
+  Model bayes_model;  // fitted on the carved part, if it fitted
 };
 
 // Bayesian MF settings for the data's size: the shipped ones, with fewer
@@ -612,6 +625,7 @@ RatingChoice SearchRatings(Search& s, int threads, bool with_baseline,
     t.work = bayes.epochs;
     if (m.ok()) {
       t.rmse = rmse_of(*m);
+      choice.bayes_model = *std::move(m);
     } else {
       t.candidate += absl::StrCat(" (failed: ", m.status().message(), ")");
     }
@@ -726,6 +740,24 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
   } else if (rating_part && rating_fits) {
     ratings = SearchRatings(s, threads, with_baseline, bayes);
   }
+  // Ranking by the rating part itself, with the popularity prior: on data
+  // where what people pick is mostly what is popular, the best of the
+  // popular items for this user.
+  s.rank_threads = threads;
+  if (!o.kind && ratings.bayes_model.num_users() > 0 && !s.Stopped()) {
+    RankCandidate by_rating;
+    by_rating.kind = ModelKind::kBayes;
+    by_rating.params = bayes;
+    by_rating.ndcg = Ndcg(s.v, threads, ModelScores(ratings.bayes_model),
+                          Eigen::VectorXf(), {0.0f}, nullptr)[0];
+    SelectionTrial t;
+    t.candidate = DescribeCandidate(ModelKind::kBayes, bayes);
+    t.kind = ModelKind::kBayes;
+    t.ndcg = by_rating.ndcg;
+    s.Record(t, &s.rank_trials);
+    if (by_rating.ndcg > best.ndcg) best = by_rating;
+    SearchBlend(s, by_rating, ratings.bayes_model, &best);
+  }
   if (s.Stopped()) {
     return absl::CancelledError("model selection stopped on request");
   }
@@ -736,6 +768,13 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
     return out;
   }
 
+  if (best.kind == ModelKind::kBayes && !ratings.bayes) {
+    // Ranking by Bayesian MF makes it the rating part as well.
+    for (const SelectionTrial& t : s.rating_trials) {
+      if (t.kind == ModelKind::kBayes) ratings.rmse = t.rmse;
+    }
+    ratings.bayes = true;
+  }
   // Mark the winners and put the pieces together.
   std::vector<SelectionTrial>& trials = out.report.trials;
   trials = s.rank_trials;
@@ -761,7 +800,11 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
   out.report.seconds = Since(s.start);
 
   Hyperparameters rank = best.params;
-  if (rating_part && ratings.bayes) {
+  if (best.kind == ModelKind::kBayes) {
+    // One model ranks and predicts.
+    out.kind = ModelKind::kBayes;
+    out.params = rank;
+  } else if (rating_part && ratings.bayes) {
     out.kind = ModelKind::kHybrid;
     out.params = bayes;
     out.params.rank_kind = best.kind;
@@ -851,11 +894,25 @@ absl::Status ValidateSpec(const TrainingSpec& spec) {
   return ValidateHyperparameters(kind, ResolveParams(kind, spec.params));
 }
 
+bool SpecSearches(const TrainingSpec& spec) {
+  if (!spec.select) return false;
+  if (!spec.kind) return true;
+  const ModelKind k = *spec.kind;
+  if (k != ModelKind::kIals && k != ModelKind::kPuresvd &&
+      k != ModelKind::kHybrid) {
+    return false;
+  }
+  SelectionOptions o;
+  o.kind = spec.kind;
+  o.pinned = spec.params;
+  return !FullyPinned(k, o);
+}
+
 absl::StatusOr<Model> TrainWithSpec(const RatingData& data,
                                     const TrainingSpec& spec,
                                     const TrainOptions& train) {
   RECSYS_RETURN_IF_ERROR(ValidateSpec(spec));
-  if (!spec.select) {
+  if (!SpecSearches(spec)) {
     const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
     return TrainModel(data, kind, ResolveParams(kind, spec.params), train);
   }
@@ -866,6 +923,25 @@ absl::StatusOr<Model> TrainWithSpec(const RatingData& data,
   if (!o.stop) o.stop = train.stop;
   if (spec.params.seed) o.seed = *spec.params.seed;
   return TrainSelected(data, o, train);
+}
+
+std::string RankingKindName(const Model& m) {
+  const bool prior = m.rank_bias.size() > 0;
+  return absl::StrCat(ModelKindName(m.ranking_kind()),
+                      prior ? " + popularity prior" : "");
+}
+
+std::string RatingKindName(const Model& m) {
+  switch (m.kind) {
+    case ModelKind::kHybrid:
+      return "bayes";
+    case ModelKind::kIals:
+    case ModelKind::kPuresvd:
+    case ModelKind::kPopularity:
+      return "baseline";
+    default:
+      return std::string(ModelKindName(m.kind));
+  }
 }
 
 }  // namespace recsys

@@ -115,10 +115,22 @@ std::string KindOrAutoName(const std::optional<ModelKind>& kind);
 // settings as given (with the defaults for the rest).
 absl::Status ValidateSpec(const TrainingSpec& spec);
 
-// Trains as the spec asks, by TrainSelected or TrainModel.
+// Whether the spec runs a search: selection is on, and the kind (or auto)
+// has settings left to vary.
+bool SpecSearches(const TrainingSpec& spec);
+
+// Trains as the spec asks: by TrainSelected when it searches, else by
+// TrainModel (a kind with no search takes its defaults and the given
+// settings; auto without selection is kHybrid's defaults).
 absl::StatusOr<Model> TrainWithSpec(const RatingData& data,
                                     const TrainingSpec& spec,
                                     const TrainOptions& train);
+
+// What serves each half of a model: the ranking ("ials", "puresvd",
+// "popularity", or a rating kind, with " + popularity prior" when it has
+// one) and the predicted ratings ("bayes", "baseline", ...).
+std::string RankingKindName(const Model& m);
+std::string RatingKindName(const Model& m);
 
 // Holds out `fraction` of each user's ratings (at least one) for users with
 // at least `min_user_ratings`; both sets share `data`'s id maps, scale and

@@ -28,6 +28,7 @@ void ScoreAllItems(const Model& model, float user_bias,
     Eigen::Map<const Eigen::VectorXf> p(user_vector, model.factors());
     scores->noalias() += model.item_factors * p;
   }
+  if (model.rank_bias.size() > 0) *scores += model.rank_bias;
 }
 
 namespace {

@@ -106,6 +106,8 @@ Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
   if (o.rank_factors) p.rank_factors = *o.rank_factors;
   if (o.rank_epochs) p.rank_epochs = *o.rank_epochs;
   if (o.rank_reg) p.rank_reg = *o.rank_reg;
+  if (o.popularity_weight) p.popularity_weight = *o.popularity_weight;
+  if (o.target_min) p.target_min = *o.target_min;
   if (o.seed) p.seed = *o.seed;
   return p;
 }
@@ -152,7 +154,8 @@ absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
       {"baseline_reg_user", p.baseline_reg_user},
       {"fold_in_reg", p.fold_in_reg},
       {"fold_in_reg_bias", p.fold_in_reg_bias},
-      {"popularity_weight", p.popularity_weight}};
+      {"popularity_weight", p.popularity_weight},
+      {"target_min", p.target_min}};
   for (const auto& [name, v] : non_negative) {
     if (!std::isfinite(v) || v < 0) {
       return bad(absl::StrCat(name, " must be finite and >= 0, got ", v));
@@ -517,7 +520,7 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
       if (m.item_counts[i] == 0) m.item_factors.row(i).setZero();
     }
   }
-  if (!m.ranks_by_rating() && params.popularity_weight > 0) {
+  if (params.popularity_weight > 0 && kind != ModelKind::kPopularity) {
     m.rank_bias = internal::PopularityPrior(
         internal::RelevantCounts(BuildRows(data, true),
                                  DefaultRelevanceThreshold(data.scale)),

@@ -51,6 +51,7 @@ struct ParamOverrides {
   std::optional<int32_t> rank_factors;
   std::optional<int32_t> rank_epochs;
   std::optional<float> rank_reg;
+  std::optional<float> popularity_weight, target_min;
   std::optional<uint64_t> seed;
 };
 // The defaults for `kind`, then every field `o` sets.

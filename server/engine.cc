@@ -295,11 +295,17 @@ struct Generation {
       : model(std::move(m)), version(v) {
     for (EquationCache& cache : equations) cache.ReportTo(&equation_totals);
     // Ranking kinds score by their ranking columns, with no bias but their
-    // popularity prior (empty when none).
-    panels = model->ranks_by_rating()
-                 ? ItemPanels(model->item_factors, model->item_bias)
-                 : ItemPanels(model->item_factors.leftCols(model->rank_cols()),
-                              model->rank_bias);
+    // popularity prior (empty when none); the others by predicted rating
+    // (plus that prior, when they have one).
+    if (!model->ranks_by_rating()) {
+      panels = ItemPanels(model->item_factors.leftCols(model->rank_cols()),
+                          model->rank_bias);
+    } else if (model->rank_bias.size() > 0) {
+      panels = ItemPanels(model->item_factors,
+                          Eigen::VectorXf(model->item_bias + model->rank_bias));
+    } else {
+      panels = ItemPanels(model->item_factors, model->item_bias);
+    }
     auto ni = std::make_shared<NewItems>();
     ni->catalogue = std::make_shared<const Catalogue>(model->item_info);
     ni->catalogue->index();  // made now rather than by the first Recommend
@@ -1677,9 +1683,10 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   thread_local std::vector<ScoredItem> best;
   exclude.clear();
   // (kPopularity scores are rating counts, kIals scores preferences.)
-  const bool scores_are_ratings = out.personalized &&
-                                  m.kind != ModelKind::kPopularity &&
-                                  m.ranks_by_rating();
+  // (A popularity prior makes the scores more than ratings.)
+  const bool scores_are_ratings =
+      out.personalized && m.kind != ModelKind::kPopularity &&
+      m.ranks_by_rating() && m.rank_bias.size() == 0;
   const bool by_factors = out.personalized && m.kind != ModelKind::kPopularity;
   const float offset = m.ranks_by_rating() ? m.mu + user_bias : 0.0f;
   if (by_factors) {
@@ -2002,6 +2009,9 @@ EngineInfo Engine::Info() const {
   info.train_seconds = m.train_seconds;
   info.scale = m.scale;
   info.last_validation_rmse = m.last_validation_rmse;
+  info.ranking_kind = RankingKindName(m);
+  info.rating_kind = RatingKindName(m);
+  info.selection = m.selection;
   info.ratings_since_training = g->accepted.load();
   info.log_sequence = log_->last_seq();
   info.fold_in_cache_bytes = g->equation_totals.bytes.load();
@@ -2015,14 +2025,23 @@ EngineInfo Engine::Info() const {
 
 absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
   const std::shared_ptr<const Model> serving = current()->model;
-  const ModelKind kind =
-      spec.keep_params ? serving->kind : spec.kind.value_or(serving->kind);
-  const Hyperparameters params =
-      spec.keep_params ? serving->params : ResolveParams(kind, spec.params);
-  RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(kind, params));
-  if (!(spec.validation_fraction >= 0 && spec.validation_fraction <= 0.5)) {
+  TrainingSpec model = spec.keep_params ? options_.training : spec.model;
+  if (spec.keep_params && serving->selection.empty()) {
+    // Trained as told: again so.
+    model.kind = serving->kind;
+    model.select = false;
+  }
+  RECSYS_RETURN_IF_ERROR(ValidateSpec(model));
+  const bool keep_exact = spec.keep_params && serving->selection.empty();
+  const double fraction =
+      spec.validation_fraction.value_or(SpecSearches(model) ? 0.0 : 0.05);
+  if (!(fraction >= 0 && fraction <= 0.5)) {
     return absl::InvalidArgumentError(
         "validation_fraction must be in [0, 0.5]");
+  }
+  if (SpecSearches(model) && fraction > 0) {
+    model.selection.validation_fraction = fraction;
+    model.selection.refit = false;
   }
   std::lock_guard<std::mutex> lock(jobs_mu_);
   if (running_ != nullptr) {
@@ -2034,15 +2053,17 @@ absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
   job->id = absl::StrCat("train-", next_job_++, "-", NowSeconds());
   jobs_[job->id] = job;
   running_ = job;
-  const double fraction = spec.validation_fraction;
-  trainer_ = std::thread([this, job, kind, params, fraction] {
-    RunTraining(job, kind, params, fraction);
+  std::optional<Hyperparameters> exact;
+  if (keep_exact) exact = serving->params;
+  trainer_ = std::thread([this, job, model, exact, fraction] {
+    RunTraining(job, model, exact, fraction);
   });
   return job->id;
 }
 
 void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
-                         ModelKind kind, Hyperparameters params,
+                         TrainingSpec spec,
+                         std::optional<Hyperparameters> exact,
                          double validation_fraction) {
   TrainingUpdate last;
   auto finish = [&](TrainingUpdate u) {
@@ -2069,19 +2090,12 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
   }
   const Model state = Materialize(*g, seq);
   RatingData all = RatingsOf(state);
-  RatingData train, validation;
-  const RatingData* fit = &all;
   TrainOptions opt;
   opt.threads = options_.train_threads;
-  if (validation_fraction > 0) {
-    RandomSplit(all, validation_fraction, params.seed ^ 0x5eed, &train,
-                &validation);
-    fit = &train;
-    opt.validation = &validation;
-  }
   opt.stop = [&job] { return job->cancel.load(std::memory_order_relaxed); };
   opt.on_epoch = [&](const EpochReport& r) {
     last.state = TrainingUpdate::kRunning;
+    last.trial.reset();
     last.epoch = r.epoch;
     last.epochs = r.epochs;
     last.train_rmse = r.train_rmse;
@@ -2089,7 +2103,34 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
     last.elapsed_seconds = r.elapsed_seconds;
     job->Push(last, false);
   };
-  absl::StatusOr<Model> trained = TrainModel(*fit, kind, params, opt);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<Model> trained;
+  if (SpecSearches(spec)) {
+    // Each finished trial goes to the watchers as it comes.
+    spec.selection.on_trial = [&](const SelectionTrial& t) {
+      TrainingUpdate u;
+      u.trial = t;
+      u.elapsed_seconds = std::chrono::duration<double>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
+      job->Push(u, false);
+    };
+    trained = TrainWithSpec(all, spec, opt);
+    if (trained.ok()) last.validation_rmse = trained->last_validation_rmse;
+  } else {
+    const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
+    const Hyperparameters params =
+        exact ? *exact : ResolveParams(kind, spec.params);
+    RatingData train, validation;
+    const RatingData* fit = &all;
+    if (validation_fraction > 0) {
+      RandomSplit(all, validation_fraction, params.seed ^ 0x5eed, &train,
+                  &validation);
+      fit = &train;
+      opt.validation = &validation;
+    }
+    trained = TrainModel(*fit, kind, params, opt);
+  }
   bool cancelled = false;
   {
     // A cancel either lands before this point, and no model goes in, or is

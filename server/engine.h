@@ -46,10 +46,10 @@
 #include "absl/types/span.h"
 #include "models/fold_in.h"
 #include "models/model.h"
+#include "models/selection.h"
 #include "models/train.h"
 #include "server/rating_log.h"
 #include "server/rw_mutex.h"
-#include "models/train.h"
 
 namespace recsys {
 
@@ -58,6 +58,10 @@ inline constexpr int kMaxK = 1000;
 inline constexpr size_t kMaxListItems = 10000;
 
 struct EngineOptions {
+  // What training means when a caller names nothing (Train with no kind,
+  // automatic retraining of a selected model): the server's kind (auto by
+  // default), selection on or off, and selection's budget.
+  TrainingSpec training;
   std::string data_dir = "recsys-data";
   RatingLogOptions log;
   int train_threads = 0;  // 0 = one per core
@@ -191,6 +195,9 @@ struct EngineInfo {
   double train_seconds = 0;
   RatingScale scale;
   double last_validation_rmse = -1;
+  // What ranks and what predicts ratings, and how selection chose them.
+  std::string ranking_kind, rating_kind;
+  SelectionReport selection;
   int64_t ratings_since_training = 0;
   uint64_t log_sequence = 0;
   std::string training_job;
@@ -211,16 +218,26 @@ struct SnapshotRef {
 };
 
 struct TrainSpec {
-  std::optional<ModelKind> kind;  // default: the current kind
-  ParamOverrides params;          // over the kind's defaults
-  double validation_fraction = 0.05;
-  // The serving model's kind and hyper-parameters (`kind` and `params` are
-  // then ignored): what automatic retraining uses.
+  // The kind (empty: any, chosen by model selection), the settings given,
+  // and whether selection searches the rest (models/selection.h; budget
+  // and the like in `model.selection`).
+  TrainingSpec model;
+  // Share of the ratings held out for a validation report. Unset: with
+  // selection, none beyond selection's own split (the winner is refit on
+  // every rating); without, 0.05 at random. With selection, a share set
+  // here becomes selection's per-user split and the model is not refit.
+  std::optional<double> validation_fraction;
+  // Automatic retraining: again as the serving model was made. A selected
+  // model is selected again (with `model`'s kind and options, not the
+  // settings a Train call pinned); one trained as told keeps its kind and
+  // hyper-parameters.
   bool keep_params = false;
 };
 
 struct TrainingUpdate {
   enum State { kRunning, kSucceeded, kFailed, kCancelled } state = kRunning;
+  // A model-selection trial that just finished (then no epoch is set).
+  std::optional<SelectionTrial> trial;
   int epoch = 0;
   int epochs = 0;
   double train_rmse = 0;
@@ -296,6 +313,8 @@ class Engine {
   // The item's catalogue entry; NOT_FOUND for an unknown item.
   absl::StatusOr<ItemView> GetItem(const std::string& id) const;
   EngineInfo Info() const;
+  // EngineOptions::training: what Train asks for by default.
+  const TrainingSpec& default_training() const { return options_.training; }
 
   // Starts a background training job; ALREADY_EXISTS while one runs.
   absl::StatusOr<std::string> StartTraining(const TrainSpec& spec);
@@ -406,8 +425,11 @@ class Engine {
   // writes one when the count reaches options_.snapshot_every.
   void CountLogged(int64_t records);
   void MaybeSnapshot();
-  void RunTraining(std::shared_ptr<internal::TrainingJob> job, ModelKind kind,
-                   Hyperparameters params, double validation_fraction);
+  // Trains as `spec` asks (with `exact`, those hyper-parameters for the
+  // spec's kind) and swaps the result in.
+  void RunTraining(std::shared_ptr<internal::TrainingJob> job,
+                   TrainingSpec spec, std::optional<Hyperparameters> exact,
+                   double validation_fraction);
 
   EngineOptions options_;
   std::unique_ptr<RatingLog> log_;

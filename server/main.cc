@@ -45,9 +45,17 @@ ABSL_FLAG(std::string, model, "",
 ABSL_FLAG(std::string, train_data, "ml-100k",
           "Without a snapshot or --model: dataset name or path to train the "
           "first model on");
-ABSL_FLAG(std::string, model_kind, "hybrid",
-          "Kind of that first model: hybrid (iALS ranking, Bayesian MF "
-          "ratings), bayes, ials, sgd, als, baseline or popularity");
+ABSL_FLAG(std::string, model_kind, "auto",
+          "Kind of that first model and of Train calls that name none: auto "
+          "(chosen by model selection on a validation split of the data), "
+          "hybrid (a ranking part + Bayesian MF ratings), puresvd, bayes, "
+          "ials, sgd, als, baseline or popularity");
+ABSL_FLAG(bool, select, true,
+          "Model selection: search the settings not given (--noselect: "
+          "train the kind exactly as told, auto meaning hybrid's defaults)");
+ABSL_FLAG(int64_t, select_budget, recsys::SelectionOptions().budget,
+          "Work units a model selection may spend (an iALS iteration, a "
+          "PureSVD power iteration or a Gibbs sweep each count one)");
 ABSL_FLAG(int, threads, 0, "Training threads (0 = one per core)");
 ABSL_FLAG(std::string, fsync, "always",
           "When ratings reach the disk: always (acked = durable), interval, "
@@ -212,7 +220,22 @@ int main(int argc, char** argv) {
   opt.engine.data_dir = absl::GetFlag(FLAGS_data_dir);
   opt.model_file = absl::GetFlag(FLAGS_model);
   opt.train_data = absl::GetFlag(FLAGS_train_data);
-  opt.model_kind = absl::GetFlag(FLAGS_model_kind);
+  {
+    absl::StatusOr<std::optional<recsys::ModelKind>> kind =
+        recsys::ParseKindOrAuto(absl::GetFlag(FLAGS_model_kind));
+    if (!kind.ok()) {
+      std::cerr << "recsys-server: --model_kind: " << kind.status().message()
+                << "\n";
+      return 1;
+    }
+    opt.engine.training.kind = *kind;
+    opt.engine.training.select = absl::GetFlag(FLAGS_select);
+    opt.engine.training.selection.budget = absl::GetFlag(FLAGS_select_budget);
+    if (opt.engine.training.selection.budget < 0) {
+      std::cerr << "recsys-server: --select_budget must be >= 0\n";
+      return 1;
+    }
+  }
   opt.engine.train_threads = absl::GetFlag(FLAGS_threads);
   opt.fsync = absl::GetFlag(FLAGS_fsync);
   opt.engine.log.interval =

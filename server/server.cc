@@ -19,23 +19,33 @@ namespace {
 constexpr char kServiceName[] = "recsys.v1.Recommender";
 
 // The model a fresh data directory starts from: the given file, or one
-// trained on the given dataset with the default hyper-parameters.
+// trained on the given dataset as --model_kind and --select ask (by default
+// model selection).
 absl::StatusOr<Model> FirstModel(const ServerOptions& o) {
   if (!o.model_file.empty()) {
     Log(LogLevel::kInfo, "loading first model", {{"file", o.model_file}});
     return LoadModel(o.model_file);
   }
-  RECSYS_ASSIGN_OR_RETURN(ModelKind kind, ParseModelKind(o.model_kind));
   DataSource source;
   source.data = o.train_data;
   RECSYS_ASSIGN_OR_RETURN(RatingData data, LoadSource(source));
+  const TrainingSpec& spec = o.engine.training;
   Log(LogLevel::kInfo, "training first model",
-      {{"kind", ModelKindName(kind)},
+      {{"kind", KindOrAutoName(spec.kind)},
+       {"select", spec.select},
        {"data", o.train_data},
        {"ratings", data.ratings.size()}});
   TrainOptions topt;
   topt.threads = o.engine.train_threads;
-  return TrainModel(data, kind, DefaultHyperparameters(kind), topt);
+  RECSYS_ASSIGN_OR_RETURN(Model m, TrainWithSpec(data, spec, topt));
+  if (!m.selection.summary.empty()) {
+    Log(LogLevel::kInfo, "model selection",
+        {{"chosen", m.selection.summary},
+         {"trials", m.selection.trials.size()},
+         {"work", m.selection.work},
+         {"seconds", m.selection.seconds}});
+  }
+  return m;
 }
 
 // gRPC sets SO_REUSEPORT on its listening sockets by default, so a second

@@ -39,7 +39,7 @@ struct ServerOptions {
   EngineOptions engine;
   std::string model_file;              // first start: serve this model
   std::string train_data = "ml-100k";  // first start without model_file
-  std::string model_kind = "sgd";
+  // The first model's kind and selection: engine.training.
   std::string fsync = "always";
   absl::Duration grace = absl::Seconds(5);
   int max_message_bytes = 4 << 20;

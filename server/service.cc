@@ -26,6 +26,22 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 namespace {
 
+void TrialToProto(const SelectionTrial& t, v1::SelectionTrial* out) {
+  out->set_candidate(t.candidate);
+  out->set_kind(std::string(ModelKindName(t.kind)));
+  out->set_part(t.part == SelectionTrial::kRating ? "rating" : "ranking");
+  out->set_rung(t.rung);
+  out->set_work(t.work);
+  out->set_ndcg(t.ndcg);
+  out->set_rmse(t.rmse);
+  out->set_seconds(t.seconds);
+  out->set_chosen(t.chosen);
+}
+
+}  // namespace
+
+namespace {
+
 void FillItem(const ItemView& v, v1::Item* out) {
   out->set_id(v.id);
   out->set_title(v.title);
@@ -375,17 +391,26 @@ grpc::ServerUnaryReactor* RecommenderService::Train(
   return AnswerWithEngine(
       ctx, writable_engine(), [&](Engine& e) -> absl::Status {
         TrainSpec spec;
+        spec.model = e.default_training();
+        spec.model.params = ParamOverrides();
         if (!req->model_kind().empty()) {
-          RECSYS_ASSIGN_OR_RETURN(spec.kind, ParseModelKind(req->model_kind()));
+          RECSYS_ASSIGN_OR_RETURN(spec.model.kind,
+                                  ParseKindOrAuto(req->model_kind()));
         }
-        if (req->has_factors()) spec.params.factors = req->factors();
-        if (req->has_epochs()) spec.params.epochs = req->epochs();
-        if (req->has_learning_rate()) {
-          spec.params.learning_rate = req->learning_rate();
+        if (req->has_select()) spec.model.select = req->select();
+        if (req->has_budget()) {
+          if (req->budget() < 0) {
+            return absl::InvalidArgumentError("budget must be >= 0");
+          }
+          spec.model.selection.budget = req->budget();
         }
-        if (req->has_reg()) spec.params.reg = req->reg();
-        if (req->has_reg_bias()) spec.params.reg_bias = req->reg_bias();
-        if (req->has_seed()) spec.params.seed = req->seed();
+        ParamOverrides& p = spec.model.params;
+        if (req->has_factors()) p.factors = req->factors();
+        if (req->has_epochs()) p.epochs = req->epochs();
+        if (req->has_learning_rate()) p.learning_rate = req->learning_rate();
+        if (req->has_reg()) p.reg = req->reg();
+        if (req->has_reg_bias()) p.reg_bias = req->reg_bias();
+        if (req->has_seed()) p.seed = req->seed();
         if (req->has_validation_fraction()) {
           spec.validation_fraction = req->validation_fraction();
         }
@@ -438,6 +463,7 @@ grpc::Status RecommenderService::WatchTraining(
       ev.set_model_version(u.model_version);
       ev.set_error(u.error);
       ev.set_ratings_folded_after(u.ratings_folded_after);
+      if (u.trial) TrialToProto(*u.trial, ev.mutable_trial());
       if (!writer->Write(ev)) {
         return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
       }
@@ -593,6 +619,21 @@ grpc::ServerUnaryReactor* RecommenderService::GetModelInfo(
     resp->set_log_sequence(info.log_sequence);
     resp->set_training_job_id(info.training_job);
     resp->set_retired_items(info.retired_items);
+    resp->set_ranking_kind(info.ranking_kind);
+    resp->set_rating_kind(info.rating_kind);
+    if (!info.selection.empty() || !info.selection.summary.empty()) {
+      const SelectionReport& r = info.selection;
+      v1::ModelSelection* sel = resp->mutable_selection();
+      for (const SelectionTrial& t : r.trials) {
+        TrialToProto(t, sel->add_trials());
+      }
+      sel->set_budget(r.budget);
+      sel->set_work(r.work);
+      sel->set_seconds(r.seconds);
+      sel->set_validation_users(r.validation_users);
+      sel->set_validation_ratings(r.validation_ratings);
+      sel->set_summary(r.summary);
+    }
     if (replica_info_) replica_info_(resp->mutable_replica());
     return absl::OkStatus();
   });

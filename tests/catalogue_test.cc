@@ -339,7 +339,9 @@ TEST_F(CatalogueTest, EntriesSurviveRestartSnapshotAndTraining) {
   check("after a snapshot and a restart");
 
   TrainSpec spec;
-  spec.params.epochs = 400;  // long enough to still run after the change
+  spec.model.kind = engine_->Info().kind;  // exactly as told
+  spec.model.select = false;
+  spec.model.params.epochs = 400;  // long enough to still run after the change
   absl::StatusOr<std::string> job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   // Once an epoch has ended, the training copy is fixed: what follows

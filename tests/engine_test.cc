@@ -768,7 +768,9 @@ TEST_F(EngineTest, ErasureDuringTrainingReachesTheNewModel) {
   const std::string kGone = "ann-93be";
   for (int i = 0; i < 30; ++i) MustRate(kGone, absl::StrCat("i", i), 4.0f);
   TrainSpec spec;
-  spec.params.epochs = 800;  // long enough to still run after the erasure
+  spec.model.kind = engine_->Info().kind;  // exactly as told
+  spec.model.select = false;
+  spec.model.params.epochs = 800;  // long enough to still run after the erasure
   absl::StatusOr<std::string> job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   // Once an epoch has ended, the training copy (which holds the user) is
@@ -942,7 +944,9 @@ TEST_F(EngineTest, BadInputGetsTheRightCodes) {
 
 TEST_F(EngineTest, TrainingWhileServingLosesNothing) {
   TrainSpec spec;
-  spec.params.epochs = 30;
+  spec.model.kind = engine_->Info().kind;  // exactly as told
+  spec.model.select = false;
+  spec.model.params.epochs = 30;
   absl::StatusOr<std::string> job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(engine_->StartTraining(spec).status().code(),
@@ -1086,8 +1090,9 @@ TEST_F(EngineTest, DivergedTrainingFailsAndTheModelStays) {
   const absl::StatusOr<RecommendResult> served = engine_->Recommend(q);
   ASSERT_TRUE(served.ok()) << served.status();
   TrainSpec spec;
-  spec.kind = ModelKind::kSgd;
-  spec.params.learning_rate = 5.0f;
+  spec.model.select = false;
+  spec.model.kind = ModelKind::kSgd;
+  spec.model.params.learning_rate = 5.0f;
   absl::StatusOr<std::string> job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   const TrainingUpdate last = FinalUpdate(*job);
@@ -1109,8 +1114,9 @@ TEST_F(EngineTest, DivergedTrainingFailsAndTheModelStays) {
 TEST_F(EngineTest, CancelledTrainingEndsAndTheModelStays) {
   const uint64_t version = engine_->Info().version;
   TrainSpec spec;
-  spec.kind = ModelKind::kAls;
-  spec.params.epochs = 100000;  // hours: only a cancel ends it
+  spec.model.select = false;
+  spec.model.kind = ModelKind::kAls;
+  spec.model.params.epochs = 100000;  // hours: only a cancel ends it
   absl::StatusOr<std::string> job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(engine_->CancelTraining("train-nope").code(),
@@ -1124,7 +1130,7 @@ TEST_F(EngineTest, CancelledTrainingEndsAndTheModelStays) {
   EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(again.message()), HasSubstr("has already ended"));
   // Nothing is left running.
-  spec.params.epochs = 2;
+  spec.model.params.epochs = 2;
   job = engine_->StartTraining(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(FinalUpdate(*job).state, TrainingUpdate::kSucceeded);

@@ -23,7 +23,11 @@ using ::testing::StartsWith;
 
 // Payload offsets from the table in model_io.h: kind (4 bytes) and the
 // fixed-width fields (140 bytes) come before the shape.
-constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 140;
+constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 152;
+// What a version 4 file ends with when its model has no rank_bias and an
+// empty selection report: B = 0, then T = 0, budget, work, seconds,
+// validation users and ratings, and an empty summary.
+constexpr size_t kEmptyV4Tail = 4 + 4 + 5 * 8 + 4;
 
 std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -108,6 +112,44 @@ Model RichModel() {
   m.user_ratings.cols = {0, 2, 1, 0, 1, 2};
   m.user_ratings.values = {4.5f, 1.0f, 10.0f, 0.5f, 3.0f, 7.5f};
   m.user_ratings.times = {881250949, -5, 0, 1700000000123LL, 7, 8};
+  m.params.popularity_weight = 0.75f;
+  m.params.target_min = 2.5f;
+  m.rank_bias.resize(3);
+  FillRandom(&rng, m.rank_bias.data(), m.rank_bias.size());
+  SelectionTrial t;
+  t.candidate = "ials factors=64 reg=0.1";
+  t.kind = ModelKind::kIals;
+  t.rung = 2;
+  t.work = 16;
+  t.ndcg = 0.3125;
+  t.seconds = 1.5;
+  t.chosen = true;
+  m.selection.trials.push_back(t);
+  t.candidate = "bayes";
+  t.kind = ModelKind::kBayes;
+  t.part = SelectionTrial::kRating;
+  t.rung = 0;
+  t.ndcg = -1;
+  t.rmse = 0.875;
+  t.chosen = false;
+  m.selection.trials.push_back(t);
+  m.selection.budget = 400;
+  m.selection.work = 216;
+  m.selection.seconds = 9.25;
+  m.selection.validation_users = 943;
+  m.selection.validation_ratings = 19960;
+  m.selection.summary = "hybrid: ranking ials; ratings bayes";
+  return m;
+}
+
+// RichModel without what version 4 added, so it reads the same in every
+// version.
+Model PlainRichModel() {
+  Model m = RichModel();
+  m.params.popularity_weight = 0;
+  m.params.target_min = 0;
+  m.rank_bias.resize(0);
+  m.selection = SelectionReport();
   return m;
 }
 
@@ -138,6 +180,33 @@ void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.params.rank_factors, want.params.rank_factors);
   EXPECT_EQ(got.params.rank_epochs, want.params.rank_epochs);
   EXPECT_EQ(got.params.rank_reg, want.params.rank_reg);
+  EXPECT_EQ(got.params.rank_kind, want.params.rank_kind);
+  EXPECT_EQ(got.params.popularity_weight, want.params.popularity_weight);
+  EXPECT_EQ(got.params.target_min, want.params.target_min);
+  ASSERT_EQ(got.rank_bias.size(), want.rank_bias.size());
+  EXPECT_TRUE(SameFloats(got.rank_bias.data(), want.rank_bias.data(),
+                         want.rank_bias.size()));
+  ASSERT_EQ(got.selection.trials.size(), want.selection.trials.size());
+  for (size_t k = 0; k < want.selection.trials.size(); ++k) {
+    const SelectionTrial& a = got.selection.trials[k];
+    const SelectionTrial& b = want.selection.trials[k];
+    EXPECT_EQ(a.candidate, b.candidate);
+    EXPECT_EQ(a.kind, b.kind);
+    EXPECT_EQ(a.part, b.part);
+    EXPECT_EQ(a.rung, b.rung);
+    EXPECT_EQ(a.work, b.work);
+    EXPECT_EQ(a.ndcg, b.ndcg);
+    EXPECT_EQ(a.rmse, b.rmse);
+    EXPECT_EQ(a.seconds, b.seconds);
+    EXPECT_EQ(a.chosen, b.chosen);
+  }
+  EXPECT_EQ(got.selection.budget, want.selection.budget);
+  EXPECT_EQ(got.selection.work, want.selection.work);
+  EXPECT_EQ(got.selection.seconds, want.selection.seconds);
+  EXPECT_EQ(got.selection.validation_users, want.selection.validation_users);
+  EXPECT_EQ(got.selection.validation_ratings,
+            want.selection.validation_ratings);
+  EXPECT_EQ(got.selection.summary, want.selection.summary);
   EXPECT_EQ(got.scale.min, want.scale.min);
   EXPECT_EQ(got.scale.max, want.scale.max);
   EXPECT_EQ(got.mu, want.mu);
@@ -372,21 +441,28 @@ TEST(ModelIoTest, OtherVersionIsFailedPrecondition) {
   EXPECT_THAT(std::string(loaded.status().message()), StartsWith(path));
   EXPECT_THAT(
       std::string(loaded.status().message()),
-      HasSubstr("model format version 4, this build reads versions 1 to 3"));
+      HasSubstr("model format version 5, this build reads versions 1 to 4"));
 }
 
 // The bytes of `file` as version `version` of the format, from the current
-// version's bytes of a model without retired items: version 2 lacks the
-// retired list (R = 0, the last 4 bytes), and version 1 also lacks burn_in,
-// samples, value_weight and the rank_* fields (24 bytes after the seed) and
-// the posterior shape (8 bytes before R, zeros for kinds other than bayes).
+// version's bytes of a PlainRichModel-like model without retired items:
+// version 3 lacks rank_kind, popularity_weight and target_min (12 bytes
+// before scale.min, 52 bytes before the shape) and the rank_bias and
+// selection tail; version 2 also lacks the retired list (R = 0, the last 4
+// bytes then), and version 1 also lacks burn_in, samples, value_weight and
+// the rank_* fields (24 bytes before those 12) and the posterior shape (8
+// bytes before R, zeros for kinds other than bayes).
 std::string AsOlderVersion(const std::string& file, uint32_t version) {
-  EXPECT_EQ(file.substr(file.size() - 12), std::string(12, '\0'));
-  std::string old = file.substr(0, file.size() - 4);
+  const size_t v4_fields = kShapeOffset - 52 - 12;
+  std::string old =
+      file.substr(0, v4_fields) +
+      file.substr(v4_fields + 12, file.size() - kEmptyV4Tail - v4_fields - 12);
+  if (version <= 2) {
+    EXPECT_EQ(old.substr(old.size() - 12), std::string(12, '\0'));
+    old = old.substr(0, old.size() - 4);
+  }
   if (version == 1) {
-    // After the seed: scale, mu, train_seconds, watermark, log_sequence and
-    // last_validation_rmse (52 bytes), then the 24 bytes v2 added.
-    const size_t seed_end = kShapeOffset - 52 - 24;
+    const size_t seed_end = v4_fields - 24;
     old = old.substr(0, seed_end) +
           old.substr(seed_end + 24, old.size() - 32 - seed_end);
   }
@@ -398,12 +474,19 @@ std::string AsOlderVersion(const std::string& file, uint32_t version) {
 }
 
 // Older files must still load, with the fields they lack at defaults.
-TEST(ModelIoTest, VersionOneAndTwoFilesStillLoad) {
-  Model model = RichModel();
+TEST(ModelIoTest, VersionOneTwoAndThreeFilesStillLoad) {
+  Model model = PlainRichModel();
+  model.item_info[1].retired = true;
+  absl::StatusOr<std::string> v4 = SerializeModel(model);
+  ASSERT_TRUE(v4.ok());
+  absl::StatusOr<Model> v3 = ParseModel(AsOlderVersion(*v4, 3), "v3");
+  ASSERT_TRUE(v3.ok()) << v3.status();
+  ExpectSameModel(model, *v3);
+
   for (ItemInfo& info : model.item_info) info.retired = false;
-  absl::StatusOr<std::string> v3 = SerializeModel(model);
-  ASSERT_TRUE(v3.ok());
-  absl::StatusOr<Model> loaded = ParseModel(AsOlderVersion(*v3, 2), "v2");
+  v4 = SerializeModel(model);
+  ASSERT_TRUE(v4.ok());
+  absl::StatusOr<Model> loaded = ParseModel(AsOlderVersion(*v4, 2), "v2");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ExpectSameModel(model, *loaded);
 
@@ -413,20 +496,20 @@ TEST(ModelIoTest, VersionOneAndTwoFilesStillLoad) {
   model.params.rank_factors = 0;
   model.params.rank_epochs = 0;
   model.params.rank_reg = 0;
-  v3 = SerializeModel(model);
-  ASSERT_TRUE(v3.ok());
-  loaded = ParseModel(AsOlderVersion(*v3, 1), "v1");
+  v4 = SerializeModel(model);
+  ASSERT_TRUE(v4.ok());
+  loaded = ParseModel(AsOlderVersion(*v4, 1), "v1");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ExpectSameModel(model, *loaded);
 }
 
 // The retired list must name items of the catalogue, in increasing order.
 TEST(ModelIoTest, BadRetiredListIsDataLoss) {
-  absl::StatusOr<std::string> bytes = SerializeModel(RichModel());
+  absl::StatusOr<std::string> bytes = SerializeModel(PlainRichModel());
   ASSERT_TRUE(bytes.ok());
   for (uint32_t index : {3u, 7u}) {  // 3 items
     std::string bad = *bytes;
-    PutU32(&bad, bad.size() - 4, index);
+    PutU32(&bad, bad.size() - kEmptyV4Tail - 4, index);
     FixChecksum(&bad);
     absl::StatusOr<Model> loaded = ParseModel(bad, "retired");
     ASSERT_FALSE(loaded.ok()) << index;
@@ -435,7 +518,7 @@ TEST(ModelIoTest, BadRetiredListIsDataLoss) {
                 HasSubstr("retired item index"));
   }
   // Two retired items, 0 and 2: the list is R = 2, 0, 2.
-  Model two = RichModel();
+  Model two = PlainRichModel();
   two.item_info[1].retired = false;
   two.item_info[0].retired = two.item_info[2].retired = true;
   bytes = SerializeModel(two);
@@ -443,8 +526,8 @@ TEST(ModelIoTest, BadRetiredListIsDataLoss) {
   for (const auto& [first, second] :
        std::vector<std::pair<uint32_t, uint32_t>>{{2, 2}, {2, 0}}) {
     std::string bad = *bytes;
-    PutU32(&bad, bad.size() - 8, first);
-    PutU32(&bad, bad.size() - 4, second);
+    PutU32(&bad, bad.size() - kEmptyV4Tail - 8, first);
+    PutU32(&bad, bad.size() - kEmptyV4Tail - 4, second);
     FixChecksum(&bad);
     absl::StatusOr<Model> loaded = ParseModel(bad, "retired");
     ASSERT_FALSE(loaded.ok()) << first << "," << second;
@@ -462,10 +545,11 @@ TEST(ModelIoTest, BadRetiredListIsDataLoss) {
 // A posterior whose shape does not match the factor columns, or one on a
 // kind that has none, is damage.
 TEST(ModelIoTest, MismatchedPosteriorIsDataLoss) {
-  absl::StatusOr<std::string> bytes = SerializeModel(RichModel());
+  absl::StatusOr<std::string> bytes = SerializeModel(PlainRichModel());
   ASSERT_TRUE(bytes.ok());
   std::string bad = *bytes;
-  PutU32(&bad, bad.size() - 16, 1);  // S = 1, D = 0 against 5 columns
+  // S = 1, D = 0 against 5 columns
+  PutU32(&bad, bad.size() - kEmptyV4Tail - 16, 1);
   FixChecksum(&bad);
   absl::StatusOr<Model> loaded = ParseModel(bad, "posterior");
   ASSERT_FALSE(loaded.ok());
@@ -608,6 +692,53 @@ TEST(ModelIoTest, OverwriteReplacesTheFileAtomically) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ExpectSameModel(new_model, *loaded);
   EXPECT_EQ(FilesIn(dir), std::vector<std::string>{"m.model"});
+}
+
+// A hybrid's ranking part must be one the library can fold in, and the
+// popularity prior must cover the catalogue or nothing.
+TEST(ModelIoTest, BadRankKindOrRankBiasIsRefused) {
+  Model m = RichModel();
+  m.rank_bias.resize(2);
+  EXPECT_EQ(SerializeModel(m).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  m = RichModel();
+  absl::StatusOr<std::string> bytes = SerializeModel(m);
+  ASSERT_TRUE(bytes.ok());
+  // The kind and the ranking kind: hybrid with a Bayesian "ranking part".
+  std::string bad = *bytes;
+  PutU32(&bad, kModelHeaderBytes, static_cast<uint32_t>(ModelKind::kHybrid));
+  PutU32(&bad, kShapeOffset - 52 - 12,
+         static_cast<uint32_t>(ModelKind::kBayes));
+  FixChecksum(&bad);
+  absl::StatusOr<Model> loaded = ParseModel(bad, "rank");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(loaded.status().message()),
+              HasSubstr("ranking part"));
+}
+
+// The trials of a selection survive a round trip through a file, and a
+// corrupt trial is refused, not trusted.
+TEST(ModelIoTest, SelectionReportRoundTripsAndCorruptionIsDataLoss) {
+  const Model m = RichModel();
+  absl::StatusOr<std::string> bytes = SerializeModel(m);
+  ASSERT_TRUE(bytes.ok());
+  absl::StatusOr<Model> loaded = ParseModel(*bytes, "sel");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->selection.trials.size(), 2u);
+  EXPECT_TRUE(loaded->selection.trials[0].chosen);
+  EXPECT_EQ(loaded->selection.trials[1].part, SelectionTrial::kRating);
+  // The first trial's part field (after its candidate string and kind).
+  const size_t at = bytes->find("ials factors=64 reg=0.1");
+  ASSERT_NE(at, std::string::npos);
+  std::string bad = *bytes;
+  PutU32(&bad, at + 23 + 4, 7);
+  FixChecksum(&bad);
+  loaded = ParseModel(bad, "sel");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(loaded.status().message()),
+              HasSubstr("selection trial"));
 }
 
 }  // namespace

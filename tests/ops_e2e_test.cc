@@ -83,6 +83,8 @@ Code TrainCall(const std::shared_ptr<grpc::Channel>& ch,
   grpc::ClientContext ctx;
   Deadline(&ctx);
   v1::TrainRequest req;
+  req.set_model_kind("sgd");
+  req.set_select(false);
   req.set_epochs(3);
   v1::TrainResponse resp;
   const Code code =

@@ -401,6 +401,8 @@ TEST_F(ServiceTest, TheOtherUnaryCallsAnswerWhatTheEngineDoes) {
   }
   {
     v1::TrainRequest req;
+    req.set_model_kind("sgd");
+    req.set_select(false);
     req.set_epochs(2);
     grpc::ClientContext ctx;
     v1::TrainResponse resp;

@@ -131,6 +131,12 @@ ABSL_FLAG(std::optional<int32_t>, rank_epochs, std::nullopt,
           "hybrid: iterations of the iALS ranking part");
 ABSL_FLAG(std::optional<float>, rank_reg, std::nullopt,
           "hybrid: penalty of the iALS ranking part");
+ABSL_FLAG(std::optional<float>, popularity_weight, std::nullopt,
+          "Weight of the popularity prior added to ranking scores "
+          "(w * log(1 + relevant ratings) / log(1 + the most); 0 = none)");
+ABSL_FLAG(std::optional<float>, target_min, std::nullopt,
+          "iALS, PureSVD: ratings below this are interactions not liked "
+          "(target 0); 0 = off");
 ABSL_FLAG(std::optional<int32_t>, burn_in, std::nullopt,
           "bayes: Gibbs sweeps discarded before the first kept sample");
 ABSL_FLAG(std::optional<int32_t>, samples, std::nullopt,
@@ -222,6 +228,8 @@ ParamOverrides ParamsFromFlags() {
   o.rank_factors = absl::GetFlag(FLAGS_rank_factors);
   o.rank_epochs = absl::GetFlag(FLAGS_rank_epochs);
   o.rank_reg = absl::GetFlag(FLAGS_rank_reg);
+  o.popularity_weight = absl::GetFlag(FLAGS_popularity_weight);
+  o.target_min = absl::GetFlag(FLAGS_target_min);
   return o;
 }
 

@@ -71,10 +71,11 @@ std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
     case ModelKind::kIals:
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g implicit_weight=%g "
-          "reg_exponent=%g value_weight=%g cg_steps=%d init_std=%g "
-          "popularity_weight=%g seed=%d",
+          "reg_exponent=%g value_weight=%g target_min=%g cg_steps=%d "
+          "init_std=%g popularity_weight=%g seed=%d",
           p.factors, p.epochs, p.reg, p.implicit_weight, p.reg_exponent,
-          p.value_weight, p.cg_steps, p.init_std, p.popularity_weight, p.seed);
+          p.value_weight, p.target_min, p.cg_steps, p.init_std,
+          p.popularity_weight, p.seed);
     case ModelKind::kBayes:
       return absl::StrFormat(
           "factors=%d sweeps=%d burn_in=%d samples=%d init_std=%g seed=%d",
@@ -181,7 +182,7 @@ absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
     };
   }
   Model model;
-  if (spec.select) {
+  if (SpecSearches(spec)) {
     if (cmd.validation_fraction > 0) {
       spec.selection.validation_fraction = cmd.validation_fraction;
       spec.selection.refit = false;
@@ -491,6 +492,12 @@ constexpr TunableField kTunable[] = {
      }},
     {"rank_epochs", [](Hyperparameters* p,
                        double v) { p->rank_epochs = static_cast<int32_t>(v); }},
+    {"popularity_weight",
+     [](Hyperparameters* p, double v) {
+       p->popularity_weight = static_cast<float>(v);
+     }},
+    {"target_min", [](Hyperparameters* p,
+                      double v) { p->target_min = static_cast<float>(v); }},
     {"rank_reg",
      [](Hyperparameters* p, double v) { p->rank_reg = static_cast<float>(v); }},
 };
