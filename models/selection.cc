@@ -30,6 +30,10 @@ double Since(Clock::time_point start) {
 
 constexpr int kTopN = 10;
 
+// Relative differences of validation nDCG@10 below this are taken as noise
+// where a simpler or longer-trained candidate is at stake.
+constexpr double kNoise = 0.01;
+
 // The carved split and what scoring it needs.
 struct Validation {
   RatingData train, held;
@@ -141,7 +145,8 @@ ScoreFn ModelScores(const Model& m) {
 // rank_* names when the winner will be a kHybrid's ranking part.
 struct RankPins {
   std::optional<int32_t> factors, epochs, cg_steps;
-  std::optional<float> reg, implicit_weight, reg_exponent, value_weight;
+  std::optional<float> reg, implicit_weight, reg_exponent, value_weight,
+      target_min;
 };
 
 RankPins RankingPins(const SelectionOptions& o) {
@@ -156,6 +161,7 @@ RankPins RankingPins(const SelectionOptions& o) {
   r.implicit_weight = p.implicit_weight;
   r.reg_exponent = p.reg_exponent;
   r.value_weight = p.value_weight;
+  r.target_min = p.target_min;
   return r;
 }
 
@@ -213,6 +219,7 @@ std::string DescribeCandidate(ModelKind kind, const Hyperparameters& p) {
       add("reg_exponent", p.reg_exponent);
       add("implicit_weight", p.implicit_weight);
       add("value_weight", p.value_weight);
+      if (p.target_min > 0) add("target_min", p.target_min);
       break;
     case ModelKind::kPuresvd:
       add("factors", p.factors);
@@ -366,7 +373,7 @@ void SearchPureSvd(Search& s, const RankPins& pins, RankCandidate* best,
     if (raw <= 0 || raw >= 1) targets = {0.0f, 1.0f};
   }
   Hyperparameters p = DefaultHyperparameters(ModelKind::kPuresvd);
-  p.seed = s.options->seed;
+  if (s.options->pinned.seed) p.seed = *s.options->pinned.seed;
   p.epochs = pins.epochs.value_or(2);
   for (float target : targets) {
     p.value_weight = target;
@@ -421,19 +428,26 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
   }
   struct Setting {
     int32_t factors;
-    float reg, reg_exponent, implicit_weight, value_weight;
+    float reg, reg_exponent, implicit_weight, value_weight, target_min;
   };
+  // Targets: graded by the rating, or "liked" (at or above the relevance
+  // threshold) against "seen, not liked".
+  const float liked = DefaultRelevanceThreshold(d.scale);
+  const std::pair<float, float> targets[] = {
+      {0.5f, 0.0f}, {1.0f, 0.0f}, {0.0f, liked}};
   std::vector<Setting> grid;
   for (int32_t f : factors) {
     for (float e : {0.5f, 1.0f}) {
       // The penalty is reg * (seen)^e: the same strength needs a larger reg
       // at the smaller exponent.
       const std::vector<float> regs =
-          e < 1 ? std::vector<float>{0.03f, 0.1f, 0.3f}
+          e < 1 ? std::vector<float>{0.1f, 0.3f, 1.0f}
                 : std::vector<float>{0.003f, 0.01f, 0.03f};
       for (float r : regs) {
         for (float a0 : {0.1f, 0.3f, 1.0f}) {
-          for (float vw : {0.5f, 0.8f, 1.0f}) grid.push_back({f, r, e, a0, vw});
+          for (const auto& [vw, tm] : targets) {
+            grid.push_back({f, r, e, a0, vw, tm});
+          }
         }
       }
     }
@@ -444,18 +458,19 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
     if (pins.reg_exponent) g.reg_exponent = *pins.reg_exponent;
     if (pins.implicit_weight) g.implicit_weight = *pins.implicit_weight;
     if (pins.value_weight) g.value_weight = *pins.value_weight;
+    if (pins.target_min) g.target_min = *pins.target_min;
     return g;
   };
   auto same = [](const Setting& a, const Setting& b) {
     return a.factors == b.factors && a.reg == b.reg &&
            a.reg_exponent == b.reg_exponent &&
            a.implicit_weight == b.implicit_weight &&
-           a.value_weight == b.value_weight;
+           a.value_weight == b.value_weight && a.target_min == b.target_min;
   };
   const Hyperparameters defaults = DefaultHyperparameters(ModelKind::kIals);
-  std::vector<Setting> picks = {
-      pinned({defaults.factors, defaults.reg, defaults.reg_exponent,
-              defaults.implicit_weight, defaults.value_weight})};
+  std::vector<Setting> picks = {pinned(
+      {defaults.factors, defaults.reg, defaults.reg_exponent,
+       defaults.implicit_weight, defaults.value_weight, defaults.target_min})};
   std::mt19937_64 rng(s.options->seed ^ 0x1a15);
   std::shuffle(grid.begin(), grid.end(), rng);
   for (const Setting& g : grid) {
@@ -472,9 +487,10 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
     p.reg_exponent = g.reg_exponent;
     p.implicit_weight = g.implicit_weight;
     p.value_weight = g.value_weight;
+    p.target_min = g.target_min;
     p.epochs = pins.epochs.value_or(epochs);
     if (pins.cg_steps) p.cg_steps = *pins.cg_steps;
-    p.seed = s.options->seed;
+    if (s.options->pinned.seed) p.seed = *s.options->pinned.seed;
     return p;
   };
   // The rounds must fit the budget: fewer settings start when it is short.
@@ -491,6 +507,8 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
     picks.pop_back();
   }
   std::vector<Setting> alive = picks;
+  Setting best_setting{};
+  bool has_best = false;
   for (size_t rung = 0; rung < rung_epochs.size() && !alive.empty(); ++rung) {
     std::vector<std::pair<double, size_t>> scored;
     for (size_t j = 0; j < alive.size(); ++j) {
@@ -500,11 +518,18 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
       const double ndcg =
           TryRanking(s, ModelKind::kIals, p, static_cast<int32_t>(rung), &m);
       scored.push_back({ndcg, j});
-      if (ndcg > best->ndcg) {
+      // The leader trained longer takes over unless clearly worse: a
+      // converged fit carries over to the refit on more data, and
+      // differences this small are noise.
+      const bool longer = has_best && same(alive[j], best_setting) &&
+                          ndcg >= (1 - kNoise) * best->ndcg;
+      if (ndcg > best->ndcg || longer) {
         best->kind = ModelKind::kIals;
         best->params = p;
         best->ndcg = ndcg;
         *best_model = std::move(m);
+        best_setting = alive[j];
+        has_best = true;
       }
     }
     if (scored.size() <= 1) break;
@@ -532,7 +557,7 @@ void SearchBlend(Search& s, const RankCandidate& cand, const Model& m,
     // Predicted ratings: weights in stars (per 4 of the scale's width),
     // from a nudge to "popular, then best rated".
     const double star = (m.scale.max - m.scale.min) / 4;
-    for (double f : {0.25, 0.5, 1.0, 2.0, 4.0, 8.0}) {
+    for (double f : {0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0}) {
       weights.push_back(static_cast<float>(f * star));
     }
   } else {
@@ -557,7 +582,8 @@ void SearchBlend(Search& s, const RankCandidate& cand, const Model& m,
     t.ndcg = ndcg[w];
     t.seconds = seconds;
     s.Record(t, &s.rank_trials);
-    if (ndcg[w] > best->ndcg) {
+    // (A prior that gains less than the noise is not worth its bias.)
+    if (ndcg[w] > best->ndcg && ndcg[w] > (1 + kNoise) * cand.ndcg) {
       best->kind = cand.kind;
       best->params = p;
       best->ndcg = ndcg[w];
@@ -583,7 +609,6 @@ Hyperparameters BayesFor(const RatingData& d, const SelectionOptions& o) {
     p.burn_in = 20;
     p.samples = 24;
   }
-  if (!o.pinned.seed) p.seed = o.seed;
   return p;
 }
 
@@ -646,7 +671,7 @@ bool FullyPinned(ModelKind kind, const SelectionOptions& o) {
   const RankPins r = RankingPins(o);
   if (kind == ModelKind::kIals) {
     return r.factors && r.reg && r.reg_exponent && r.implicit_weight &&
-           r.value_weight && r.epochs;
+           r.value_weight && r.target_min && r.epochs;
   }
   if (kind == ModelKind::kPuresvd) return r.factors && r.value_weight;
   return false;
@@ -818,6 +843,7 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
       out.params.implicit_weight = rank.implicit_weight;
       out.params.reg_exponent = rank.reg_exponent;
       out.params.value_weight = rank.value_weight;
+      out.params.target_min = rank.target_min;
       out.params.cg_steps = rank.cg_steps;
       out.params.popularity_weight = rank.popularity_weight;
     }

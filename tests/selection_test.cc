@@ -141,6 +141,7 @@ TEST(SelectionTest, PinnedSettingsStayFixed) {
   o.pinned.reg = 0.1f;
   o.pinned.implicit_weight = 0.3f;
   o.pinned.value_weight = 1.0f;
+  o.pinned.target_min = 0.0f;
   o.pinned.epochs = 5;
   s = SelectModel(data, o);
   ASSERT_TRUE(s.ok()) << s.status();
