@@ -321,6 +321,7 @@ double TryRanking(Search& s, ModelKind kind, const Hyperparameters& p,
   const Clock::time_point t0 = Clock::now();
   TrainOptions opt;
   opt.threads = s.rank_threads;
+  opt.stop = s.options->stop;
   absl::StatusOr<Model> m = TrainModel(s.v.train, kind, p, opt);
   const int64_t cost = kind == ModelKind::kPuresvd ? p.epochs + 2 : p.epochs;
   s.work += cost;
@@ -383,6 +384,7 @@ void SearchPureSvd(Search& s, const RankPins& pins, RankCandidate* best,
     const Clock::time_point t0 = Clock::now();
     TrainOptions opt;
     opt.threads = s.rank_threads;
+    opt.stop = s.options->stop;
     absl::StatusOr<Model> full = TrainModel(d, ModelKind::kPuresvd, p, opt);
     s.work += cost;
     if (!full.ok()) continue;
@@ -617,6 +619,7 @@ RatingChoice SearchRatings(Search& s, int threads, bool with_baseline,
   RatingChoice choice;
   TrainOptions opt;
   opt.threads = threads;
+  opt.stop = s.options->stop;
   double baseline_rmse = -1;
   auto rmse_of = [&](const Model& m) {
     absl::StatusOr<RatingMetrics> r = EvaluateRatings(m, s.v.held, nullptr);

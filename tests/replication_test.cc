@@ -239,6 +239,16 @@ TEST_F(ReplicaEngineTest, InstallsTheSnapshotOfARetrainedModel) {
   ASSERT_TRUE(reader->Next(100, absl::Now(), &again).ok());
   ASSERT_TRUE(replica_->ApplyReplicated(std::move(again)).ok());
   ExpectSameAnswers({"u1", "late"});
+  // The retraining (a Train that pins nothing) selected the model; the
+  // replica serves that choice, trials and all.
+  const EngineInfo chosen = primary_->Info();
+  const EngineInfo served = replica_->Info();
+  EXPECT_FALSE(chosen.selection.empty());
+  EXPECT_EQ(served.kind, chosen.kind);
+  EXPECT_EQ(served.ranking_kind, chosen.ranking_kind);
+  EXPECT_EQ(served.rating_kind, chosen.rating_kind);
+  EXPECT_EQ(served.selection.summary, chosen.selection.summary);
+  EXPECT_EQ(served.selection.trials.size(), chosen.selection.trials.size());
   OpenReplica();
   ExpectSameAnswers({"u1", "late"});
 

@@ -447,6 +447,76 @@ TEST_F(ServiceTest, TheOtherUnaryCallsAnswerWhatTheEngineDoes) {
   }
 }
 
+// A Train call that pins nothing runs model selection: WatchTraining
+// streams each trial as it finishes, and GetModelInfo then says what ranks,
+// what predicts ratings, and every trial with its score.
+TEST_F(ServiceTest, TrainWithNothingPinnedSelectsAndReportsTheTrials) {
+  v1::TrainRequest train;
+  train.set_budget(300);  // room for the rating part (215) and a search
+  grpc::ClientContext ctx;
+  v1::TrainResponse started;
+  const grpc::Status s = stub_->Train(&ctx, train, &started);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::WatchTrainingRequest watch;
+  watch.set_job_id(started.job_id());
+  grpc::ClientContext watch_ctx;
+  auto reader = stub_->WatchTraining(&watch_ctx, watch);
+  v1::TrainingEvent ev, last;
+  int trials = 0;
+  while (reader->Read(&ev)) {
+    if (ev.has_trial()) {
+      ++trials;
+      EXPECT_EQ(ev.state(), v1::TrainingEvent::STATE_RUNNING);
+      EXPECT_FALSE(ev.trial().candidate().empty());
+      EXPECT_TRUE(ev.trial().part() == "ranking" ||
+                  ev.trial().part() == "rating");
+    }
+    last = ev;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(last.state(), v1::TrainingEvent::STATE_SUCCEEDED) << last.error();
+  EXPECT_GT(trials, 3);
+
+  grpc::ClientContext info_ctx;
+  v1::ModelInfo info;
+  ASSERT_TRUE(
+      stub_->GetModelInfo(&info_ctx, v1::GetModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.version(), last.model_version());
+  const v1::ModelSelection& sel = info.selection();
+  EXPECT_EQ(sel.trials_size(), trials);
+  EXPECT_EQ(sel.budget(), 300);
+  EXPECT_LE(sel.work(), 300);
+  EXPECT_GT(sel.validation_users(), 0);
+  EXPECT_FALSE(sel.summary().empty());
+  int chosen = 0;
+  for (const v1::SelectionTrial& t : sel.trials()) chosen += t.chosen();
+  EXPECT_EQ(chosen, 2);  // one ranking, one rating part
+  EXPECT_FALSE(info.ranking_kind().empty());
+  EXPECT_FALSE(info.rating_kind().empty());
+  EXPECT_GT(info.last_validation_rmse(), 0);
+
+  // Selection off: the kind exactly as told, and no trials.
+  v1::TrainRequest exact;
+  exact.set_model_kind("ials");
+  exact.set_select(false);
+  grpc::ClientContext exact_ctx;
+  ASSERT_TRUE(stub_->Train(&exact_ctx, exact, &started).ok());
+  engine_->WaitForTraining();
+  grpc::ClientContext info2_ctx;
+  ASSERT_TRUE(
+      stub_->GetModelInfo(&info2_ctx, v1::GetModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.kind(), "ials");
+  EXPECT_EQ(info.ranking_kind(), "ials");
+  EXPECT_EQ(info.rating_kind(), "baseline");
+  EXPECT_EQ(info.selection().trials_size(), 0);
+
+  v1::TrainRequest bad;
+  bad.set_budget(-1);
+  grpc::ClientContext bad_ctx;
+  EXPECT_EQ(stub_->Train(&bad_ctx, bad, &started).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 // Before a model is loaded (the server answers while its first model
 // trains), every call fails with FAILED_PRECONDITION and says why.
 TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -113,6 +114,81 @@ TEST_F(TrainerTest, EvaluateFilesWritesEveryPredictionAndTopTen) {
   while (std::getline(recs, line)) ++rec_lines;
   EXPECT_GT(rec_lines, 0);
   EXPECT_EQ(rec_lines % 10, 0);  // full lists: the catalogue is large enough
+}
+
+// Selection carves its validation split from the training file alone: a
+// poisoned test file (every value flipped, half its rows dropped) leaves
+// the choice and every trial's score unchanged.
+TEST_F(TrainerTest, SelectionNeverReadsTheTestData) {
+  auto selected = [&](const std::string& test_file) {
+    EvaluateCommand cmd;  // kinds: auto
+    cmd.budget = 150;
+    cmd.params.epochs = 30;  // a quick Bayesian rating part
+    cmd.params.burn_in = 10;
+    cmd.params.samples = 4;
+    cmd.threads = 2;
+    cmd.train_file = train_file_;
+    cmd.test_file = test_file;
+    std::ostringstream out;
+    EXPECT_EQ(RunEvaluate(cmd, out), absl::OkStatus());
+    std::string line;
+    for (absl::string_view l : absl::StrSplit(out.str(), '\n')) {
+      if (absl::StartsWith(l, "selected for auto: ")) line = std::string(l);
+    }
+    return line;
+  };
+  const std::string clean = selected(test_file_);
+  ASSERT_FALSE(clean.empty());
+  std::ifstream in(test_file_);
+  std::ostringstream poisoned;
+  std::string row;
+  std::getline(in, row);
+  poisoned << row << "\n";  // the header
+  for (int n = 0; std::getline(in, row); ++n) {
+    if (n % 2 == 1) continue;
+    std::vector<std::string> f = absl::StrSplit(row, ',');
+    double v = 0;
+    ASSERT_TRUE(absl::SimpleAtod(f[2], &v)) << row;
+    f[2] = absl::StrCat(6 - v);
+    poisoned << absl::StrJoin(f, ",") << "\n";
+  }
+  const std::string poison_file = dir_ + "/poisoned.csv";
+  testing::WriteFile(poison_file, poisoned.str());
+  EXPECT_EQ(selected(poison_file), clean);
+}
+
+// train --model=auto writes the trials into the model file and prints them
+// as a table with the winners marked.
+TEST_F(TrainerTest, TrainSelectsAndRecordsTheTrials) {
+  TrainCommand cmd;
+  cmd.source.data = train_file_;
+  cmd.model.budget = 150;
+  cmd.params.epochs = 30;
+  cmd.params.burn_in = 10;
+  cmd.params.samples = 4;
+  cmd.out = dir_ + "/auto.rsm";
+  std::ostringstream log;
+  ASSERT_EQ(RunTrain(cmd, log), absl::OkStatus());
+  EXPECT_THAT(log.str(), HasSubstr("model selection: "));
+  EXPECT_THAT(log.str(), HasSubstr("chosen: "));
+  EXPECT_THAT(log.str(), HasSubstr("\n*ranking"));
+  absl::StatusOr<Model> model = LoadModel(cmd.out);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_FALSE(model->selection.empty());
+  EXPECT_LE(model->selection.work, 150);
+  // --noselect: auto means the hybrid's defaults, trained as told.
+  cmd.model.select = false;
+  cmd.params = ParamOverrides();
+  cmd.params.epochs = 30;
+  cmd.params.burn_in = 10;
+  cmd.params.samples = 4;
+  std::ostringstream exact;
+  ASSERT_EQ(RunTrain(cmd, exact), absl::OkStatus());
+  model = LoadModel(cmd.out);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE(model->selection.empty());
+  EXPECT_EQ(model->kind, ModelKind::kHybrid);
+  EXPECT_THAT(exact.str(), HasSubstr("training hybrid"));
 }
 
 TEST_F(TrainerTest, ClearErrors) {
