@@ -165,6 +165,15 @@ void PrintRecommendations(const RecommendOptions& command,
 }
 
 void PrintEvent(const v1::TrainingEvent& e, std::ostream& out) {
+  if (e.has_trial()) {
+    const v1::SelectionTrial& t = e.trial();
+    out << absl::StrFormat("trial %-7s %s %6.2fs  %s\n", t.part(),
+                           t.part() == "rating"
+                               ? absl::StrFormat("RMSE %.4f", t.rmse())
+                               : absl::StrFormat("nDCG@10 %.4f", t.ndcg()),
+                           t.seconds(), t.candidate());
+    return;
+  }
   if (e.state() == v1::TrainingEvent::STATE_RUNNING) {
     if (e.epoch() == 0) {
       out << absl::StrFormat("job %s running, %d epochs\n", e.job_id(),
@@ -402,6 +411,8 @@ absl::Status RunTrain(const ClientOptions& options,
   if (command.reg) request.set_reg(*command.reg);
   if (command.reg_bias) request.set_reg_bias(*command.reg_bias);
   if (command.seed) request.set_seed(*command.seed);
+  if (command.select) request.set_select(*command.select);
+  if (command.budget) request.set_budget(*command.budget);
   if (command.validation_fraction) {
     request.set_validation_fraction(*command.validation_fraction);
   }
@@ -732,6 +743,8 @@ absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
   }
   std::ostream& out = *io.out;
   out << "kind: " << info.kind() << "\n"
+      << "ranking: " << info.ranking_kind() << "\n"
+      << "ratings_by: " << info.rating_kind() << "\n"
       << "version: " << info.version() << "\n"
       << "factors: " << info.factors() << "\n"
       << "users: " << info.users() << "\n"
@@ -751,6 +764,17 @@ absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
       << "training_job_id: "
       << (info.training_job_id().empty() ? "none" : info.training_job_id())
       << "\n";
+  const v1::ModelSelection& sel = info.selection();
+  if (!sel.summary().empty()) {
+    out << "selection: " << sel.summary() << "\n";
+    if (sel.trials_size() > 0) {
+      out << absl::StrFormat(
+          "selection_trials: %d (work %d of %d units, %.1fs; %d validation "
+          "users)\n",
+          sel.trials_size(), sel.work(), sel.budget(), sel.seconds(),
+          sel.validation_users());
+    }
+  }
   if (info.has_replica()) {
     const v1::ReplicaInfo& r = info.replica();
     out << "replica_of: " << r.primary() << " ("

@@ -127,7 +127,9 @@ struct SimilarOptions {
 };
 
 struct TrainRpcOptions {
-  std::string model;  // empty = the server's current kind
+  std::string model;  // "auto" or a kind; empty = the server's --model_kind
+  std::optional<bool> select;     // empty = the server's --select
+  std::optional<int64_t> budget;  // selection's work units
   std::optional<int32_t> factors;
   std::optional<int32_t> epochs;
   std::optional<float> learning_rate;

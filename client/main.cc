@@ -62,8 +62,8 @@ ABSL_FLAG(int, max_in_flight, 1024,
           "rate --file: ratings sent but not yet acknowledged, at most");
 // train.
 ABSL_FLAG(std::string, model, "",
-          "train: hybrid, bayes, ials, sgd, als, baseline or popularity "
-          "(empty = current kind)");
+          "train: auto (model selection), hybrid, puresvd, bayes, ials, sgd, "
+          "als, baseline or popularity (empty = the server's --model_kind)");
 ABSL_FLAG(std::optional<int32_t>, factors, std::nullopt, "train: factors");
 ABSL_FLAG(std::optional<int32_t>, epochs, std::nullopt,
           "train: epochs / ALS iterations");
@@ -72,6 +72,11 @@ ABSL_FLAG(std::optional<float>, learning_rate, std::nullopt,
 ABSL_FLAG(std::optional<float>, reg, std::nullopt, "train: factor penalty");
 ABSL_FLAG(std::optional<float>, reg_bias, std::nullopt, "train: bias penalty");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "train: random seed");
+ABSL_FLAG(std::optional<bool>, select, std::nullopt,
+          "train: search the settings not given (false: train exactly as "
+          "told; default: the server's --select)");
+ABSL_FLAG(std::optional<int64_t>, budget, std::nullopt,
+          "train: work units the selection may spend");
 ABSL_FLAG(std::optional<double>, validation_fraction, std::nullopt,
           "train: share held out for validation RMSE");
 ABSL_FLAG(bool, wait, false, "train: follow the job until it ends");
@@ -206,6 +211,8 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     o.reg = absl::GetFlag(FLAGS_reg);
     o.reg_bias = absl::GetFlag(FLAGS_reg_bias);
     o.seed = absl::GetFlag(FLAGS_seed);
+    o.select = absl::GetFlag(FLAGS_select);
+    o.budget = absl::GetFlag(FLAGS_budget);
     o.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
     o.wait = absl::GetFlag(FLAGS_wait);
     return RunTrain(options, o, *stub, io);
