@@ -102,9 +102,10 @@ struct Hyperparameters {
   ModelKind rank_kind = ModelKind::kIals;
   // The weight w of a popularity prior added to every item's ranking score
   // (Model::rank_bias), w * log(1 + r_i) / log(1 + max_j r_j) for r_i the
-  // item's relevant training ratings; 0 = none. For kinds that rank by
-  // predicted rating it turns "best rated" into "most likely to be liked
-  // among what people pick" (kPopularity ignores it).
+  // item's relevant training ratings, or all of them for kinds that rank by
+  // predicted rating (PriorMin); 0 = none. For those it turns "best rated"
+  // into "most likely to be liked among what people pick" (kPopularity
+  // ignores it).
   float popularity_weight = 0.0f;
   // iALS and PureSVD: a rating below this has target 0, an interaction
   // seen and not liked (0 = off: every rating's target follows

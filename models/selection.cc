@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -41,6 +42,7 @@ struct Validation {
   std::vector<int32_t> users;                  // scored for nDCG@10
   std::vector<std::vector<int32_t>> relevant;  // per scored user
   std::vector<int64_t> relevant_counts;        // per item, in `train`
+  std::vector<int64_t> pick_counts;            // every rating, per item
   float relevant_min = 0;
 };
 
@@ -50,8 +52,10 @@ void MakeValidation(const RatingData& data, const SelectionOptions& o,
                &v->train, &v->held);
   v->train_rows = BuildRows(v->train, /*by_item=*/false);
   v->relevant_min = DefaultRelevanceThreshold(data.scale);
-  v->relevant_counts =
-      internal::RelevantCounts(BuildRows(v->train, true), v->relevant_min);
+  const SparseRows by_item = BuildRows(v->train, true);
+  v->relevant_counts = internal::RelevantCounts(by_item, v->relevant_min);
+  v->pick_counts = internal::RelevantCounts(
+      by_item, -std::numeric_limits<float>::infinity());
   std::vector<std::vector<int32_t>> relevant(data.num_users());
   for (const Rating& r : v->held.ratings) {
     if (r.value >= v->relevant_min) relevant[r.user].push_back(r.item);
@@ -574,14 +578,15 @@ void SearchBlend(Search& s, const RankCandidate& cand, const Model& m,
                  RankCandidate* best) {
   if (s.Stopped()) return;
   const Clock::time_point t0 = Clock::now();
-  const Eigen::VectorXf prior =
-      internal::PopularityPrior(s.v.relevant_counts, 1.0f);
+  // (As TrainModel makes it: see PriorMin.)
+  const Eigen::VectorXf prior = internal::PopularityPrior(
+      m.ranks_by_rating() ? s.v.pick_counts : s.v.relevant_counts, 1.0f);
   std::vector<float> weights;
   if (m.ranks_by_rating()) {
     // Predicted ratings: weights in stars (per 4 of the scale's width),
     // from a nudge to "popular, then best rated".
     const double star = (m.scale.max - m.scale.min) / 4;
-    for (double f : {0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0}) {
+    for (double f : {0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0}) {
       weights.push_back(static_cast<float>(f * star));
     }
   } else {

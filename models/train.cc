@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <utility>
@@ -110,6 +111,14 @@ Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
   if (o.target_min) p.target_min = *o.target_min;
   if (o.seed) p.seed = *o.seed;
   return p;
+}
+
+float PriorMin(const Model& m) {
+  // A model that predicts ratings already says how much the user will like
+  // an item: its prior counts every rating (how often items are picked). A
+  // preference score does not: its prior counts the liked ones.
+  return m.ranks_by_rating() ? -std::numeric_limits<float>::infinity()
+                             : DefaultRelevanceThreshold(m.scale);
 }
 
 absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
@@ -522,8 +531,7 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
   }
   if (params.popularity_weight > 0 && kind != ModelKind::kPopularity) {
     m.rank_bias = internal::PopularityPrior(
-        internal::RelevantCounts(BuildRows(data, true),
-                                 DefaultRelevanceThreshold(data.scale)),
+        internal::RelevantCounts(BuildRows(data, true), PriorMin(m)),
         params.popularity_weight);
   }
   RECSYS_RETURN_IF_ERROR(CheckFinite(m));

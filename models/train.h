@@ -88,6 +88,11 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
                                  const TrainOptions& options);
 bool TrainingDiverged(const absl::Status& status);
 
+// The rating at and above which training ratings count in `m`'s popularity
+// prior (Hyperparameters::popularity_weight): every rating for kinds that
+// rank by predicted rating, the relevant ones for the others.
+float PriorMin(const Model& m);
+
 // Checks that hyper-parameters are usable (positive sizes, finite rates).
 absl::Status ValidateHyperparameters(ModelKind kind,
                                      const Hyperparameters& params);
