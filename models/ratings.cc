@@ -131,19 +131,52 @@ int64_t ResolveDuplicates(std::vector<Rating>& ratings) {
   return dropped;
 }
 
+namespace {
+
+// `data`'s id maps, scale and catalogue, and no ratings.
+void EmptyLike(const RatingData& data, RatingData* out) {
+  out->users = data.users;
+  out->items = data.items;
+  out->scale = data.scale;
+  out->item_info = data.item_info;
+  out->ratings.clear();
+}
+
+}  // namespace
+
 void RandomSplit(const RatingData& data, double fraction, uint64_t seed,
                  RatingData* first, RatingData* second) {
-  for (RatingData* d : {first, second}) {
-    d->users = data.users;
-    d->items = data.items;
-    d->scale = data.scale;
-    d->item_info = data.item_info;
-    d->ratings.clear();
-  }
+  EmptyLike(data, first);
+  EmptyLike(data, second);
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> coin(0.0, 1.0);
   for (const Rating& r : data.ratings) {
     (coin(rng) < fraction ? second : first)->ratings.push_back(r);
+  }
+}
+
+void PerUserSplit(const RatingData& data, double fraction,
+                  int32_t min_user_ratings, uint64_t seed, RatingData* train,
+                  RatingData* held_out) {
+  EmptyLike(data, train);
+  EmptyLike(data, held_out);
+  std::vector<std::vector<size_t>> by_user(data.num_users());
+  for (size_t k = 0; k < data.ratings.size(); ++k) {
+    by_user[data.ratings[k].user].push_back(k);
+  }
+  std::vector<bool> held(data.ratings.size(), false);
+  std::mt19937_64 rng(seed);
+  for (std::vector<size_t>& mine : by_user) {
+    const int64_t n = static_cast<int64_t>(mine.size());
+    if (n < std::max(2, min_user_ratings)) continue;
+    std::shuffle(mine.begin(), mine.end(), rng);
+    const int64_t out = std::clamp<int64_t>(
+        static_cast<int64_t>(std::llround(fraction * static_cast<double>(n))),
+        1, n - 1);
+    for (int64_t j = 0; j < out; ++j) held[mine[j]] = true;
+  }
+  for (size_t k = 0; k < data.ratings.size(); ++k) {
+    (held[k] ? held_out : train)->ratings.push_back(data.ratings[k]);
   }
 }
 

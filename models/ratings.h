@@ -123,6 +123,13 @@ int64_t ResolveDuplicates(std::vector<Rating>& ratings);
 void RandomSplit(const RatingData& data, double fraction, uint64_t seed,
                  RatingData* first, RatingData* second);
 
+// Holds out `fraction` of each user's ratings (at least one) for users with
+// at least `min_user_ratings`; both sets share `data`'s id maps, scale and
+// catalogue.
+void PerUserSplit(const RatingData& data, double fraction,
+                  int32_t min_user_ratings, uint64_t seed, RatingData* train,
+                  RatingData* held_out);
+
 }  // namespace recsys
 
 #endif  // RECSYS_MODELS_RATINGS_H_

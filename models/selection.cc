@@ -193,11 +193,9 @@ struct RankCandidate {
   ModelKind kind = ModelKind::kPopularity;
   Hyperparameters params;
   double ndcg = -1;
-  bool diverged = false;
 };
 
 struct Search {
-  const RatingData* data = nullptr;
   const SelectionOptions* options = nullptr;
   Validation v;
   Clock::time_point start;
@@ -260,8 +258,10 @@ std::string DescribeCandidate(ModelKind kind, const Hyperparameters& p) {
           p.rank_kind == ModelKind::kPopularity
               ? std::string("popularity")
               : DescribeCandidate(p.rank_kind, RankingPart(p));
+      Hyperparameters ratings = p;  // (the prior is the ranking part's)
+      ratings.popularity_weight = 0;
       return absl::StrCat("hybrid: ranking ", rank, "; ratings ",
-                          DescribeCandidate(ModelKind::kBayes, p));
+                          DescribeCandidate(ModelKind::kBayes, ratings));
     }
     case ModelKind::kBaseline:
     case ModelKind::kPopularity:
@@ -277,36 +277,6 @@ std::string DescribeCandidate(ModelKind kind, const Hyperparameters& p) {
     add("popularity_weight", p.popularity_weight);
   }
   return absl::StrJoin(f, " ");
-}
-
-void PerUserSplit(const RatingData& data, double fraction,
-                  int32_t min_user_ratings, uint64_t seed, RatingData* train,
-                  RatingData* held_out) {
-  for (RatingData* d : {train, held_out}) {
-    d->users = data.users;
-    d->items = data.items;
-    d->scale = data.scale;
-    d->item_info = data.item_info;
-    d->ratings.clear();
-  }
-  std::vector<std::vector<size_t>> by_user(data.num_users());
-  for (size_t k = 0; k < data.ratings.size(); ++k) {
-    by_user[data.ratings[k].user].push_back(k);
-  }
-  std::vector<bool> held(data.ratings.size(), false);
-  std::mt19937_64 rng(seed);
-  for (std::vector<size_t>& mine : by_user) {
-    const int64_t n = static_cast<int64_t>(mine.size());
-    if (n < std::max(2, min_user_ratings)) continue;
-    std::shuffle(mine.begin(), mine.end(), rng);
-    const int64_t out = std::clamp<int64_t>(
-        static_cast<int64_t>(std::llround(fraction * static_cast<double>(n))),
-        1, n - 1);
-    for (int64_t j = 0; j < out; ++j) held[mine[j]] = true;
-  }
-  for (size_t k = 0; k < data.ratings.size(); ++k) {
-    (held[k] ? held_out : train)->ratings.push_back(data.ratings[k]);
-  }
 }
 
 namespace {
@@ -738,7 +708,6 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
     return out;
   }
   Search s;
-  s.data = &data;
   s.options = &o;
   s.start = Clock::now();
   MakeValidation(data, o, &s.v);

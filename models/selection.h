@@ -132,13 +132,6 @@ absl::StatusOr<Model> TrainWithSpec(const RatingData& data,
 std::string RankingKindName(const Model& m);
 std::string RatingKindName(const Model& m);
 
-// Holds out `fraction` of each user's ratings (at least one) for users with
-// at least `min_user_ratings`; both sets share `data`'s id maps, scale and
-// catalogue.
-void PerUserSplit(const RatingData& data, double fraction,
-                  int32_t min_user_ratings, uint64_t seed, RatingData* train,
-                  RatingData* held_out);
-
 // A trial's kind and settings in words, e.g. "ials factors=64 reg=0.1 ...".
 std::string DescribeCandidate(ModelKind kind, const Hyperparameters& p);
 
