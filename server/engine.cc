@@ -2026,13 +2026,16 @@ EngineInfo Engine::Info() const {
 absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
   const std::shared_ptr<const Model> serving = current()->model;
   TrainingSpec model = spec.keep_params ? options_.training : spec.model;
-  if (spec.keep_params && serving->selection.empty()) {
-    // Trained as told: again so.
+  const bool keep_exact = spec.keep_params && serving->selection.empty();
+  if (keep_exact) {
+    // Trained as told: again so, with the serving hyper-parameters.
     model.kind = serving->kind;
     model.select = false;
+    RECSYS_RETURN_IF_ERROR(
+        ValidateHyperparameters(serving->kind, serving->params));
+  } else {
+    RECSYS_RETURN_IF_ERROR(ValidateSpec(model));
   }
-  RECSYS_RETURN_IF_ERROR(ValidateSpec(model));
-  const bool keep_exact = spec.keep_params && serving->selection.empty();
   const double fraction =
       spec.validation_fraction.value_or(SpecSearches(model) ? 0.0 : 0.05);
   if (!(fraction >= 0 && fraction <= 0.5)) {

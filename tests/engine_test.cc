@@ -943,6 +943,39 @@ TEST_F(EngineTest, BadInputGetsTheRightCodes) {
   EXPECT_LT(batch[0]->sequence, batch[3]->sequence);
 }
 
+// Automatic retraining (keep_params) trains as the serving model was made:
+// a model trained as told keeps its kind and settings, a selected one is
+// selected again.
+TEST_F(EngineTest, RetrainingRepeatsHowTheModelWasMade) {
+  TrainSpec again;
+  again.keep_params = true;
+  absl::StatusOr<std::string> job = engine_->StartTraining(again);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_EQ(FinalUpdate(*job).state, TrainingUpdate::kSucceeded);
+  EngineInfo info = engine_->Info();
+  EXPECT_EQ(info.kind, ModelKind::kAls);  // SmallAlsModel, as told
+  EXPECT_TRUE(info.selection.empty());
+
+  TrainSpec select;  // nothing pinned: the engine's default, auto
+  select.model.selection.budget = 150;
+  select.model.params.epochs = 30;  // a quick Bayesian rating part
+  select.model.params.burn_in = 10;
+  select.model.params.samples = 4;
+  job = engine_->StartTraining(select);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_EQ(FinalUpdate(*job).state, TrainingUpdate::kSucceeded);
+  info = engine_->Info();
+  EXPECT_FALSE(info.selection.empty());
+  const uint64_t version = info.version;
+
+  job = engine_->StartTraining(again);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_EQ(FinalUpdate(*job).state, TrainingUpdate::kSucceeded);
+  info = engine_->Info();
+  EXPECT_EQ(info.version, version + 1);
+  EXPECT_FALSE(info.selection.empty());
+}
+
 TEST_F(EngineTest, TrainingWhileServingLosesNothing) {
   TrainSpec spec;
   spec.model.kind = engine_->Info().kind;  // exactly as told
