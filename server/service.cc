@@ -411,6 +411,18 @@ grpc::ServerUnaryReactor* RecommenderService::Train(
         if (req->has_reg()) p.reg = req->reg();
         if (req->has_reg_bias()) p.reg_bias = req->reg_bias();
         if (req->has_seed()) p.seed = req->seed();
+        if (req->has_rank_factors()) p.rank_factors = req->rank_factors();
+        if (req->has_rank_epochs()) p.rank_epochs = req->rank_epochs();
+        if (req->has_rank_reg()) p.rank_reg = req->rank_reg();
+        if (req->has_implicit_weight()) {
+          p.implicit_weight = req->implicit_weight();
+        }
+        if (req->has_reg_exponent()) p.reg_exponent = req->reg_exponent();
+        if (req->has_value_weight()) p.value_weight = req->value_weight();
+        if (req->has_target_min()) p.target_min = req->target_min();
+        if (req->has_popularity_weight()) {
+          p.popularity_weight = req->popularity_weight();
+        }
         if (req->has_validation_fraction()) {
           spec.validation_fraction = req->validation_fraction();
         }

@@ -165,6 +165,17 @@ class FakeRecommender final : public v1::Recommender::Service {
     e.set_epochs(3);
     e.set_state(v1::TrainingEvent::STATE_RUNNING);
     writer->Write(e);
+    if (job == "job-1") {  // a model selection's trial, as it finishes
+      v1::TrainingEvent trial = e;
+      v1::SelectionTrial* t = trial.mutable_trial();
+      t->set_candidate("ials factors=64 reg=0.1");
+      t->set_kind("ials");
+      t->set_part("ranking");
+      t->set_ndcg(0.3125);
+      t->set_rmse(-1);
+      t->set_seconds(0.25);
+      writer->Write(trial);
+    }
     const int epochs = job == "job-fail" ? 1 : 3;
     for (int i = 1; i <= epochs; ++i) {
       e.set_epoch(i);
@@ -227,6 +238,13 @@ class FakeRecommender final : public v1::Recommender::Service {
     info->mutable_scale()->set_min(1);
     info->mutable_scale()->set_max(5);
     info->set_last_validation_rmse(-1);
+    info->set_ranking_kind("ials + popularity prior");
+    info->set_rating_kind("bayes");
+    v1::ModelSelection* sel = info->mutable_selection();
+    sel->set_summary("hybrid: ranking ials; ratings bayes");
+    sel->add_trials()->set_candidate("popularity");
+    sel->set_budget(400);
+    sel->set_work(351);
     return grpc::Status::OK;
   }
 
@@ -625,6 +643,8 @@ TEST_F(ClientTest, TrainWaitPrintsEpochsAndFinalState) {
               AllOf(HasSubstr("started training job job-1"),
                     HasSubstr("epoch   1/3  train RMSE 0.9000  validation "
                               "RMSE 1.0000  0.50s"),
+                    HasSubstr("trial ranking nDCG@10 0.3125   0.25s  ials "
+                              "factors=64 reg=0.1"),
                     HasSubstr("epoch   3/3"), HasSubstr("job job-1 SUCCEEDED"),
                     HasSubstr("serving model version 8")));
   {
@@ -650,9 +670,11 @@ TEST_F(ClientTest, TrainJsonIsOneObjectPerEvent) {
   ASSERT_TRUE(RunTrain(options_, command, *stub_, io_).ok());
   std::vector<std::string> lines =
       absl::StrSplit(out_.str(), '\n', absl::SkipEmpty());
-  ASSERT_EQ(lines.size(), 6u);  // the job id, start, 3 epochs, the end
+  // The job id, start, a selection trial, 3 epochs, the end.
+  ASSERT_EQ(lines.size(), 7u);
   EXPECT_EQ(FromJson<v1::TrainResponse>(lines[0]).job_id(), "job-1");
-  EXPECT_EQ(FromJson<v1::TrainingEvent>(lines[5]).state(),
+  EXPECT_EQ(FromJson<v1::TrainingEvent>(lines[2]).trial().ndcg(), 0.3125);
+  EXPECT_EQ(FromJson<v1::TrainingEvent>(lines[6]).state(),
             v1::TrainingEvent::STATE_SUCCEEDED);
 }
 
@@ -683,7 +705,12 @@ TEST_F(ClientTest, SimilarUserAndInfo) {
   EXPECT_THAT(out_.str(),
               AllOf(HasSubstr("kind: sgd\n"), HasSubstr("version: 7\n"),
                     HasSubstr("scale: 1..5\n"),
-                    HasSubstr("last_validation_rmse: none\n")));
+                    HasSubstr("last_validation_rmse: none\n"),
+                    HasSubstr("ranking: ials + popularity prior\n"),
+                    HasSubstr("ratings_by: bayes\n"),
+                    HasSubstr("selection: hybrid: ranking ials; ratings "
+                              "bayes\n"),
+                    HasSubstr("selection_trials: 1 (work 351 of 400 units")));
 }
 
 TEST_F(ClientTest, Health) {

@@ -510,6 +510,26 @@ TEST_F(ServiceTest, TrainWithNothingPinnedSelectsAndReportsTheTrials) {
   EXPECT_EQ(info.rating_kind(), "baseline");
   EXPECT_EQ(info.selection().trials_size(), 0);
 
+  // A ranking setting pinned through the RPC is never varied.
+  v1::TrainRequest pinned;
+  pinned.set_budget(300);
+  pinned.set_rank_factors(12);
+  pinned.set_reg_exponent(0.5f);
+  grpc::ClientContext pinned_ctx;
+  ASSERT_TRUE(stub_->Train(&pinned_ctx, pinned, &started).ok());
+  engine_->WaitForTraining();
+  grpc::ClientContext info3_ctx;
+  ASSERT_TRUE(
+      stub_->GetModelInfo(&info3_ctx, v1::GetModelInfoRequest(), &info).ok());
+  int ials = 0;
+  for (const v1::SelectionTrial& t : info.selection().trials()) {
+    if (t.kind() != "ials") continue;
+    ++ials;
+    EXPECT_THAT(t.candidate(), ::testing::HasSubstr("factors=12 "));
+    EXPECT_THAT(t.candidate(), ::testing::HasSubstr("reg_exponent=0.5 "));
+  }
+  EXPECT_GT(ials, 0);
+
   v1::TrainRequest bad;
   bad.set_budget(-1);
   grpc::ClientContext bad_ctx;
