@@ -271,6 +271,7 @@ std::string DescribeCandidate(ModelKind kind, const Hyperparameters& p) {
       add("factors", p.factors);
       add("epochs", p.epochs);
       add("reg", p.reg);
+      add("reg_bias", p.reg_bias);
       break;
   }
   if (kind != ModelKind::kPopularity && p.popularity_weight > 0) {
@@ -596,6 +597,10 @@ struct RatingChoice {
   bool bayes = false;
   double rmse = -1;
   Model bayes_model;  // fitted on the carved part, if it fitted
+  // Biased ALS, a candidate only for ranking by predicted rating (a hybrid
+  // pairs with Bayesian MF): fitted on the carved part, and its RMSE.
+  Model als_model;
+  double als_rmse = -1;
 };
 
 // Bayesian MF settings for the data's size: the shipped ones, with fewer
@@ -611,8 +616,22 @@ Hyperparameters BayesFor(const RatingData& d, const SelectionOptions& o) {
   return p;
 }
 
+// Biased ALS for ranking by predicted rating: few factors, light
+// regularisation and few sweeps, the pinned settings kept. (On generated
+// data whose picks follow popularity, this model plus the popularity prior
+// ranks best, and predicts better than Bayesian MF there.)
+Hyperparameters AlsFor(const SelectionOptions& o) {
+  Hyperparameters p = ResolveParams(ModelKind::kAls, o.pinned);
+  if (!o.pinned.factors) p.factors = 16;
+  if (!o.pinned.epochs) p.epochs = 10;
+  if (!o.pinned.reg) p.reg = 0.06f;
+  if (!o.pinned.reg_bias) p.reg_bias = 0.06f;
+  return p;
+}
+
 RatingChoice SearchRatings(Search& s, int threads, bool with_baseline,
-                           const Hyperparameters& bayes) {
+                           const Hyperparameters& bayes,
+                           const Hyperparameters* als) {
   RatingChoice choice;
   TrainOptions opt;
   opt.threads = threads;
@@ -659,10 +678,27 @@ RatingChoice SearchRatings(Search& s, int threads, bool with_baseline,
     if (t.rmse >= 0 && (baseline_rmse < 0 || t.rmse <= baseline_rmse)) {
       choice.bayes = true;
       choice.rmse = t.rmse;
-      return choice;
     }
   }
-  choice.rmse = baseline_rmse;
+  if (!choice.bayes) choice.rmse = baseline_rmse;
+  if (als != nullptr && !s.Stopped()) {
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<Model> m = TrainModel(s.v.train, ModelKind::kAls, *als, opt);
+    SelectionTrial t;
+    t.candidate = DescribeCandidate(ModelKind::kAls, *als);
+    t.kind = ModelKind::kAls;
+    t.part = SelectionTrial::kRating;
+    t.work = als->epochs;
+    if (m.ok()) {
+      t.rmse = rmse_of(*m);
+      choice.als_rmse = t.rmse;
+      choice.als_model = *std::move(m);
+    } else {
+      t.candidate += absl::StrCat(" (failed: ", m.status().message(), ")");
+    }
+    t.seconds = Since(t0);
+    s.Record(t, &s.rating_trials);
+  }
   return choice;
 }
 
@@ -723,15 +759,18 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
   const int threads = ResolveThreads(o.threads);
   const bool rating_part = requested == ModelKind::kHybrid;
   const Hyperparameters bayes = BayesFor(data, o);
+  const Hyperparameters als = AlsFor(o);
   // The rating part's work is reserved first, so the ranking search plans
   // with what is left.
   const bool with_baseline = !o.kind;
+  const Hyperparameters* als_candidate = o.kind ? nullptr : &als;
   const int64_t rating_work =
       rating_part
           ? bayes.epochs +
                 (with_baseline
                      ? DefaultHyperparameters(ModelKind::kBaseline).epochs
-                     : 0)
+                     : 0) +
+                (als_candidate ? als.epochs : 0)
           : 0;
   const bool rating_fits = rating_work <= o.budget;
   s.budget = o.budget - (rating_fits ? rating_work : 0);
@@ -742,8 +781,9 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
   const bool beside = rating_part && rating_fits && threads > 1;
   s.rank_threads = beside ? threads - 1 : threads;
   if (beside) {
-    rating_thread = std::thread(
-        [&] { ratings = SearchRatings(s, 1, with_baseline, bayes); });
+    rating_thread = std::thread([&] {
+      ratings = SearchRatings(s, 1, with_baseline, bayes, als_candidate);
+    });
   }
 
   const RankPins pins = RankingPins(o);
@@ -762,25 +802,35 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
   if (beside) {
     rating_thread.join();
   } else if (rating_part && rating_fits) {
-    ratings = SearchRatings(s, threads, with_baseline, bayes);
+    ratings = SearchRatings(s, threads, with_baseline, bayes, als_candidate);
   }
-  // Ranking by the rating part itself, with the popularity prior: on data
+  // Ranking by a rating model itself, with the popularity prior: on data
   // where what people pick is mostly what is popular, the best of the
-  // popular items for this user.
+  // popular items for this user. Bayesian MF, and biased ALS when it also
+  // predicts at least as well as the rating part (it would replace it).
   s.rank_threads = threads;
-  if (!o.kind && ratings.bayes_model.num_users() > 0 && !s.Stopped()) {
+  auto try_by_rating = [&](ModelKind kind, const Hyperparameters& p,
+                           const Model& m) {
+    if (s.Stopped()) return;
     RankCandidate by_rating;
-    by_rating.kind = ModelKind::kBayes;
-    by_rating.params = bayes;
-    by_rating.ndcg = Ndcg(s.v, threads, ModelScores(ratings.bayes_model),
-                          Eigen::VectorXf(), {0.0f}, nullptr)[0];
+    by_rating.kind = kind;
+    by_rating.params = p;
+    by_rating.ndcg = Ndcg(s.v, threads, ModelScores(m), Eigen::VectorXf(),
+                          {0.0f}, nullptr)[0];
     SelectionTrial t;
-    t.candidate = DescribeCandidate(ModelKind::kBayes, bayes);
-    t.kind = ModelKind::kBayes;
+    t.candidate = DescribeCandidate(kind, p);
+    t.kind = kind;
     t.ndcg = by_rating.ndcg;
     s.Record(t, &s.rank_trials);
     if (by_rating.ndcg > best.ndcg) best = by_rating;
-    SearchBlend(s, by_rating, ratings.bayes_model, &best);
+    SearchBlend(s, by_rating, m, &best);
+  };
+  if (!o.kind && ratings.bayes_model.num_users() > 0) {
+    try_by_rating(ModelKind::kBayes, bayes, ratings.bayes_model);
+  }
+  if (!o.kind && ratings.als_model.num_users() > 0 &&
+      (ratings.rmse < 0 || ratings.als_rmse <= ratings.rmse)) {
+    try_by_rating(ModelKind::kAls, als, ratings.als_model);
   }
   if (s.Stopped()) {
     return absl::CancelledError("model selection stopped on request");
@@ -792,12 +842,14 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
     return out;
   }
 
-  if (best.kind == ModelKind::kBayes && !ratings.bayes) {
-    // Ranking by Bayesian MF makes it the rating part as well.
+  // The rating part: a model that ranks by its predicted ratings is it.
+  ModelKind rating_kind =
+      ratings.bayes ? ModelKind::kBayes : ModelKind::kBaseline;
+  if (best.kind == ModelKind::kBayes || best.kind == ModelKind::kAls) {
+    rating_kind = best.kind;
     for (const SelectionTrial& t : s.rating_trials) {
-      if (t.kind == ModelKind::kBayes) ratings.rmse = t.rmse;
+      if (t.kind == best.kind) ratings.rmse = t.rmse;
     }
-    ratings.bayes = true;
   }
   // Mark the winners and put the pieces together.
   std::vector<SelectionTrial>& trials = out.report.trials;
@@ -815,8 +867,8 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
   const size_t first_rating = trials.size();
   trials.insert(trials.end(), s.rating_trials.begin(), s.rating_trials.end());
   for (size_t j = first_rating; j < trials.size(); ++j) {
-    trials[j].chosen = trials[j].rmse == ratings.rmse &&
-                       (trials[j].kind == ModelKind::kBayes) == ratings.bayes;
+    trials[j].chosen =
+        trials[j].rmse == ratings.rmse && trials[j].kind == rating_kind;
   }
   int64_t work = 0;
   for (const SelectionTrial& t : trials) work += t.work;
@@ -824,9 +876,9 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
   out.report.seconds = Since(s.start);
 
   Hyperparameters rank = best.params;
-  if (best.kind == ModelKind::kBayes) {
+  if (best.kind == ModelKind::kBayes || best.kind == ModelKind::kAls) {
     // One model ranks and predicts.
-    out.kind = ModelKind::kBayes;
+    out.kind = best.kind;
     out.params = rank;
   } else if (rating_part && ratings.bayes) {
     out.kind = ModelKind::kHybrid;

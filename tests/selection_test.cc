@@ -95,7 +95,7 @@ TEST(SelectionTest, DeterministicWithinBudgetAndReported) {
   // Popularity, PureSVD, iALS and the rating part all took part.
   for (ModelKind k :
        {ModelKind::kPopularity, ModelKind::kPuresvd, ModelKind::kIals,
-        ModelKind::kBaseline, ModelKind::kBayes}) {
+        ModelKind::kBaseline, ModelKind::kBayes, ModelKind::kAls}) {
     EXPECT_TRUE(kinds.count(k)) << ModelKindName(k);
   }
   EXPECT_GT(r.validation_users, 0);
@@ -198,6 +198,56 @@ TEST(SelectionTest, PopularityIsTheFloor) {
   ASSERT_TRUE(ours.ok() && theirs.ok());
   EXPECT_GE(ours->ndcg, 0.9 * theirs->ndcg)
       << "selected " << m->selection.summary;
+}
+
+// Where picks follow popularity and values follow planted factors (what
+// `generate` makes), ranking by a rating model plus the popularity prior is
+// a candidate: biased ALS ranks only if it also predicts at least as well as
+// the rating part, and a model that ranks by its ratings is the rating part.
+TEST(SelectionTest, RankingByPredictedRatingIsOneModel) {
+  GenerateOptions g;
+  g.users = 600;
+  g.items = 500;
+  g.ratings = 36000;
+  g.rank = 6;
+  g.scale = {1, 5};
+  g.step = 1;
+  g.seed = 11;
+  absl::StatusOr<RatingData> data = GenerateRatingData(g);
+  ASSERT_TRUE(data.ok()) << data.status();
+  SelectionOptions o;
+  o.threads = 2;
+  absl::StatusOr<Selection> s = SelectModel(*data, o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  double als_rmse = -1, other_rmse = -1;
+  bool als_ranked = false;
+  const SelectionTrial* rank = nullptr;
+  const SelectionTrial* rating = nullptr;
+  for (const SelectionTrial& t : s->report.trials) {
+    if (t.part == SelectionTrial::kRating) {
+      if (t.kind == ModelKind::kAls) {
+        als_rmse = t.rmse;
+      } else if (other_rmse < 0 || t.rmse < other_rmse) {
+        other_rmse = t.rmse;
+      }
+      if (t.chosen) rating = &t;
+    } else {
+      if (t.kind == ModelKind::kAls) als_ranked = true;
+      if (t.chosen) rank = &t;
+    }
+  }
+  ASSERT_GT(als_rmse, 0);
+  ASSERT_GT(other_rmse, 0);
+  EXPECT_EQ(als_ranked, als_rmse <= other_rmse);
+  ASSERT_NE(rank, nullptr);
+  ASSERT_NE(rating, nullptr);
+  if (rank->kind == ModelKind::kAls || rank->kind == ModelKind::kBayes) {
+    EXPECT_EQ(rating->kind, rank->kind);
+    EXPECT_EQ(s->kind, rank->kind);
+    EXPECT_GT(s->params.popularity_weight, 0) << s->report.summary;
+  }
+  // On this data the rating models beat popularity's ranking.
+  EXPECT_NE(rank->kind, ModelKind::kPopularity) << s->report.summary;
 }
 
 // The winner is refit on every rating, with the report inside the model
