@@ -8,9 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "bench/server_process.h"
 #include "models/model_io.h"
-#include "models/status_macros.h"
 #include "proto/recsys.grpc.pb.h"
 #include "trainer/trainer.h"
 

@@ -36,11 +36,11 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/file_io.h"
+#include "base/flag_names.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "models/file_util.h"
-#include "models/flag_names.h"
 #include "proto/recsys.pb.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50061",

@@ -55,10 +55,10 @@
 
 #include "Eigen/Core"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "models/fold_in.h"
 #include "models/model.h"
 #include "models/scoring.h"
-#include "models/status_macros.h"
 #include "models/topk.h"
 #include "models/train.h"
 #include "server/engine.h"

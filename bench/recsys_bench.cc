@@ -18,9 +18,9 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "base/flag_names.h"
 #include "bench/bench.h"
 #include "client/security_flags.h"
-#include "models/flag_names.h"
 
 ABSL_FLAG(std::string, target, "",
           "Server address host:port; empty = start one (needs --model or "

@@ -20,8 +20,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "base/status_macros.h"
 #include "models/loaders.h"
-#include "models/status_macros.h"
 
 namespace recsys {
 namespace {

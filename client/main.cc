@@ -25,11 +25,11 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "base/flag_names.h"
 #include "client/client.h"
 #include "client/security_flags.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "models/flag_names.h"
 
 // Every command.
 ABSL_FLAG(std::string, target, "localhost:50051", "Server address host:port");

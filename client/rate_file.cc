@@ -22,8 +22,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/status_macros.h"
 #include "client/client.h"
-#include "models/status_macros.h"
 
 namespace recsys {
 namespace internal {

@@ -22,7 +22,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "models/status_macros.h"
+#include "base/file_io.h"
+#include "base/status_macros.h"
 
 extern char** environ;
 
@@ -133,14 +134,6 @@ absl::StatusOr<std::string> Md5Of(const std::string& file) {
         absl::StrCat("md5sum ", file, " failed with exit code ", code));
   }
   return internal::ParseMd5Listing(out);
-}
-
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 bool IsHex(absl::string_view s) {
@@ -317,7 +310,8 @@ absl::StatusOr<std::string> FetchAndUnpack(const DatasetInfo& info,
     const std::string listing_url = absl::StrCat(info.url, ".md5");
     const std::string listing = archive + ".md5";
     RECSYS_RETURN_IF_ERROR(Download(listing_url, listing, info, data_dir));
-    RECSYS_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(listing));
+    RECSYS_ASSIGN_OR_RETURN(std::string text,
+                            ReadSmallFile(listing, "checksum listing"));
     absl::StatusOr<std::string> parsed = ParseMd5Listing(text);
     if (!parsed.ok()) {
       return absl::FailedPreconditionError(

@@ -5,7 +5,7 @@
 #include <random>
 
 #include "Eigen/Cholesky"
-#include "models/parallel.h"
+#include "base/parallel.h"
 
 namespace recsys {
 namespace internal {

@@ -20,7 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "models/status_macros.h"
+#include "base/status_macros.h"
 
 namespace recsys {
 namespace {

@@ -16,8 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "models/crc32c.h"
-#include "models/status_macros.h"
+#include "base/crc32c.h"
+#include "base/file_io.h"
+#include "base/status_macros.h"
 
 namespace recsys {
 namespace {
@@ -733,124 +734,6 @@ absl::Status WithPath(absl::string_view path, absl::string_view what,
                       absl::StrCat(path, ": ", what, status.message()));
 }
 
-absl::Status ErrnoError(int error, absl::string_view path,
-                        absl::string_view what) {
-  return absl::ErrnoToStatus(error, absl::StrCat(path, ": ", what));
-}
-
-// --- Files.
-
-// A file's contents in a buffer left uninitialised until read: zero-filling
-// a large model first would cost as much as a memcpy of it.
-struct FileBytes {
-  std::unique_ptr<char[]> data;
-  size_t size = 0;
-};
-
-absl::StatusOr<FileBytes> ReadWholeFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, path, "cannot open");
-  absl::Status status;
-  FileBytes file;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    status = ErrnoError(errno, path, "cannot stat");
-  } else if (!S_ISREG(st.st_mode)) {
-    status = absl::FailedPreconditionError(
-        absl::StrCat(path, ": not a regular file"));
-  } else {
-    file.data.reset(new char[st.st_size]);
-    while (file.size < static_cast<size_t>(st.st_size)) {
-      const ssize_t n =
-          ::read(fd, file.data.get() + file.size, st.st_size - file.size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        status = ErrnoError(errno, path, "cannot read");
-        break;
-      }
-      if (n == 0) break;  // shrank since fstat; the size checks will tell
-      file.size += n;
-    }
-  }
-  ::close(fd);
-  if (!status.ok()) return status;
-  return file;
-}
-
-absl::Status WriteAll(int fd, const std::vector<absl::string_view>& pieces,
-                      const std::string& path, const std::string& tmp) {
-  for (absl::string_view bytes : pieces) {
-    while (!bytes.empty()) {
-      // Linux writes at most ~2 GB per call.
-      const size_t chunk = std::min<size_t>(bytes.size(), size_t{1} << 30);
-      const ssize_t n = ::write(fd, bytes.data(), chunk);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        return ErrnoError(errno, path, absl::StrCat("cannot write ", tmp));
-      }
-      bytes.remove_prefix(n);
-    }
-  }
-  if (::fsync(fd) != 0) {
-    return ErrnoError(errno, path, absl::StrCat("cannot fsync ", tmp));
-  }
-  return absl::OkStatus();
-}
-
-std::string DirName(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Makes the rename itself durable: until the directory entry is on disk, a
-// crash can bring back the old file (or none).
-absl::Status SyncDirectory(const std::string& path) {
-  const std::string dir = DirName(path);
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return ErrnoError(errno, path, absl::StrCat("cannot open directory ", dir));
-  }
-  absl::Status status;
-  // EINVAL: the file system cannot sync directories, so there is nothing to
-  // wait for.
-  if (::fsync(fd) != 0 && errno != EINVAL) {
-    status =
-        ErrnoError(errno, path, absl::StrCat("cannot fsync directory ", dir));
-  }
-  ::close(fd);
-  return status;
-}
-
-// The temporary file lives beside `path` so the rename stays within one file
-// system (and so is atomic). The sequence number keeps concurrent saves of
-// one path from one process out of each other's way.
-absl::Status WriteFileAtomically(const std::string& path,
-                                 const std::vector<absl::string_view>& pieces) {
-  static std::atomic<uint64_t> sequence{0};
-  const std::string tmp =
-      absl::StrCat(path, ".tmp.", ::getpid(), ".", sequence.fetch_add(1));
-  const int fd =
-      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return ErrnoError(errno, path, absl::StrCat("cannot create ", tmp));
-  }
-  absl::Status status = WriteAll(fd, pieces, path, tmp);
-  // close() can report a failed delayed write; it must not go unnoticed.
-  if (::close(fd) != 0 && status.ok()) {
-    status = ErrnoError(errno, path, absl::StrCat("cannot close ", tmp));
-  }
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = ErrnoError(errno, path, absl::StrCat("cannot rename ", tmp));
-  }
-  if (!status.ok()) {
-    ::unlink(tmp.c_str());
-    return status;
-  }
-  return SyncDirectory(path);
-}
-
 template <typename T>
 T LoadScalar(const char* data) {
   T value;
@@ -935,7 +818,7 @@ absl::Status SaveModel(const Model& model, const std::string& path) {
 }
 
 absl::StatusOr<Model> LoadModel(const std::string& path) {
-  RECSYS_ASSIGN_OR_RETURN(FileBytes file, ReadWholeFile(path));
+  RECSYS_ASSIGN_OR_RETURN(FileBytes file, ReadFileBytes(path));
   return ParseModel(absl::string_view(file.data.get(), file.size), path);
 }
 

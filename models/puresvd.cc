@@ -6,8 +6,8 @@
 #include "Eigen/Householder"
 #include "Eigen/QR"
 #include "Eigen/SVD"
+#include "base/parallel.h"
 #include "models/ials.h"
-#include "models/parallel.h"
 
 namespace recsys {
 namespace internal {

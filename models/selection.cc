@@ -14,10 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/parallel.h"
+#include "base/status_macros.h"
 #include "models/evaluation.h"
-#include "models/parallel.h"
 #include "models/popularity.h"
-#include "models/status_macros.h"
 #include "models/topk.h"
 
 namespace recsys {

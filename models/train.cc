@@ -10,14 +10,14 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/parallel.h"
+#include "base/status_macros.h"
 #include "models/bayes.h"
 #include "models/evaluation.h"
 #include "models/fold_in.h"
 #include "models/ials.h"
-#include "models/parallel.h"
 #include "models/popularity.h"
 #include "models/puresvd.h"
-#include "models/status_macros.h"
 
 namespace recsys {
 

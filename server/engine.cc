@@ -17,11 +17,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/parallel.h"
+#include "base/status_macros.h"
 #include "models/fold_in.h"
 #include "models/model_io.h"
-#include "models/parallel.h"
 #include "models/scoring.h"
-#include "models/status_macros.h"
 #include "models/topk.h"
 
 namespace recsys {

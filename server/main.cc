@@ -31,7 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "models/flag_names.h"
+#include "base/flag_names.h"
 #include "server/log.h"
 #include "server/security.h"
 #include "server/server.h"

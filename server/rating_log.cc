@@ -19,8 +19,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "models/crc32c.h"
-#include "models/status_macros.h"
+#include "base/crc32c.h"
+#include "base/file_io.h"
+#include "base/status_macros.h"
 
 namespace recsys {
 
@@ -239,11 +240,6 @@ size_t FindValidFrame(absl::string_view bytes, size_t from) {
   return absl::string_view::npos;
 }
 
-absl::Status ErrnoError(int error, absl::string_view path,
-                        absl::string_view what) {
-  return absl::ErrnoToStatus(error, absl::StrCat(path, ": ", what));
-}
-
 // A write or fsync that failed while serving: INTERNAL whatever the errno
 // (absl would map ENOSPC to RESOURCE_EXHAUSTED and EFBIG to OUT_OF_RANGE,
 // which read as the caller's quota or argument). The message keeps it.
@@ -290,17 +286,6 @@ bool ParseSegmentName(absl::string_view name, uint64_t* first_seq) {
          absl::SimpleAtoi(digits, first_seq);
 }
 
-absl::Status WriteAll(int fd, absl::string_view bytes,
-                      const std::string& path) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, path, "cannot write");
-    bytes.remove_prefix(n);
-  }
-  return absl::OkStatus();
-}
-
 absl::Status DataSync(int fd, const std::string& path, uint64_t* syncs,
                       absl::Duration* spent) {
   const auto start = std::chrono::steady_clock::now();
@@ -310,47 +295,6 @@ absl::Status DataSync(int fd, const std::string& path, uint64_t* syncs,
   ++*syncs;
   if (rc != 0) return ErrnoError(error, path, "cannot fdatasync");
   return absl::OkStatus();
-}
-
-// Makes creations, renames and deletions in `dir` durable.
-absl::Status SyncDirectory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, dir, "cannot open directory");
-  absl::Status status;
-  // EINVAL: the file system cannot sync directories; nothing to wait for.
-  if (::fsync(fd) != 0 && errno != EINVAL) {
-    status = ErrnoError(errno, dir, "cannot fsync directory");
-  }
-  ::close(fd);
-  return status;
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, path, "cannot open");
-  std::string bytes;
-  absl::Status status;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    status = ErrnoError(errno, path, "cannot stat");
-  } else {
-    bytes.resize(st.st_size);
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        status = ErrnoError(errno, path, "cannot read");
-        break;
-      }
-      if (n == 0) break;
-      done += n;
-    }
-    bytes.resize(done);
-  }
-  ::close(fd);
-  if (!status.ok()) return status;
-  return bytes;
 }
 
 // A new segment appears complete or not at all: its header is fsynced under

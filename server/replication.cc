@@ -12,8 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "models/model_io.h"
-#include "models/status_macros.h"
 #include "server/log.h"
 #include "server/service.h"
 

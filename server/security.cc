@@ -11,8 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/file_io.h"
 #include "grpcpp/security/server_credentials.h"
-#include "models/file_util.h"
 #include "server/metrics.h"
 
 namespace recsys {

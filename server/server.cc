@@ -3,11 +3,11 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "base/file_io.h"
+#include "base/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "models/file_util.h"
 #include "models/model_io.h"
-#include "models/status_macros.h"
 #include "models/train.h"
 #include "server/log.h"
 #include "trainer/trainer.h"

@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/status_macros.h"
 #include "grpcpp/support/proto_buffer_reader.h"
-#include "models/status_macros.h"
 #include "server/wire.h"
 
 namespace recsys {

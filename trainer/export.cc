@@ -9,8 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/file_io.h"
+#include "base/status_macros.h"
 #include "models/model_io.h"
-#include "models/status_macros.h"
 
 namespace recsys {
 namespace {
@@ -37,30 +38,6 @@ std::string QuoteCsv(absl::string_view text) {
   }
   out.push_back('"');
   return out;
-}
-
-// Writes `text` to `path` through "<path>.tmp" and a rename.
-absl::Status WriteFileAtomically(const std::string& path,
-                                 const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::InternalError(absl::StrCat("cannot create ", tmp));
-    out << text;
-    out.close();
-    if (!out) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      return absl::DataLossError(absl::StrCat("cannot write ", tmp));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -124,9 +101,9 @@ absl::Status RunExport(const ExportCommand& cmd, std::ostream& log) {
         "cannot create directory ", cmd.out_dir, ": ", ec.message()));
   }
   RECSYS_RETURN_IF_ERROR(
-      WriteFileAtomically(cmd.out_dir + "/ratings.csv", ratings));
+      WriteFileAtomically(cmd.out_dir + "/ratings.csv", {ratings}));
   RECSYS_RETURN_IF_ERROR(
-      WriteFileAtomically(cmd.out_dir + "/movies.csv", movies));
+      WriteFileAtomically(cmd.out_dir + "/movies.csv", {movies}));
   log << absl::StrFormat(
       "exported %d ratings by %d %s and %d items (scale %g..%g) to %s\n", count,
       last - first, last - first == 1 ? "user" : "users", items, m.scale.min,

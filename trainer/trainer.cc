@@ -11,10 +11,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 #include "models/evaluation.h"
 #include "models/metrics.h"
 #include "models/model_io.h"
-#include "models/status_macros.h"
 #include "models/topk.h"
 #include "models/train.h"
 

@@ -7,8 +7,8 @@
 //     RECSYS_ASSIGN_OR_RETURN(std::string text, ReadAll(path));
 //     ...
 //   }
-#ifndef RECSYS_MODELS_STATUS_MACROS_H_
-#define RECSYS_MODELS_STATUS_MACROS_H_
+#ifndef RECSYS_BASE_STATUS_MACROS_H_
+#define RECSYS_BASE_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,4 +35,4 @@
   if (!statusor.ok()) return std::move(statusor).status();     \
   lhs = std::move(statusor).value()
 
-#endif  // RECSYS_MODELS_STATUS_MACROS_H_
+#endif  // RECSYS_BASE_STATUS_MACROS_H_

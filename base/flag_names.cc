@@ -1,4 +1,4 @@
-#include "models/flag_names.h"
+#include "base/flag_names.h"
 
 #include <algorithm>
 

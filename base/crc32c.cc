@@ -1,4 +1,4 @@
-#include "models/crc32c.h"
+#include "base/crc32c.h"
 
 #include <cstring>
 

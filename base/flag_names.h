@@ -3,8 +3,8 @@
 //   std::vector<std::string> args(argv, argv + argc);
 //   std::vector<char*> fixed = NormalizeFlagNames(&args);
 //   absl::ParseCommandLine(fixed.size(), fixed.data());
-#ifndef RECSYS_MODELS_FLAG_NAMES_H_
-#define RECSYS_MODELS_FLAG_NAMES_H_
+#ifndef RECSYS_BASE_FLAG_NAMES_H_
+#define RECSYS_BASE_FLAG_NAMES_H_
 
 #include <string>
 #include <vector>
@@ -18,4 +18,4 @@ std::vector<char*> NormalizeFlagNames(std::vector<std::string>* args);
 
 }  // namespace recsys
 
-#endif  // RECSYS_MODELS_FLAG_NAMES_H_
+#endif  // RECSYS_BASE_FLAG_NAMES_H_

@@ -1,7 +1,7 @@
 // A minimal fork-join helper: runs fn(begin, end) over [0, n) split into
 // contiguous chunks on up to `threads` threads (the caller's thread included).
-#ifndef RECSYS_MODELS_PARALLEL_H_
-#define RECSYS_MODELS_PARALLEL_H_
+#ifndef RECSYS_BASE_PARALLEL_H_
+#define RECSYS_BASE_PARALLEL_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -38,4 +38,4 @@ void ParallelChunks(int64_t n, int chunks, Fn&& fn) {
 
 }  // namespace recsys
 
-#endif  // RECSYS_MODELS_PARALLEL_H_
+#endif  // RECSYS_BASE_PARALLEL_H_

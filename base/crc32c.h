@@ -2,8 +2,8 @@
 //
 //   uint32_t crc = Crc32c(data, size);
 //   crc = Crc32c(more, more_size, crc);   // continue over a second buffer
-#ifndef RECSYS_MODELS_CRC32C_H_
-#define RECSYS_MODELS_CRC32C_H_
+#ifndef RECSYS_BASE_CRC32C_H_
+#define RECSYS_BASE_CRC32C_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -15,4 +15,4 @@ uint32_t Crc32c(const void* data, size_t size, uint32_t crc = 0);
 
 }  // namespace recsys
 
-#endif  // RECSYS_MODELS_CRC32C_H_
+#endif  // RECSYS_BASE_CRC32C_H_
