@@ -29,7 +29,6 @@ namespace {
 // DescribeFailure needs to know where a status came from; a payload carries
 // that without inventing a status type of our own.
 constexpr char kOriginUrl[] = "recsys.client/origin";
-constexpr char kOriginUsage[] = "usage";
 constexpr char kOriginRpc[] = "rpc";
 // What a server says when it has not applied a min_log_sequence yet
 // (Engine::CheckApplied): "... has applied the log up to seq A, not yet S:
@@ -245,12 +244,6 @@ std::string FormatTimestamp(int64_t seconds) {
 }
 
 }  // namespace
-
-absl::Status UsageError(absl::string_view message) {
-  absl::Status status = absl::InvalidArgumentError(message);
-  status.SetPayload(kOriginUrl, absl::Cord(kOriginUsage));
-  return status;
-}
 
 namespace internal {
 
@@ -830,7 +823,7 @@ Failure DescribeFailure(absl::string_view command, const absl::Status& status,
                         const ClientOptions& options, bool channel_ready) {
   const std::string origin = Origin(status);
   const std::string code = absl::StatusCodeToString(status.code());
-  if (origin == kOriginUsage) {
+  if (IsUsageError(status)) {
     return {absl::StrCat("recsys-client: ", status.message()), 2};
   }
   if (origin == kOriginOutcome) {

@@ -44,9 +44,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "client/channel.h"
+#include "base/usage_error.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "net/channel.h"
 #include "proto/recsys.grpc.pb.h"
 
 namespace recsys {
@@ -245,9 +246,6 @@ struct Failure {
 Failure DescribeFailure(absl::string_view command, const absl::Status& status,
                         const ClientOptions& options,
                         bool channel_ready = true);
-
-// A usage error (exit code 2), for main's own flag checks.
-absl::Status UsageError(absl::string_view message);
 
 namespace internal {
 

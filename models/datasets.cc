@@ -356,4 +356,23 @@ absl::StatusOr<std::string> FetchAndUnpack(const DatasetInfo& info,
 }
 
 }  // namespace internal
+
+absl::StatusOr<std::string> ResolveDataPath(const DataSource& source) {
+  if (source.data.empty()) {
+    return absl::InvalidArgumentError(
+        "no data given: pass --data with a dataset name (e.g. ml-100k) or a "
+        "path");
+  }
+  if (FindDataset(source.data) != nullptr &&
+      !std::filesystem::exists(source.data)) {
+    return ResolveDataset(source.data, source.dataset);
+  }
+  return source.data;
+}
+
+absl::StatusOr<RatingData> LoadSource(const DataSource& source) {
+  RECSYS_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(source));
+  return LoadRatings(path, source.load);
+}
+
 }  // namespace recsys

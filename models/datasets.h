@@ -14,6 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "models/loaders.h"
+#include "models/ratings.h"
 
 namespace recsys {
 
@@ -43,6 +45,18 @@ std::string DefaultDataDir(const DatasetOptions& options);
 // a message saying where to put the files.
 absl::StatusOr<std::string> ResolveDataset(absl::string_view name,
                                            const DatasetOptions& options);
+
+// Where ratings come from: a built-in dataset name or a path.
+struct DataSource {
+  std::string data;  // "ml-100k", or a file/directory path
+  LoadOptions load;
+  DatasetOptions dataset;
+};
+
+// Resolves a name to its directory (downloading when allowed) or returns
+// the path unchanged.
+absl::StatusOr<std::string> ResolveDataPath(const DataSource& source);
+absl::StatusOr<RatingData> LoadSource(const DataSource& source);
 
 namespace internal {
 

@@ -51,7 +51,7 @@ absl::string_view ModelKindName(ModelKind kind);
 absl::StatusOr<ModelKind> ParseModelKind(absl::string_view name);
 
 // Training settings for every kind (fields a kind does not use are ignored).
-// The defaults are the shipped defaults; README.md gives the evidence.
+// The defaults are the shipped defaults; docs/models.md gives the evidence.
 struct Hyperparameters {
   int32_t factors = 128;         // length of p_u and q_i (sgd, als)
   int32_t epochs = 30;           // SGD epochs or ALS iterations

@@ -37,7 +37,7 @@ Hyperparameters DefaultHyperparameters(ModelKind kind) {
       break;
     case ModelKind::kIals:
       // Chosen by `recsys-trainer tune` on two 20% validation splits of
-      // u1.base (README gives the search).
+      // u1.base (docs/models.md gives the search).
       p.factors = 32;
       p.epochs = 16;
       p.reg = 0.01f;
@@ -48,7 +48,7 @@ Hyperparameters DefaultHyperparameters(ModelKind kind) {
       break;
     case ModelKind::kBayes:
       // Chosen by `recsys-trainer tune` on two 10% validation splits of
-      // u1.base (README gives the search).
+      // u1.base (docs/models.md gives the search).
       p.factors = 8;
       p.epochs = 200;
       p.burn_in = 40;

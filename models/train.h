@@ -34,7 +34,7 @@
 
 namespace recsys {
 
-// The shipped defaults for `kind` (see README.md for how they were chosen).
+// The shipped defaults for `kind` (docs/models.md says how they were chosen).
 Hyperparameters DefaultHyperparameters(ModelKind kind);
 
 // Hyper-parameters a caller set; the rest take defaults (or, in model

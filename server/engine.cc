@@ -1747,7 +1747,8 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   // model's catalogue: then the genre's bit set (`allowed_bits`) says which
   // of the model's items are allowed, and the new items outside the genre
   // join `exclude`. Listing the rest of the catalogue in `exclude` instead
-  // cost ~180 us per call on 62k items (README, "Filtered Recommends").
+  // cost ~180 us per call on 62k items
+  // (docs/performance-log/2026-11-24-filtered-recommends.md).
   // Without a filter, `allowed_bits` is the set of items not retired.
   const bool narrowed = !q.genre.empty() || !q.candidates.empty();
   thread_local std::vector<int32_t> allowed;

@@ -11,8 +11,8 @@
 // design), two clock reads and three relaxed atomic increments; no lock.
 // Everything else (engine info, log statistics) is read when scraped.
 //
-// Names (all prefixed recsys_): see Render in metrics.cc and the README's
-// "Metrics" table.
+// Names (all prefixed recsys_): see Render in metrics.cc and
+// docs/operations/metrics.md.
 #ifndef RECSYS_SERVER_METRICS_H_
 #define RECSYS_SERVER_METRICS_H_
 

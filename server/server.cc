@@ -7,10 +7,10 @@
 #include "base/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "models/datasets.h"
 #include "models/model_io.h"
 #include "models/train.h"
 #include "server/log.h"
-#include "trainer/trainer.h"
 
 namespace recsys {
 

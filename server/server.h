@@ -22,7 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "client/channel.h"
+#include "net/channel.h"
 #include "grpcpp/grpcpp.h"
 #include "server/engine.h"
 #include "server/metrics.h"

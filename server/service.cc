@@ -85,10 +85,10 @@ grpc::ServerUnaryReactor* AnswerWithEngine(
 // leads for at most its budget (RecommenderService::kRateLeadBudget); if
 // calls are still queued then, it hands the lead to the batcher's own
 // thread, which leads until the queue is empty. The budget trades
-// throughput for tail latency (README, "Rate committed on gRPC's
-// threads"): leading without a limit left p99.9 at 10,000 Rates/s at
-// ~20 ms; 3 ms keeps it near that of dedicated committer threads and keeps
-// most of the throughput gained.
+// throughput for tail latency: leading without a limit left p99.9 at
+// 10,000 Rates/s at ~20 ms; 3 ms keeps it near that of dedicated committer
+// threads and keeps most of the throughput gained (docs/performance-log/
+// 2026-11-24-rate-commit-on-grpc-threads.md).
 class RateBatcher {
  public:
   struct Call {

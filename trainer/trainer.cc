@@ -20,24 +20,6 @@
 
 namespace recsys {
 
-absl::StatusOr<std::string> ResolveDataPath(const DataSource& source) {
-  if (source.data.empty()) {
-    return absl::InvalidArgumentError(
-        "no data given: pass --data with a dataset name (e.g. ml-100k) or a "
-        "path");
-  }
-  if (FindDataset(source.data) != nullptr &&
-      !std::filesystem::exists(source.data)) {
-    return ResolveDataset(source.data, source.dataset);
-  }
-  return source.data;
-}
-
-absl::StatusOr<RatingData> LoadSource(const DataSource& source) {
-  RECSYS_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(source));
-  return LoadRatings(path, source.load);
-}
-
 namespace {
 
 void PrintLoadSummary(const std::string& what, const RatingData& d,

@@ -24,18 +24,6 @@
 
 namespace recsys {
 
-// Where ratings come from: a built-in dataset name or a path.
-struct DataSource {
-  std::string data;  // "ml-100k", or a file/directory path
-  LoadOptions load;
-  DatasetOptions dataset;
-};
-
-// Resolves a name to its directory (downloading when allowed) or returns
-// the path unchanged.
-absl::StatusOr<std::string> ResolveDataPath(const DataSource& source);
-absl::StatusOr<RatingData> LoadSource(const DataSource& source);
-
 // How a model is asked for: kind (empty = auto), the settings given, and
 // whether selection searches the rest (models/selection.h).
 struct ModelChoice {

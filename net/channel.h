@@ -9,8 +9,8 @@
 //   o.tls_ca = "/etc/recsys/ca.pem";
 //   RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
 //                           MakeChannel(o));
-#ifndef RECSYS_CLIENT_CHANNEL_H_
-#define RECSYS_CLIENT_CHANNEL_H_
+#ifndef RECSYS_NET_CHANNEL_H_
+#define RECSYS_NET_CHANNEL_H_
 
 #include <memory>
 #include <string>
@@ -52,4 +52,4 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 }  // namespace recsys
 
-#endif  // RECSYS_CLIENT_CHANNEL_H_
+#endif  // RECSYS_NET_CHANNEL_H_

@@ -1,5 +1,7 @@
-// Channel construction for recsys-client: plaintext, TLS, mutual TLS and
-// the bearer token.
+// Channel construction for recsys-client, recsys-bench and read replicas:
+// plaintext, TLS, mutual TLS and the bearer token.
+#include "net/channel.h"
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -8,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/file_io.h"
-#include "client/client.h"
+#include "base/usage_error.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
