@@ -61,8 +61,8 @@
 #include "models/scoring.h"
 #include "models/topk.h"
 #include "models/train.h"
-#include "server/engine.h"
-#include "server/rating_log.h"
+#include "engine/engine.h"
+#include "storage/rating_log.h"
 #include "trainer/generate.h"
 
 namespace recsys {

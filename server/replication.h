@@ -42,8 +42,8 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/recsys.grpc.pb.h"
-#include "server/engine.h"
-#include "server/rating_log.h"
+#include "engine/engine.h"
+#include "storage/rating_log.h"
 
 namespace recsys {
 

@@ -24,7 +24,7 @@
 #include "absl/time/time.h"
 #include "net/channel.h"
 #include "grpcpp/grpcpp.h"
-#include "server/engine.h"
+#include "engine/engine.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/replication.h"

@@ -24,7 +24,7 @@
 #include "absl/types/span.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/recsys.grpc.pb.h"
-#include "server/engine.h"
+#include "engine/engine.h"
 
 namespace recsys {
 

@@ -14,7 +14,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/engine.h"
+#include "engine/engine.h"
 #include "tests/test_util.h"
 
 namespace recsys {

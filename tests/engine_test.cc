@@ -1,7 +1,7 @@
 // The serving engine in process: fold-in on Rate, new users and items,
 // durability across restarts and snapshots, training while serving, input
 // checks, and protocol F through the server's own fold-in path.
-#include "server/engine.h"
+#include "engine/engine.h"
 
 #include <algorithm>
 #include <atomic>

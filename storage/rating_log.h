@@ -74,8 +74,8 @@
 // Append, Rotate or Sync fails with Internal. Records of a failed
 // batch may still be on disk and replayed after a restart (the client was
 // told it failed and may retry: replaying a rating twice must be harmless).
-#ifndef RECSYS_SERVER_RATING_LOG_H_
-#define RECSYS_SERVER_RATING_LOG_H_
+#ifndef RECSYS_STORAGE_RATING_LOG_H_
+#define RECSYS_STORAGE_RATING_LOG_H_
 
 #include <condition_variable>
 #include <cstddef>
@@ -320,4 +320,4 @@ class LogReader {
 
 }  // namespace recsys
 
-#endif  // RECSYS_SERVER_RATING_LOG_H_
+#endif  // RECSYS_STORAGE_RATING_LOG_H_

@@ -11,8 +11,8 @@
 // long as they went on. Here a waiting writer blocks new readers, so it gets
 // in once the current ones leave. A thread must not take it shared twice:
 // with a writer waiting in between, the second would wait forever.
-#ifndef RECSYS_SERVER_RW_MUTEX_H_
-#define RECSYS_SERVER_RW_MUTEX_H_
+#ifndef RECSYS_ENGINE_RW_MUTEX_H_
+#define RECSYS_ENGINE_RW_MUTEX_H_
 
 #include <pthread.h>
 
@@ -43,4 +43,4 @@ class WriterFirstMutex {
 
 }  // namespace recsys
 
-#endif  // RECSYS_SERVER_RW_MUTEX_H_
+#endif  // RECSYS_ENGINE_RW_MUTEX_H_

@@ -24,8 +24,8 @@
 // Training runs in the background on a materialised copy of the state; when
 // it ends, the new model becomes the next generation and every rating
 // accepted meanwhile is replayed into it before it serves.
-#ifndef RECSYS_SERVER_ENGINE_H_
-#define RECSYS_SERVER_ENGINE_H_
+#ifndef RECSYS_ENGINE_ENGINE_H_
+#define RECSYS_ENGINE_ENGINE_H_
 
 #include <atomic>
 #include <condition_variable>
@@ -44,12 +44,12 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "engine/rw_mutex.h"
 #include "models/fold_in.h"
 #include "models/model.h"
 #include "models/selection.h"
 #include "models/train.h"
-#include "server/rating_log.h"
-#include "server/rw_mutex.h"
+#include "storage/rating_log.h"
 
 namespace recsys {
 
@@ -487,4 +487,4 @@ RatingData RatingsOf(const Model& m);
 
 }  // namespace recsys
 
-#endif  // RECSYS_SERVER_ENGINE_H_
+#endif  // RECSYS_ENGINE_ENGINE_H_

@@ -1,4 +1,4 @@
-#include "server/rating_log.h"
+#include "storage/rating_log.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -1,0 +1,392 @@
+// Applying a durable log record to a generation: a rating (fold-in of the
+// user, and of a new item), a catalogue entry, an erasure.
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/parallel.h"
+#include "base/status_macros.h"
+#include "engine/checks.h"
+#include "engine/engine.h"
+#include "engine/state.h"
+#include "models/fold_in.h"
+
+namespace recsys {
+
+using internal::Catalogue;
+using internal::CheckEntrySizes;
+using internal::CheckGenre;
+using internal::CheckId;
+using internal::CheckItemUpdate;
+using internal::CheckK;
+using internal::Generation;
+using internal::NewItems;
+using internal::NowSeconds;
+using internal::SameEntry;
+using internal::UserState;
+using internal::UserView;
+using internal::ViewItem;
+using internal::ViewUser;
+
+absl::Status Engine::ValidateRating(const Generation& g,
+                                    const RatingInput& r) const {
+  RECSYS_RETURN_IF_ERROR(CheckId("user id", r.user));
+  RECSYS_RETURN_IF_ERROR(CheckId("item id", r.item));
+  const RatingScale& s = g.model->scale;
+  if (!std::isfinite(r.value) || !s.Contains(r.value)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "rating %g is outside the scale [%g, %g]", r.value, s.min, s.max));
+  }
+  return absl::OkStatus();
+}
+
+void Engine::AddNewItemRow(Generation& g, NewItems* next) {
+  const int32_t local = static_cast<int32_t>(next->counts.size());
+  constexpr int32_t kBlock = NewItems::kBlockRows;
+  if (local % kBlock == 0) {
+    next->blocks.push_back(std::make_shared<const RowMatrix>(
+        RowMatrix::Zero(kBlock, g.model->factors())));
+  }
+  next->bias.conservativeResize(local + 1);
+  next->bias[local] = 0;
+  next->counts.push_back(0);
+  g.new_item_raters.emplace_back();
+}
+
+int32_t Engine::ApplyEntries(Generation& g,
+                             absl::Span<const LogRecord* const> recs) {
+  const Model& m = *g.model;
+  std::lock_guard<std::mutex> lock(g.new_items_mu);
+  auto next = std::make_shared<NewItems>(*g.items());
+  // Copies made on first need, each once per call.
+  std::shared_ptr<Catalogue> catalogue;
+  std::vector<std::shared_ptr<std::vector<ItemInfo>>> own_blocks;
+  std::shared_ptr<IdMap> ids;
+  std::shared_ptr<std::vector<ItemInfo>> info;
+  int32_t added = 0;
+  for (const LogRecord* rec : recs) {
+    const int32_t i = m.items.Find(rec->item);
+    if (i >= 0) {
+      if (catalogue == nullptr) {
+        catalogue = next->catalogue->Copy();
+        own_blocks.resize(catalogue->blocks.size());
+      }
+      const auto b = static_cast<size_t>(i / Catalogue::kBlockItems);
+      if (own_blocks[b] == nullptr) {
+        own_blocks[b] =
+            std::make_shared<std::vector<ItemInfo>>(*catalogue->blocks[b]);
+        catalogue->blocks[b] = own_blocks[b];
+      }
+      (*own_blocks[b])[i % Catalogue::kBlockItems] = *rec->entry;
+      continue;
+    }
+    if (ids == nullptr) {
+      ids = std::make_shared<IdMap>(*next->ids);
+      info = std::make_shared<std::vector<ItemInfo>>(*next->info);
+    }
+    int32_t local = ids->Find(rec->item);
+    if (local < 0) {
+      local = ids->Insert(rec->item);
+      info->emplace_back();
+      AddNewItemRow(g, next.get());
+      ++added;
+    }
+    (*info)[static_cast<size_t>(local)] = *rec->entry;
+  }
+  if (catalogue != nullptr) next->catalogue = std::move(catalogue);
+  if (ids != nullptr) {
+    next->ids = std::move(ids);
+    next->retired.clear();
+    for (size_t j = 0; j < info->size(); ++j) {
+      if ((*info)[j].retired) next->retired.push_back(static_cast<int32_t>(j));
+    }
+    next->info = std::move(info);
+  }
+  std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
+  return added;
+}
+
+int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
+                              const internal::UserView& user) {
+  const Model& m = *g.model;
+  int32_t item = -1;
+  {
+    std::lock_guard<std::mutex> lock(g.new_items_mu);
+    // A copy that shares the ids, descriptions and blocks (see NewItems).
+    auto next = std::make_shared<NewItems>(*g.items());
+    int32_t local = next->ids->Find(rec.item);
+    if (local < 0) {
+      auto ids = std::make_shared<IdMap>(*next->ids);
+      local = ids->Insert(rec.item);
+      next->ids = std::move(ids);
+      auto info = std::make_shared<std::vector<ItemInfo>>(*next->info);
+      info->emplace_back();
+      next->info = std::move(info);
+      AddNewItemRow(g, next.get());
+    }
+    auto& rated = g.new_item_raters[static_cast<size_t>(local)];
+    auto& raters = rated.list;
+    auto it = std::find_if(raters.begin(), raters.end(),
+                           [&](const auto& p) { return p.first == rec.user; });
+    if (it == raters.end()) {
+      raters.emplace_back(rec.user, rec.value);
+      ++next->counts[local];
+    } else {
+      it->second = rec.value;
+    }
+    // Fold the item's vector in again from everyone who rated it (this
+    // user's current vector included): at every rating while it has up to
+    // kExactRaters raters, then once its ratings have changed by
+    // 1/kExactRaters since the last fold. One rating of a film with 10,000
+    // raters moves its vector very little, and folding from all of them at
+    // every rating made Rate O(raters): a stream of 10,000 ratings of one
+    // new film stalled for more than 10 s per batch.
+    constexpr int64_t kExactRaters = 64;
+    const auto n = static_cast<int64_t>(raters.size());
+    if (++rated.changes_since_fold * kExactRaters < n) {
+      std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
+      return m.num_items() + local;
+    }
+    FoldNewItemAgain(g, local, rec.user, user, next.get());
+    item = m.num_items() + local;
+    std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
+  }
+  return item;
+}
+
+void Engine::FoldNewItemAgain(Generation& g, int32_t local,
+                              const std::string& self_id,
+                              const internal::UserView& self, NewItems* next) {
+  const Model& m = *g.model;
+  auto& rated = g.new_item_raters[static_cast<size_t>(local)];
+  const auto& raters = rated.list;
+  rated.changes_since_fold = 0;
+  RowMatrix uf(raters.size(), m.factors());
+  Eigen::VectorXf ub(raters.size());
+  std::vector<float> values;
+  for (size_t j = 0; j < raters.size(); ++j) {
+    internal::UserView rater =
+        raters[j].first == self_id
+            ? self
+            : internal::ViewUser(g, raters[j].first, /*with_ratings=*/false);
+    ub[j] = rater.bias;
+    if (m.factors() > 0) {
+      if (rater.known) {
+        uf.row(j) = rater.vec.transpose();
+      } else {
+        uf.row(j).setZero();
+      }
+    }
+    values.push_back(raters[j].second);
+  }
+  // (With no rater left, nothing speaks for the item: no vector, no bias.)
+  FoldInResult row;
+  if (raters.empty()) {
+    row.bias = 0;
+    row.factors = Eigen::VectorXf::Zero(m.factors());
+  } else {
+    row = FoldInGathered(m, /*user_side=*/false, uf, ub, values);
+  }
+  next->bias[local] = row.bias;
+  if (m.factors() > 0) {
+    std::shared_ptr<const RowMatrix>& block =
+        next->blocks[static_cast<size_t>(local / NewItems::kBlockRows)];
+    auto changed = std::make_shared<RowMatrix>(*block);
+    changed->row(local % NewItems::kBlockRows) = row.factors.transpose();
+    block = std::move(changed);
+  }
+}
+
+int64_t Engine::Erase(Generation& g, const LogRecord& rec) {
+  const Model& m = *g.model;
+  const size_t shard = g.ShardOf(rec.user);
+  const internal::UserView user =
+      internal::ViewUser(g, rec.user, /*with_ratings=*/true,
+                         /*with_vector=*/false);
+  // The new items the user rated lose that rating, and their vectors are
+  // folded again without it.
+  std::vector<int32_t> rated_new;
+  for (const UserState::Entry& e : user.ratings) {
+    if (e.item >= m.num_items()) rated_new.push_back(e.item - m.num_items());
+  }
+  if (!rated_new.empty()) {
+    std::lock_guard<std::mutex> lock(g.new_items_mu);
+    auto next = std::make_shared<NewItems>(*g.items());
+    const internal::UserView none;
+    for (int32_t local : rated_new) {
+      auto& raters = g.new_item_raters[static_cast<size_t>(local)].list;
+      auto it = std::find_if(raters.begin(), raters.end(), [&](const auto& p) {
+        return p.first == rec.user;
+      });
+      if (it == raters.end()) continue;
+      raters.erase(it);
+      --next->counts[local];
+      FoldNewItemAgain(g, local, std::string(), none, next.get());
+    }
+    std::atomic_store(&g.new_items, std::shared_ptr<const NewItems>(next));
+  }
+  g.equations[shard].Erase(rec.user);
+  auto st = std::make_shared<UserState>();
+  st->base = m.users.Find(rec.user);
+  st->erased = true;
+  st->erased_seq = std::max(user.erased_seq, rec.seq);
+  {
+    internal::Generation::Shard& s = g.shards[shard];
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.users[rec.user] = std::move(st);
+  }
+  return static_cast<int64_t>(user.ratings.size());
+}
+
+RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
+  if (rec.entry != nullptr) {
+    const LogRecord* one[] = {&rec};
+    RateResult r;
+    r.new_item = ApplyEntries(g, one) > 0;
+    r.sequence = rec.seq;
+    return r;
+  }
+  if (rec.erase_user) {
+    {
+      std::lock_guard<std::mutex> write(g.write_mu[g.ShardOf(rec.user)]);
+      Erase(g, rec);
+    }
+    NoteErasure(rec.seq);
+    RateResult r;
+    r.sequence = rec.seq;
+    return r;
+  }
+  const LogRecord* one[] = {&rec};
+  return ApplyUser(g, one)[0];
+}
+
+std::vector<RateResult> Engine::ApplyUser(
+    Generation& g, absl::Span<const LogRecord* const> recs) {
+  const Model& m = *g.model;
+  const std::string& user_id = recs[0]->user;
+  const size_t shard = g.ShardOf(user_id);
+  std::lock_guard<std::mutex> write(g.write_mu[shard]);
+  std::vector<RateResult> results(recs.size());
+
+  // The vector (up to 512 floats) is only needed to fold in a new item.
+  internal::UserView user =
+      internal::ViewUser(g, user_id, /*with_ratings=*/true,
+                         /*with_vector=*/false);
+  if (!recs.empty()) results[0].new_user = !user.known;
+  const int32_t base_user = m.users.Find(user_id);
+  std::vector<UserState::Entry> entries = std::move(user.ratings);
+  std::shared_ptr<const NewItems> ni = g.items();
+  // The user's kept fold-in equations, if any, follow each change of a
+  // rating of a model item (see EquationCache).
+  FoldInEquations* kept = g.equations[shard].Find(user_id);
+  // Every update adds rounding error; after many, start again from the
+  // ratings (one full fold-in per kRebuildAfter updates).
+  constexpr int64_t kRebuildAfter = 1 << 16;
+  if (kept != nullptr && kept->updates() >= kRebuildAfter) kept = nullptr;
+  std::optional<FoldInEquations> fresh;
+  auto add = [&m](FoldInEquations* eq, const UserState::Entry& e, float sign) {
+    if (e.item >= m.num_items()) return;
+    eq->Add(m.factors() > 0 ? m.item_factors.row(e.item).data() : nullptr,
+            m.item_bias[e.item], e.value, sign);
+  };
+
+  bool applied = false;
+  for (size_t r = 0; r < recs.size(); ++r) {
+    const LogRecord& rec = *recs[r];
+    RateResult& result = results[r];
+    result.sequence = rec.seq;
+    // Logged before an erasure of the user that was applied first.
+    if (rec.seq <= user.erased_seq) continue;
+    applied = true;
+    // The item, added to the catalogue when new.
+    int32_t item = g.FindItem(rec.item, *ni);
+    result.new_item = item < 0;
+    if (result.new_item || item >= m.num_items()) {
+      if (user.known && user.vec.size() == 0) {
+        // (This user's state has not changed yet: it is solved last.)
+        user.vec = internal::ViewUser(g, user_id, /*with_ratings=*/false).vec;
+      }
+      item = FoldInNewItem(g, rec, user);
+      ni = g.items();
+    }
+    // An older record (replayed after a newer one) does not overwrite.
+    auto e =
+        std::find_if(entries.begin(), entries.end(),
+                     [&](const UserState::Entry& x) { return x.item == item; });
+    if (e == entries.end()) {
+      entries.push_back({item, rec.value, rec.timestamp, rec.seq});
+      if (kept != nullptr) add(kept, entries.back(), 1.0f);
+    } else if (e->seq <= rec.seq) {
+      if (kept != nullptr) add(kept, *e, -1.0f);
+      *e = {item, rec.value, rec.timestamp, rec.seq};
+      if (kept != nullptr) add(kept, *e, 1.0f);
+    }
+  }
+
+  if (!applied) return results;
+  // One solve for all of this user's new ratings: from the kept equations,
+  // or from equations built now over all of the user's ratings (and kept
+  // for next time).
+  internal::EquationCache& cache = g.equations[shard];
+  (kept != nullptr ? fold_in_cache_hits_ : fold_in_cache_misses_)
+      .fetch_add(1, std::memory_order_relaxed);
+  const size_t budget =
+      static_cast<size_t>(std::max<int64_t>(0, options_.fold_in_cache_bytes) /
+                          static_cast<int64_t>(internal::Generation::kShards));
+  if (kept == nullptr) {
+    FoldInEquations built(m, /*user_side=*/true);
+    thread_local std::vector<int32_t> cols;
+    thread_local std::vector<float> values;
+    cols.clear();
+    values.clear();
+    for (const UserState::Entry& e : entries) {
+      if (e.item >= m.num_items()) continue;  // added at the solve
+      cols.push_back(e.item);
+      values.push_back(e.value);
+    }
+    built.AddRows(m.item_factors, m.item_bias, cols, values);
+    if (budget > 0) {
+      cache.Insert(user_id, std::move(built));
+      kept = cache.Find(user_id);
+    } else {
+      fresh.emplace(std::move(built));
+      kept = &*fresh;
+    }
+  }
+  FoldInResult row;
+  if (std::none_of(
+          entries.begin(), entries.end(),
+          [&](const UserState::Entry& e) { return e.item >= m.num_items(); })) {
+    row = kept->Solve();
+  } else {
+    FoldInEquations with_new = *kept;
+    for (const UserState::Entry& e : entries) {
+      if (e.item < m.num_items()) continue;
+      const int32_t j = e.item - m.num_items();
+      with_new.Add(m.factors() > 0 ? ni->Row(j) : nullptr, ni->bias[j],
+                   e.value);
+    }
+    row = with_new.Solve();
+  }
+  cache.Trim(budget);
+
+  auto st = std::make_shared<UserState>();
+  st->base = base_user;
+  st->erased_seq = user.erased_seq;
+  st->ratings = std::move(entries);
+  st->bias = row.bias;
+  st->vec = std::move(row.factors);
+  {
+    internal::Generation::Shard& s = g.shards[shard];
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.users[user_id] = std::move(st);
+  }
+  g.accepted.fetch_add(static_cast<int64_t>(recs.size()),
+                       std::memory_order_relaxed);
+  return results;
+}
+
+}  // namespace recsys

@@ -1,0 +1,137 @@
+// The write path of ratings: validate, append to the log (durable), apply,
+// journal for a running training; and a replica's apply of its primary's
+// records.
+#include <algorithm>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/parallel.h"
+#include "base/status_macros.h"
+#include "engine/checks.h"
+#include "engine/engine.h"
+#include "engine/state.h"
+
+namespace recsys {
+
+using internal::Catalogue;
+using internal::CheckEntrySizes;
+using internal::CheckGenre;
+using internal::CheckId;
+using internal::CheckItemUpdate;
+using internal::CheckK;
+using internal::Generation;
+using internal::NewItems;
+using internal::NowSeconds;
+using internal::SameEntry;
+using internal::UserState;
+using internal::UserView;
+using internal::ViewItem;
+using internal::ViewUser;
+
+absl::StatusOr<RateResult> Engine::Rate(const RatingInput& rating) {
+  std::vector<absl::StatusOr<RateResult>> r = RateBatch({rating});
+  return std::move(r[0]);
+}
+
+std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
+    const std::vector<RatingInput>& ratings) {
+  std::vector<absl::StatusOr<RateResult>> results(
+      ratings.size(), absl::InternalError("not processed"));
+  std::vector<LogRecord> records;
+  std::vector<size_t> positions;
+  {
+    std::shared_lock<WriterFirstMutex> swap(swap_mu_);
+    std::shared_ptr<Generation> g = current();
+    for (size_t k = 0; k < ratings.size(); ++k) {
+      const RatingInput& r = ratings[k];
+      absl::Status valid = ValidateRating(*g, r);
+      if (!valid.ok()) {
+        results[k] = valid;
+        continue;
+      }
+      LogRecord rec;
+      rec.user = r.user;
+      rec.item = r.item;
+      rec.value = r.value;
+      rec.timestamp = r.timestamp != 0 ? r.timestamp : NowSeconds();
+      records.push_back(std::move(rec));
+      positions.push_back(k);
+    }
+    if (!records.empty()) {
+      absl::StatusOr<uint64_t> appended = log_->Append(&records);
+      if (!appended.ok()) {
+        for (size_t k : positions) results[k] = appended.status();
+        return results;
+      }
+      // Each user's ratings are folded in once per batch, and different
+      // users in parallel (they lock different shards or wait their turn).
+      absl::flat_hash_map<absl::string_view, size_t> group_of;
+      std::vector<std::vector<size_t>> groups;
+      for (size_t j = 0; j < records.size(); ++j) {
+        auto [it, fresh] = group_of.try_emplace(records[j].user, groups.size());
+        if (fresh) groups.emplace_back();
+        groups[it->second].push_back(j);
+      }
+      const int threads = records.size() < 64 ? 1 : ResolveThreads(0);
+      ParallelChunks(static_cast<int64_t>(groups.size()), threads,
+                     [&](int64_t begin, int64_t end, int) {
+                       std::vector<const LogRecord*> mine;
+                       for (int64_t k = begin; k < end; ++k) {
+                         mine.clear();
+                         for (size_t j : groups[k]) mine.push_back(&records[j]);
+                         const std::vector<RateResult> applied =
+                             ApplyUser(*g, mine);
+                         for (size_t r = 0; r < mine.size(); ++r) {
+                           results[positions[groups[k][r]]] = applied[r];
+                         }
+                       }
+                     });
+      if (journaling_) {
+        std::lock_guard<std::mutex> lock(journal_mu_);
+        journal_.insert(journal_.end(), records.begin(), records.end());
+      }
+      NoteApplied(*appended);
+    }
+  }
+  CountLogged(static_cast<int64_t>(records.size()));
+  return results;
+}
+
+absl::Status Engine::ApplyReplicated(std::vector<LogRecord> records) {
+  int64_t logged = 0;
+  bool erasures = false;
+  {
+    std::shared_lock<WriterFirstMutex> swap(swap_mu_);
+    std::shared_ptr<Generation> g = current();
+    // The log takes those it does not hold yet; all are applied (after an
+    // InstallSnapshot older than the log's end, the new state needs them).
+    std::vector<LogRecord> fresh = records;
+    RECSYS_RETURN_IF_ERROR(log_->AppendNumbered(&fresh).status());
+    logged = static_cast<int64_t>(fresh.size());
+    // One at a time, in log order, as a restart replays them (a user's
+    // fold-in depends on the new items' vectors at the time); runs of
+    // catalogue entries publish one copy of the items, as in Open.
+    std::vector<const LogRecord*> entries;
+    for (const LogRecord& rec : records) {
+      if (rec.entry != nullptr) {
+        entries.push_back(&rec);
+        continue;
+      }
+      if (!entries.empty()) ApplyEntries(*g, entries);
+      entries.clear();
+      Apply(*g, rec);
+      erasures = erasures || rec.erase_user;
+    }
+    if (!entries.empty()) ApplyEntries(*g, entries);
+    if (!records.empty()) NoteApplied(records.back().seq);
+  }
+  CountLogged(logged);
+  if (!erasures) return absl::OkStatus();
+  // As DeleteUser on the primary: no file here holds the user any more.
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  if (purged_seq_ < erased_seq_.load()) return WriteSnapshotLocked();
+  return absl::OkStatus();
+}
+
+}  // namespace recsys
