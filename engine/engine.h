@@ -374,13 +374,6 @@ class Engine {
 
   explicit Engine(const EngineOptions& options);
   std::shared_ptr<internal::Generation> current() const;
-  // A visitor's row from their session's ratings, for Recommend: the known
-  // items (each once) go to `items`, the unknown ids to `unknown`.
-  absl::Status FoldInSession(const internal::Generation& g,
-                             const internal::NewItems& ni,
-                             absl::Span<const SessionRating> session,
-                             std::vector<int32_t>* items, FoldInResult* row,
-                             std::vector<std::string>* unknown) const;
   absl::StatusOr<std::shared_ptr<internal::TrainingJob>> FindJob(
       const std::string& job_id) const;
   absl::Status Cancel(internal::TrainingJob& job);

@@ -30,57 +30,435 @@ using internal::UserView;
 using internal::ViewItem;
 using internal::ViewUser;
 
-absl::Status Engine::FoldInSession(const Generation& g, const NewItems& ni,
-                                   absl::Span<const SessionRating> session,
-                                   std::vector<int32_t>* items,
-                                   FoldInResult* row,
-                                   std::vector<std::string>* unknown) const {
-  const Model& m = *g.model;
-  const RatingScale& s = m.scale;
-  // The latest rating of each known item, in first-seen order.
-  thread_local std::vector<float> values;
-  thread_local absl::flat_hash_map<int32_t, size_t> slot;
-  values.clear();
-  slot.clear();
-  for (size_t k = 0; k < session.size(); ++k) {
-    const SessionRating& r = session[k];
+namespace {
+
+// One Recommend call's scratch, kept per thread so that a call allocates
+// nothing once the buffers have grown.
+struct RecommendScratch {
+  std::vector<float> session_values;  // a visitor's latest rating per item
+  absl::flat_hash_map<int32_t, size_t> session_slot;
+  std::vector<int32_t> session_items;  // ... the items, first seen first
+  FoldInResult session_row;            // ... and the row folded in
+  // By factors: the new items' scores (the trained ones are scored by the
+  // panels); otherwise every item's rating count.
+  std::vector<float> scores;
+  std::vector<int32_t> exclude;  // global item indices
+  std::vector<int32_t> allowed;  // increasing
+  std::vector<char> dropped;
+  std::vector<float> short_scores;
+  std::vector<ScoredItem> best;
+};
+
+RecommendScratch& Scratch() {
+  thread_local RecommendScratch scratch;
+  return scratch;
+}
+
+// The asking user's row and rated items, read in place (no copies): from
+// the per-user state when the user rated since training, else the model;
+// for a visitor, folded in from the session's ratings.
+struct UserRow {
+  std::shared_ptr<const UserState> state;
+  int32_t model_user = -1;
+  bool visitor = false;
+  float bias = 0;
+  const float* vec = nullptr;
+  int64_t rated = 0;
+};
+
+// What one call reads, and how it scores: with personal factors the
+// panels score the trained items (ItemPanels::ScoreTopK, exact) and
+// `scores` holds the new items'; otherwise (kPopularity, or no ratings yet)
+// `scores` holds every item's rating count.
+struct Call {
+  const RecommendQuery& q;
+  const Generation& g;
+  const Model& m;
+  const NewItems& ni;
+  RecommendScratch& s;
+  int32_t base = 0;   // the model's items come first ...
+  int32_t total = 0;  // ... then the new ones
+  UserRow user;
+  bool by_factors = false;
+  float offset = 0;  // added to every factor score
+};
+
+// How the catalogue is narrowed (a genre or candidate list) and which
+// trained items the panels may return (`allowed_bits`; empty = all).
+struct Filter {
+  bool narrowed = false;
+  bool by_genre_bits = false;
+  absl::Span<const uint64_t> allowed_bits;
+};
+
+absl::Status CheckQuery(const RecommendQuery& q) {
+  if (!q.session.empty() && !q.user.empty()) {
+    return absl::InvalidArgumentError(
+        "give a user id or session items, not both");
+  }
+  if (q.session.empty()) RECSYS_RETURN_IF_ERROR(CheckId("user id", q.user));
+  RECSYS_RETURN_IF_ERROR(CheckK(q.k));
+  if (q.exclude.size() > kMaxListItems || q.candidates.size() > kMaxListItems ||
+      q.session.size() > kMaxListItems) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "at most %d excluded, candidate or session items", kMaxListItems));
+  }
+  return absl::OkStatus();
+}
+
+// The latest rating of each known session item, in first-seen order, into
+// s.session_items / s.session_values; unknown ids go to `unknown`.
+absl::Status ReadSession(const Call& c, std::vector<std::string>* unknown) {
+  const RatingScale& scale = c.m.scale;
+  RecommendScratch& s = c.s;
+  s.session_items.clear();
+  s.session_values.clear();
+  s.session_slot.clear();
+  for (size_t k = 0; k < c.q.session.size(); ++k) {
+    const SessionRating& r = c.q.session[k];
     if (const absl::Status id = CheckId("item id", r.item); !id.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("session_items[", k, "]: ", id.message()));
     }
-    if (!std::isfinite(r.value) || !s.Contains(r.value)) {
+    if (!std::isfinite(r.value) || !scale.Contains(r.value)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "session_items[%d]: rating %g is outside the scale [%g, %g]", k,
-          r.value, s.min, s.max));
+          r.value, scale.min, scale.max));
     }
-    const int32_t i = g.FindItem(r.item, ni);
+    const int32_t i = c.g.FindItem(r.item, c.ni);
     if (i < 0) {
       unknown->push_back(r.item);
       continue;
     }
-    const auto [at, fresh] = slot.try_emplace(i, values.size());
+    const auto [at, fresh] =
+        s.session_slot.try_emplace(i, s.session_values.size());
     if (fresh) {
-      items->push_back(i);
-      values.push_back(r.value);
+      s.session_items.push_back(i);
+      s.session_values.push_back(r.value);
     } else {
-      values[at->second] = r.value;
+      s.session_values[at->second] = r.value;
     }
   }
-  // The same equations as a stored user's fold-in on Rate.
-  FoldInEquations eq(m, /*user_side=*/true);
-  const int32_t base = m.num_items();
-  for (size_t j = 0; j < items->size(); ++j) {
-    const int32_t i = (*items)[j];
-    if (i < base) {
-      eq.Add(m.factors() > 0 ? m.item_factors.row(i).data() : nullptr,
-             m.item_bias[i], values[j]);
-    } else {
-      eq.Add(m.factors() > 0 ? ni.Row(i - base) : nullptr, ni.bias[i - base],
-             values[j]);
-    }
-  }
-  *row = eq.Solve();
   return absl::OkStatus();
+}
+
+// A visitor's row from the session's ratings: the same equations as a
+// stored user's fold-in on Rate.
+void FoldInSession(const Call& c) {
+  const Model& m = c.m;
+  RecommendScratch& s = c.s;
+  FoldInEquations eq(m, /*user_side=*/true);
+  for (size_t j = 0; j < s.session_items.size(); ++j) {
+    const int32_t i = s.session_items[j];
+    if (i < c.base) {
+      eq.Add(m.factors() > 0 ? m.item_factors.row(i).data() : nullptr,
+             m.item_bias[i], s.session_values[j]);
+    } else {
+      eq.Add(m.factors() > 0 ? c.ni.Row(i - c.base) : nullptr,
+             c.ni.bias[i - c.base], s.session_values[j]);
+    }
+  }
+  s.session_row = eq.Solve();
+}
+
+// Step 1: the user's row.
+absl::Status FindUserRow(Call& c, std::vector<std::string>* unknown) {
+  UserRow& u = c.user;
+  const Model& m = c.m;
+  if (!c.q.session.empty()) {
+    RECSYS_RETURN_IF_ERROR(ReadSession(c, unknown));
+    FoldInSession(c);
+    u.visitor = true;
+    u.bias = c.s.session_row.bias;
+    u.vec = c.s.session_row.factors.data();
+    u.rated = static_cast<int64_t>(c.s.session_items.size());
+  } else if ((u.state = c.g.FindUser(c.q.user))) {
+    u.bias = u.state->bias;
+    u.vec = u.state->vec.data();
+    u.rated = static_cast<int64_t>(u.state->ratings.size());
+  } else if ((u.model_user = m.users.Find(c.q.user)) >= 0) {
+    u.bias = m.user_bias[u.model_user];
+    u.vec = m.user_factors.row(u.model_user).data();
+    u.rated = m.user_ratings.size(u.model_user);
+  }
+  // (kPopularity scores are rating counts, kIals scores preferences.)
+  c.by_factors = u.rated > 0 && m.kind != ModelKind::kPopularity;
+  c.offset = m.ranks_by_rating() ? m.mu + u.bias : 0.0f;
+  return absl::OkStatus();
+}
+
+// Step 2a: what is never returned: the user's rated items (unless asked
+// for) and the excluded ids.
+void ExcludeRatedAndNamed(const Call& c) {
+  std::vector<int32_t>& exclude = c.s.exclude;
+  exclude.clear();
+  const UserRow& u = c.user;
+  if (!c.q.include_rated) {
+    if (u.state) {
+      for (const auto& e : u.state->ratings) exclude.push_back(e.item);
+    } else if (u.visitor) {
+      exclude.insert(exclude.end(), c.s.session_items.begin(),
+                     c.s.session_items.end());
+    } else if (u.model_user >= 0) {
+      const SparseRows& r = c.m.user_ratings;
+      exclude.insert(exclude.end(), r.cols.begin() + r.offsets[u.model_user],
+                     r.cols.begin() + r.offsets[u.model_user + 1]);
+    }
+  }
+  for (const std::string& id : c.q.exclude) {
+    const int32_t i = c.g.FindItem(id, c.ni);
+    if (i >= 0) exclude.push_back(i);
+  }
+}
+
+// A short list is scored item by item (one dot product each).
+bool IsShort(const Call& c, size_t n) {
+  return n * 128 <= static_cast<size_t>(c.total);
+}
+
+// Not retired and, for a genre, of it.
+bool Eligible(const Call& c, int32_t i) {
+  const ItemInfo& info = c.ni.Describe(i);
+  return !info.retired &&
+         (c.q.genre.empty() || std::find(info.genres.begin(), info.genres.end(),
+                                         c.q.genre) != info.genres.end());
+}
+
+// Step 2b for a genre alone: the genre's items in `allowed`; or, for a
+// factor model when that is more than a short list, the genre's bit set
+// over the trained items with the new items outside it excluded.
+// (Listing the rest of the catalogue in `exclude` instead cost ~180 us per
+// call on 62k items: docs/performance-log/2026-11-24-filtered-recommends.md.)
+void FilterByGenre(const Call& c, Filter* f) {
+  std::vector<int32_t>& allowed = c.s.allowed;
+  for (int32_t i = c.base; i < c.total; ++i) {
+    if (Eligible(c, i)) allowed.push_back(i);
+  }
+  const Catalogue::Index& index = c.ni.catalogue->index();
+  auto it = index.by_genre.find(c.q.genre);
+  const size_t trained =
+      it == index.by_genre.end() ? 0 : it->second.items.size();
+  if (c.by_factors && !IsShort(c, trained + allowed.size())) {
+    f->by_genre_bits = true;
+    // (A genre without items has no bit set: a word of zeros allows none.)
+    static constexpr uint64_t kNone[1] = {0};
+    f->allowed_bits = trained > 0 ? absl::MakeConstSpan(it->second.bits)
+                                  : absl::MakeConstSpan(kNone);
+    size_t a = 0;
+    for (int32_t i = c.base; i < c.total; ++i) {
+      if (a < allowed.size() && allowed[a] == i) {
+        ++a;
+      } else {
+        c.s.exclude.push_back(i);
+      }
+    }
+    allowed.clear();
+  } else if (trained > 0) {
+    allowed.insert(allowed.begin(), it->second.items.begin(),
+                   it->second.items.end());
+  }
+}
+
+// Step 2b for a candidate list: its eligible items, sorted, each once.
+void FilterByCandidates(const Call& c, std::vector<std::string>* unknown) {
+  std::vector<int32_t>& allowed = c.s.allowed;
+  for (const std::string& id : c.q.candidates) {
+    const int32_t i = c.g.FindItem(id, c.ni);
+    if (i < 0) {
+      unknown->push_back(id);
+    } else if (Eligible(c, i)) {
+      allowed.push_back(i);
+    }
+  }
+  std::sort(allowed.begin(), allowed.end());
+  allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+}
+
+// Drops the excluded items from `allowed`: each is looked up (it is
+// sorted) rather than sorting the exclusions, as a heavy user's history is
+// long.
+void DropExcluded(const Call& c) {
+  std::vector<int32_t>& allowed = c.s.allowed;
+  c.s.dropped.assign(allowed.size(), 0);
+  for (int32_t e : c.s.exclude) {
+    auto it = std::lower_bound(allowed.begin(), allowed.end(), e);
+    if (it != allowed.end() && *it == e) {
+      c.s.dropped[static_cast<size_t>(it - allowed.begin())] = 1;
+    }
+  }
+  size_t kept = 0;
+  for (size_t j = 0; j < allowed.size(); ++j) {
+    if (!c.s.dropped[j]) allowed[kept++] = allowed[j];
+  }
+  allowed.resize(kept);
+}
+
+// Step 2: the candidate filter. Without a genre or candidates, retired
+// items are left out: the trained ones by the bit set of those available
+// (or, without factors, in `exclude`), new ones in `exclude`.
+Filter BuildFilter(const Call& c, std::vector<std::string>* unknown) {
+  ExcludeRatedAndNamed(c);
+  c.s.allowed.clear();
+  Filter f;
+  f.narrowed = !c.q.genre.empty() || !c.q.candidates.empty();
+  if (!f.narrowed) {
+    const Catalogue::Index& index = c.ni.catalogue->index();
+    for (int32_t j : c.ni.retired) c.s.exclude.push_back(c.base + j);
+    if (c.by_factors) {
+      f.allowed_bits = index.available;
+    } else {
+      c.s.exclude.insert(c.s.exclude.end(), index.retired.begin(),
+                         index.retired.end());
+    }
+    return f;
+  }
+  if (c.q.candidates.empty()) {
+    FilterByGenre(c, &f);
+  } else {
+    FilterByCandidates(c, unknown);
+  }
+  if (!f.by_genre_bits) DropExcluded(c);
+  return f;
+}
+
+// Step 3a: the scores the panels do not give (see Call).
+void ScoreOutsidePanels(const Call& c) {
+  const Model& m = c.m;
+  std::vector<float>& scores = c.s.scores;
+  if (!c.by_factors) {
+    scores.resize(static_cast<size_t>(c.total));
+    for (int32_t i = 0; i < c.base; ++i) {
+      scores[i] = static_cast<float>(m.item_counts[i]);
+    }
+    for (int32_t j = 0; j < c.ni.size(); ++j) {
+      scores[c.base + j] = static_cast<float>(c.ni.counts[j]);
+    }
+    return;
+  }
+  scores.resize(static_cast<size_t>(c.total - c.base));
+  if (c.total == c.base) return;
+  Eigen::Map<Eigen::VectorXf> tail(scores.data(), c.total - c.base);
+  if (m.ranks_by_rating()) {
+    tail = c.ni.bias.array() + c.offset;
+    if (m.factors() > 0) {
+      c.ni.AddProducts(c.user.vec, m.factors(), tail.data());
+    }
+  } else {
+    tail.setZero();
+    c.ni.AddProducts(c.user.vec, m.rank_cols(), tail.data());
+  }
+}
+
+// Step 3b, a short list: each allowed item scored alone. `allowed` keeps
+// the items' order, so the k best come out as from the whole catalogue.
+void ScoreShortList(const Call& c) {
+  RecommendScratch& s = c.s;
+  s.short_scores.resize(s.allowed.size());
+  if (c.by_factors) {
+    // The trained items come first; the new ones' scores are in `scores`.
+    const auto trained = static_cast<size_t>(
+        std::lower_bound(s.allowed.begin(), s.allowed.end(), c.base) -
+        s.allowed.begin());
+    c.g.panels.ScoreItems(c.user.vec, c.offset,
+                          absl::MakeConstSpan(s.allowed.data(), trained),
+                          s.short_scores.data());
+    for (size_t j = trained; j < s.allowed.size(); ++j) {
+      s.short_scores[j] = s.scores[static_cast<size_t>(s.allowed[j] - c.base)];
+    }
+  } else {
+    for (size_t j = 0; j < s.allowed.size(); ++j) {
+      s.short_scores[j] = s.scores[static_cast<size_t>(s.allowed[j])];
+    }
+  }
+  TopK(s.short_scores, c.q.k, {}, &s.best);
+  for (ScoredItem& b : s.best) b.item = s.allowed[static_cast<size_t>(b.item)];
+}
+
+// Step 3: the k best allowed items into s.best.
+void Score(const Call& c, const Filter& f) {
+  RecommendScratch& s = c.s;
+  ScoreOutsidePanels(c);
+  const bool listed = f.narrowed && !f.by_genre_bits;
+  if (listed && (!c.by_factors || IsShort(c, s.allowed.size()))) {
+    ScoreShortList(c);
+    return;
+  }
+  if (listed) {
+    // A long candidate list: everything else is excluded.
+    size_t a = 0;
+    for (int32_t i = 0; i < c.total; ++i) {
+      if (a < s.allowed.size() && s.allowed[a] == i) {
+        ++a;
+      } else {
+        s.exclude.push_back(i);
+      }
+    }
+  }
+  if (c.by_factors) {
+    c.g.panels.ScoreTopK(c.user.vec, c.offset, s.scores, c.q.k, s.exclude,
+                         f.allowed_bits, &s.best);
+  } else {
+    // `scores` is this call's scratch: the excluded items may be
+    // overwritten.
+    TopKInPlace(absl::MakeSpan(s.scores), c.q.k, s.exclude, &s.best);
+  }
+}
+
+// The rating shown: the score itself when it is one; for a model that
+// ranks by other scores, its rating part (kHybrid) or its biases (kIals);
+// for a user without ratings, the biases.
+float PredictedRating(const Call& c, int32_t i, float score) {
+  const Model& m = c.m;
+  const bool personalized = c.user.rated > 0;
+  // (A popularity prior makes the scores more than ratings.)
+  if (c.by_factors && m.ranks_by_rating() && m.rank_bias.size() == 0) {
+    return m.scale.Clip(score);
+  }
+  const float item_bias = i < c.base ? m.item_bias[i] : c.ni.bias[i - c.base];
+  if (!personalized) return m.scale.Clip(m.mu + item_bias);
+  const float* item_row =
+      i < c.base ? m.item_factors.row(i).data() : c.ni.Row(i - c.base);
+  return m.scale.Clip(
+      m.RatingScore(c.user.bias, c.user.vec, item_bias, item_row));
+}
+
+}  // namespace
+
+absl::StatusOr<RecommendResult> Engine::Recommend(
+    const RecommendQuery& q,
+    absl::FunctionRef<void(const RecommendedItemRef&)> emit) const {
+  RECSYS_RETURN_IF_ERROR(CheckQuery(q));
+  const std::shared_ptr<Generation> g = current();
+  if (q.min_log_sequence != 0) {
+    RECSYS_RETURN_IF_ERROR(CheckApplied(q.min_log_sequence));
+  }
+  // `g` and `ni` keep the referenced ids and descriptions alive until
+  // Recommend returns.
+  const std::shared_ptr<const NewItems> ni = g->items();
+  RECSYS_RETURN_IF_ERROR(CheckGenre(*ni, q.genre));
+  const Model& m = *g->model;
+  Call c{q,
+         *g,
+         m,
+         *ni,
+         Scratch(),
+         m.num_items(),
+         m.num_items() + ni->size(),
+         UserRow(),
+         false,
+         0.0f};
+  RecommendResult out;
+  out.model_version = g->version;
+  RECSYS_RETURN_IF_ERROR(FindUserRow(c, &out.unknown_items));
+  out.personalized = c.user.rated > 0;
+  const Filter filter = BuildFilter(c, &out.unknown_items);
+  Score(c, filter);
+  for (const ScoredItem& s : c.s.best) {
+    emit({s.item < c.base ? c.m.items.External(s.item)
+                          : ni->ids->External(s.item - c.base),
+          ni->Describe(s.item), PredictedRating(c, s.item, s.score), s.score});
+  }
+  return out;
 }
 
 absl::StatusOr<RecommendResult> Engine::Recommend(
@@ -93,285 +471,6 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
                          r.score});
       }));
   out.items = std::move(items);
-  return out;
-}
-
-absl::StatusOr<RecommendResult> Engine::Recommend(
-    const RecommendQuery& q,
-    absl::FunctionRef<void(const RecommendedItemRef&)> emit) const {
-  const bool visitor = !q.session.empty();
-  if (visitor && !q.user.empty()) {
-    return absl::InvalidArgumentError(
-        "give a user id or session items, not both");
-  }
-  if (!visitor) RECSYS_RETURN_IF_ERROR(CheckId("user id", q.user));
-  RECSYS_RETURN_IF_ERROR(CheckK(q.k));
-  if (q.exclude.size() > kMaxListItems || q.candidates.size() > kMaxListItems ||
-      q.session.size() > kMaxListItems) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "at most %d excluded, candidate or session items", kMaxListItems));
-  }
-  const std::shared_ptr<Generation> g = current();
-  if (q.min_log_sequence != 0) {
-    RECSYS_RETURN_IF_ERROR(CheckApplied(q.min_log_sequence));
-  }
-  const Model& m = *g->model;
-  const std::shared_ptr<const NewItems> ni = g->items();
-  RECSYS_RETURN_IF_ERROR(CheckGenre(*ni, q.genre));
-  const int32_t base = m.num_items();
-  const int32_t total = base + ni->size();
-  RecommendResult out;
-  // The user's row and rated items, read in place (no copies): from the
-  // per-user state when the user rated since training, else the model; for
-  // a visitor, folded in now from the session's ratings.
-  const std::shared_ptr<const UserState> state =
-      visitor ? nullptr : g->FindUser(q.user);
-  const int32_t model_user = state || visitor ? -1 : m.users.Find(q.user);
-  float user_bias = 0;
-  const float* user_vec = nullptr;
-  int64_t rated_count = 0;
-  // A visitor's known items and row (per-thread scratch, touched only for
-  // a visitor).
-  const std::vector<int32_t>* session_items = nullptr;
-  if (state) {
-    user_bias = state->bias;
-    user_vec = state->vec.data();
-    rated_count = static_cast<int64_t>(state->ratings.size());
-  } else if (model_user >= 0) {
-    user_bias = m.user_bias[model_user];
-    user_vec = m.user_factors.row(model_user).data();
-    rated_count = m.user_ratings.size(model_user);
-  } else if (visitor) {
-    thread_local std::vector<int32_t> visitor_items;
-    thread_local FoldInResult visitor_row;
-    visitor_items.clear();
-    RECSYS_RETURN_IF_ERROR(FoldInSession(*g, *ni, q.session, &visitor_items,
-                                         &visitor_row, &out.unknown_items));
-    session_items = &visitor_items;
-    user_bias = visitor_row.bias;
-    user_vec = visitor_row.factors.data();
-    rated_count = static_cast<int64_t>(visitor_items.size());
-  }
-
-  out.model_version = g->version;
-  out.personalized = rated_count > 0;
-  // With personal factors, `scores` holds the new items' ranking scores
-  // (one product here), and ItemPanels::ScoreTopK (laid out per
-  // generation) scores the trained items and picks the k best of both,
-  // exactly. Otherwise (kPopularity, or no ratings yet) `scores` holds
-  // every item's rating count. Predicted ratings are worked out only for
-  // the k returned (for explicit kinds they are the clipped scores).
-  // Scratch buffers live per thread.
-  thread_local std::vector<float> scores;
-  thread_local std::vector<int32_t> exclude;
-  thread_local std::vector<ScoredItem> best;
-  exclude.clear();
-  // (kPopularity scores are rating counts, kIals scores preferences.)
-  // (A popularity prior makes the scores more than ratings.)
-  const bool scores_are_ratings =
-      out.personalized && m.kind != ModelKind::kPopularity &&
-      m.ranks_by_rating() && m.rank_bias.size() == 0;
-  const bool by_factors = out.personalized && m.kind != ModelKind::kPopularity;
-  const float offset = m.ranks_by_rating() ? m.mu + user_bias : 0.0f;
-  if (by_factors) {
-    scores.resize(static_cast<size_t>(total - base));
-    if (total > base) {
-      Eigen::Map<Eigen::VectorXf> tail(scores.data(), total - base);
-      if (m.ranks_by_rating()) {
-        tail = ni->bias.array() + offset;
-        if (m.factors() > 0) {
-          ni->AddProducts(user_vec, m.factors(), tail.data());
-        }
-      } else {
-        tail.setZero();
-        ni->AddProducts(user_vec, m.rank_cols(), tail.data());
-      }
-    }
-  } else {
-    scores.resize(static_cast<size_t>(total));
-    for (int32_t i = 0; i < base; ++i) {
-      scores[i] = static_cast<float>(m.item_counts[i]);
-    }
-    for (int32_t j = 0; j < ni->size(); ++j) {
-      scores[base + j] = static_cast<float>(ni->counts[j]);
-    }
-  }
-  // The rating shown: the score itself; for a model that ranks by other
-  // scores, its rating part (kHybrid) or its biases (kIals); for a user
-  // without ratings, the biases.
-  auto predicted = [&](int32_t i, float score) {
-    if (scores_are_ratings) return m.scale.Clip(score);
-    const float item_bias = i < base ? m.item_bias[i] : ni->bias[i - base];
-    if (!out.personalized) return m.scale.Clip(m.mu + item_bias);
-    const float* item_row =
-        i < base ? m.item_factors.row(i).data() : ni->Row(i - base);
-    return m.scale.Clip(
-        m.RatingScore(user_bias, user_vec, item_bias, item_row));
-  };
-
-  if (!q.include_rated) {
-    if (state) {
-      for (const auto& e : state->ratings) exclude.push_back(e.item);
-    } else if (visitor) {
-      exclude.insert(exclude.end(), session_items->begin(),
-                     session_items->end());
-    } else if (model_user >= 0) {
-      const SparseRows& r = m.user_ratings;
-      exclude.insert(exclude.end(), r.cols.begin() + r.offsets[model_user],
-                     r.cols.begin() + r.offsets[model_user + 1]);
-    }
-  }
-  for (const std::string& id : q.exclude) {
-    const int32_t i = g->FindItem(id, *ni);
-    if (i >= 0) exclude.push_back(i);
-  }
-  // A genre or a candidate list narrows the catalogue to `allowed`, in
-  // increasing order, without what `exclude` names. Except for a genre
-  // alone that leaves more than a short list (see below) of a factor
-  // model's catalogue: then the genre's bit set (`allowed_bits`) says which
-  // of the model's items are allowed, and the new items outside the genre
-  // join `exclude`. Listing the rest of the catalogue in `exclude` instead
-  // cost ~180 us per call on 62k items
-  // (docs/performance-log/2026-11-24-filtered-recommends.md).
-  // Without a filter, `allowed_bits` is the set of items not retired.
-  const bool narrowed = !q.genre.empty() || !q.candidates.empty();
-  thread_local std::vector<int32_t> allowed;
-  allowed.clear();
-  bool by_genre_bits = false;
-  absl::Span<const uint64_t> allowed_bits;
-  // A short list: scored item by item (one dot product each).
-  auto is_short = [&](size_t n) {
-    return n * 128 <= static_cast<size_t>(total);
-  };
-  const Catalogue::Index& index = ni->catalogue->index();
-  if (narrowed) {
-    // Not retired and, for a genre, of it.
-    auto eligible = [&](int32_t i) {
-      const ItemInfo& info = ni->Describe(i);
-      return !info.retired && (q.genre.empty() ||
-                               std::find(info.genres.begin(), info.genres.end(),
-                                         q.genre) != info.genres.end());
-    };
-    if (q.candidates.empty()) {
-      // The new items of the genre.
-      for (int32_t i = base; i < total; ++i) {
-        if (eligible(i)) allowed.push_back(i);
-      }
-      auto it = index.by_genre.find(q.genre);
-      const size_t trained =
-          it == index.by_genre.end() ? 0 : it->second.items.size();
-      if (by_factors && !is_short(trained + allowed.size())) {
-        by_genre_bits = true;
-        // (A genre without items has no bit set: a word of zeros allows
-        // none.)
-        static constexpr uint64_t kNone[1] = {0};
-        allowed_bits = trained > 0 ? absl::MakeConstSpan(it->second.bits)
-                                   : absl::MakeConstSpan(kNone);
-        size_t a = 0;
-        for (int32_t i = base; i < total; ++i) {
-          if (a < allowed.size() && allowed[a] == i) {
-            ++a;
-          } else {
-            exclude.push_back(i);
-          }
-        }
-        allowed.clear();
-      } else if (trained > 0) {
-        allowed.insert(allowed.begin(), it->second.items.begin(),
-                       it->second.items.end());
-      }
-    } else {
-      for (const std::string& id : q.candidates) {
-        const int32_t i = g->FindItem(id, *ni);
-        if (i < 0) {
-          out.unknown_items.push_back(id);
-        } else if (eligible(i)) {
-          allowed.push_back(i);
-        }
-      }
-      std::sort(allowed.begin(), allowed.end());
-      allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
-    }
-  } else {
-    // Retired items are left out: the model's by the bit set of those
-    // available (or, without factors, in `exclude`), new ones in `exclude`.
-    for (int32_t j : ni->retired) exclude.push_back(base + j);
-    if (by_factors) {
-      allowed_bits = index.available;
-    } else {
-      exclude.insert(exclude.end(), index.retired.begin(), index.retired.end());
-    }
-  }
-  if (narrowed && !by_genre_bits) {
-    // Each excluded item is looked up in `allowed` (sorted), rather than
-    // sorting the exclusions: a heavy user's history is long.
-    thread_local std::vector<char> dropped;
-    dropped.assign(allowed.size(), 0);
-    for (int32_t e : exclude) {
-      auto it = std::lower_bound(allowed.begin(), allowed.end(), e);
-      if (it != allowed.end() && *it == e) {
-        dropped[static_cast<size_t>(it - allowed.begin())] = 1;
-      }
-    }
-    size_t kept = 0;
-    for (size_t j = 0; j < allowed.size(); ++j) {
-      if (!dropped[j]) allowed[kept++] = allowed[j];
-    }
-    allowed.resize(kept);
-  }
-  // A short list is scored item by item (one dot product each, for a
-  // factor model); otherwise the catalogue is scored with the rest
-  // excluded or, for a genre, not allowed. Either way the k best come out
-  // in the same order, since `allowed` keeps the items' order.
-  if (narrowed && !by_genre_bits && (!by_factors || is_short(allowed.size()))) {
-    thread_local std::vector<float> short_scores;
-    short_scores.resize(allowed.size());
-    if (by_factors) {
-      // The trained items come first; the new ones' scores are in `scores`.
-      const auto trained = static_cast<size_t>(
-          std::lower_bound(allowed.begin(), allowed.end(), base) -
-          allowed.begin());
-      g->panels.ScoreItems(user_vec, offset,
-                           absl::MakeConstSpan(allowed.data(), trained),
-                           short_scores.data());
-      for (size_t j = trained; j < allowed.size(); ++j) {
-        short_scores[j] = scores[static_cast<size_t>(allowed[j] - base)];
-      }
-    } else {
-      for (size_t j = 0; j < allowed.size(); ++j) {
-        short_scores[j] = scores[static_cast<size_t>(allowed[j])];
-      }
-    }
-    TopK(short_scores, q.k, {}, &best);
-    for (ScoredItem& b : best) b.item = allowed[static_cast<size_t>(b.item)];
-  } else {
-    if (narrowed && !by_genre_bits) {
-      // A long candidate list: everything else is excluded.
-      size_t a = 0;
-      for (int32_t i = 0; i < total; ++i) {
-        if (a < allowed.size() && allowed[a] == i) {
-          ++a;
-        } else {
-          exclude.push_back(i);
-        }
-      }
-    }
-    if (by_factors) {
-      g->panels.ScoreTopK(user_vec, offset, scores, q.k, exclude, allowed_bits,
-                          &best);
-    } else {
-      // `scores` is this call's scratch: the excluded items may be
-      // overwritten.
-      TopKInPlace(absl::MakeSpan(scores), q.k, exclude, &best);
-    }
-  }
-  // `g` and `ni` keep the referenced ids and descriptions alive until
-  // Recommend returns.
-  for (const ScoredItem& s : best) {
-    const bool trained = s.item < base;
-    emit({trained ? m.items.External(s.item) : ni->ids->External(s.item - base),
-          ni->Describe(s.item), predicted(s.item, s.score), s.score});
-  }
   return out;
 }
 
