@@ -112,14 +112,9 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
         records[k].timestamp = now;
         applied.push_back(&records[k]);
       }
-      RECSYS_ASSIGN_OR_RETURN(out.sequence, log_->Append(&records));
+      RECSYS_ASSIGN_OR_RETURN(
+          out.sequence, Commit(&records, [&] { ApplyEntries(*g, applied); }));
       logged = static_cast<int64_t>(records.size());
-      ApplyEntries(*g, applied);
-      NoteApplied(out.sequence);
-      if (journaling_) {
-        std::lock_guard<std::mutex> lock(journal_mu_);
-        journal_.insert(journal_.end(), records.begin(), records.end());
-      }
     }
   }
   // The lookups by genre and availability are made now, by the writer,

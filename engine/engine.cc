@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "base/parallel.h"
 #include "base/status_macros.h"
+#include "engine/replay.h"
 #include "engine/state.h"
 #include "models/model_io.h"
 
@@ -63,27 +64,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   const uint64_t after = model.log_sequence;
   auto gen = std::make_shared<Generation>(
       std::make_shared<const Model>(std::move(model)), generation);
-  Engine* raw = e.get();
-  // Consecutive catalogue entries are applied together (see ApplyEntries):
-  // one at a time, 10,000 new items took 5 s to replay.
-  std::vector<LogRecord> entries;
-  auto apply_entries = [&] {
-    std::vector<const LogRecord*> batch;
-    for (const LogRecord& rec : entries) batch.push_back(&rec);
-    if (!batch.empty()) raw->ApplyEntries(*gen, batch);
-    entries.clear();
-  };
-  RECSYS_ASSIGN_OR_RETURN(e->log_,
-                          RatingLog::Open(options.data_dir, options.log, after,
-                                          [&](const LogRecord& rec) {
-                                            if (rec.entry != nullptr) {
-                                              entries.push_back(rec);
-                                              return;
-                                            }
-                                            apply_entries();
-                                            raw->Apply(*gen, rec);
-                                          }));
-  apply_entries();
+  Replayer replay(*e, *gen);
+  RECSYS_ASSIGN_OR_RETURN(
+      e->log_, RatingLog::Open(options.data_dir, options.log, after,
+                               [&](const LogRecord& rec) { replay.Add(rec); }));
+  replay.Finish();
   std::atomic_store(&e->current_, gen);
   e->applied_seq_ = e->log_->last_seq();
   e->purged_seq_ = after;

@@ -371,6 +371,7 @@ class Engine {
  private:
   // Applies records in a chosen order, as racing writers may (tests only).
   friend class EngineTestPeer;
+  class Replayer;
 
   explicit Engine(const EngineOptions& options);
   std::shared_ptr<internal::Generation> current() const;
@@ -379,6 +380,13 @@ class Engine {
   absl::Status Cancel(internal::TrainingJob& job);
   absl::Status ValidateRating(const internal::Generation& g,
                               const RatingInput& r) const;
+  // The one write path, with swap_mu_ held shared: appends `records` to the
+  // log (durable per its policy; each gets its seq), applies them with
+  // `apply` (to the generation the caller holds), journals them for a
+  // running training and publishes their sequence to readers. Returns the
+  // last seq; nothing is applied when the append fails.
+  absl::StatusOr<uint64_t> Commit(std::vector<LogRecord>* records,
+                                  absl::FunctionRef<void()> apply);
   // Applies a durable record to generation `g` (under swap_mu_ shared).
   RateResult Apply(internal::Generation& g, const LogRecord& rec);
   // Applies an erasure record, with g.write_mu of the user's shard held;

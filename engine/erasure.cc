@@ -91,17 +91,14 @@ absl::StatusOr<std::vector<DeleteUserResult>> Engine::DeleteUsers(
       position.push_back(k);
     }
     if (!records.empty()) {
-      RECSYS_ASSIGN_OR_RETURN(const uint64_t last, log_->Append(&records));
-      for (size_t j = 0; j < records.size(); ++j) {
-        out[position[j]].sequence = records[j].seq;
-        out[position[j]].ratings_deleted = Erase(*g, records[j]);
-      }
-      NoteErasure(last);
-      NoteApplied(last);
-      if (journaling_) {
-        std::lock_guard<std::mutex> lock(journal_mu_);
-        journal_.insert(journal_.end(), records.begin(), records.end());
-      }
+      auto erase = [&] {
+        for (size_t j = 0; j < records.size(); ++j) {
+          out[position[j]].sequence = records[j].seq;
+          out[position[j]].ratings_deleted = Erase(*g, records[j]);
+        }
+        NoteErasure(records.back().seq);
+      };
+      RECSYS_RETURN_IF_ERROR(Commit(&records, erase).status());
     }
   }
   // One snapshot covers every erasure logged before it, so erasures that

@@ -3,6 +3,7 @@
 // a replica's installation of its primary's snapshot.
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <regex>
 #include <tuple>
 
@@ -20,6 +21,7 @@ using internal::Generation;
 using internal::ListSnapshots;
 using internal::NewItems;
 using internal::NowSeconds;
+using internal::PruneSnapshots;
 using internal::SnapshotFile;
 using internal::SnapshotName;
 using internal::UserState;
@@ -49,6 +51,26 @@ std::vector<SnapshotFile> ListSnapshots(const std::string& dir) {
         return std::tie(a.generation, a.seq) < std::tie(b.generation, b.seq);
       });
   return out;
+}
+
+absl::Status PruneSnapshots(const std::string& dir, const std::string& current,
+                            int keep, uint64_t erased) {
+  std::vector<SnapshotFile> older;
+  for (SnapshotFile& f : ListSnapshots(dir)) {
+    if (f.path != current) older.push_back(std::move(f));
+  }
+  for (size_t k = 0; k < older.size(); ++k) {
+    const bool recent = k + static_cast<size_t>(keep) >= older.size();
+    if (recent && older[k].seq >= erased) continue;
+    std::error_code ec;
+    std::filesystem::remove(older[k].path, ec);
+    if (ec && older[k].seq < erased) {
+      return absl::InternalError(
+          absl::StrCat("cannot delete ", older[k].path,
+                       ", which may hold an erased user: ", ec.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace internal
@@ -204,15 +226,8 @@ absl::Status Engine::InstallSnapshot(Model model, uint64_t generation) {
   // The primary's snapshot is the truth up to `seq`: older files here may
   // hold users it erased in records this engine never saw.
   RECSYS_RETURN_IF_ERROR(log_->DeleteSegmentsUpTo(seq));
-  for (const SnapshotFile& f : ListSnapshots(options_.data_dir)) {
-    if (f.path == path) continue;
-    std::error_code ec;
-    std::filesystem::remove(f.path, ec);
-    if (ec) {
-      return absl::InternalError(
-          absl::StrCat("cannot delete ", f.path, ": ", ec.message()));
-    }
-  }
+  RECSYS_RETURN_IF_ERROR(PruneSnapshots(options_.data_dir, path, 0,
+                                        std::numeric_limits<uint64_t>::max()));
   purged_seq_ = std::max(purged_seq_, seq);
   return absl::OkStatus();
 }
@@ -279,21 +294,9 @@ absl::Status Engine::WriteSnapshotLocked() {
       options_.data_dir + "/" + SnapshotName(g->version, seq);
   RECSYS_RETURN_IF_ERROR(SaveModel(m, path));
   RECSYS_RETURN_IF_ERROR(log_->DeleteSegmentsUpTo(seq));
-  std::vector<SnapshotFile> snaps = ListSnapshots(options_.data_dir);
-  const int keep = 1 + std::max(0, options_.keep_snapshots);
-  const uint64_t erased = erased_seq_.load();
-  for (int k = 0; k + 1 < static_cast<int>(snaps.size()); ++k) {
-    if (k + keep >= static_cast<int>(snaps.size()) && snaps[k].seq >= erased) {
-      continue;
-    }
-    std::error_code ec;
-    std::filesystem::remove(snaps[k].path, ec);
-    if (ec && snaps[k].seq < erased) {
-      return absl::InternalError(
-          absl::StrCat("cannot delete ", snaps[k].path,
-                       ", which holds a user erased since: ", ec.message()));
-    }
-  }
+  RECSYS_RETURN_IF_ERROR(PruneSnapshots(options_.data_dir, path,
+                                        std::max(0, options_.keep_snapshots),
+                                        erased_seq_.load()));
   purged_seq_ = closed;
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 
 #include "Eigen/Core"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
@@ -307,6 +308,12 @@ struct SnapshotFile {
 };
 // The snapshots in `dir`, oldest first (none when it cannot be listed).
 std::vector<SnapshotFile> ListSnapshots(const std::string& dir);
+// Deletes the snapshots in `dir` but `current` (the one just written) and
+// the `keep` newest of the others that hold no erased user (seq >=
+// `erased`). One that does hold one (seq < erased) must go: failing to
+// delete it is an error, where any other failure is left for next time.
+absl::Status PruneSnapshots(const std::string& dir, const std::string& current,
+                            int keep, uint64_t erased);
 
 inline int64_t NowSeconds() { return absl::ToUnixSeconds(absl::Now()); }
 

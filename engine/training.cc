@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "engine/engine.h"
+#include "engine/replay.h"
 #include "engine/state.h"
 #include "models/model_io.h"
 #include "models/selection.h"
@@ -170,19 +171,13 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
     std::sort(
         journal.begin(), journal.end(),
         [](const LogRecord& a, const LogRecord& b) { return a.seq < b.seq; });
-    std::vector<const LogRecord*> entries;  // applied together, as in Open
+    Replayer replay(*this, *next);
     for (const LogRecord& rec : journal) {
       if (rec.seq <= seq) continue;
       ++replayed;
-      if (rec.entry != nullptr) {
-        entries.push_back(&rec);
-        continue;
-      }
-      if (!entries.empty()) ApplyEntries(*next, entries);
-      entries.clear();
-      Apply(*next, rec);
+      replay.Add(rec);
     }
-    if (!entries.empty()) ApplyEntries(*next, entries);
+    replay.Finish();
     std::atomic_store(&current_, next);
     journaling_ = false;
   }

@@ -10,6 +10,7 @@
 #include "base/status_macros.h"
 #include "engine/checks.h"
 #include "engine/engine.h"
+#include "engine/replay.h"
 #include "engine/state.h"
 
 namespace recsys {
@@ -59,43 +60,54 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
       positions.push_back(k);
     }
     if (!records.empty()) {
-      absl::StatusOr<uint64_t> appended = log_->Append(&records);
-      if (!appended.ok()) {
-        for (size_t k : positions) results[k] = appended.status();
+      absl::StatusOr<uint64_t> committed = Commit(&records, [&] {
+        // Each user's ratings are folded in once per batch, and different
+        // users in parallel (they lock different shards or wait their
+        // turn).
+        absl::flat_hash_map<absl::string_view, size_t> group_of;
+        std::vector<std::vector<size_t>> groups;
+        for (size_t j = 0; j < records.size(); ++j) {
+          auto [it, fresh] =
+              group_of.try_emplace(records[j].user, groups.size());
+          if (fresh) groups.emplace_back();
+          groups[it->second].push_back(j);
+        }
+        const int threads = records.size() < 64 ? 1 : ResolveThreads(0);
+        ParallelChunks(static_cast<int64_t>(groups.size()), threads,
+                       [&](int64_t begin, int64_t end, int) {
+                         std::vector<const LogRecord*> mine;
+                         for (int64_t k = begin; k < end; ++k) {
+                           mine.clear();
+                           for (size_t j : groups[k])
+                             mine.push_back(&records[j]);
+                           const std::vector<RateResult> applied =
+                               ApplyUser(*g, mine);
+                           for (size_t r = 0; r < mine.size(); ++r) {
+                             results[positions[groups[k][r]]] = applied[r];
+                           }
+                         }
+                       });
+      });
+      if (!committed.ok()) {
+        for (size_t k : positions) results[k] = committed.status();
         return results;
       }
-      // Each user's ratings are folded in once per batch, and different
-      // users in parallel (they lock different shards or wait their turn).
-      absl::flat_hash_map<absl::string_view, size_t> group_of;
-      std::vector<std::vector<size_t>> groups;
-      for (size_t j = 0; j < records.size(); ++j) {
-        auto [it, fresh] = group_of.try_emplace(records[j].user, groups.size());
-        if (fresh) groups.emplace_back();
-        groups[it->second].push_back(j);
-      }
-      const int threads = records.size() < 64 ? 1 : ResolveThreads(0);
-      ParallelChunks(static_cast<int64_t>(groups.size()), threads,
-                     [&](int64_t begin, int64_t end, int) {
-                       std::vector<const LogRecord*> mine;
-                       for (int64_t k = begin; k < end; ++k) {
-                         mine.clear();
-                         for (size_t j : groups[k]) mine.push_back(&records[j]);
-                         const std::vector<RateResult> applied =
-                             ApplyUser(*g, mine);
-                         for (size_t r = 0; r < mine.size(); ++r) {
-                           results[positions[groups[k][r]]] = applied[r];
-                         }
-                       }
-                     });
-      if (journaling_) {
-        std::lock_guard<std::mutex> lock(journal_mu_);
-        journal_.insert(journal_.end(), records.begin(), records.end());
-      }
-      NoteApplied(*appended);
     }
   }
   CountLogged(static_cast<int64_t>(records.size()));
   return results;
+}
+
+absl::StatusOr<uint64_t> Engine::Commit(std::vector<LogRecord>* records,
+                                        absl::FunctionRef<void()> apply) {
+  RECSYS_ASSIGN_OR_RETURN(const uint64_t last, log_->Append(records));
+  apply();
+  if (journaling_) {
+    std::lock_guard<std::mutex> lock(journal_mu_);
+    journal_.insert(journal_.end(), records->begin(), records->end());
+  }
+  NoteApplied(last);
+  return last;
 }
 
 absl::Status Engine::ApplyReplicated(std::vector<LogRecord> records) {
@@ -110,20 +122,13 @@ absl::Status Engine::ApplyReplicated(std::vector<LogRecord> records) {
     RECSYS_RETURN_IF_ERROR(log_->AppendNumbered(&fresh).status());
     logged = static_cast<int64_t>(fresh.size());
     // One at a time, in log order, as a restart replays them (a user's
-    // fold-in depends on the new items' vectors at the time); runs of
-    // catalogue entries publish one copy of the items, as in Open.
-    std::vector<const LogRecord*> entries;
+    // fold-in depends on the new items' vectors at the time).
+    Replayer replay(*this, *g);
     for (const LogRecord& rec : records) {
-      if (rec.entry != nullptr) {
-        entries.push_back(&rec);
-        continue;
-      }
-      if (!entries.empty()) ApplyEntries(*g, entries);
-      entries.clear();
-      Apply(*g, rec);
+      replay.Add(rec);
       erasures = erasures || rec.erase_user;
     }
-    if (!entries.empty()) ApplyEntries(*g, entries);
+    replay.Finish();
     if (!records.empty()) NoteApplied(records.back().seq);
   }
   CountLogged(logged);
