@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/json.h"
 #include "base/status_macros.h"
 #include "bench/server_process.h"
 #include "models/model_io.h"
@@ -114,34 +115,15 @@ absl::StatusOr<RequestIds> LoadIds(const BenchOptions& o,
   return ids;
 }
 
-// Numbers for JSON: finite, short.
-std::string Num(double v) {
-  if (!std::isfinite(v)) return "null";
-  return absl::StrFormat("%.6g", v);
-}
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string LatencyJson(const LatencyHistogram& h) {
-  return absl::StrCat("{\"p50\":", Num(h.Percentile(50) / 1e3),
-                      ",\"p90\":", Num(h.Percentile(90) / 1e3),
-                      ",\"p99\":", Num(h.Percentile(99) / 1e3),
-                      ",\"p999\":", Num(h.Percentile(99.9) / 1e3),
-                      ",\"mean\":", Num(h.mean() / 1e3),
-                      ",\"max\":", Num(h.max() / 1e3), "}");
+Json LatencyJson(const LatencyHistogram& h) {
+  Json j;
+  j["p50"] = JsonNumber(h.Percentile(50) / 1e3);
+  j["p90"] = JsonNumber(h.Percentile(90) / 1e3);
+  j["p99"] = JsonNumber(h.Percentile(99) / 1e3);
+  j["p999"] = JsonNumber(h.Percentile(99.9) / 1e3);
+  j["mean"] = JsonNumber(h.mean() / 1e3);
+  j["max"] = JsonNumber(h.max() / 1e3);
+  return j;
 }
 
 struct Row {
@@ -172,44 +154,44 @@ void MergeRound(WorkloadResult* into, const WorkloadResult& r) {
   into->send_lag.Merge(r.send_lag);
 }
 
-std::string ResultJson(const Row& row) {
+Json ResultJson(const Row& row) {
   const WorkloadResult& r = row.result;
-  std::vector<std::string> ops;
-  for (const auto& [name, s] : r.by_op) {
-    ops.push_back(absl::StrCat(
-        JsonString(name), ":{\"ok\":", s.ok, ",\"errors\":", s.errors,
-        ",\"latency_us\":", LatencyJson(s.latency), "}"));
+  const bool stream = r.workload == Workload::kStream;
+  Json j;
+  j["workload"] = WorkloadName(r.workload);
+  j["loop"] = r.open_loop ? "open" : "closed";
+  j["offered_qps"] = JsonNumber(r.offered_qps);
+  j["inflight"] = r.open_loop ? 0 : row.load.inflight;
+  if (stream) {
+    j["streams"] = row.load.streams;
+    j["stream_window"] = row.load.stream_window;
   }
-  return absl::StrCat(
-      "{\"workload\":", JsonString(WorkloadName(r.workload)),
-      ",\"loop\":", JsonString(r.open_loop ? "open" : "closed"),
-      ",\"offered_qps\":", Num(r.offered_qps),
-      ",\"inflight\":", r.open_loop ? 0 : row.load.inflight,
-      r.workload == Workload::kStream
-          ? absl::StrCat(",\"streams\":", row.load.streams,
-                         ",\"stream_window\":", row.load.stream_window)
-          : "",
-      ",\"seconds\":", Num(r.seconds), ",\"qps\":", Num(r.qps),
-      r.workload == Workload::kStream
-          ? absl::StrCat(",\"ratings_per_s\":", Num(r.qps))
-          : "",
-      ",\"ok\":", r.total.ok, ",\"errors\":", r.total.errors,
-      ",\"first_error\":", JsonString(r.total.first_error),
-      ",\"ratio_to_empty\":", row.ratio >= 0 ? Num(row.ratio) : "null",
-      row.round_ratios.size() > 1
-          ? absl::StrCat(",\"round_ratios\":[",
-                         absl::StrJoin(row.round_ratios, ",",
-                                       [](std::string* o, double v) {
-                                         o->append(Num(v));
-                                       }),
-                         "]")
-          : "",
-      ",\"latency_us\":", LatencyJson(r.total.latency),
-      r.open_loop ? absl::StrCat(",\"send_lag_us\":", LatencyJson(r.send_lag))
-                  : "",
-      ",\"client_cpu_cores\":", Num(r.client_cpu),
-      ",\"server_cpu_cores\":", r.server_cpu >= 0 ? Num(r.server_cpu) : "null",
-      ",\"ops\":{", absl::StrJoin(ops, ","), "}}");
+  j["seconds"] = JsonNumber(r.seconds);
+  j["qps"] = JsonNumber(r.qps);
+  if (stream) j["ratings_per_s"] = JsonNumber(r.qps);
+  j["ok"] = r.total.ok;
+  j["errors"] = r.total.errors;
+  j["first_error"] = r.total.first_error;
+  j["ratio_to_empty"] = row.ratio >= 0 ? JsonNumber(row.ratio) : Json();
+  if (row.round_ratios.size() > 1) {
+    Json ratios = Json::array();
+    for (double v : row.round_ratios) ratios.push_back(JsonNumber(v));
+    j["round_ratios"] = std::move(ratios);
+  }
+  j["latency_us"] = LatencyJson(r.total.latency);
+  if (r.open_loop) j["send_lag_us"] = LatencyJson(r.send_lag);
+  j["client_cpu_cores"] = JsonNumber(r.client_cpu);
+  j["server_cpu_cores"] = r.server_cpu >= 0 ? JsonNumber(r.server_cpu) : Json();
+  Json ops = Json::object();
+  for (const auto& [name, st] : r.by_op) {
+    Json op;
+    op["ok"] = st.ok;
+    op["errors"] = st.errors;
+    op["latency_us"] = LatencyJson(st.latency);
+    ops[name] = std::move(op);
+  }
+  j["ops"] = std::move(ops);
+  return j;
 }
 
 std::string Us(double ns) { return absl::StrFormat("%.0f", ns / 1e3); }
@@ -422,22 +404,25 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
   if (server) server->Stop();
 
   if (o.json) {
-    std::vector<std::string> results;
+    Json report;
+    report["target"] = info.target;
+    report["server_started"] = info.started;
+    report["model"] = {{"kind", info.kind},
+                       {"factors", info.factors},
+                       {"users", info.users},
+                       {"items", info.items}};
+    report["channels"] = o.channels;
+    report["client_threads"] = o.load.threads;
+    report["decode_responses"] = o.load.decode_responses;
+    report["warmup_s"] = JsonNumber(o.load.warmup_seconds);
+    report["duration_s"] = JsonNumber(o.load.duration_seconds);
+    report["rounds"] = o.rounds;
+    report["recommend_genre"] = o.load.recommend_genre;
+    report["recommend_candidates"] = o.load.recommend_candidates;
+    Json results = Json::array();
     for (const Row& row : rows) results.push_back(ResultJson(row));
-    out << "{\"target\":" << JsonString(info.target)
-        << ",\"server_started\":" << (info.started ? "true" : "false")
-        << ",\"model\":{\"kind\":" << JsonString(info.kind)
-        << ",\"factors\":" << info.factors << ",\"users\":" << info.users
-        << ",\"items\":" << info.items << "}"
-        << ",\"channels\":" << o.channels
-        << ",\"client_threads\":" << o.load.threads << ",\"decode_responses\":"
-        << (o.load.decode_responses ? "true" : "false")
-        << ",\"warmup_s\":" << Num(o.load.warmup_seconds)
-        << ",\"duration_s\":" << Num(o.load.duration_seconds)
-        << ",\"rounds\":" << o.rounds
-        << ",\"recommend_genre\":" << JsonString(o.load.recommend_genre)
-        << ",\"recommend_candidates\":" << o.load.recommend_candidates
-        << ",\"results\":[" << absl::StrJoin(results, ",") << "]}\n";
+    report["results"] = std::move(results);
+    out << DumpJson(report) << "\n";
   } else {
     out << absl::StrFormat(
         "target %s (%s), %s model: %d factors, %d users, %d items\n"

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "base/json.h"
 #include "base/status_macros.h"
 #include "models/loaders.h"
 
@@ -532,10 +533,13 @@ absl::Status RunDeleteUsers(const ClientOptions& options,
     }
   }
   if (options.json) {
-    *io.out << absl::StrFormat(
-        "{\"ids\":%d,\"deleted\":%d,\"ratings_deleted\":%d,"
-        "\"not_found\":%d,\"calls\":%d}\n",
-        ids.size(), erased, ratings, missing.size(), calls);
+    Json j;
+    j["ids"] = ids.size();
+    j["deleted"] = erased;
+    j["ratings_deleted"] = ratings;
+    j["not_found"] = missing.size();
+    j["calls"] = calls;
+    *io.out << DumpJson(j) << "\n";
     return absl::OkStatus();
   }
   *io.out << absl::StrFormat(
@@ -691,10 +695,13 @@ absl::Status RunSetItems(const ClientOptions& options,
     ++calls;
   }
   if (options.json) {
-    *io.out << absl::StrFormat(
-        "{\"items\":%d,\"added\":%d,\"changed\":%d,\"unchanged\":%d,"
-        "\"calls\":%d}\n",
-        n, added, changed, unchanged, calls);
+    Json j;
+    j["items"] = n;
+    j["added"] = added;
+    j["changed"] = changed;
+    j["unchanged"] = unchanged;
+    j["calls"] = calls;
+    *io.out << DumpJson(j) << "\n";
     return absl::OkStatus();
   }
   *io.out << absl::StrFormat("%s: %d items in %d calls: %s\n", command.path, n,

@@ -260,26 +260,6 @@ void SetDeadline(const ClientOptions& options, grpc::ClientContext* context);
 // One line of JSON with the proto field names, zero values included.
 std::string ToJson(const google::protobuf::Message& message);
 
-// A JSON object for results that are not messages (the stream summary, the
-// health status). Written by hand rather than through
-// google::protobuf::Struct, whose map crashes in Debian's protobuf under
-// ThreadSanitizer builds.
-class JsonObject {
- public:
-  JsonObject& AddString(absl::string_view key, absl::string_view value);
-  JsonObject& AddInt(absl::string_view key, int64_t value);
-  JsonObject& AddDouble(absl::string_view key, double value);
-  // `json` must already be valid JSON (an object or an array).
-  JsonObject& AddRaw(absl::string_view key, absl::string_view json);
-  std::string Build() const { return "{" + body_ + "}"; }
-
- private:
-  void Key(absl::string_view key);
-  std::string body_;
-};
-// `s` as a quoted JSON string.
-std::string JsonQuote(absl::string_view s);
-
 // "::", tab or "," (tried in that order), or "" when the line has none.
 std::string DetectDelimiter(absl::string_view line);
 // Parses `user<d>item<d>rating[<d>timestamp]`, fields trimmed.

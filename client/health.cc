@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/json.h"
 #include "base/status_macros.h"
 #include "client/client.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -135,11 +136,10 @@ absl::Status RunHealth(const ClientOptions& options,
   }
   const std::string name = HealthStatusName(code);
   if (options.json) {
-    *io.out << internal::JsonObject()
-                   .AddString("service", command.service)
-                   .AddString("status", name)
-                   .Build()
-            << "\n";
+    Json j;
+    j["service"] = command.service;
+    j["status"] = name;
+    *io.out << DumpJson(j) << "\n";
   } else {
     *io.out << name << "\n";
   }

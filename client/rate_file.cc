@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/json.h"
 #include "base/status_macros.h"
 #include "client/client.h"
 
@@ -185,31 +186,30 @@ void PrintSummary(const RateFileSummary& s, bool json, std::ostream& out) {
           : 0;
   if (json) {
     auto list = [](const std::vector<LineProblem>& problems) {
-      std::string json = "[";
+      Json json = Json::array();
       for (const LineProblem& p : problems) {
-        internal::JsonObject o;
-        o.AddInt("line", p.line);
-        if (!p.code.empty()) o.AddString("code", p.code);
-        o.AddString("error", p.message);
-        absl::StrAppend(&json, json.size() > 1 ? "," : "", o.Build());
+        Json o;
+        o["line"] = p.line;
+        if (!p.code.empty()) o["code"] = p.code;
+        o["error"] = p.message;
+        json.push_back(std::move(o));
       }
-      return json + "]";
+      return json;
     };
-    out << internal::JsonObject()
-               .AddString("file", s.file)
-               .AddInt("lines", s.lines)
-               .AddInt("sent", s.sent)
-               .AddInt("accepted", s.accepted)
-               .AddInt("rejected", s.rejected)
-               .AddInt("unparsable", s.unparsable)
-               .AddInt("unexpected_acks", s.unexpected_acks)
-               .AddInt("unacknowledged", s.unacknowledged)
-               .AddDouble("elapsed_seconds", s.elapsed_seconds)
-               .AddDouble("ratings_per_second", rate)
-               .AddRaw("rejections", list(s.rejections))
-               .AddRaw("bad_lines", list(s.bad_lines))
-               .Build()
-        << "\n";
+    Json j;
+    j["file"] = s.file;
+    j["lines"] = s.lines;
+    j["sent"] = s.sent;
+    j["accepted"] = s.accepted;
+    j["rejected"] = s.rejected;
+    j["unparsable"] = s.unparsable;
+    j["unexpected_acks"] = s.unexpected_acks;
+    j["unacknowledged"] = s.unacknowledged;
+    j["elapsed_seconds"] = JsonNumber(s.elapsed_seconds);
+    j["ratings_per_second"] = JsonNumber(rate);
+    j["rejections"] = list(s.rejections);
+    j["bad_lines"] = list(s.bad_lines);
+    out << DumpJson(j) << "\n";
     return;
   }
   out << absl::StrFormat(

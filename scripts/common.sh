@@ -9,7 +9,7 @@ RECSYS_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libabsl-dev libeigen3-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   curl ca-certificates unzip python3
   openssl python3-yaml
 )

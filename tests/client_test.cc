@@ -820,19 +820,6 @@ TEST(ClientParseTest, RatingLines) {
   EXPECT_FALSE(internal::ParseRatingLine("u,i,1,yesterday", ",", &r).ok());
 }
 
-TEST(ClientJsonTest, QuotesEverythingJsonNeeds) {
-  EXPECT_EQ(internal::JsonQuote("a\"b\\c\nd\x01é"),
-            "\"a\\\"b\\\\c\\nd\\u0001é\"");
-  const std::string object = internal::JsonObject()
-                                 .AddString("s", "x")
-                                 .AddInt("i", -3)
-                                 .AddDouble("d", 0.5)
-                                 .AddRaw("a", "[]")
-                                 .Build();
-  EXPECT_EQ(object, "{\"s\":\"x\",\"i\":-3,\"d\":0.5,\"a\":[]}");
-  EXPECT_TRUE(IsJson(object));
-}
-
 TEST(ClientHealthWireTest, HandSerialisedMessages) {
   EXPECT_EQ(internal::EncodeHealthCheckRequest(""), "");
   EXPECT_EQ(internal::EncodeHealthCheckRequest("ab"), std::string("\x0a\x02"
