@@ -146,20 +146,16 @@ std::string FormatLogLine(LogFormat format, int64_t unix_millis, LogLevel level,
   std::string line;
   const std::string ts = Timestamp(unix_millis);
   if (format == LogFormat::kJson) {
-    line = absl::StrCat("{\"ts\":\"", ts, "\",\"level\":\"", LevelName(level),
-                        "\",\"msg\":");
-    AppendJsonString(message, &line);
+    Json j;
+    j["ts"] = ts;
+    j["level"] = LevelName(level);
+    j["msg"] = std::string(message);
     for (const LogField& f : fields) {
-      line.push_back(',');
-      AppendJsonString(SafeKey(f.key()), &line);
-      line.push_back(':');
-      if (f.quoted()) {
-        AppendJsonString(f.value(), &line);
-      } else {
-        line.append(f.value());
-      }
+      // Unquoted values are numbers or booleans we formatted ourselves.
+      j[SafeKey(f.key())] =
+          f.quoted() ? Json(f.value()) : Json::parse(f.value(), nullptr, false);
     }
-    line.push_back('}');
+    line = DumpJson(j);
   } else {
     line = absl::StrCat("ts=", ts, " level=", LevelName(level), " msg=");
     AppendLogfmtValue(message, &line);
