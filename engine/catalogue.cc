@@ -44,8 +44,8 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
   UpsertItemsResult out;
   int64_t logged = 0;
   {
-    std::lock_guard<std::mutex> edit(catalogue_mu_);
-    std::shared_lock<WriterFirstMutex> swap(swap_mu_);
+    absl::MutexLock edit(&catalogue_mu_);
+    absl::ReaderMutexLock swap(&swap_mu_);
     const std::shared_ptr<Generation> g = current();
     const std::shared_ptr<const NewItems> ni = g->items();
     // One entry per item, however often the updates name it, with the

@@ -40,11 +40,12 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "engine/rw_mutex.h"
 #include "models/fold_in.h"
 #include "models/model.h"
 #include "models/selection.h"
@@ -386,7 +387,8 @@ class Engine {
   // running training and publishes their sequence to readers. Returns the
   // last seq; nothing is applied when the append fails.
   absl::StatusOr<uint64_t> Commit(std::vector<LogRecord>* records,
-                                  absl::FunctionRef<void()> apply);
+                                  absl::FunctionRef<void()> apply)
+      ABSL_SHARED_LOCKS_REQUIRED(swap_mu_);
   // Applies a durable record to generation `g` (under swap_mu_ shared).
   RateResult Apply(internal::Generation& g, const LogRecord& rec);
   // Applies an erasure record, with g.write_mu of the user's shard held;
@@ -421,7 +423,8 @@ class Engine {
   // generation that will answer: InstallSnapshot lowers it first).
   absl::Status CheckApplied(uint64_t min) const;
   // WriteSnapshot with snapshot_mu_ held.
-  absl::Status WriteSnapshotLocked();
+  absl::Status WriteSnapshotLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(snapshot_mu_);
   // Adds `records` just logged to the count since the last snapshot, and
   // writes one when the count reaches options_.snapshot_every.
   void CountLogged(int64_t records);
@@ -439,37 +442,47 @@ class Engine {
   std::shared_ptr<internal::Generation> current_;
   // Rate holds it shared from log append to apply, so a generation swap sees
   // every acknowledged rating either in the old generation (and replays it)
-  // or lands it in the new one. Snapshots and swaps take it exclusive, ahead
-  // of new Rates (see WriterFirstMutex).
-  mutable WriterFirstMutex swap_mu_;
+  // or lands it in the new one. Snapshots and swaps take it exclusive; a
+  // waiting writer keeps new readers out (absl::Mutex does not starve
+  // writers), so a snapshot gets in between Rates that never pause. A thread
+  // must not take it shared twice: with a writer waiting in between, the
+  // second would wait forever.
+  //
+  // Lock order, outermost first: catalogue_mu_ or snapshot_mu_ (never
+  // both), swap_mu_, a generation's write_mu[shard] (in increasing shard
+  // order), its new_items_mu, then a Shard::mu; journal_mu_ and the log's
+  // own mutex sit under swap_mu_ and take nothing else. jobs_mu_ is taken
+  // alone.
+  mutable absl::Mutex swap_mu_;
   // Set while a training job runs; written under swap_mu_ exclusive, read
   // under it shared.
-  bool journaling_ = false;
+  bool journaling_ ABSL_GUARDED_BY(swap_mu_) = false;
   // Records applied since the serving model's log_sequence, for replay into
   // the next generation.
-  std::mutex journal_mu_;
-  std::vector<LogRecord> journal_;
+  absl::Mutex journal_mu_;
+  std::vector<LogRecord> journal_ ABSL_GUARDED_BY(journal_mu_);
   std::atomic<int64_t> since_snapshot_{0};
   std::atomic<uint64_t> fold_in_cache_hits_{0};
   std::atomic<uint64_t> fold_in_cache_misses_{0};
-  std::mutex snapshot_mu_;  // one snapshot writer at a time
+  absl::Mutex snapshot_mu_;  // one snapshot writer at a time
   // One UpsertItems at a time, from reading the entries it changes to
   // applying the new ones, so that no change is lost to a concurrent one.
-  std::mutex catalogue_mu_;
+  absl::Mutex catalogue_mu_;
   // Records up to here are in no file but the newest snapshot (the log
   // segments that held them are deleted): an erasure up to it is complete
-  // on disk. Under snapshot_mu_.
-  uint64_t purged_seq_ = 0;
+  // on disk.
+  uint64_t purged_seq_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
   // The newest erasure applied: older snapshots may hold the user.
   std::atomic<uint64_t> erased_seq_{0};
   // See applied_sequence().
   std::atomic<uint64_t> applied_seq_{0};
 
-  mutable std::mutex jobs_mu_;
-  std::map<std::string, std::shared_ptr<internal::TrainingJob>> jobs_;
-  std::shared_ptr<internal::TrainingJob> running_;
-  std::thread trainer_;
-  uint64_t next_job_ = 1;
+  mutable absl::Mutex jobs_mu_;
+  std::map<std::string, std::shared_ptr<internal::TrainingJob>> jobs_
+      ABSL_GUARDED_BY(jobs_mu_);
+  std::shared_ptr<internal::TrainingJob> running_ ABSL_GUARDED_BY(jobs_mu_);
+  std::thread trainer_ ABSL_GUARDED_BY(jobs_mu_);
+  uint64_t next_job_ ABSL_GUARDED_BY(jobs_mu_) = 1;
 };
 
 // The name of the snapshot file (in a data directory) of model version

@@ -209,14 +209,14 @@ absl::Status Engine::InstallSnapshot(Model model, uint64_t generation) {
   const uint64_t seq = model.log_sequence;
   const std::string path =
       options_.data_dir + "/" + SnapshotName(generation, seq);
-  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  absl::MutexLock lock(&snapshot_mu_);
   // On disk first: a restart then loads it, and accepts the log's gap below
   // `seq` (RatingLog::SkipTo).
   RECSYS_RETURN_IF_ERROR(SaveModel(model, path));
   auto next = std::make_shared<Generation>(
       std::make_shared<const Model>(std::move(model)), generation);
   {
-    std::unique_lock<WriterFirstMutex> swap(swap_mu_);
+    absl::MutexLock swap(&swap_mu_);
     RECSYS_RETURN_IF_ERROR(log_->SkipTo(seq));
     // Lowered first: a reader that finds the new state also finds this.
     applied_seq_.store(seq);
@@ -259,15 +259,14 @@ void Engine::CountLogged(int64_t records) {
 
 void Engine::MaybeSnapshot() {
   // One writer; a Rate that finds it busy simply moves on.
-  std::unique_lock<std::mutex> lock(snapshot_mu_, std::try_to_lock);
-  if (!lock.owns_lock()) return;
-  if (since_snapshot_.load() < options_.snapshot_every) return;
-  lock.unlock();
-  WriteSnapshot().IgnoreError();
+  if (!snapshot_mu_.TryLock()) return;
+  const bool due = since_snapshot_.load() >= options_.snapshot_every;
+  snapshot_mu_.Unlock();
+  if (due) WriteSnapshot().IgnoreError();
 }
 
 absl::Status Engine::WriteSnapshot() {
-  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  absl::MutexLock lock(&snapshot_mu_);
   return WriteSnapshotLocked();
 }
 
@@ -284,7 +283,7 @@ absl::Status Engine::WriteSnapshotLocked() {
   std::shared_ptr<Generation> g;
   {
     // Every record up to `seq` is applied once no Rate holds the lock.
-    std::unique_lock<WriterFirstMutex> swap(swap_mu_);
+    absl::MutexLock swap(&swap_mu_);
     seq = log_->last_seq();
     g = current();
     since_snapshot_ = 0;

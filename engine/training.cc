@@ -47,7 +47,7 @@ absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
     model.selection.validation_fraction = fraction;
     model.selection.refit = false;
   }
-  std::lock_guard<std::mutex> lock(jobs_mu_);
+  absl::MutexLock lock(&jobs_mu_);
   if (running_ != nullptr) {
     return absl::AlreadyExistsError(
         absl::StrCat("training job ", running_->id, " is already running"));
@@ -72,11 +72,11 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
   TrainingUpdate last;
   auto finish = [&](TrainingUpdate u) {
     {
-      std::unique_lock<WriterFirstMutex> swap(swap_mu_);
+      absl::MutexLock swap(&swap_mu_);
       journaling_ = false;
     }
     {
-      std::lock_guard<std::mutex> lock(jobs_mu_);
+      absl::MutexLock lock(&jobs_mu_);
       running_ = nullptr;
     }
     job->Push(u, /*last=*/true);
@@ -85,11 +85,11 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
   uint64_t seq = 0;
   std::shared_ptr<Generation> g;
   {
-    std::unique_lock<WriterFirstMutex> swap(swap_mu_);
+    absl::MutexLock swap(&swap_mu_);
     seq = log_->last_seq();
     g = current();
     journaling_ = true;
-    std::lock_guard<std::mutex> lock(journal_mu_);
+    absl::MutexLock lock(&journal_mu_);
     journal_.clear();
   }
   const Model state = Materialize(*g, seq);
@@ -160,10 +160,10 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
       std::make_shared<const Model>(*std::move(trained)), g->version + 1);
   int64_t replayed = 0;
   {
-    std::unique_lock<WriterFirstMutex> swap(swap_mu_);
+    absl::MutexLock swap(&swap_mu_);
     std::vector<LogRecord> journal;
     {
-      std::lock_guard<std::mutex> lock(journal_mu_);
+      absl::MutexLock lock(&journal_mu_);
       journal.swap(journal_);
     }
     // In log order, as a restart would replay them (writers of different
@@ -211,7 +211,7 @@ absl::StatusOr<std::vector<TrainingUpdate>> Engine::WatchTraining(
 
 absl::StatusOr<std::shared_ptr<internal::TrainingJob>> Engine::FindJob(
     const std::string& job_id) const {
-  std::lock_guard<std::mutex> lock(jobs_mu_);
+  absl::MutexLock lock(&jobs_mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) {
     return absl::NotFoundError(
@@ -229,7 +229,7 @@ absl::Status Engine::CancelTraining(const std::string& job_id) {
 void Engine::CancelRunningTraining() {
   std::shared_ptr<internal::TrainingJob> job;
   {
-    std::lock_guard<std::mutex> lock(jobs_mu_);
+    absl::MutexLock lock(&jobs_mu_);
     job = running_;
   }
   if (job != nullptr) Cancel(*job).IgnoreError();  // it may be ending
@@ -249,7 +249,7 @@ absl::Status Engine::Cancel(internal::TrainingJob& job) {
 void Engine::WaitForTraining() {
   std::thread t;
   {
-    std::lock_guard<std::mutex> lock(jobs_mu_);
+    absl::MutexLock lock(&jobs_mu_);
     t.swap(trainer_);
   }
   if (t.joinable()) t.join();
