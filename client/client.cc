@@ -315,11 +315,9 @@ absl::Status RunRecommend(const ClientOptions& options,
   for (const auto& id : command.exclude) request.add_exclude_item_ids(id);
   for (const auto& id : command.candidates) request.add_candidate_item_ids(id);
   request.set_min_log_sequence(command.min_log_sequence);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::RecommendResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.Recommend(&context, request, &response)));
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::RecommendResponse response,
+      internal::Call(options, &RecommenderStub::Recommend, stub, request));
   if (options.json) {
     *io.out << internal::ToJson(response) << "\n";
   } else {
@@ -340,11 +338,9 @@ absl::Status RunRate(const ClientOptions& options, const RateOptions& command,
   request.set_item_id(command.item);
   request.set_rating(*command.rating);
   request.set_timestamp(command.timestamp);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::RateResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.Rate(&context, request, &response)));
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::RateResponse response,
+      internal::Call(options, &RecommenderStub::Rate, stub, request));
   if (options.json) {
     *io.out << internal::ToJson(response) << "\n";
   } else {
@@ -365,15 +361,10 @@ absl::Status RunSimilar(const ClientOptions& options,
   v1::SimilarItemsRequest request;
   request.set_item_id(command.item);
   request.set_k(command.k);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::SimilarItemsResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.SimilarItems(&context, request, &response)));
-  if (options.json) {
-    *io.out << internal::ToJson(response) << "\n";
-    return absl::OkStatus();
-  }
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::SimilarItemsResponse response,
+      internal::Call(options, &RecommenderStub::SimilarItems, stub, request));
+  if (internal::PrintJson(options, response, io)) return absl::OkStatus();
   std::ostream& out = *io.out;
   out << "items most similar to " << response.item().id();
   if (!response.item().title().empty()) out << " " << response.item().title();
@@ -410,11 +401,9 @@ absl::Status RunTrain(const ClientOptions& options,
   if (command.validation_fraction) {
     request.set_validation_fraction(*command.validation_fraction);
   }
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::TrainResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.Train(&context, request, &response)));
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::TrainResponse response,
+      internal::Call(options, &RecommenderStub::Train, stub, request));
   if (options.json) {
     *io.out << internal::ToJson(response) << "\n";
   } else {
@@ -433,15 +422,10 @@ absl::Status RunUser(const ClientOptions& options, const UserOptions& command,
   request.set_user_id(command.user);
   request.set_recent(command.recent);
   request.set_min_log_sequence(command.min_log_sequence);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::GetUserResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.GetUser(&context, request, &response)));
-  if (options.json) {
-    *io.out << internal::ToJson(response) << "\n";
-    return absl::OkStatus();
-  }
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::GetUserResponse response,
+      internal::Call(options, &RecommenderStub::GetUser, stub, request));
+  if (internal::PrintJson(options, response, io)) return absl::OkStatus();
   std::ostream& out = *io.out;
   out << absl::StrFormat(
       "user %s: %d ratings, %s\n", response.user_id(), response.rating_count(),
@@ -464,15 +448,10 @@ absl::Status RunDeleteUser(const ClientOptions& options,
   RECSYS_RETURN_IF_ERROR(RequireFlag(command.user, "delete-user", "user"));
   v1::DeleteUserRequest request;
   request.set_user_id(command.user);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::DeleteUserResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.DeleteUser(&context, request, &response)));
-  if (options.json) {
-    *io.out << internal::ToJson(response) << "\n";
-    return absl::OkStatus();
-  }
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::DeleteUserResponse response,
+      internal::Call(options, &RecommenderStub::DeleteUser, stub, request));
+  if (internal::PrintJson(options, response, io)) return absl::OkStatus();
   *io.out << absl::StrFormat(
       "deleted user %s: %d ratings, gone from the server's files (log "
       "sequence %d)\n",
@@ -511,19 +490,17 @@ absl::Status RunDeleteUsers(const ClientOptions& options,
         std::min(ids.size(), first + static_cast<size_t>(command.batch));
     v1::DeleteUsersRequest request;
     for (size_t k = first; k < end; ++k) request.add_user_ids(ids[k]);
-    grpc::ClientContext context;
-    internal::SetDeadline(options, &context);
-    v1::DeleteUsersResponse response;
-    const grpc::Status status = stub.DeleteUsers(&context, request, &response);
-    if (!status.ok()) {
+    absl::StatusOr<v1::DeleteUsersResponse> response =
+        internal::Call(options, &RecommenderStub::DeleteUsers, stub, request);
+    if (!response.ok()) {
       *io.err << absl::StrFormat(
           "delete-users: %d of %d ids sent before this call (%d users "
           "deleted)\n",
           first, ids.size(), erased);
-      return internal::RpcError(status);
+      return response.status();
     }
     ++calls;
-    for (const v1::DeletedUser& u : response.users()) {
+    for (const v1::DeletedUser& u : response->users()) {
       if (u.found()) {
         ++erased;
         ratings += u.ratings_deleted();
@@ -564,15 +541,10 @@ absl::Status RunItem(const ClientOptions& options, const ItemOptions& command,
   RECSYS_RETURN_IF_ERROR(RequireFlag(command.item, "item", "item"));
   v1::GetItemRequest request;
   request.set_item_id(command.item);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::GetItemResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.GetItem(&context, request, &response)));
-  if (options.json) {
-    *io.out << internal::ToJson(response) << "\n";
-    return absl::OkStatus();
-  }
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::GetItemResponse response,
+      internal::Call(options, &RecommenderStub::GetItem, stub, request));
+  if (internal::PrintJson(options, response, io)) return absl::OkStatus();
   const v1::Item& item = response.item();
   *io.out << "item: " << item.id() << "\n"
           << "title: " << (item.title().empty() ? "(none)" : item.title())
@@ -615,15 +587,10 @@ absl::Status RunSetItem(const ClientOptions& options,
     }
   }
   if (command.retired) update->set_retired(*command.retired);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::UpsertItemsResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.UpsertItems(&context, request, &response)));
-  if (options.json) {
-    *io.out << internal::ToJson(response) << "\n";
-    return absl::OkStatus();
-  }
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::UpsertItemsResponse response,
+      internal::Call(options, &RecommenderStub::UpsertItems, stub, request));
+  if (internal::PrintJson(options, response, io)) return absl::OkStatus();
   *io.out << "item " << command.item << ": "
           << (response.added() > 0     ? "added to the catalogue"
               : response.changed() > 0 ? "changed"
@@ -665,13 +632,11 @@ absl::Status RunSetItems(const ClientOptions& options,
       }
       if (command.retired) update->set_retired(*command.retired);
     }
-    grpc::ClientContext context;
-    internal::SetDeadline(options, &context);
-    v1::UpsertItemsResponse response;
-    const grpc::Status status = stub.UpsertItems(&context, request, &response);
-    if (!status.ok()) {
+    absl::StatusOr<v1::UpsertItemsResponse> response =
+        internal::Call(options, &RecommenderStub::UpsertItems, stub, request);
+    if (!response.ok()) {
       // "items[k]: ..." names the k-th update of this call.
-      std::string message = status.error_message();
+      std::string message(response.status().message());
       absl::string_view rest = message;
       int k = -1;
       if (absl::ConsumePrefix(&rest, "items[")) {
@@ -686,12 +651,12 @@ absl::Status RunSetItems(const ClientOptions& options,
       *io.err << absl::StrFormat(
           "set-items: %d of %d items sent before this call (%s)\n", first, n,
           UpsertCounts(added, changed, unchanged));
-      return internal::RpcError(
-          grpc::Status(status.error_code(), message, status.error_details()));
+      return internal::RpcError(grpc::Status(
+          static_cast<grpc::StatusCode>(response.status().code()), message));
     }
-    added += response.added();
-    changed += response.changed();
-    unchanged += response.unchanged();
+    added += response->added();
+    changed += response->changed();
+    unchanged += response->unchanged();
     ++calls;
   }
   if (options.json) {
@@ -715,11 +680,9 @@ absl::Status RunCancelTraining(const ClientOptions& options,
   RECSYS_RETURN_IF_ERROR(RequireFlag(job, "job", "cancel-training"));
   v1::CancelTrainingRequest request;
   request.set_job_id(job);
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::CancelTrainingResponse response;
-  RECSYS_RETURN_IF_ERROR(
-      internal::RpcError(stub.CancelTraining(&context, request, &response)));
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::CancelTrainingResponse response,
+      internal::Call(options, &RecommenderStub::CancelTraining, stub, request));
   if (options.json) {
     *io.out << internal::ToJson(response) << "\n";
   } else {
@@ -732,15 +695,11 @@ absl::Status RunCancelTraining(const ClientOptions& options,
 
 absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
                      const Streams& io) {
-  grpc::ClientContext context;
-  internal::SetDeadline(options, &context);
-  v1::ModelInfo info;
-  RECSYS_RETURN_IF_ERROR(internal::RpcError(
-      stub.GetModelInfo(&context, v1::GetModelInfoRequest(), &info)));
-  if (options.json) {
-    *io.out << internal::ToJson(info) << "\n";
-    return absl::OkStatus();
-  }
+  const v1::GetModelInfoRequest request;
+  RECSYS_ASSIGN_OR_RETURN(
+      v1::ModelInfo info,
+      internal::Call(options, &RecommenderStub::GetModelInfo, stub, request));
+  if (internal::PrintJson(options, info, io)) return absl::OkStatus();
   std::ostream& out = *io.out;
   out << "kind: " << info.kind() << "\n"
       << "ranking: " << info.ranking_kind() << "\n"
@@ -796,11 +755,10 @@ absl::Status RunInteractive(const ClientOptions& options,
   // Asking first what is served both greets the user and finds an
   // unreachable server before they type anything.
   {
-    grpc::ClientContext context;
-    internal::SetDeadline(options, &context);
-    v1::ModelInfo info;
-    RECSYS_RETURN_IF_ERROR(internal::RpcError(
-        stub.GetModelInfo(&context, v1::GetModelInfoRequest(), &info)));
+    const v1::GetModelInfoRequest request;
+    RECSYS_ASSIGN_OR_RETURN(
+        v1::ModelInfo info,
+        internal::Call(options, &RecommenderStub::GetModelInfo, stub, request));
     if (!options.json) {
       *io.out << absl::StrFormat(
           "connected to %s: %s model version %d, %d users, %d items\n",

@@ -257,8 +257,35 @@ absl::Status RpcError(const grpc::Status& status);
 absl::Status OutcomeError(absl::StatusCode code, absl::string_view message);
 // Sets `options.timeout` as the call's deadline.
 void SetDeadline(const ClientOptions& options, grpc::ClientContext* context);
+// One unary call of `method` with the options' deadline: its response, or
+// its status marked as the server's answer (RpcError).
+//
+//   RECSYS_ASSIGN_OR_RETURN(
+//       v1::RateResponse r,
+//       internal::Call(options, &RecommenderStub::Rate, stub, request));
+template <typename Request, typename Response>
+absl::StatusOr<Response> Call(
+    const ClientOptions& options,
+    grpc::Status (RecommenderStub::*method)(grpc::ClientContext*,
+                                            const Request&, Response*),
+    RecommenderStub& stub, const Request& request) {
+  grpc::ClientContext context;
+  SetDeadline(options, &context);
+  Response response;
+  const grpc::Status status = (stub.*method)(&context, request, &response);
+  if (!status.ok()) return RpcError(status);
+  return response;
+}
 // One line of JSON with the proto field names, zero values included.
 std::string ToJson(const google::protobuf::Message& message);
+// With --json: prints `message` as one line of JSON and returns true.
+inline bool PrintJson(const ClientOptions& options,
+                      const google::protobuf::Message& message,
+                      const Streams& io) {
+  if (!options.json) return false;
+  *io.out << ToJson(message) << "\n";
+  return true;
+}
 
 // "::", tab or "," (tried in that order), or "" when the line has none.
 std::string DetectDelimiter(absl::string_view line);
