@@ -249,6 +249,12 @@ Failure DescribeFailure(absl::string_view command, const absl::Status& status,
 
 namespace internal {
 
+// An item's genres joined by '|'.
+std::string Genres(const v1::Item& item);
+// A usage error naming the flag when `value` is empty.
+absl::Status RequireFlag(const std::string& value, absl::string_view flag,
+                         absl::string_view command);
+
 // Statuses of failed calls: the gRPC code and message, marked as coming from
 // the call so DescribeFailure can tell them from local errors.
 absl::Status RpcError(const grpc::Status& status);

@@ -13,6 +13,7 @@
 
 #include "base/status_macros.h"
 #include "grpcpp/support/proto_buffer_reader.h"
+#include "server/rate_batcher.h"
 #include "server/wire.h"
 
 namespace recsys {
@@ -70,137 +71,6 @@ grpc::ServerUnaryReactor* AnswerWithEngine(
 }
 
 }  // namespace
-
-// Group commit for Rate, led from gRPC's own threads. A call that finds no
-// commit running leads: it takes every call queued so far (up to kMaxBatch)
-// and gives them to Engine::RateBatch (one log append and fsync for all of
-// them, each user folded in once), answers them, and goes on with whatever
-// queued meanwhile until the queue is empty. A call that finds a commit
-// running only queues and returns; the leader will answer it. So batches
-// grow with the load, and most calls are answered without a hand-off to
-// another thread and back, while gRPC keeps polling on its other threads.
-//
-// A gRPC thread that leads holds up the rest of what it was doing, such as
-// reading the next calls of the connection its call came in on. So it
-// leads for at most its budget (RecommenderService::kRateLeadBudget); if
-// calls are still queued then, it hands the lead to the batcher's own
-// thread, which leads until the queue is empty. The budget trades
-// throughput for tail latency: leading without a limit left p99.9 at
-// 10,000 Rates/s at ~20 ms; 3 ms keeps it near that of dedicated committer
-// threads and keeps most of the throughput gained (docs/performance-log/
-// 2026-11-24-rate-commit-on-grpc-threads.md).
-class RateBatcher {
- public:
-  struct Call {
-    Engine* engine;
-    RatingInput rating;
-    v1::RateResponse* resp;
-    grpc::ServerUnaryReactor* reactor;
-  };
-  using Observer =
-      std::function<void(absl::Span<const absl::StatusOr<RateResult>>)>;
-
-  RateBatcher(Observer observe, std::chrono::microseconds lead_budget)
-      : observe_(std::move(observe)),
-        lead_budget_(lead_budget),
-        thread_([this] { Loop(); }) {}
-  // Answers every queued call first.
-  ~RateBatcher() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-
-  // Returns once `call` is answered, or queued for a running leader.
-  void Add(Call call) {
-    std::unique_lock<std::mutex> lock(mu_);
-    queue_.push_back(std::move(call));
-    if (leading_) return;
-    leading_ = true;
-    const auto deadline = std::chrono::steady_clock::now() + lead_budget_;
-    while (!queue_.empty()) {
-      if (std::chrono::steady_clock::now() >= deadline) {
-        handed_off_ = true;  // still leading_, now on thread_
-        lock.unlock();
-        cv_.notify_one();
-        return;
-      }
-      CommitQueued(&lock);
-    }
-    leading_ = false;
-  }
-
- private:
-  static constexpr size_t kMaxBatch = 4096;
-
-  // The batcher's thread: leads when a gRPC thread hands the lead over.
-  void Loop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (true) {
-      cv_.wait(lock, [&] { return stop_ || handed_off_; });
-      if (!handed_off_) return;  // stopping, and nothing handed over
-      handed_off_ = false;
-      while (!queue_.empty()) CommitQueued(&lock);
-      leading_ = false;
-    }
-  }
-
-  // Commits up to kMaxBatch queued calls, with `lock` (on mu_) released
-  // meanwhile.
-  void CommitQueued(std::unique_lock<std::mutex>* lock) {
-    // Kept by the thread for its next turn as leader.
-    thread_local std::vector<Call> batch;
-    thread_local std::vector<RatingInput> inputs;
-    const size_t n = std::min(kMaxBatch, queue_.size());
-    batch.assign(std::make_move_iterator(queue_.begin()),
-                 std::make_move_iterator(queue_.begin() + n));
-    queue_.erase(queue_.begin(), queue_.begin() + n);
-    lock->unlock();
-    Commit(&batch, &inputs);
-    lock->lock();
-  }
-
-  void Commit(std::vector<Call>* batch, std::vector<RatingInput>* inputs) {
-    std::vector<Call>& calls = *batch;
-    // Runs of calls for the same engine (there is only ever one).
-    for (size_t begin = 0; begin < calls.size();) {
-      size_t end = begin + 1;
-      while (end < calls.size() && calls[end].engine == calls[begin].engine)
-        ++end;
-      inputs->clear();
-      for (size_t j = begin; j < end; ++j) {
-        inputs->push_back(std::move(calls[j].rating));
-      }
-      const std::vector<absl::StatusOr<RateResult>> results =
-          calls[begin].engine->RateBatch(*inputs);
-      observe_(results);
-      for (size_t j = begin; j < end; ++j) {
-        const absl::StatusOr<RateResult>& r = results[j - begin];
-        if (r.ok()) {
-          calls[j].resp->set_sequence(r->sequence);
-          calls[j].resp->set_new_user(r->new_user);
-          calls[j].resp->set_new_item(r->new_item);
-        }
-        calls[j].reactor->Finish(ToGrpcStatus(r.status()));
-      }
-      begin = end;
-    }
-    calls.clear();
-  }
-
-  const Observer observe_;
-  const std::chrono::microseconds lead_budget_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Call> queue_;
-  bool leading_ = false;     // a thread is committing
-  bool handed_off_ = false;  // thread_ is to take the lead
-  bool stop_ = false;
-  std::thread thread_;  // last: started once the rest is set up
-};
 
 RecommenderService::RecommenderService(
     std::chrono::microseconds rate_lead_budget)

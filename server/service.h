@@ -22,9 +22,9 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/recsys.grpc.pb.h"
-#include "engine/engine.h"
 
 namespace recsys {
 
@@ -50,7 +50,7 @@ class ServiceObserver {
                                   uint64_t log_sequence) = 0;
 };
 
-class RateBatcher;  // defined in service.cc
+class RateBatcher;  // server/rate_batcher.h
 
 // The hot unary calls, Recommend and Rate, use gRPC's callback API: Recommend
 // runs on the gRPC thread that received it (no hand-off to a sync-server
@@ -58,7 +58,7 @@ class RateBatcher;  // defined in service.cc
 // makes everything queued meanwhile durable with one log append (one fsync),
 // folds it in and answers each call, on its own gRPC thread, until nothing
 // is queued or its budget is spent, when the batcher's own thread takes
-// over (see RateBatcher in service.cc). The other quick unary calls (Train
+// over (see server/rate_batcher.h). The other quick unary calls (Train
 // and CancelTraining, which only start or flag a job, SimilarItems, GetUser,
 // GetItem, GetModelInfo) are
 // callback methods too; the long-lived streams, RateStream and
@@ -78,7 +78,7 @@ class RecommenderService final
                                           v1::Recommender::Service>>>>>>>> {
  public:
   // How long a gRPC thread may lead Rate's group commit before it hands the
-  // lead to the batcher's own thread (see RateBatcher in service.cc).
+  // lead to the batcher's own thread (see server/rate_batcher.h).
   static constexpr std::chrono::microseconds kRateLeadBudget{3000};
 
   explicit RecommenderService(
