@@ -263,6 +263,79 @@ RateResult Engine::Apply(Generation& g, const LogRecord& rec) {
   return ApplyUser(g, one)[0];
 }
 
+namespace {
+
+// Adds (sign 1) or takes back (-1) a rating of a model item in `eq`; the
+// ratings of new items are added afresh at each solve.
+void AddEntry(const Model& m, FoldInEquations* eq, const UserState::Entry& e,
+              float sign) {
+  if (e.item >= m.num_items()) return;
+  eq->Add(m.factors() > 0 ? m.item_factors.row(e.item).data() : nullptr,
+          m.item_bias[e.item], e.value, sign);
+}
+
+// Equations over the user's ratings of model items.
+FoldInEquations BuildEquations(const Model& m,
+                               const std::vector<UserState::Entry>& entries) {
+  FoldInEquations built(m, /*user_side=*/true);
+  thread_local std::vector<int32_t> cols;
+  thread_local std::vector<float> values;
+  cols.clear();
+  values.clear();
+  for (const UserState::Entry& e : entries) {
+    if (e.item >= m.num_items()) continue;  // added at the solve
+    cols.push_back(e.item);
+    values.push_back(e.value);
+  }
+  built.AddRows(m.item_factors, m.item_bias, cols, values);
+  return built;
+}
+
+// The row from `eq` plus the user's ratings of new items.
+FoldInResult SolveWithNewItems(const Model& m, const NewItems& ni,
+                               const FoldInEquations& eq,
+                               const std::vector<UserState::Entry>& entries) {
+  if (std::none_of(
+          entries.begin(), entries.end(),
+          [&](const UserState::Entry& e) { return e.item >= m.num_items(); })) {
+    return eq.Solve();
+  }
+  FoldInEquations with_new = eq;
+  for (const UserState::Entry& e : entries) {
+    if (e.item < m.num_items()) continue;
+    const int32_t j = e.item - m.num_items();
+    with_new.Add(m.factors() > 0 ? ni.Row(j) : nullptr, ni.bias[j], e.value);
+  }
+  return with_new.Solve();
+}
+
+// One solve for all of this user's new ratings: from the kept equations,
+// or from equations built now over all of the user's ratings (and kept for
+// next time when the shard's cache `budget` allows).
+FoldInResult SolveUser(Generation& g, size_t shard, const std::string& user_id,
+                       const std::vector<UserState::Entry>& entries,
+                       FoldInEquations* kept, const NewItems& ni,
+                       size_t budget) {
+  const Model& m = *g.model;
+  internal::EquationCache& cache = g.equations[shard];
+  std::optional<FoldInEquations> fresh;
+  if (kept == nullptr) {
+    FoldInEquations built = BuildEquations(m, entries);
+    if (budget > 0) {
+      cache.Insert(user_id, std::move(built));
+      kept = cache.Find(user_id);
+    } else {
+      fresh.emplace(std::move(built));
+      kept = &*fresh;
+    }
+  }
+  FoldInResult row = SolveWithNewItems(m, ni, *kept, entries);
+  cache.Trim(budget);
+  return row;
+}
+
+}  // namespace
+
 std::vector<RateResult> Engine::ApplyUser(
     Generation& g, absl::Span<const LogRecord* const> recs) {
   const Model& m = *g.model;
@@ -276,7 +349,6 @@ std::vector<RateResult> Engine::ApplyUser(
       internal::ViewUser(g, user_id, /*with_ratings=*/true,
                          /*with_vector=*/false);
   if (!recs.empty()) results[0].new_user = !user.known;
-  const int32_t base_user = m.users.Find(user_id);
   std::vector<UserState::Entry> entries = std::move(user.ratings);
   std::shared_ptr<const NewItems> ni = g.items();
   // The user's kept fold-in equations, if any, follow each change of a
@@ -286,12 +358,6 @@ std::vector<RateResult> Engine::ApplyUser(
   // ratings (one full fold-in per kRebuildAfter updates).
   constexpr int64_t kRebuildAfter = 1 << 16;
   if (kept != nullptr && kept->updates() >= kRebuildAfter) kept = nullptr;
-  std::optional<FoldInEquations> fresh;
-  auto add = [&m](FoldInEquations* eq, const UserState::Entry& e, float sign) {
-    if (e.item >= m.num_items()) return;
-    eq->Add(m.factors() > 0 ? m.item_factors.row(e.item).data() : nullptr,
-            m.item_bias[e.item], e.value, sign);
-  };
 
   bool applied = false;
   for (size_t r = 0; r < recs.size(); ++r) {
@@ -318,63 +384,23 @@ std::vector<RateResult> Engine::ApplyUser(
                      [&](const UserState::Entry& x) { return x.item == item; });
     if (e == entries.end()) {
       entries.push_back({item, rec.value, rec.timestamp, rec.seq});
-      if (kept != nullptr) add(kept, entries.back(), 1.0f);
+      if (kept != nullptr) AddEntry(m, kept, entries.back(), 1.0f);
     } else if (e->seq <= rec.seq) {
-      if (kept != nullptr) add(kept, *e, -1.0f);
+      if (kept != nullptr) AddEntry(m, kept, *e, -1.0f);
       *e = {item, rec.value, rec.timestamp, rec.seq};
-      if (kept != nullptr) add(kept, *e, 1.0f);
+      if (kept != nullptr) AddEntry(m, kept, *e, 1.0f);
     }
   }
-
   if (!applied) return results;
-  // One solve for all of this user's new ratings: from the kept equations,
-  // or from equations built now over all of the user's ratings (and kept
-  // for next time).
-  internal::EquationCache& cache = g.equations[shard];
+
   (kept != nullptr ? fold_in_cache_hits_ : fold_in_cache_misses_)
       .fetch_add(1, std::memory_order_relaxed);
   const size_t budget =
       static_cast<size_t>(std::max<int64_t>(0, options_.fold_in_cache_bytes) /
                           static_cast<int64_t>(internal::Generation::kShards));
-  if (kept == nullptr) {
-    FoldInEquations built(m, /*user_side=*/true);
-    thread_local std::vector<int32_t> cols;
-    thread_local std::vector<float> values;
-    cols.clear();
-    values.clear();
-    for (const UserState::Entry& e : entries) {
-      if (e.item >= m.num_items()) continue;  // added at the solve
-      cols.push_back(e.item);
-      values.push_back(e.value);
-    }
-    built.AddRows(m.item_factors, m.item_bias, cols, values);
-    if (budget > 0) {
-      cache.Insert(user_id, std::move(built));
-      kept = cache.Find(user_id);
-    } else {
-      fresh.emplace(std::move(built));
-      kept = &*fresh;
-    }
-  }
-  FoldInResult row;
-  if (std::none_of(
-          entries.begin(), entries.end(),
-          [&](const UserState::Entry& e) { return e.item >= m.num_items(); })) {
-    row = kept->Solve();
-  } else {
-    FoldInEquations with_new = *kept;
-    for (const UserState::Entry& e : entries) {
-      if (e.item < m.num_items()) continue;
-      const int32_t j = e.item - m.num_items();
-      with_new.Add(m.factors() > 0 ? ni->Row(j) : nullptr, ni->bias[j],
-                   e.value);
-    }
-    row = with_new.Solve();
-  }
-  cache.Trim(budget);
-
+  FoldInResult row = SolveUser(g, shard, user_id, entries, kept, *ni, budget);
   auto st = std::make_shared<UserState>();
-  st->base = base_user;
+  st->base = m.users.Find(user_id);
   st->erased_seq = user.erased_seq;
   st->ratings = std::move(entries);
   st->bias = row.bias;

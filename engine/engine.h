@@ -434,6 +434,13 @@ class Engine {
   void RunTraining(std::shared_ptr<internal::TrainingJob> job,
                    TrainingSpec spec, std::optional<Hyperparameters> exact,
                    double validation_fraction);
+  // RunTraining's steps: the journal started and the cut fixed (returns
+  // the seq every applied record is at or below); the new generation
+  // swapped in with the journal replayed into it (returns how many
+  // records); the job's end published.
+  uint64_t StartJournal(std::shared_ptr<internal::Generation>* g);
+  int64_t SwapIn(std::shared_ptr<internal::Generation> next, uint64_t seq);
+  void FinishJob(internal::TrainingJob& job, const TrainingUpdate& u);
 
   EngineOptions options_;
   std::unique_ptr<RatingLog> log_;

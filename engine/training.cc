@@ -65,50 +65,30 @@ absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
   return job->id;
 }
 
-void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
-                         TrainingSpec spec,
-                         std::optional<Hyperparameters> exact,
-                         double validation_fraction) {
-  TrainingUpdate last;
-  auto finish = [&](TrainingUpdate u) {
-    {
-      absl::MutexLock swap(&swap_mu_);
-      journaling_ = false;
-    }
-    {
-      absl::MutexLock lock(&jobs_mu_);
-      running_ = nullptr;
-    }
-    job->Push(u, /*last=*/true);
-  };
-  // Start the journal and fix the cut: every record <= seq is applied.
-  uint64_t seq = 0;
-  std::shared_ptr<Generation> g;
-  {
-    absl::MutexLock swap(&swap_mu_);
-    seq = log_->last_seq();
-    g = current();
-    journaling_ = true;
-    absl::MutexLock lock(&journal_mu_);
-    journal_.clear();
-  }
-  const Model state = Materialize(*g, seq);
-  RatingData all = RatingsOf(state);
+namespace {
+
+// The fit itself: as the spec asks (selection, or `exact`, or the spec's
+// settings with `validation_fraction` held out), each epoch and trial
+// pushed to the job's watchers; `last` is the newest epoch's update.
+absl::StatusOr<Model> FitForJob(internal::TrainingJob& job,
+                                const RatingData& all, TrainingSpec spec,
+                                const std::optional<Hyperparameters>& exact,
+                                double validation_fraction, int threads,
+                                TrainingUpdate* last) {
   TrainOptions opt;
-  opt.threads = options_.train_threads;
-  opt.stop = [&job] { return job->cancel.load(std::memory_order_relaxed); };
+  opt.threads = threads;
+  opt.stop = [&job] { return job.cancel.load(std::memory_order_relaxed); };
   opt.on_epoch = [&](const EpochReport& r) {
-    last.state = TrainingUpdate::kRunning;
-    last.trial.reset();
-    last.epoch = r.epoch;
-    last.epochs = r.epochs;
-    last.train_rmse = r.train_rmse;
-    last.validation_rmse = r.validation_rmse;
-    last.elapsed_seconds = r.elapsed_seconds;
-    job->Push(last, false);
+    last->state = TrainingUpdate::kRunning;
+    last->trial.reset();
+    last->epoch = r.epoch;
+    last->epochs = r.epochs;
+    last->train_rmse = r.train_rmse;
+    last->validation_rmse = r.validation_rmse;
+    last->elapsed_seconds = r.elapsed_seconds;
+    job.Push(*last, false);
   };
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<Model> trained;
   if (SpecSearches(spec)) {
     // Each finished trial goes to the watchers as it comes.
     spec.selection.on_trial = [&](const SelectionTrial& t) {
@@ -117,24 +97,86 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
       u.elapsed_seconds = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - start)
                               .count();
-      job->Push(u, false);
+      job.Push(u, false);
     };
-    trained = TrainWithSpec(all, spec, opt);
-    if (trained.ok()) last.validation_rmse = trained->last_validation_rmse;
-  } else {
-    const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
-    const Hyperparameters params =
-        exact ? *exact : ResolveParams(kind, spec.params);
-    RatingData train, validation;
-    const RatingData* fit = &all;
-    if (validation_fraction > 0) {
-      RandomSplit(all, validation_fraction, params.seed ^ 0x5eed, &train,
-                  &validation);
-      fit = &train;
-      opt.validation = &validation;
-    }
-    trained = TrainModel(*fit, kind, params, opt);
+    absl::StatusOr<Model> trained = TrainWithSpec(all, spec, opt);
+    if (trained.ok()) last->validation_rmse = trained->last_validation_rmse;
+    return trained;
   }
+  const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
+  const Hyperparameters params =
+      exact ? *exact : ResolveParams(kind, spec.params);
+  RatingData train, validation;
+  const RatingData* fit = &all;
+  if (validation_fraction > 0) {
+    RandomSplit(all, validation_fraction, params.seed ^ 0x5eed, &train,
+                &validation);
+    fit = &train;
+    opt.validation = &validation;
+  }
+  return TrainModel(*fit, kind, params, opt);
+}
+
+}  // namespace
+
+void Engine::FinishJob(internal::TrainingJob& job, const TrainingUpdate& u) {
+  {
+    absl::MutexLock swap(&swap_mu_);
+    journaling_ = false;
+  }
+  {
+    absl::MutexLock lock(&jobs_mu_);
+    running_ = nullptr;
+  }
+  job.Push(u, /*last=*/true);
+}
+
+uint64_t Engine::StartJournal(std::shared_ptr<Generation>* g) {
+  absl::MutexLock swap(&swap_mu_);
+  *g = current();
+  journaling_ = true;
+  absl::MutexLock lock(&journal_mu_);
+  journal_.clear();
+  return log_->last_seq();
+}
+
+int64_t Engine::SwapIn(std::shared_ptr<Generation> next, uint64_t seq) {
+  int64_t replayed = 0;
+  absl::MutexLock swap(&swap_mu_);
+  std::vector<LogRecord> journal;
+  {
+    absl::MutexLock lock(&journal_mu_);
+    journal.swap(journal_);
+  }
+  // In log order, as a restart would replay them (writers of different
+  // users journal in the order they finish).
+  std::sort(
+      journal.begin(), journal.end(),
+      [](const LogRecord& a, const LogRecord& b) { return a.seq < b.seq; });
+  Replayer replay(*this, *next);
+  for (const LogRecord& rec : journal) {
+    if (rec.seq <= seq) continue;
+    ++replayed;
+    replay.Add(rec);
+  }
+  replay.Finish();
+  std::atomic_store(&current_, next);
+  journaling_ = false;
+  return replayed;
+}
+
+void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
+                         TrainingSpec spec,
+                         std::optional<Hyperparameters> exact,
+                         double validation_fraction) {
+  // Start the journal and fix the cut: every record <= seq is applied.
+  std::shared_ptr<Generation> g;
+  const uint64_t seq = StartJournal(&g);
+  const Model state = Materialize(*g, seq);
+  TrainingUpdate last;
+  absl::StatusOr<Model> trained =
+      FitForJob(*job, RatingsOf(state), std::move(spec), exact,
+                validation_fraction, options_.train_threads, &last);
   bool cancelled = false;
   {
     // A cancel either lands before this point, and no model goes in, or is
@@ -148,7 +190,7 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
     u.state = cancelled ? TrainingUpdate::kCancelled : TrainingUpdate::kFailed;
     u.error = cancelled ? std::string("cancelled (CancelTraining)")
                         : std::string(trained.status().message());
-    finish(u);
+    FinishJob(*job, u);
     return;
   }
   // The held-out share trained nothing but stays the users' history.
@@ -158,29 +200,7 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
   trained->last_validation_rmse = last.validation_rmse;
   auto next = std::make_shared<Generation>(
       std::make_shared<const Model>(*std::move(trained)), g->version + 1);
-  int64_t replayed = 0;
-  {
-    absl::MutexLock swap(&swap_mu_);
-    std::vector<LogRecord> journal;
-    {
-      absl::MutexLock lock(&journal_mu_);
-      journal.swap(journal_);
-    }
-    // In log order, as a restart would replay them (writers of different
-    // users journal in the order they finish).
-    std::sort(
-        journal.begin(), journal.end(),
-        [](const LogRecord& a, const LogRecord& b) { return a.seq < b.seq; });
-    Replayer replay(*this, *next);
-    for (const LogRecord& rec : journal) {
-      if (rec.seq <= seq) continue;
-      ++replayed;
-      replay.Add(rec);
-    }
-    replay.Finish();
-    std::atomic_store(&current_, next);
-    journaling_ = false;
-  }
+  const int64_t replayed = SwapIn(next, seq);
   // The new generation goes to disk so a restart serves it.
   absl::Status saved = WriteSnapshot();
   TrainingUpdate u = last;
@@ -191,7 +211,7 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
   }
   u.model_version = next->version;
   u.ratings_folded_after = replayed;
-  finish(u);
+  FinishJob(*job, u);
 }
 
 absl::StatusOr<std::vector<TrainingUpdate>> Engine::WatchTraining(
