@@ -75,76 +75,92 @@ absl::Status PruneSnapshots(const std::string& dir, const std::string& current,
 
 }  // namespace internal
 
-Model Materialize(const Generation& g, uint64_t log_sequence) {
-  Model m = *g.model;  // copy: the trained rows are the starting point
-  const std::shared_ptr<const NewItems> ni = g.items();
-  const int32_t base_items = m.num_items();
-  const int32_t added = ni->size();
+namespace {
+
+// The catalogue as edited, and the new items' ids, entries and rows.
+void MaterializeItems(const NewItems& ni, Model* m) {
+  const int32_t base_items = m->num_items();
+  const int32_t added = ni.size();
   for (int32_t i = 0; i < base_items; ++i) {
-    m.item_info[i] = ni->catalogue->Info(i);
+    m->item_info[i] = ni.catalogue->Info(i);
   }
-  if (added > 0) {
-    for (int32_t j = 0; j < added; ++j) m.items.Insert(ni->ids->External(j));
-    m.item_info.insert(m.item_info.end(), ni->info->begin(), ni->info->end());
-    m.item_factors.conservativeResize(base_items + added, Eigen::NoChange);
-    for (int32_t j = 0; j < added && m.factors() > 0; ++j) {
-      m.item_factors.row(base_items + j) =
-          Eigen::Map<const Eigen::RowVectorXf>(ni->Row(j), m.factors());
-    }
-    m.item_bias.conservativeResize(base_items + added);
-    m.item_bias.tail(added) = ni->bias;
+  if (added == 0) return;
+  for (int32_t j = 0; j < added; ++j) m->items.Insert(ni.ids->External(j));
+  m->item_info.insert(m->item_info.end(), ni.info->begin(), ni.info->end());
+  m->item_factors.conservativeResize(base_items + added, Eigen::NoChange);
+  for (int32_t j = 0; j < added && m->factors() > 0; ++j) {
+    m->item_factors.row(base_items + j) =
+        Eigen::Map<const Eigen::RowVectorXf>(ni.Row(j), m->factors());
   }
-  // Folded users: trained users get their rows replaced, new users appended.
+  m->item_bias.conservativeResize(base_items + added);
+  m->item_bias.tail(added) = ni.bias;
+}
+
+// Folded users: trained users get their rows replaced, new users appended.
+// Returns each user's state (null: as trained); `erasures` says whether any
+// is erased.
+std::vector<const UserState*> MaterializeUsers(
+    const Generation& g, Model* m,
+    std::vector<std::shared_ptr<const UserState>>* keep, bool* erasures) {
   std::vector<std::pair<int32_t, std::shared_ptr<const UserState>>> folded;
-  bool erasures = false;
+  *erasures = false;
   for (const auto& shard : g.shards) {
     std::lock_guard<std::mutex> lock(shard.mu);
     for (const auto& [id, st] : shard.users) {
-      erasures = erasures || st->erased;
+      *erasures = *erasures || st->erased;
       if (st->erased && st->base < 0) continue;
-      const int32_t u = st->base >= 0 ? st->base : m.users.Insert(id);
+      const int32_t u = st->base >= 0 ? st->base : m->users.Insert(id);
       folded.emplace_back(u, st);
     }
   }
-  int32_t users = m.users.size();
-  m.user_bias.conservativeResize(users);
-  m.user_factors.conservativeResize(users, Eigen::NoChange);
+  const int32_t users = m->users.size();
+  m->user_bias.conservativeResize(users);
+  m->user_factors.conservativeResize(users, Eigen::NoChange);
   std::vector<const UserState*> by_user(users, nullptr);
   for (const auto& [u, st] : folded) {
-    m.user_bias[u] = st->bias;
-    if (m.factors() > 0 && !st->erased) {
-      m.user_factors.row(u) = st->vec.transpose();
+    m->user_bias[u] = st->bias;
+    if (m->factors() > 0 && !st->erased) {
+      m->user_factors.row(u) = st->vec.transpose();
     }
     by_user[u] = st.get();
+    keep->push_back(st);
   }
-  // Erased users leave no trace: no id, no row, no rating. The others
-  // close up in their order.
-  std::vector<int32_t> old_user;  // new index -> old, when any was erased
-  if (erasures) {
-    IdMap kept;
-    for (int32_t u = 0; u < users; ++u) {
-      if (by_user[u] != nullptr && by_user[u]->erased) continue;
-      kept.Insert(m.users.External(u));
-      old_user.push_back(u);
-    }
-    const auto n = static_cast<int32_t>(old_user.size());
-    Eigen::VectorXf bias(n);
-    RowMatrix factors(n, m.factors());
-    std::vector<const UserState*> states(static_cast<size_t>(n));
-    for (int32_t u = 0; u < n; ++u) {
-      const int32_t o = old_user[static_cast<size_t>(u)];
-      bias[u] = m.user_bias[o];
-      if (m.factors() > 0) factors.row(u) = m.user_factors.row(o);
-      states[static_cast<size_t>(u)] = by_user[static_cast<size_t>(o)];
-    }
-    m.users = std::move(kept);
-    m.user_bias = std::move(bias);
-    m.user_factors = std::move(factors);
-    by_user = std::move(states);
-    users = n;
+  return by_user;
+}
+
+// Erased users leave no trace: no id, no row, no rating. The others close
+// up in their order; returns each new index's old one.
+std::vector<int32_t> DropErasedUsers(Model* m,
+                                     std::vector<const UserState*>* by_user) {
+  std::vector<int32_t> old_user;
+  IdMap kept;
+  for (int32_t u = 0; u < m->users.size(); ++u) {
+    if ((*by_user)[u] != nullptr && (*by_user)[u]->erased) continue;
+    kept.Insert(m->users.External(u));
+    old_user.push_back(u);
   }
-  // Every rating, old and new, in user order.
-  const SparseRows& old = g.model->user_ratings;
+  const auto n = static_cast<int32_t>(old_user.size());
+  Eigen::VectorXf bias(n);
+  RowMatrix factors(n, m->factors());
+  std::vector<const UserState*> states(static_cast<size_t>(n));
+  for (int32_t u = 0; u < n; ++u) {
+    const int32_t o = old_user[static_cast<size_t>(u)];
+    bias[u] = m->user_bias[o];
+    if (m->factors() > 0) factors.row(u) = m->user_factors.row(o);
+    states[static_cast<size_t>(u)] = (*by_user)[static_cast<size_t>(o)];
+  }
+  m->users = std::move(kept);
+  m->user_bias = std::move(bias);
+  m->user_factors = std::move(factors);
+  *by_user = std::move(states);
+  return old_user;
+}
+
+// Every rating, old and new, in user order: a user's state where there is
+// one, else their trained ratings (`old`, at index old_user[u], or u).
+SparseRows MaterializeRatings(const SparseRows& old,
+                              const std::vector<const UserState*>& by_user,
+                              const std::vector<int32_t>& old_user) {
   SparseRows rows;
   rows.offsets.assign(1, 0);
   struct Entry {
@@ -154,9 +170,9 @@ Model Materialize(const Generation& g, uint64_t log_sequence) {
     bool operator<(const Entry& o) const { return item < o.item; }
   };
   std::vector<Entry> tmp;
-  for (int32_t u = 0; u < users; ++u) {
+  for (size_t u = 0; u < by_user.size(); ++u) {
     tmp.clear();
-    const int32_t o = erasures ? old_user[static_cast<size_t>(u)] : u;
+    const auto o = static_cast<int32_t>(old_user.empty() ? u : old_user[u]);
     if (by_user[u] != nullptr) {
       for (const auto& e : by_user[u]->ratings) {
         tmp.push_back({e.item, e.value, e.timestamp});
@@ -175,7 +191,21 @@ Model Materialize(const Generation& g, uint64_t log_sequence) {
     }
     rows.offsets.push_back(static_cast<int64_t>(rows.cols.size()));
   }
-  m.user_ratings = std::move(rows);
+  return rows;
+}
+
+}  // namespace
+
+Model Materialize(const Generation& g, uint64_t log_sequence) {
+  Model m = *g.model;  // copy: the trained rows are the starting point
+  MaterializeItems(*g.items(), &m);
+  std::vector<std::shared_ptr<const UserState>> states;  // kept alive
+  bool erasures = false;
+  std::vector<const UserState*> by_user =
+      MaterializeUsers(g, &m, &states, &erasures);
+  std::vector<int32_t> old_user;  // empty when no user was erased
+  if (erasures) old_user = DropErasedUsers(&m, &by_user);
+  m.user_ratings = MaterializeRatings(g.model->user_ratings, by_user, old_user);
   m.item_counts.assign(m.num_items(), 0);
   for (int32_t i : m.user_ratings.cols) ++m.item_counts[i];
   m.log_sequence = log_sequence;
