@@ -96,8 +96,33 @@ absl::StatusOr<std::unique_ptr<RatingLog>> RatingLog::Open(
   return log;
 }
 
-absl::Status RatingLog::Recover(
-    uint64_t after_seq, const std::function<void(const LogRecord&)>& replay) {
+namespace {
+
+// The first seq of every segment in `dir`, in order; a segment whose
+// creation crashed (still under its temporary name) goes.
+absl::StatusOr<std::vector<uint64_t>> ListSegments(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<uint64_t> seqs;
+  fs::directory_iterator it(dir, ec);
+  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    uint64_t seq = 0;
+    if (ParseSegmentName(name, &seq)) {
+      seqs.push_back(seq);
+    } else if (absl::EndsWith(name, ".tmp") &&
+               ParseSegmentName(name.substr(0, name.size() - 4), &seq)) {
+      ::unlink(it->path().c_str());
+    }
+  }
+  if (ec) return ErrnoError(ec.value(), dir, "cannot list directory");
+  std::sort(seqs.begin(), seqs.end());
+  return seqs;
+}
+
+}  // namespace
+
+absl::Status RatingLog::LockDirectory() {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::create_directories(dir_, ec)) {
@@ -108,7 +133,6 @@ absl::Status RatingLog::Recover(
   } else if (ec) {
     return ErrnoError(ec.value(), dir_, "cannot create directory");
   }
-
   // Two writers would interleave records and numbers; the lock is dropped
   // by the kernel when its holder dies, so a crash leaves nothing stale.
   const std::string lock_path = dir_ + "/LOCK";
@@ -122,25 +146,14 @@ absl::Status RatingLog::Recover(
     }
     return ErrnoError(errno, lock_path, "cannot lock");
   }
+  return absl::OkStatus();
+}
 
-  std::vector<uint64_t> seqs;
-  fs::directory_iterator it(dir_, ec);
-  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    uint64_t seq = 0;
-    if (ParseSegmentName(name, &seq)) {
-      seqs.push_back(seq);
-    } else if (absl::EndsWith(name, ".tmp") &&
-               ParseSegmentName(name.substr(0, name.size() - 4), &seq)) {
-      ::unlink(it->path().c_str());  // a segment whose creation crashed
-    }
-  }
-  if (ec) return ErrnoError(ec.value(), dir_, "cannot list directory");
-  std::sort(seqs.begin(), seqs.end());
-
+absl::Status RatingLog::ReplaySegments(
+    const std::vector<uint64_t>& seqs, uint64_t after_seq,
+    const std::function<void(const LogRecord&)>& replay, size_t* valid_end,
+    uint32_t* last_version) {
   uint64_t expected = 1;
-  size_t valid_end = 0;
-  uint32_t last_version = kVersion;
   for (size_t k = 0; k < seqs.size(); ++k) {
     const std::string path = SegmentPath(dir_, seqs[k]);
     // Only a rename (not a record) can start a segment below `expected`.
@@ -154,56 +167,70 @@ absl::Status RatingLog::Recover(
     RECSYS_ASSIGN_OR_RETURN(const std::string bytes, ReadFile(path));
     const bool is_last = k + 1 == seqs.size();
     RECSYS_ASSIGN_OR_RETURN(
-        valid_end, ScanSegment(path, bytes, is_last, after_seq, &expected,
-                               &recovery_, replay));
-    if (is_last && valid_end < bytes.size()) {
-      recovery_.truncated_bytes = bytes.size() - valid_end;
+        *valid_end, ScanSegment(path, bytes, is_last, after_seq, &expected,
+                                &recovery_, replay));
+    if (is_last && *valid_end < bytes.size()) {
+      recovery_.truncated_bytes = bytes.size() - *valid_end;
       recovery_.truncated_file = path;
     }
-    if (is_last) last_version = Load<uint32_t>(bytes.data() + 8);
+    if (is_last) *last_version = Load<uint32_t>(bytes.data() + 8);
   }
   recovery_.segments = static_cast<int>(seqs.size());
   next_seq_ = std::max(expected, after_seq + 1);
+  return absl::OkStatus();
+}
 
+absl::Status RatingLog::OpenActive(std::vector<uint64_t>* seqs,
+                                   size_t valid_end, uint32_t last_version) {
+  auto segment = std::make_shared<internal::LogSegment>();
+  segment->path = SegmentPath(dir_, seqs->back());
+  segment->fd = ::open(segment->path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (segment->fd < 0) {
+    return ErrnoError(errno, segment->path, "cannot open for append");
+  }
+  segment->size = valid_end;
+  segment->has_records = valid_end > kHeaderBytes;
+  if (recovery_.truncated_bytes > 0 &&
+      ::ftruncate(segment->fd, valid_end) != 0) {
+    return ErrnoError(errno, segment->path, "cannot truncate torn tail");
+  }
+  // A crash may have left records only in the page cache; they are about
+  // to be served as if durable, so make them so (and the truncation).
+  if (::fsync(segment->fd) != 0) {
+    return ErrnoError(errno, segment->path, "cannot fsync");
+  }
+  active_ = std::move(segment);
+  if (last_version >= kVersion) return absl::OkStatus();
+  // An older build wrote this segment, and its version forbids records that
+  // this build appends (erasures, catalogue entries): write on in a new
+  // segment. One with no records goes first. A crash at any point leaves
+  // segments that the next start reads.
+  if (!active_->has_records) {
+    if (::unlink(active_->path.c_str()) != 0) {
+      return ErrnoError(errno, active_->path, "cannot remove");
+    }
+    seqs->pop_back();
+  }
+  active_.reset();
+  RECSYS_ASSIGN_OR_RETURN(active_, CreateSegment(dir_, next_seq_));
+  seqs->push_back(next_seq_);
+  recovery_.upgraded_from_version = static_cast<int>(last_version);
+  return absl::OkStatus();
+}
+
+absl::Status RatingLog::Recover(
+    uint64_t after_seq, const std::function<void(const LogRecord&)>& replay) {
+  RECSYS_RETURN_IF_ERROR(LockDirectory());
+  RECSYS_ASSIGN_OR_RETURN(std::vector<uint64_t> seqs, ListSegments(dir_));
+  size_t valid_end = 0;
+  uint32_t last_version = kVersion;
+  RECSYS_RETURN_IF_ERROR(
+      ReplaySegments(seqs, after_seq, replay, &valid_end, &last_version));
   if (seqs.empty()) {
     RECSYS_ASSIGN_OR_RETURN(active_, CreateSegment(dir_, next_seq_));
     seqs.push_back(next_seq_);
   } else {
-    auto segment = std::make_shared<internal::LogSegment>();
-    segment->path = SegmentPath(dir_, seqs.back());
-    segment->fd =
-        ::open(segment->path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (segment->fd < 0) {
-      return ErrnoError(errno, segment->path, "cannot open for append");
-    }
-    segment->size = valid_end;
-    segment->has_records = valid_end > kHeaderBytes;
-    if (recovery_.truncated_bytes > 0 &&
-        ::ftruncate(segment->fd, valid_end) != 0) {
-      return ErrnoError(errno, segment->path, "cannot truncate torn tail");
-    }
-    // A crash may have left records only in the page cache; they are about
-    // to be served as if durable, so make them so (and the truncation).
-    if (::fsync(segment->fd) != 0) {
-      return ErrnoError(errno, segment->path, "cannot fsync");
-    }
-    active_ = std::move(segment);
-    if (last_version < kVersion) {
-      // An older build wrote this segment, and its version forbids records
-      // that this build appends (erasures, catalogue entries): write on in a
-      // new segment. One with no records goes first. A crash at any point
-      // leaves segments that the next start reads.
-      if (!active_->has_records) {
-        if (::unlink(active_->path.c_str()) != 0) {
-          return ErrnoError(errno, active_->path, "cannot remove");
-        }
-        seqs.pop_back();
-      }
-      active_.reset();
-      RECSYS_ASSIGN_OR_RETURN(active_, CreateSegment(dir_, next_seq_));
-      seqs.push_back(next_seq_);
-      recovery_.upgraded_from_version = static_cast<int>(last_version);
-    }
+    RECSYS_RETURN_IF_ERROR(OpenActive(&seqs, valid_end, last_version));
   }
   segment_seqs_ = std::move(seqs);
   written_seq_ = synced_seq_ = next_seq_ - 1;

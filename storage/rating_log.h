@@ -230,6 +230,18 @@ class RatingLog {
   RatingLog(std::string dir, const RatingLogOptions& options);
   absl::Status Recover(uint64_t after_seq,
                        const std::function<void(const LogRecord&)>& replay);
+  // Recover's steps: the directory made and locked against a second
+  // writer; every segment validated and its records after `after_seq`
+  // replayed (sets next_seq_; `valid_end` is where the last one's valid
+  // records end); the last segment opened for appending (its torn tail cut),
+  // or a new one begun after a segment of an older format version.
+  absl::Status LockDirectory();
+  absl::Status ReplaySegments(
+      const std::vector<uint64_t>& seqs, uint64_t after_seq,
+      const std::function<void(const LogRecord&)>& replay, size_t* valid_end,
+      uint32_t* last_version);
+  absl::Status OpenActive(std::vector<uint64_t>* seqs, size_t valid_end,
+                          uint32_t last_version);
   // Returns once records up to `seq` are written (and fsynced if `sync`),
   // doing the I/O itself whenever no other thread is.
   absl::Status WaitFor(std::unique_lock<std::mutex>& lock, uint64_t seq,
