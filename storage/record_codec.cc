@@ -68,8 +68,45 @@ void EncodeRecord(const LogRecord& r, std::string* out) {
   Store(frame + 4, FrameCrc(frame, size));
 }
 
-Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
-                  size_t* frame_size, std::string* why) {
+namespace {
+
+// A catalogue entry's fields, from `q` to `end` (the end of the record);
+// null when malformed. Every length is checked against the bytes left
+// before it is used.
+std::shared_ptr<ItemInfo> DecodeEntry(const char* q, const char* const end) {
+  auto u32 = [&](uint32_t* v) {
+    if (end - q < 4) return false;
+    *v = Load<uint32_t>(q);
+    q += 4;
+    return true;
+  };
+  auto str = [&](std::string* out, size_t limit) {
+    uint32_t n = 0;
+    if (!u32(&n) || n > limit || static_cast<size_t>(end - q) < n) {
+      return false;
+    }
+    out->assign(q, n);
+    q += n;
+    return true;
+  };
+  auto entry = std::make_shared<ItemInfo>();
+  uint32_t flags = 0, genres = 0;
+  bool ok = u32(&flags) && flags <= 1 &&
+            str(&entry->title, RatingLog::kMaxTitleBytes) && u32(&genres) &&
+            genres <= RatingLog::kMaxGenres;
+  entry->retired = flags == 1;
+  if (ok) entry->genres.resize(genres);
+  for (uint32_t g = 0; ok && g < genres; ++g) {
+    ok = str(&entry->genres[g], RatingLog::kMaxGenreBytes);
+  }
+  if (!ok || q != end) return nullptr;
+  return entry;
+}
+
+// The frame's length and checksum: kValid with the payload's size, or
+// kInvalid (torn or corrupt) saying why.
+Frame CheckFrame(absl::string_view bytes, size_t offset, uint32_t* size,
+                 std::string* why) {
   const size_t left = bytes.size() - offset;
   if (left < kFrameBytes) {
     *why = absl::StrFormat("record header cut short (%d of %d bytes)", left,
@@ -77,23 +114,35 @@ Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
     return Frame::kInvalid;
   }
   const char* frame = bytes.data() + offset;
-  const uint32_t size = Load<uint32_t>(frame);
-  if (size < RatingLog::kMinPayloadBytes ||
-      size > RatingLog::kMaxPayloadBytes) {
-    *why = absl::StrFormat("record length %d outside [%d, %d]", size,
+  *size = Load<uint32_t>(frame);
+  if (*size < RatingLog::kMinPayloadBytes ||
+      *size > RatingLog::kMaxPayloadBytes) {
+    *why = absl::StrFormat("record length %d outside [%d, %d]", *size,
                            RatingLog::kMinPayloadBytes,
                            RatingLog::kMaxPayloadBytes);
     return Frame::kInvalid;
   }
-  if (size > left - kFrameBytes) {
-    *why = absl::StrFormat("record of %d bytes cut short at %d", size,
+  if (*size > left - kFrameBytes) {
+    *why = absl::StrFormat("record of %d bytes cut short at %d", *size,
                            left - kFrameBytes);
     return Frame::kInvalid;
   }
-  if (Load<uint32_t>(frame + 4) != FrameCrc(frame, size)) {
+  if (Load<uint32_t>(frame + 4) != FrameCrc(frame, *size)) {
     *why = "checksum mismatch";
     return Frame::kInvalid;
   }
+  return Frame::kValid;
+}
+
+}  // namespace
+
+Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
+                  size_t* frame_size, std::string* why) {
+  uint32_t size = 0;
+  if (CheckFrame(bytes, offset, &size, why) != Frame::kValid) {
+    return Frame::kInvalid;
+  }
+  const char* frame = bytes.data() + offset;
   *frame_size = kFrameBytes + size;
   const char* p = frame + kFrameBytes;
   const uint32_t user_size = Load<uint32_t>(p + 20);
@@ -115,35 +164,8 @@ Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
   }
   std::shared_ptr<ItemInfo> entry;
   if (user_size == 0) {
-    // Every length is checked against the bytes left before it is used.
-    const char* q = p + 28 + item_size;
-    const char* const end = frame + kFrameBytes + size;
-    auto u32 = [&](uint32_t* v) {
-      if (end - q < 4) return false;
-      *v = Load<uint32_t>(q);
-      q += 4;
-      return true;
-    };
-    auto str = [&](std::string* out, size_t limit) {
-      uint32_t n = 0;
-      if (!u32(&n) || n > limit || static_cast<size_t>(end - q) < n) {
-        return false;
-      }
-      out->assign(q, n);
-      q += n;
-      return true;
-    };
-    entry = std::make_shared<ItemInfo>();
-    uint32_t flags = 0, genres = 0;
-    bool ok = u32(&flags) && flags <= 1 &&
-              str(&entry->title, RatingLog::kMaxTitleBytes) && u32(&genres) &&
-              genres <= RatingLog::kMaxGenres;
-    entry->retired = flags == 1;
-    if (ok) entry->genres.resize(genres);
-    for (uint32_t g = 0; ok && g < genres; ++g) {
-      ok = str(&entry->genres[g], RatingLog::kMaxGenreBytes);
-    }
-    if (!ok || q != end) {
+    entry = DecodeEntry(p + 28 + item_size, frame + kFrameBytes + size);
+    if (entry == nullptr) {
       *why = "malformed catalogue entry";
       return Frame::kCorruptPayload;
     }
