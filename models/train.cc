@@ -402,63 +402,55 @@ bool TrainingDiverged(const absl::Status& status) {
          absl::StartsWith(status.message(), kDiverged);
 }
 
-absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
-                                 const Hyperparameters& params,
-                                 const TrainOptions& options) {
-  RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(kind, params));
-  if (data.ratings.empty()) {
-    return absl::InvalidArgumentError("cannot train on an empty rating set");
-  }
-  if (!data.scale.valid()) {
-    return absl::InvalidArgumentError("rating scale is empty");
-  }
-  const Clock::time_point start = Clock::now();
-  if (kind == ModelKind::kHybrid) {
-    // Two models on the same data, spliced column-wise: the ranking part
-    // first (trained quietly), then the rating part, which reports.
-    TrainOptions quiet = options;
-    quiet.on_epoch = nullptr;
-    Model rank;
-    if (params.rank_kind == ModelKind::kPopularity) {
-      InitModelFrom(data, ModelKind::kPopularity, params, 1, &rank);
-      internal::FillPopularityColumn(
-          internal::RelevantCounts(BuildRows(data, true),
-                                   DefaultRelevanceThreshold(data.scale)),
-          &rank);
-    } else {
-      RECSYS_ASSIGN_OR_RETURN(
-          rank, TrainModel(data, params.rank_kind, RankingPart(params), quiet));
-    }
-    // The rating part keeps its own copy of the ratings; this one would only
-    // add to the peak memory of the second fit.
-    rank.user_ratings = SparseRows();
-    RECSYS_ASSIGN_OR_RETURN(
-        Model m, TrainModel(data, ModelKind::kBayes, params, options));
-    m.kind = ModelKind::kHybrid;
-    m.params = params;
-    RowMatrix users(m.num_users(), rank.factors() + m.factors());
-    users << rank.user_factors, m.user_factors;
-    RowMatrix items(m.num_items(), rank.factors() + m.factors());
-    items << rank.item_factors, m.item_factors;
-    m.user_factors = std::move(users);
-    m.item_factors = std::move(items);
-    m.rank_bias = std::move(rank.rank_bias);
-    ComputeGrams(&m);
-    m.train_seconds = Seconds(start);
-    return m;
-  }
-  const int threads = ResolveThreads(options.threads);
-  const bool factored = kind == ModelKind::kSgd || kind == ModelKind::kAls ||
-                        kind == ModelKind::kIals || kind == ModelKind::kBayes ||
-                        kind == ModelKind::kPuresvd;
-  Model m;
-  InitModelFrom(data, kind, params, factored ? params.factors : 0, &m);
+namespace {
 
+// A hybrid: two models on the same data, spliced column-wise: the ranking
+// part first (trained quietly), then the rating part, which reports.
+absl::StatusOr<Model> TrainHybrid(const RatingData& data,
+                                  const Hyperparameters& params,
+                                  const TrainOptions& options,
+                                  Clock::time_point start) {
+  TrainOptions quiet = options;
+  quiet.on_epoch = nullptr;
+  Model rank;
+  if (params.rank_kind == ModelKind::kPopularity) {
+    InitModelFrom(data, ModelKind::kPopularity, params, 1, &rank);
+    internal::FillPopularityColumn(
+        internal::RelevantCounts(BuildRows(data, true),
+                                 DefaultRelevanceThreshold(data.scale)),
+        &rank);
+  } else {
+    RECSYS_ASSIGN_OR_RETURN(
+        rank, TrainModel(data, params.rank_kind, RankingPart(params), quiet));
+  }
+  // The rating part keeps its own copy of the ratings; this one would only
+  // add to the peak memory of the second fit.
+  rank.user_ratings = SparseRows();
+  RECSYS_ASSIGN_OR_RETURN(Model m,
+                          TrainModel(data, ModelKind::kBayes, params, options));
+  m.kind = ModelKind::kHybrid;
+  m.params = params;
+  RowMatrix users(m.num_users(), rank.factors() + m.factors());
+  users << rank.user_factors, m.user_factors;
+  RowMatrix items(m.num_items(), rank.factors() + m.factors());
+  items << rank.item_factors, m.item_factors;
+  m.user_factors = std::move(users);
+  m.item_factors = std::move(items);
+  m.rank_bias = std::move(rank.rank_bias);
+  ComputeGrams(&m);
+  m.train_seconds = Seconds(start);
+  return m;
+}
+
+// The fit of one (non-hybrid) kind into `m`, set up by InitModelFrom.
+void Fit(const RatingData& data, ModelKind kind, int threads,
+         const TrainOptions& options, Clock::time_point start, Model* mp) {
+  Model& m = *mp;
   switch (kind) {
     case ModelKind::kBaseline:
     case ModelKind::kPopularity:
       FitBiases(data, BuildRows(data, false), BuildRows(data, true),
-                params.epochs, &m, options, start);
+                m.params.epochs, &m, options, start);
       break;
     case ModelKind::kSgd:
       TrainSgd(data, &m, threads, options, start);
@@ -471,7 +463,7 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
       // Biases for predicted ratings (quietly), then the ranking factors.
       const SparseRows by_user = BuildRows(data, false);
       const SparseRows by_item = BuildRows(data, true);
-      FitBiases(data, by_user, by_item, params.epochs, &m, TrainOptions(),
+      FitBiases(data, by_user, by_item, m.params.epochs, &m, TrainOptions(),
                 start);
       internal::TrainImplicit(
           by_user, by_item, threads, options,
@@ -508,27 +500,53 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
           },
           &m);
       break;
-    case ModelKind::kHybrid:  // trained above, from its two parts
+    case ModelKind::kHybrid:  // TrainHybrid, from its two parts
       break;
   }
+}
+
+// Rows nobody rated carry only their random start; zeroed, unseen users
+// and items score as the biases say.
+void ZeroUnseenRows(const RatingData& data, Model* m) {
+  std::vector<bool> user_seen(m->num_users(), false);
+  for (const Rating& r : data.ratings) user_seen[r.user] = true;
+  for (int32_t u = 0; u < m->num_users(); ++u) {
+    if (!user_seen[u]) m->user_factors.row(u).setZero();
+  }
+  for (int32_t i = 0; i < m->num_items(); ++i) {
+    if (m->item_counts[i] == 0) m->item_factors.row(i).setZero();
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
+                                 const Hyperparameters& params,
+                                 const TrainOptions& options) {
+  RECSYS_RETURN_IF_ERROR(ValidateHyperparameters(kind, params));
+  if (data.ratings.empty()) {
+    return absl::InvalidArgumentError("cannot train on an empty rating set");
+  }
+  if (!data.scale.valid()) {
+    return absl::InvalidArgumentError("rating scale is empty");
+  }
+  const Clock::time_point start = Clock::now();
+  if (kind == ModelKind::kHybrid) {
+    return TrainHybrid(data, params, options, start);
+  }
+  const bool factored = kind == ModelKind::kSgd || kind == ModelKind::kAls ||
+                        kind == ModelKind::kIals || kind == ModelKind::kBayes ||
+                        kind == ModelKind::kPuresvd;
+  Model m;
+  InitModelFrom(data, kind, params, factored ? params.factors : 0, &m);
+  Fit(data, kind, ResolveThreads(options.threads), options, start, &m);
   if (StopRequested(options)) {
     return absl::CancelledError(absl::StrCat("training of the ",
                                              ModelKindName(kind),
                                              " model stopped "
                                              "on request"));
   }
-  // Rows nobody rated carry only their random start; zero them so unseen
-  // users and items score as the biases say.
-  if (factored) {
-    std::vector<bool> user_seen(m.num_users(), false);
-    for (const Rating& r : data.ratings) user_seen[r.user] = true;
-    for (int32_t u = 0; u < m.num_users(); ++u) {
-      if (!user_seen[u]) m.user_factors.row(u).setZero();
-    }
-    for (int32_t i = 0; i < m.num_items(); ++i) {
-      if (m.item_counts[i] == 0) m.item_factors.row(i).setZero();
-    }
-  }
+  if (factored) ZeroUnseenRows(data, &m);
   if (params.popularity_weight > 0 && kind != ModelKind::kPopularity) {
     m.rank_bias = internal::PopularityPrior(
         internal::RelevantCounts(BuildRows(data, true), PriorMin(m)),
