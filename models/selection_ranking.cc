@@ -153,9 +153,24 @@ void SearchPureSvd(Search& s, const RankPins& pins, RankCandidate* best,
   }
 }
 
-void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
-                Model* best_model) {
-  const RatingData& d = s.v.train;
+namespace {
+
+// One iALS setting of the search.
+struct IalsSetting {
+  int32_t factors;
+  float reg, reg_exponent, implicit_weight, value_weight, target_min;
+  bool operator==(const IalsSetting& b) const {
+    return factors == b.factors && reg == b.reg &&
+           reg_exponent == b.reg_exponent &&
+           implicit_weight == b.implicit_weight &&
+           value_weight == b.value_weight && target_min == b.target_min;
+  }
+};
+
+// The grid: factors (by the data's size), reg with reg_exponent, implicit
+// weight, and the target (graded by the rating, or "liked" at or above the
+// relevance threshold against "seen, not liked").
+std::vector<IalsSetting> IalsGrid(const RatingData& d) {
   const int64_t side = std::min(d.num_users(), d.num_items());
   std::vector<int32_t> factors;
   for (int32_t f : {16, 32, 64, 128}) {
@@ -164,16 +179,10 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
       factors.push_back(f);
     }
   }
-  struct Setting {
-    int32_t factors;
-    float reg, reg_exponent, implicit_weight, value_weight, target_min;
-  };
-  // Targets: graded by the rating, or "liked" (at or above the relevance
-  // threshold) against "seen, not liked".
   const float liked = DefaultRelevanceThreshold(d.scale);
   const std::pair<float, float> targets[] = {
       {0.5f, 0.0f}, {1.0f, 0.0f}, {0.0f, liked}};
-  std::vector<Setting> grid;
+  std::vector<IalsSetting> grid;
   for (int32_t f : factors) {
     for (float e : {0.5f, 1.0f}) {
       // The penalty is reg * (seen)^e: the same strength needs a larger reg
@@ -190,52 +199,41 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
       }
     }
   }
-  auto pinned = [&pins](Setting g) {
-    if (pins.factors) g.factors = *pins.factors;
-    if (pins.reg) g.reg = *pins.reg;
-    if (pins.reg_exponent) g.reg_exponent = *pins.reg_exponent;
-    if (pins.implicit_weight) g.implicit_weight = *pins.implicit_weight;
-    if (pins.value_weight) g.value_weight = *pins.value_weight;
-    if (pins.target_min) g.target_min = *pins.target_min;
-    return g;
-  };
-  auto same = [](const Setting& a, const Setting& b) {
-    return a.factors == b.factors && a.reg == b.reg &&
-           a.reg_exponent == b.reg_exponent &&
-           a.implicit_weight == b.implicit_weight &&
-           a.value_weight == b.value_weight && a.target_min == b.target_min;
-  };
+  return grid;
+}
+
+IalsSetting Pinned(const RankPins& pins, IalsSetting g) {
+  if (pins.factors) g.factors = *pins.factors;
+  if (pins.reg) g.reg = *pins.reg;
+  if (pins.reg_exponent) g.reg_exponent = *pins.reg_exponent;
+  if (pins.implicit_weight) g.implicit_weight = *pins.implicit_weight;
+  if (pins.value_weight) g.value_weight = *pins.value_weight;
+  if (pins.target_min) g.target_min = *pins.target_min;
+  return g;
+}
+
+// The shipped defaults and 12 distinct settings drawn (seeded) from the
+// grid, the pins applied; as many as the budget's three rounds allow.
+std::vector<IalsSetting> PickIalsSettings(const Search& s, const RankPins& pins,
+                                          const std::vector<int32_t>& rungs) {
   const Hyperparameters defaults = DefaultHyperparameters(ModelKind::kIals);
-  std::vector<Setting> picks = {pinned(
+  std::vector<IalsSetting> picks = {Pinned(
+      pins,
       {defaults.factors, defaults.reg, defaults.reg_exponent,
        defaults.implicit_weight, defaults.value_weight, defaults.target_min})};
+  std::vector<IalsSetting> grid = IalsGrid(s.v.train);
   std::mt19937_64 rng(s.options->seed ^ 0x1a15);
   std::shuffle(grid.begin(), grid.end(), rng);
-  for (const Setting& g : grid) {
+  for (const IalsSetting& g : grid) {
     if (picks.size() >= 13) break;
-    const Setting p = pinned(g);
-    bool seen = false;
-    for (const Setting& q : picks) seen = seen || same(p, q);
-    if (!seen) picks.push_back(p);
+    const IalsSetting p = Pinned(pins, g);
+    if (std::find(picks.begin(), picks.end(), p) == picks.end()) {
+      picks.push_back(p);
+    }
   }
-  auto params_of = [&](const Setting& g, int32_t epochs) {
-    Hyperparameters p = defaults;
-    p.factors = g.factors;
-    p.reg = g.reg;
-    p.reg_exponent = g.reg_exponent;
-    p.implicit_weight = g.implicit_weight;
-    p.value_weight = g.value_weight;
-    p.target_min = g.target_min;
-    p.epochs = pins.epochs.value_or(epochs);
-    if (pins.cg_steps) p.cg_steps = *pins.cg_steps;
-    if (s.options->pinned.seed) p.seed = *s.options->pinned.seed;
-    return p;
-  };
-  // The rounds must fit the budget: fewer settings start when it is short.
-  const std::vector<int32_t> rung_epochs = {4, 8, 16};
   auto plan_cost = [&](size_t n) {
     int64_t cost = 0;
-    for (int32_t e : rung_epochs) {
+    for (int32_t e : rungs) {
       cost += static_cast<int64_t>(n) * pins.epochs.value_or(e);
       n = std::max<size_t>(1, (n + 2) / 3);
     }
@@ -244,13 +242,39 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
   while (picks.size() > 1 && s.work + plan_cost(picks.size()) > s.budget) {
     picks.pop_back();
   }
-  std::vector<Setting> alive = picks;
-  Setting best_setting{};
+  return picks;
+}
+
+Hyperparameters IalsParams(const Search& s, const RankPins& pins,
+                           const IalsSetting& g, int32_t epochs) {
+  Hyperparameters p = DefaultHyperparameters(ModelKind::kIals);
+  p.factors = g.factors;
+  p.reg = g.reg;
+  p.reg_exponent = g.reg_exponent;
+  p.implicit_weight = g.implicit_weight;
+  p.value_weight = g.value_weight;
+  p.target_min = g.target_min;
+  p.epochs = pins.epochs.value_or(epochs);
+  if (pins.cg_steps) p.cg_steps = *pins.cg_steps;
+  if (s.options->pinned.seed) p.seed = *s.options->pinned.seed;
+  return p;
+}
+
+}  // namespace
+
+void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
+                Model* best_model) {
+  // Successive halving: every setting at 4 iterations, the best third
+  // again at 8, the best of those at 16.
+  const std::vector<int32_t> rung_epochs = {4, 8, 16};
+  std::vector<IalsSetting> alive = PickIalsSettings(s, pins, rung_epochs);
+  IalsSetting best_setting{};
   bool has_best = false;
   for (size_t rung = 0; rung < rung_epochs.size() && !alive.empty(); ++rung) {
     std::vector<std::pair<double, size_t>> scored;
     for (size_t j = 0; j < alive.size(); ++j) {
-      const Hyperparameters p = params_of(alive[j], rung_epochs[rung]);
+      const Hyperparameters p =
+          IalsParams(s, pins, alive[j], rung_epochs[rung]);
       if (!s.MayRun(p.epochs) || s.Stopped()) break;
       Model m;
       const double ndcg =
@@ -259,7 +283,7 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
       // The leader trained longer takes over unless clearly worse: a
       // converged fit carries over to the refit on more data, and
       // differences this small are noise.
-      const bool longer = has_best && same(alive[j], best_setting) &&
+      const bool longer = has_best && alive[j] == best_setting &&
                           ndcg >= (1 - kNoise) * best->ndcg;
       if (ndcg > best->ndcg || longer) {
         best->kind = ModelKind::kIals;
@@ -274,7 +298,7 @@ void SearchIals(Search& s, const RankPins& pins, RankCandidate* best,
     std::stable_sort(
         scored.begin(), scored.end(),
         [](const auto& a, const auto& b) { return a.first > b.first; });
-    std::vector<Setting> next;
+    std::vector<IalsSetting> next;
     for (size_t j = 0; j < std::max<size_t>(1, (scored.size() + 2) / 3); ++j) {
       next.push_back(alive[scored[j].second]);
     }
