@@ -189,6 +189,82 @@ std::vector<int32_t> RatedRows(const SparseRows& rows) {
 
 }  // namespace
 
+namespace {
+
+// Sample `kept`'s rows in the serving layout: per sample a block of k
+// factors, then [bias, 1] for users and [1, bias] for items; and the
+// hyper-parameters fold-in needs.
+void KeepSample(const MatrixXd& x, const MatrixXd& y, const Prior& user_prior,
+                const Prior& item_prior, double alpha, int kept, Model* m) {
+  const int64_t k = m->params.factors, d = k + 1, block = k + 2;
+  const int64_t o = kept * block;
+  for (int32_t u = 0; u < m->num_users(); ++u) {
+    m->user_factors.row(u).segment(o, k) = x.row(u).tail(k).cast<float>();
+    m->user_factors(u, o + k) = static_cast<float>(x(u, 0));
+    m->user_factors(u, o + k + 1) = 1.0f;
+  }
+  for (int32_t i = 0; i < m->num_items(); ++i) {
+    m->item_factors.row(i).segment(o, k) = y.row(i).tail(k).cast<float>();
+    m->item_factors(i, o + k) = 1.0f;
+    m->item_factors(i, o + k + 1) = static_cast<float>(y(i, 0));
+  }
+  Posterior& post = m->posterior;
+  post.alpha[kept] = static_cast<float>(alpha);
+  post.user_mean.row(kept) = user_prior.mean.transpose().cast<float>();
+  post.item_mean.row(kept) = item_prior.mean.transpose().cast<float>();
+  post.user_precision.middleRows(kept * d, d) =
+      user_prior.precision.cast<float>();
+  post.item_precision.middleRows(kept * d, d) =
+      item_prior.precision.cast<float>();
+}
+
+// Serving form: mean biases, deviations in the blocks, 1/sqrt(S) scaling.
+void FinishServingForm(int samples, int64_t block, RowMatrix* f,
+                       Eigen::VectorXf* bias, int64_t bias_col) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(samples));
+  for (int64_t r = 0; r < f->rows(); ++r) {
+    float sum = 0;
+    for (int s = 0; s < samples; ++s) sum += (*f)(r, s * block + bias_col);
+    const float mean = sum / static_cast<float>(samples);
+    (*bias)[r] = mean;
+    for (int s = 0; s < samples; ++s) (*f)(r, s * block + bias_col) -= mean;
+  }
+  *f *= scale;
+}
+
+// The running posterior-mean prediction of held-out ratings, clipped as
+// the served model predicts.
+class ValidationMean {
+ public:
+  explicit ValidationMean(const RatingData* validation)
+      : ratings_(validation != nullptr ? &validation->ratings : nullptr),
+        sum_(ratings_ ? ratings_->size() : 0, 0.0) {}
+  void Add(const MatrixXd& x, const MatrixXd& y, double mu) {
+    if (ratings_ == nullptr) return;
+    for (size_t j = 0; j < ratings_->size(); ++j) {
+      const Rating& r = (*ratings_)[j];
+      sum_[j] += Predict(x, y, mu, r.user, r.item);
+    }
+  }
+  // -1 without validation data or samples.
+  double Rmse(const RatingScale& scale, int kept) const {
+    if (ratings_ == nullptr || kept == 0) return -1;
+    double se = 0;
+    for (size_t j = 0; j < ratings_->size(); ++j) {
+      const double e =
+          scale.Clip(static_cast<float>(sum_[j] / kept)) - (*ratings_)[j].value;
+      se += e * e;
+    }
+    return std::sqrt(se / static_cast<double>(ratings_->size()));
+  }
+
+ private:
+  const std::vector<Rating>* ratings_;
+  std::vector<double> sum_;
+};
+
+}  // namespace
+
 void TrainBayes(const RatingData& data, const SparseRows& by_user,
                 const SparseRows& by_item, int threads,
                 const TrainOptions& options,
@@ -225,9 +301,7 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
   post.user_precision.resize(samples * d, d);
   post.item_precision.resize(samples * d, d);
 
-  const std::vector<Rating>* validation =
-      options.validation != nullptr ? &options.validation->ratings : nullptr;
-  std::vector<double> validation_sum(validation ? validation->size() : 0, 0.0);
+  ValidationMean validation(options.validation);
   int kept = 0;
   double alpha = 2.0;
   for (int sweep = 1; sweep <= sweeps; ++sweep) {
@@ -248,66 +322,19 @@ void TrainBayes(const RatingData& data, const SparseRows& by_user,
     // next sweep on (and with this sweep's rows, for fold-in).
     std::gamma_distribution<double> gamma(1.0 + n / 2, 1.0 / (1.0 + se / 2));
     const double next_alpha = gamma(hyper_rng);
-    const bool keep = sweep > p.burn_in && kept < samples &&
-                      (sweep - p.burn_in) % stride == 0;
-    if (keep) {
-      const int64_t o = kept * block;
-      for (int32_t u = 0; u < m->num_users(); ++u) {
-        m->user_factors.row(u).segment(o, k) = x.row(u).tail(k).cast<float>();
-        m->user_factors(u, o + k) = static_cast<float>(x(u, 0));
-        m->user_factors(u, o + k + 1) = 1.0f;
-      }
-      for (int32_t i = 0; i < m->num_items(); ++i) {
-        m->item_factors.row(i).segment(o, k) = y.row(i).tail(k).cast<float>();
-        m->item_factors(i, o + k) = 1.0f;
-        m->item_factors(i, o + k + 1) = static_cast<float>(y(i, 0));
-      }
-      post.alpha[kept] = static_cast<float>(alpha);
-      post.user_mean.row(kept) = user_prior.mean.transpose().cast<float>();
-      post.item_mean.row(kept) = item_prior.mean.transpose().cast<float>();
-      post.user_precision.middleRows(kept * d, d) =
-          user_prior.precision.cast<float>();
-      post.item_precision.middleRows(kept * d, d) =
-          item_prior.precision.cast<float>();
+    if (sweep > p.burn_in && kept < samples &&
+        (sweep - p.burn_in) % stride == 0) {
+      KeepSample(x, y, user_prior, item_prior, alpha, kept, m);
       ++kept;
-      if (validation != nullptr) {
-        for (size_t j = 0; j < validation->size(); ++j) {
-          const Rating& r = (*validation)[j];
-          validation_sum[j] += Predict(x, y, mu, r.user, r.item);
-        }
-      }
+      validation.Add(x, y, mu);
     }
     alpha = next_alpha;
-    double validation_rmse = -1;
-    if (validation != nullptr && kept > 0) {
-      double vse = 0;
-      for (size_t j = 0; j < validation->size(); ++j) {
-        // Clipped after averaging, as the served model predicts.
-        const double e =
-            m->scale.Clip(static_cast<float>(validation_sum[j] / kept)) -
-            (*validation)[j].value;
-        vse += e * e;
-      }
-      validation_rmse =
-          std::sqrt(vse / static_cast<double>(validation->size()));
-    }
-    if (report) report(sweep, std::sqrt(se / n), validation_rmse);
+    if (report)
+      report(sweep, std::sqrt(se / n), validation.Rmse(m->scale, kept));
     if (StopRequested(options)) break;
   }
-  // Serving form: mean biases, deviations in the blocks, 1/sqrt(S) scaling.
-  const float scale = 1.0f / std::sqrt(static_cast<float>(samples));
-  auto finish = [&](RowMatrix* f, Eigen::VectorXf* bias, int64_t bias_col) {
-    for (int64_t r = 0; r < f->rows(); ++r) {
-      float sum = 0;
-      for (int s = 0; s < samples; ++s) sum += (*f)(r, s * block + bias_col);
-      const float mean = sum / static_cast<float>(samples);
-      (*bias)[r] = mean;
-      for (int s = 0; s < samples; ++s) (*f)(r, s * block + bias_col) -= mean;
-    }
-    *f *= scale;
-  };
-  finish(&m->user_factors, &m->user_bias, k);
-  finish(&m->item_factors, &m->item_bias, k + 1);
+  FinishServingForm(samples, block, &m->user_factors, &m->user_bias, k);
+  FinishServingForm(samples, block, &m->item_factors, &m->item_bias, k + 1);
 }
 
 namespace {
