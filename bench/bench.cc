@@ -250,17 +250,19 @@ void PrintTable(const std::vector<Row>& rows, std::ostream& out) {
   }
 }
 
-}  // namespace
-
-absl::Status RunBench(const BenchOptions& o, std::ostream& out,
-                      std::ostream& log) {
+// Parses --workloads; at least one is needed.
+absl::StatusOr<std::vector<Workload>> ParseWorkloads(const BenchOptions& o) {
   std::vector<Workload> workloads;
   for (const std::string& name : o.workloads) {
     RECSYS_ASSIGN_OR_RETURN(Workload w, ParseWorkload(name));
     workloads.push_back(w);
   }
   if (workloads.empty()) return absl::InvalidArgumentError("no workloads");
-  // Every option's range, checked before any connection is made.
+  return workloads;
+}
+
+// Every option's range, checked before any connection is made.
+absl::Status CheckRanges(const BenchOptions& o) {
   const LoadOptions& l = o.load;
   const std::pair<bool, const char*> checks[] = {
       {o.channels >= 1, "--channels must be at least 1"},
@@ -284,8 +286,13 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
   for (const auto& [ok, message] : checks) {
     if (!ok) return absl::InvalidArgumentError(message);
   }
+  return absl::OkStatus();
+}
 
-  ServerInfo info;
+// Without --target, starts a child recsys-server on --model or
+// --train-data; null when the server is external. Sets info->target.
+absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(
+    const BenchOptions& o, std::ostream& log, ServerInfo* info) {
   std::unique_ptr<ServerProcess> server;
   if (o.target.empty()) {
     if (o.security.UsesTls() || !o.security.token.empty()) {
@@ -315,130 +322,159 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
         << "\n";
     RECSYS_RETURN_IF_ERROR(
         server->Start(absl::Seconds(o.server_start_timeout_seconds)));
-    info.target = server->target();
-    info.started = true;
+    info->target = server->target();
+    info->started = true;
   } else {
-    info.target = o.target;
+    info->target = o.target;
   }
+  return server;
+}
 
-  std::vector<Row> rows;
-  {
-    // Channels go before the server: an open channel holds its shutdown
-    // for the whole grace period.
-    RECSYS_ASSIGN_OR_RETURN(const auto channels,
-                            MakeChannels(info.target, o.security, o.channels));
-    RECSYS_RETURN_IF_ERROR(Connect(channels, o.load.timeout_seconds, &info));
-    RECSYS_ASSIGN_OR_RETURN(RequestIds ids, LoadIds(o, info));
-    log << "recsys-bench: " << info.target << " serves a " << info.kind
-        << " model (" << info.factors << " factors, " << info.users
-        << " users, " << info.items << " items); " << ids.users.size()
-        << " user ids to draw from\n";
-    std::function<double()> server_cpu;
-    if (server) server_cpu = [&] { return server->CpuSeconds(); };
+// Runs one workload with the given options (logging it first).
+using RunFn = std::function<WorkloadResult(const LoadOptions&)>;
 
-    auto run = [&](LoadOptions lo) {
-      log << "recsys-bench: " << WorkloadName(lo.workload) << ", "
-          << (lo.workload == Workload::kStream
-                  ? absl::StrCat(lo.streams, " stream(s), window ",
-                                 lo.stream_window)
-              : lo.qps > 0 ? absl::StrFormat("open loop at %.0f/s", lo.qps)
-                           : absl::StrCat(lo.inflight, " in flight"))
-          << ", " << lo.warmup_seconds << " s warm-up + " << lo.duration_seconds
-          << " s\n";
-      return RunWorkload(channels, ids, lo, server_cpu);
-    };
-    // Each round runs every workload once, in order; a workload's rows
-    // merge its rounds. Rounds spread the machine's slow drifts (other
-    // tenants, clock speed) evenly over the workloads compared.
-    std::vector<Row> closed(workloads.size());
-    for (int round = 0; round < o.rounds; ++round) {
-      if (o.rounds > 1) {
-        log << "recsys-bench: round " << round + 1 << " of " << o.rounds
-            << "\n";
-      }
-      double empty_qps = -1;
-      std::vector<double> qps(workloads.size());
-      for (size_t w = 0; w < workloads.size(); ++w) {
-        LoadOptions lo = o.load;
-        lo.workload = workloads[w];
-        const WorkloadResult r = run(lo);
-        qps[w] = r.qps;
-        if (workloads[w] == Workload::kEmpty && lo.qps <= 0 && empty_qps < 0) {
-          empty_qps = r.qps;
-        }
-        if (round == 0) {
-          closed[w].load = lo;
-          closed[w].result = r;
-        } else {
-          MergeRound(&closed[w].result, r);
-        }
-      }
-      for (size_t w = 0; w < workloads.size(); ++w) {
-        if (empty_qps > 0) closed[w].round_ratios.push_back(qps[w] / empty_qps);
-      }
+// Each round runs every workload once, in order; a workload's row merges
+// its rounds. Rounds spread the machine's slow drifts (other tenants, clock
+// speed) evenly over the workloads compared.
+std::vector<Row> RunRounds(const BenchOptions& o,
+                           const std::vector<Workload>& workloads,
+                           const RunFn& run, std::ostream& log) {
+  std::vector<Row> closed(workloads.size());
+  for (int round = 0; round < o.rounds; ++round) {
+    if (o.rounds > 1) {
+      log << "recsys-bench: round " << round + 1 << " of " << o.rounds << "\n";
     }
     double empty_qps = -1;
-    for (const Row& row : closed) {
-      if (row.result.workload == Workload::kEmpty && !row.result.open_loop &&
-          empty_qps < 0) {
-        empty_qps = row.result.qps;
+    std::vector<double> qps(workloads.size());
+    for (size_t w = 0; w < workloads.size(); ++w) {
+      LoadOptions lo = o.load;
+      lo.workload = workloads[w];
+      const WorkloadResult r = run(lo);
+      qps[w] = r.qps;
+      if (workloads[w] == Workload::kEmpty && lo.qps <= 0 && empty_qps < 0) {
+        empty_qps = r.qps;
+      }
+      if (round == 0) {
+        closed[w].load = lo;
+        closed[w].result = r;
+      } else {
+        MergeRound(&closed[w].result, r);
       }
     }
-    for (Row& row : closed) {
-      LoadOptions lo = row.load;
-      const double measured_qps = row.result.qps;
-      rows.push_back(std::move(row));
-      if (o.open_fraction > 0 && lo.qps <= 0 &&
-          lo.workload != Workload::kStream && measured_qps > 0) {
-        lo.qps = measured_qps * o.open_fraction;
-        Row open;
-        open.load = lo;
-        open.result = run(lo);
-        rows.push_back(std::move(open));
-      }
-    }
-    for (Row& row : rows) {
-      if (empty_qps > 0) row.ratio = row.result.qps / empty_qps;
+    for (size_t w = 0; w < workloads.size(); ++w) {
+      if (empty_qps > 0) closed[w].round_ratios.push_back(qps[w] / empty_qps);
     }
   }
-  if (server) server->Stop();
+  return closed;
+}
 
-  if (o.json) {
-    Json report;
-    report["target"] = info.target;
-    report["server_started"] = info.started;
-    report["model"] = {{"kind", info.kind},
-                       {"factors", info.factors},
-                       {"users", info.users},
-                       {"items", info.items}};
-    report["channels"] = o.channels;
-    report["client_threads"] = o.load.threads;
-    report["decode_responses"] = o.load.decode_responses;
-    report["warmup_s"] = JsonNumber(o.load.warmup_seconds);
-    report["duration_s"] = JsonNumber(o.load.duration_seconds);
-    report["rounds"] = o.rounds;
-    report["recommend_genre"] = o.load.recommend_genre;
-    report["recommend_candidates"] = o.load.recommend_candidates;
-    Json results = Json::array();
-    for (const Row& row : rows) results.push_back(ResultJson(row));
-    report["results"] = std::move(results);
-    out << DumpJson(report) << "\n";
-  } else {
-    out << absl::StrFormat(
-        "target %s (%s), %s model: %d factors, %d users, %d items\n"
-        "%d channels, %d client thread(s), %.1f s warm-up, %.1f s measured "
-        "per workload and round, %d round(s), responses %s\n",
-        info.target, info.started ? "started by recsys-bench" : "external",
-        info.kind, info.factors, info.users, info.items, o.channels,
-        o.load.threads, o.load.warmup_seconds, o.load.duration_seconds,
-        o.rounds, o.load.decode_responses ? "decoded" : "kept as bytes");
-    if (!o.load.recommend_genre.empty() || o.load.recommend_candidates > 0) {
-      out << absl::StrFormat(
-          "recommend: genre '%s', %d candidate items per user\n",
-          o.load.recommend_genre, o.load.recommend_candidates);
+// Follows each closed-loop row with an open-loop run at --open_fraction of
+// its throughput, then sets every row's ratio to the closed-loop empty RPC.
+std::vector<Row> AddOpenLoopRows(const BenchOptions& o, std::vector<Row> closed,
+                                 const RunFn& run) {
+  std::vector<Row> rows;
+  double empty_qps = -1;
+  for (const Row& row : closed) {
+    if (row.result.workload == Workload::kEmpty && !row.result.open_loop &&
+        empty_qps < 0) {
+      empty_qps = row.result.qps;
     }
-    PrintTable(rows, out);
   }
+  for (Row& row : closed) {
+    LoadOptions lo = row.load;
+    const double measured_qps = row.result.qps;
+    rows.push_back(std::move(row));
+    if (o.open_fraction > 0 && lo.qps <= 0 &&
+        lo.workload != Workload::kStream && measured_qps > 0) {
+      lo.qps = measured_qps * o.open_fraction;
+      Row open;
+      open.load = lo;
+      open.result = run(lo);
+      rows.push_back(std::move(open));
+    }
+  }
+  for (Row& row : rows) {
+    if (empty_qps > 0) row.ratio = row.result.qps / empty_qps;
+  }
+  return rows;
+}
+
+// Connects to info->target, learns the model and its ids, and runs every
+// workload. The channels close on return, before the server is stopped:
+// an open channel holds its shutdown for the whole grace period.
+absl::StatusOr<std::vector<Row>> Measure(const BenchOptions& o,
+                                         const std::vector<Workload>& workloads,
+                                         ServerProcess* server,
+                                         ServerInfo* info, std::ostream& log) {
+  RECSYS_ASSIGN_OR_RETURN(const auto channels,
+                          MakeChannels(info->target, o.security, o.channels));
+  RECSYS_RETURN_IF_ERROR(Connect(channels, o.load.timeout_seconds, info));
+  RECSYS_ASSIGN_OR_RETURN(RequestIds ids, LoadIds(o, *info));
+  log << "recsys-bench: " << info->target << " serves a " << info->kind
+      << " model (" << info->factors << " factors, " << info->users
+      << " users, " << info->items << " items); " << ids.users.size()
+      << " user ids to draw from\n";
+  std::function<double()> server_cpu;
+  if (server) server_cpu = [&] { return server->CpuSeconds(); };
+
+  const RunFn run = [&](LoadOptions lo) {
+    log << "recsys-bench: " << WorkloadName(lo.workload) << ", "
+        << (lo.workload == Workload::kStream
+                ? absl::StrCat(lo.streams, " stream(s), window ",
+                               lo.stream_window)
+            : lo.qps > 0 ? absl::StrFormat("open loop at %.0f/s", lo.qps)
+                         : absl::StrCat(lo.inflight, " in flight"))
+        << ", " << lo.warmup_seconds << " s warm-up + " << lo.duration_seconds
+        << " s\n";
+    return RunWorkload(channels, ids, lo, server_cpu);
+  };
+  std::vector<Row> closed = RunRounds(o, workloads, run, log);
+  return AddOpenLoopRows(o, std::move(closed), run);
+}
+
+void PrintJsonReport(const BenchOptions& o, const ServerInfo& info,
+                     const std::vector<Row>& rows, std::ostream& out) {
+  Json report;
+  report["target"] = info.target;
+  report["server_started"] = info.started;
+  report["model"] = {{"kind", info.kind},
+                     {"factors", info.factors},
+                     {"users", info.users},
+                     {"items", info.items}};
+  report["channels"] = o.channels;
+  report["client_threads"] = o.load.threads;
+  report["decode_responses"] = o.load.decode_responses;
+  report["warmup_s"] = JsonNumber(o.load.warmup_seconds);
+  report["duration_s"] = JsonNumber(o.load.duration_seconds);
+  report["rounds"] = o.rounds;
+  report["recommend_genre"] = o.load.recommend_genre;
+  report["recommend_candidates"] = o.load.recommend_candidates;
+  Json results = Json::array();
+  for (const Row& row : rows) results.push_back(ResultJson(row));
+  report["results"] = std::move(results);
+  out << DumpJson(report) << "\n";
+}
+
+void PrintTextReport(const BenchOptions& o, const ServerInfo& info,
+                     const std::vector<Row>& rows, std::ostream& out) {
+  out << absl::StrFormat(
+      "target %s (%s), %s model: %d factors, %d users, %d items\n"
+      "%d channels, %d client thread(s), %.1f s warm-up, %.1f s measured "
+      "per workload and round, %d round(s), responses %s\n",
+      info.target, info.started ? "started by recsys-bench" : "external",
+      info.kind, info.factors, info.users, info.items, o.channels,
+      o.load.threads, o.load.warmup_seconds, o.load.duration_seconds, o.rounds,
+      o.load.decode_responses ? "decoded" : "kept as bytes");
+  if (!o.load.recommend_genre.empty() || o.load.recommend_candidates > 0) {
+    out << absl::StrFormat(
+        "recommend: genre '%s', %d candidate items per user\n",
+        o.load.recommend_genre, o.load.recommend_candidates);
+  }
+  PrintTable(rows, out);
+}
+
+// An error for the first workload of which no call succeeded.
+absl::Status CheckEverySucceeded(const std::vector<Row>& rows) {
   for (const Row& row : rows) {
     if (row.result.total.ok == 0) {
       return absl::UnavailableError(absl::StrCat(
@@ -449,6 +485,29 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out,
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunBench(const BenchOptions& o, std::ostream& out,
+                      std::ostream& log) {
+  RECSYS_ASSIGN_OR_RETURN(const std::vector<Workload> workloads,
+                          ParseWorkloads(o));
+  RECSYS_RETURN_IF_ERROR(CheckRanges(o));
+
+  ServerInfo info;
+  RECSYS_ASSIGN_OR_RETURN(std::unique_ptr<ServerProcess> server,
+                          StartServer(o, log, &info));
+  RECSYS_ASSIGN_OR_RETURN(const std::vector<Row> rows,
+                          Measure(o, workloads, server.get(), &info, log));
+  if (server) server->Stop();
+
+  if (o.json) {
+    PrintJsonReport(o, info, rows, out);
+  } else {
+    PrintTextReport(o, info, rows, out);
+  }
+  return CheckEverySucceeded(rows);
 }
 
 }  // namespace recsys::bench

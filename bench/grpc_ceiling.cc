@@ -167,6 +167,47 @@ class Call {
   State state_ = State::kRequested;
 };
 
+// The fixed answers: Check's SERVING, a ModelInfo on the scale 1..5, and a
+// Recommend answer of about `bytes` after `work_us` of spinning.
+Answers MakeAnswers(int bytes, double work_us) {
+  Answers answers;
+  answers.serving = ToBuffer(std::string("\x08\x01", 2));
+  recsys::v1::ModelInfo info;
+  info.set_kind("grpc-ceiling");
+  info.mutable_scale()->set_min(1);
+  info.mutable_scale()->set_max(5);
+  answers.model_info = ToBuffer(info.SerializeAsString());
+  answers.recommend = ToBuffer(RecommendAnswer(bytes));
+  answers.recommend_work =
+      std::chrono::nanoseconds(static_cast<int64_t>(work_us * 1000));
+  return answers;
+}
+
+// Blocks SIGTERM and SIGINT in the calling thread (and so in every thread it
+// starts later); returns them as a set for sigwait.
+sigset_t BlockStopSignals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  return stop_signals;
+}
+
+// Writes the bound port to --port_file, when given; false (after saying
+// why) when that fails.
+bool WritePortFileIfAsked(int port) {
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    const absl::Status written = recsys::WritePortFile(port_file, port);
+    if (!written.ok()) {
+      std::cerr << "recsys-grpc-ceiling: " << written.message() << "\n";
+      return false;
+    }
+  }
+  return true;
+}
+
 void Poll(grpc::AsyncGenericService* service, grpc::ServerCompletionQueue* cq,
           const Answers* answers) {
   // Enough outstanding requests that a burst of new calls never waits.
@@ -202,22 +243,8 @@ int main(int argc, char** argv) {
   }
 
   // SIGTERM and SIGINT are taken by sigwait below, in every thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
-  Answers answers;
-  answers.serving = ToBuffer(std::string("\x08\x01", 2));
-  recsys::v1::ModelInfo info;
-  info.set_kind("grpc-ceiling");
-  info.mutable_scale()->set_min(1);
-  info.mutable_scale()->set_max(5);
-  answers.model_info = ToBuffer(info.SerializeAsString());
-  answers.recommend = ToBuffer(RecommendAnswer(bytes));
-  answers.recommend_work =
-      std::chrono::nanoseconds(static_cast<int64_t>(work_us * 1000));
+  const sigset_t stop_signals = BlockStopSignals();
+  const Answers answers = MakeAnswers(bytes, work_us);
 
   grpc::EnableDefaultHealthCheckService(
       absl::GetFlag(FLAGS_with_callback_health));
@@ -235,14 +262,7 @@ int main(int argc, char** argv) {
               << absl::GetFlag(FLAGS_listen) << "\n";
     return 1;
   }
-  const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    const absl::Status written = recsys::WritePortFile(port_file, port);
-    if (!written.ok()) {
-      std::cerr << "recsys-grpc-ceiling: " << written.message() << "\n";
-      return 1;
-    }
-  }
+  if (!WritePortFileIfAsked(port)) return 1;
   std::cerr << "recsys-grpc-ceiling: serving on port " << port << " with "
             << threads << " polling thread(s)\n";
 

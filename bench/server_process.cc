@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/recsys.grpc.pb.h"
 
@@ -32,6 +33,30 @@ std::string ServerProcess::target() const {
   return absl::StrCat("127.0.0.1:", port_);
 }
 
+namespace {
+
+// In the forked child: dies with the parent, sends stdout and stderr to
+// `log` and runs `args` (binary first); exits 127 when it cannot.
+[[noreturn]] void RunChild(pid_t parent, const std::string& log,
+                           std::vector<std::string> args) {
+  // Never outlive the benchmark, even if it is killed.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) _exit(127);
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd >= 0) {
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execv(argv[0], argv.data());
+  _exit(127);
+}
+
+}  // namespace
+
 absl::Status ServerProcess::Start(absl::Duration timeout) {
   std::string tmpl = (fs::temp_directory_path() / "recsys-bench-XXXXXX");
   if (mkdtemp(tmpl.data()) == nullptr) {
@@ -47,37 +72,29 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
   const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ < 0) return absl::InternalError("fork failed");
-  if (pid_ == 0) {
-    // Never outlive the benchmark, even if it is killed.
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(127);
-    const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      close(fd);
-    }
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  if (pid_ == 0) RunChild(parent, log_, std::move(args));
 
   const absl::Time deadline = absl::Now() + timeout;
-  auto exited = [&]() -> bool {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return true;
-    }
-    return false;
-  };
+  RECSYS_RETURN_IF_ERROR(WaitForPort(port_file, deadline));
+  return WaitUntilServing(deadline);
+}
+
+bool ServerProcess::Exited() {
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return true;
+  }
+  return false;
+}
+
+absl::Status ServerProcess::WaitForPort(const std::string& port_file,
+                                        absl::Time deadline) {
   while (port_ == 0) {
     std::ifstream in(port_file);
     if (!(in >> port_)) port_ = 0;
     if (port_ != 0) break;
-    if (exited()) {
+    if (Exited()) {
       return absl::UnavailableError(absl::StrCat(
           binary_, " exited during start-up; its log:\n", LogTail()));
     }
@@ -86,6 +103,10 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ServerProcess::WaitUntilServing(absl::Time deadline) {
   // The port is bound before the model is loaded or trained; it is ready
   // when the service answers.
   auto channel =
@@ -97,7 +118,7 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
                      std::chrono::seconds(2));
     v1::ModelInfo info;
     if (stub->GetModelInfo(&ctx, {}, &info).ok()) return absl::OkStatus();
-    if (exited()) {
+    if (Exited()) {
       return absl::UnavailableError(absl::StrCat(
           binary_, " exited during start-up; its log:\n", LogTail()));
     }

@@ -41,6 +41,14 @@ class ServerProcess {
   std::string LogTail() const;
 
  private:
+  // Start's waits, both bounded by `deadline` and failing early when the
+  // child exits: for the port the child writes to `port_file`, then for an
+  // answer to GetModelInfo.
+  absl::Status WaitForPort(const std::string& port_file, absl::Time deadline);
+  absl::Status WaitUntilServing(absl::Time deadline);
+  // Reaps the child if it has exited (then pid_ is -1).
+  bool Exited();
+
   std::string binary_;
   std::vector<std::string> flags_;
   std::string dir_;

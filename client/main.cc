@@ -163,6 +163,68 @@ RecommendOptions RecommendFromFlags() {
   return o;
 }
 
+RateOptions RateFromFlags() {
+  RateOptions o;
+  o.user = absl::GetFlag(FLAGS_user);
+  o.item = absl::GetFlag(FLAGS_item);
+  o.rating = absl::GetFlag(FLAGS_rating);
+  o.timestamp = absl::GetFlag(FLAGS_timestamp);
+  return o;
+}
+
+RateFileOptions RateFileFromFlags() {
+  RateFileOptions o;
+  o.path = absl::GetFlag(FLAGS_file);
+  o.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+  return o;
+}
+
+SimilarOptions SimilarFromFlags() {
+  SimilarOptions o;
+  o.item = absl::GetFlag(FLAGS_item);
+  o.k = absl::GetFlag(FLAGS_k);
+  return o;
+}
+
+TrainRpcOptions TrainFromFlags() {
+  TrainRpcOptions o;
+  o.model = absl::GetFlag(FLAGS_model);
+  o.factors = absl::GetFlag(FLAGS_factors);
+  o.epochs = absl::GetFlag(FLAGS_epochs);
+  o.learning_rate = absl::GetFlag(FLAGS_learning_rate);
+  o.reg = absl::GetFlag(FLAGS_reg);
+  o.reg_bias = absl::GetFlag(FLAGS_reg_bias);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.select = absl::GetFlag(FLAGS_select);
+  o.budget = absl::GetFlag(FLAGS_budget);
+  o.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+  o.wait = absl::GetFlag(FLAGS_wait);
+  return o;
+}
+
+UserOptions UserFromFlags() {
+  UserOptions o;
+  o.user = absl::GetFlag(FLAGS_user);
+  o.recent = absl::GetFlag(FLAGS_recent);
+  o.min_log_sequence = absl::GetFlag(FLAGS_min_log_sequence);
+  return o;
+}
+
+UserFileOptions UserFileFromFlags() {
+  UserFileOptions o;
+  o.path = absl::GetFlag(FLAGS_file);
+  o.batch = absl::GetFlag(FLAGS_batch);
+  return o;
+}
+
+CatalogueFileOptions CatalogueFileFromFlags() {
+  CatalogueFileOptions o;
+  o.path = absl::GetFlag(FLAGS_file);
+  o.batch = absl::GetFlag(FLAGS_batch);
+  o.retired = absl::GetFlag(FLAGS_retired);
+  return o;
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFromFlags(
     const std::string& target) {
   absl::StatusOr<ChannelOptions> o = SecurityFromFlags();
@@ -184,45 +246,18 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
   }
   if (command == "rate") {
     if (!absl::GetFlag(FLAGS_file).empty()) {
-      RateFileOptions o;
-      o.path = absl::GetFlag(FLAGS_file);
-      o.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
-      return RunRateFile(options, o, *stub, io);
+      return RunRateFile(options, RateFileFromFlags(), *stub, io);
     }
-    RateOptions o;
-    o.user = absl::GetFlag(FLAGS_user);
-    o.item = absl::GetFlag(FLAGS_item);
-    o.rating = absl::GetFlag(FLAGS_rating);
-    o.timestamp = absl::GetFlag(FLAGS_timestamp);
-    return RunRate(options, o, *stub, io);
+    return RunRate(options, RateFromFlags(), *stub, io);
   }
   if (command == "similar") {
-    SimilarOptions o;
-    o.item = absl::GetFlag(FLAGS_item);
-    o.k = absl::GetFlag(FLAGS_k);
-    return RunSimilar(options, o, *stub, io);
+    return RunSimilar(options, SimilarFromFlags(), *stub, io);
   }
   if (command == "train") {
-    TrainRpcOptions o;
-    o.model = absl::GetFlag(FLAGS_model);
-    o.factors = absl::GetFlag(FLAGS_factors);
-    o.epochs = absl::GetFlag(FLAGS_epochs);
-    o.learning_rate = absl::GetFlag(FLAGS_learning_rate);
-    o.reg = absl::GetFlag(FLAGS_reg);
-    o.reg_bias = absl::GetFlag(FLAGS_reg_bias);
-    o.seed = absl::GetFlag(FLAGS_seed);
-    o.select = absl::GetFlag(FLAGS_select);
-    o.budget = absl::GetFlag(FLAGS_budget);
-    o.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
-    o.wait = absl::GetFlag(FLAGS_wait);
-    return RunTrain(options, o, *stub, io);
+    return RunTrain(options, TrainFromFlags(), *stub, io);
   }
   if (command == "user") {
-    UserOptions o;
-    o.user = absl::GetFlag(FLAGS_user);
-    o.recent = absl::GetFlag(FLAGS_recent);
-    o.min_log_sequence = absl::GetFlag(FLAGS_min_log_sequence);
-    return RunUser(options, o, *stub, io);
+    return RunUser(options, UserFromFlags(), *stub, io);
   }
   if (command == "delete-user") {
     UserOptions o;
@@ -230,10 +265,7 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     return RunDeleteUser(options, o, *stub, io);
   }
   if (command == "delete-users") {
-    UserFileOptions o;
-    o.path = absl::GetFlag(FLAGS_file);
-    o.batch = absl::GetFlag(FLAGS_batch);
-    return RunDeleteUsers(options, o, *stub, io);
+    return RunDeleteUsers(options, UserFileFromFlags(), *stub, io);
   }
   if (command == "item" || command == "set-item") {
     ItemOptions o;
@@ -245,11 +277,7 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
     return RunSetItem(options, o, *stub, io);
   }
   if (command == "set-items") {
-    CatalogueFileOptions o;
-    o.path = absl::GetFlag(FLAGS_file);
-    o.batch = absl::GetFlag(FLAGS_batch);
-    o.retired = absl::GetFlag(FLAGS_retired);
-    return RunSetItems(options, o, *stub, io);
+    return RunSetItems(options, CatalogueFileFromFlags(), *stub, io);
   }
   if (command == "cancel-training") {
     return RunCancelTraining(options, absl::GetFlag(FLAGS_job), *stub, io);

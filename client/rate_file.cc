@@ -238,16 +238,13 @@ void PrintSummary(const RateFileSummary& s, bool json, std::ostream& out) {
   list("unparsable", s.unparsable, s.bad_lines);
 }
 
-}  // namespace
+using RateStream =
+    grpc::ClientReaderWriterInterface<v1::RateRequest, v1::RateStreamResponse>;
 
-absl::Status RunRateFile(const ClientOptions& options,
-                         const RateFileOptions& command, RecommenderStub& stub,
-                         const Streams& io, RateFileSummary* summary_out) {
-  if (command.path.empty()) return UsageError("rate --file needs a path");
-  if (command.max_in_flight < 1) {
-    return UsageError("--max-in-flight must be at least 1");
-  }
-  std::ifstream file;
+// The file at command.path, opened into `file`, or io.in for "-".
+absl::StatusOr<std::istream*> OpenInput(const RateFileOptions& command,
+                                        const Streams& io,
+                                        std::ifstream& file) {
   std::istream* in = io.in;
   if (command.path != "-") {
     file.open(command.path, std::ios::binary);
@@ -257,145 +254,137 @@ absl::Status RunRateFile(const ClientOptions& options,
     }
     in = &file;
   }
-  const std::string name = command.path == "-" ? "stdin" : command.path;
-  RatingFileReader reader(*in);
-  RECSYS_RETURN_IF_ERROR(reader.Start(name));
+  return in;
+}
 
-  Shared shared;
-  shared.summary.file = name;
-  shared.in_flight.reserve(static_cast<size_t>(command.max_in_flight));
-  const Clock::time_point start = Clock::now();
-  shared.last_activity = start;
+// Sets one of the shared flags and wakes every waiting thread.
+void Raise(Shared& shared, bool Shared::*flag) {
+  std::lock_guard<std::mutex> lock(shared.mu);
+  shared.*flag = true;
+  shared.cv.notify_all();
+}
 
-  grpc::ClientContext context;  // no overall deadline: see client.h
-  // Corked, creating the stream returns at once instead of waiting for a
-  // connection, so the monitor's timeout also covers an unreachable server.
-  context.set_initial_metadata_corked(true);
-  std::unique_ptr<grpc::ClientReaderWriterInterface<v1::RateRequest,
-                                                    v1::RateStreamResponse>>
-      stream = stub.RateStream(&context);
+// The monitor thread: draws the progress line on a terminal and cancels the
+// call when ratings are in flight but nothing was acknowledged for longer
+// than the timeout.
+void Monitor(Shared& shared, Clock::time_point start,
+             const ClientOptions& options, const Streams& io,
+             grpc::ClientContext& context) {
+  constexpr auto kProgressPeriod = std::chrono::milliseconds(100);
+  Clock::time_point printed = start;
+  std::unique_lock<std::mutex> lock(shared.mu);
+  while (!shared.finished) {
+    // Every ack wakes this thread too; the clock decides when to draw.
+    shared.cv.wait_for(lock, kProgressPeriod);
+    if (shared.finished) break;
+    const Clock::time_point now = Clock::now();
+    if (io.err_is_tty && now - printed >= kProgressPeriod) {
+      PrintProgress(shared.summary, Seconds(now - start), *io.err);
+      printed = now;
+    }
+    if (options.timeout > absl::ZeroDuration() && !shared.in_flight.empty() &&
+        now - shared.last_activity >
+            absl::ToChronoMilliseconds(options.timeout)) {
+      shared.timed_out = true;
+      context.TryCancel();
+      break;
+    }
+  }
+}
 
-  std::thread monitor([&] {
-    constexpr auto kProgressPeriod = std::chrono::milliseconds(100);
-    Clock::time_point printed = start;
+// The writer thread: sends the file's ratings, at most --max-in-flight
+// unacknowledged at a time, and counts the unparsable lines.
+void WriteRatings(RatingFileReader& reader, const RateFileOptions& command,
+                  RateStream& stream, Shared& shared) {
+  v1::RateRequest request;
+  LineProblem bad;
+  while (true) {
+    const RatingFileReader::Result r = reader.Next(&request, &bad);
+    if (r == RatingFileReader::Result::kEnd) break;
     std::unique_lock<std::mutex> lock(shared.mu);
-    while (!shared.finished) {
-      // Every ack wakes this thread too; the clock decides when to draw.
-      shared.cv.wait_for(lock, kProgressPeriod);
-      if (shared.finished) break;
-      const Clock::time_point now = Clock::now();
-      if (io.err_is_tty && now - printed >= kProgressPeriod) {
-        PrintProgress(shared.summary, Seconds(now - start), *io.err);
-        printed = now;
-      }
-      if (options.timeout > absl::ZeroDuration() && !shared.in_flight.empty() &&
-          now - shared.last_activity >
-              absl::ToChronoMilliseconds(options.timeout)) {
-        shared.timed_out = true;
-        context.TryCancel();
-        break;
-      }
+    if (r == RatingFileReader::Result::kBadLine) {
+      ++shared.summary.unparsable;
+      KeepEarliest(bad, command.max_reported, &shared.summary.bad_lines);
+      continue;
     }
-  });
-
-  std::thread writer([&] {
-    v1::RateRequest request;
-    LineProblem bad;
-    while (true) {
-      const RatingFileReader::Result r = reader.Next(&request, &bad);
-      if (r == RatingFileReader::Result::kEnd) break;
-      std::unique_lock<std::mutex> lock(shared.mu);
-      if (r == RatingFileReader::Result::kBadLine) {
-        ++shared.summary.unparsable;
-        KeepEarliest(bad, command.max_reported, &shared.summary.bad_lines);
-        continue;
-      }
-      shared.cv.wait(lock, [&] {
-        return shared.acks_done ||
-               shared.in_flight.size() <
-                   static_cast<size_t>(command.max_in_flight);
-      });
-      if (shared.acks_done) break;
-      if (shared.in_flight.empty()) shared.last_activity = Clock::now();
-      const uint64_t index = shared.next_index++;
-      shared.in_flight.emplace(index, reader.line());
-      ++shared.summary.sent;
-      lock.unlock();
-      const bool written = stream->Write(request);
-      lock.lock();
-      shared.first_write_done = true;
-      shared.cv.notify_all();
-      if (!written) {
-        // The call is over; the rating never left, so it is not counted.
-        shared.in_flight.erase(index);
-        --shared.summary.sent;
-        break;
-      }
-    }
-    stream->WritesDone();
-    std::lock_guard<std::mutex> lock(shared.mu);
-    shared.summary.lines = reader.line();
-    shared.input_failed = reader.failed();
+    shared.cv.wait(lock, [&] {
+      return shared.acks_done || shared.in_flight.size() <
+                                     static_cast<size_t>(command.max_in_flight);
+    });
+    if (shared.acks_done) break;
+    if (shared.in_flight.empty()) shared.last_activity = Clock::now();
+    const uint64_t index = shared.next_index++;
+    shared.in_flight.emplace(index, reader.line());
+    ++shared.summary.sent;
+    lock.unlock();
+    const bool written = stream.Write(request);
+    lock.lock();
     shared.first_write_done = true;
     shared.cv.notify_all();
-  });
+    if (!written) {
+      // The call is over; the rating never left, so it is not counted.
+      shared.in_flight.erase(index);
+      --shared.summary.sent;
+      break;
+    }
+  }
+  stream.WritesDone();
+  std::lock_guard<std::mutex> lock(shared.mu);
+  shared.summary.lines = reader.line();
+  shared.input_failed = reader.failed();
+  shared.first_write_done = true;
+  shared.cv.notify_all();
+}
 
+// Counts one response's acknowledgements against the ratings in flight;
+// the caller holds shared.mu.
+void CountAcks(const v1::RateStreamResponse& response, int max_reported,
+               Shared& shared) {
+  RateFileSummary& s = shared.summary;
+  for (const v1::RatingAck& ack : response.acks()) {
+    auto it = shared.in_flight.find(ack.index());
+    if (it == shared.in_flight.end()) {
+      ++s.unexpected_acks;
+      continue;
+    }
+    const int64_t line = it->second;
+    shared.in_flight.erase(it);
+    if (ack.accepted()) {
+      ++s.accepted;
+    } else {
+      ++s.rejected;
+      KeepEarliest(
+          {line,
+           absl::StatusCodeToString(static_cast<absl::StatusCode>(ack.code())),
+           ack.error()},
+          max_reported, &s.rejections);
+    }
+  }
+}
+
+// The caller's thread: reads acknowledgements until the call ends.
+void ReadAcks(const RateFileOptions& command, RateStream& stream,
+              Shared& shared) {
   {
     // Reading before anything was sent would race the corked metadata.
     std::unique_lock<std::mutex> lock(shared.mu);
     shared.cv.wait(lock, [&] { return shared.first_write_done; });
   }
   v1::RateStreamResponse response;
-  while (stream->Read(&response)) {
+  while (stream.Read(&response)) {
     std::lock_guard<std::mutex> lock(shared.mu);
-    RateFileSummary& s = shared.summary;
-    for (const v1::RatingAck& ack : response.acks()) {
-      auto it = shared.in_flight.find(ack.index());
-      if (it == shared.in_flight.end()) {
-        ++s.unexpected_acks;
-        continue;
-      }
-      const int64_t line = it->second;
-      shared.in_flight.erase(it);
-      if (ack.accepted()) {
-        ++s.accepted;
-      } else {
-        ++s.rejected;
-        KeepEarliest({line,
-                      absl::StatusCodeToString(
-                          static_cast<absl::StatusCode>(ack.code())),
-                      ack.error()},
-                     command.max_reported, &s.rejections);
-      }
-    }
+    CountAcks(response, command.max_reported, shared);
     shared.last_activity = Clock::now();
     shared.cv.notify_all();
   }
-  {
-    std::lock_guard<std::mutex> lock(shared.mu);
-    shared.acks_done = true;
-    shared.cv.notify_all();
-  }
-  writer.join();
-  {
-    std::lock_guard<std::mutex> lock(shared.mu);
-    shared.finished = true;
-    shared.cv.notify_all();
-  }
-  monitor.join();
-  const grpc::Status status = stream->Finish();
+}
 
-  RateFileSummary& s = shared.summary;
-  s.elapsed_seconds = Seconds(Clock::now() - start);
-  s.unacknowledged = static_cast<int64_t>(shared.in_flight.size());
-  if (io.err_is_tty) *io.err << "\r\033[K" << std::flush;
-  // A call that failed before any acknowledgement has nothing to sum up;
-  // its error says it all.
-  if (status.ok() || s.accepted + s.rejected > 0) {
-    PrintSummary(s, options.json, *io.out);
-  }
-  if (summary_out != nullptr) *summary_out = s;
-
+// The command's result once the summary is printed: the first of timeout,
+// RPC error, input error, broken stream contract and rejected or unparsable
+// lines.
+absl::Status Outcome(const Shared& shared, const grpc::Status& status,
+                     const ClientOptions& options, const std::string& name) {
+  const RateFileSummary& s = shared.summary;
   if (shared.timed_out) {
     return internal::RpcError(grpc::Status(
         grpc::StatusCode::DEADLINE_EXCEEDED,
@@ -421,6 +410,55 @@ absl::Status RunRateFile(const ClientOptions& options,
                         s.unparsable == 1 ? "" : "s"));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunRateFile(const ClientOptions& options,
+                         const RateFileOptions& command, RecommenderStub& stub,
+                         const Streams& io, RateFileSummary* summary_out) {
+  if (command.path.empty()) return UsageError("rate --file needs a path");
+  if (command.max_in_flight < 1) {
+    return UsageError("--max-in-flight must be at least 1");
+  }
+  std::ifstream file;
+  RECSYS_ASSIGN_OR_RETURN(std::istream* const in, OpenInput(command, io, file));
+  const std::string name = command.path == "-" ? "stdin" : command.path;
+  RatingFileReader reader(*in);
+  RECSYS_RETURN_IF_ERROR(reader.Start(name));
+
+  Shared shared;
+  shared.summary.file = name;
+  shared.in_flight.reserve(static_cast<size_t>(command.max_in_flight));
+  const Clock::time_point start = Clock::now();
+  shared.last_activity = start;
+
+  grpc::ClientContext context;  // no overall deadline: see client.h
+  // Corked, creating the stream returns at once instead of waiting for a
+  // connection, so the monitor's timeout also covers an unreachable server.
+  context.set_initial_metadata_corked(true);
+  std::unique_ptr<RateStream> stream = stub.RateStream(&context);
+
+  std::thread monitor([&] { Monitor(shared, start, options, io, context); });
+  std::thread writer([&] { WriteRatings(reader, command, *stream, shared); });
+  ReadAcks(command, *stream, shared);
+  Raise(shared, &Shared::acks_done);
+  writer.join();
+  Raise(shared, &Shared::finished);
+  monitor.join();
+  const grpc::Status status = stream->Finish();
+
+  RateFileSummary& s = shared.summary;
+  s.elapsed_seconds = Seconds(Clock::now() - start);
+  s.unacknowledged = static_cast<int64_t>(shared.in_flight.size());
+  if (io.err_is_tty) *io.err << "\r\033[K" << std::flush;
+  // A call that failed before any acknowledgement has nothing to sum up;
+  // its error says it all.
+  if (status.ok() || s.accepted + s.rejected > 0) {
+    PrintSummary(s, options.json, *io.out);
+  }
+  if (summary_out != nullptr) *summary_out = s;
+  return Outcome(shared, status, options, name);
 }
 
 }  // namespace recsys

@@ -163,20 +163,8 @@ int WaitForSignal() {
   return c;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "recsys-server [--listen=127.0.0.1:50051] [--data_dir=DIR] "
-      "[--model=FILE | --train_data=ml-100k | --replica_of=HOST:PORT]");
-  std::vector<std::string> storage(argv, argv + argc);
-  std::vector<char*> args = recsys::NormalizeFlagNames(&storage);
-  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  // Debian's Abseil is built without NDEBUG, so every absl::Mutex (gRPC's
-  // included) keeps a lock graph for deadlock detection: a few percent of
-  // the server's CPU under load (measured with perf). It is a debugging aid.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-
+// --log_level and --log_format; false (after saying why) when either is bad.
+bool SetUpLogging() {
   absl::StatusOr<recsys::LogLevel> level =
       recsys::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   absl::StatusOr<recsys::LogFormat> format =
@@ -185,76 +173,59 @@ int main(int argc, char** argv) {
     std::cerr << "recsys-server: "
               << (level.ok() ? format.status() : level.status()).message()
               << "\n";
-    return 1;
+    return false;
   }
   recsys::SetLogLevel(*level);
   recsys::SetLogFormat(*format);
+  return true;
+}
+
+// Every numeric flag within its range (see InRange).
+bool FlagsInRange() {
   const int64_t cache_mb = absl::GetFlag(FLAGS_fold_in_cache_mb);
   const double lead_ms = absl::GetFlag(FLAGS_rate_lead_budget_ms);
-  if (!InRange("fold_in_cache_mb", cache_mb, int64_t{0}, int64_t{1} << 30) ||
-      !InRange("rate_lead_budget_ms", lead_ms, 0.0, 1000.0) ||
-      !InRange("threads", absl::GetFlag(FLAGS_threads), 0, 1024) ||
-      !InRange("fsync_interval_ms", absl::GetFlag(FLAGS_fsync_interval_ms), 1,
-               60000) ||
-      !InRange("snapshot_every", absl::GetFlag(FLAGS_snapshot_every),
-               int64_t{0}, int64_t{1} << 40) ||
-      !InRange("retrain_after_ratings",
-               absl::GetFlag(FLAGS_retrain_after_ratings), int64_t{0},
-               int64_t{1} << 40) ||
-      !InRange("retrain_interval_hours",
-               absl::GetFlag(FLAGS_retrain_interval_hours), 0.0, 24.0 * 365) ||
-      !InRange("grace_seconds", absl::GetFlag(FLAGS_grace_seconds), 0.0,
-               3600.0) ||
-      !InRange("max_message_bytes", absl::GetFlag(FLAGS_max_message_bytes),
-               1 << 16, 1 << 30)) {
-    return 1;
-  }
+  return InRange("fold_in_cache_mb", cache_mb, int64_t{0}, int64_t{1} << 30) &&
+         InRange("rate_lead_budget_ms", lead_ms, 0.0, 1000.0) &&
+         InRange("threads", absl::GetFlag(FLAGS_threads), 0, 1024) &&
+         InRange("fsync_interval_ms", absl::GetFlag(FLAGS_fsync_interval_ms), 1,
+                 60000) &&
+         InRange("snapshot_every", absl::GetFlag(FLAGS_snapshot_every),
+                 int64_t{0}, int64_t{1} << 40) &&
+         InRange("retrain_after_ratings",
+                 absl::GetFlag(FLAGS_retrain_after_ratings), int64_t{0},
+                 int64_t{1} << 40) &&
+         InRange("retrain_interval_hours",
+                 absl::GetFlag(FLAGS_retrain_interval_hours), 0.0,
+                 24.0 * 365) &&
+         InRange("grace_seconds", absl::GetFlag(FLAGS_grace_seconds), 0.0,
+                 3600.0) &&
+         InRange("max_message_bytes", absl::GetFlag(FLAGS_max_message_bytes),
+                 1 << 16, 1 << 30);
+}
 
-  if (!InstallSignalHandlers()) {
-    std::perror("recsys-server: signal handlers");
-    return 1;
+// --model_kind, --select and --select_budget: the first model's training.
+bool SetTrainingFlags(recsys::ServerOptions& opt) {
+  absl::StatusOr<std::optional<recsys::ModelKind>> kind =
+      recsys::ParseKindOrAuto(absl::GetFlag(FLAGS_model_kind));
+  if (!kind.ok()) {
+    std::cerr << "recsys-server: --model_kind: " << kind.status().message()
+              << "\n";
+    return false;
   }
+  opt.engine.training.kind = *kind;
+  opt.engine.training.select = absl::GetFlag(FLAGS_select);
+  opt.engine.training.selection.budget = absl::GetFlag(FLAGS_select_budget);
+  if (opt.engine.training.selection.budget < 0) {
+    std::cerr << "recsys-server: --select_budget must be >= 0\n";
+    return false;
+  }
+  return true;
+}
 
-  recsys::ServerOptions opt;
-  opt.listen = absl::GetFlag(FLAGS_listen);
-  opt.engine.data_dir = absl::GetFlag(FLAGS_data_dir);
-  opt.model_file = absl::GetFlag(FLAGS_model);
-  opt.train_data = absl::GetFlag(FLAGS_train_data);
-  {
-    absl::StatusOr<std::optional<recsys::ModelKind>> kind =
-        recsys::ParseKindOrAuto(absl::GetFlag(FLAGS_model_kind));
-    if (!kind.ok()) {
-      std::cerr << "recsys-server: --model_kind: " << kind.status().message()
-                << "\n";
-      return 1;
-    }
-    opt.engine.training.kind = *kind;
-    opt.engine.training.select = absl::GetFlag(FLAGS_select);
-    opt.engine.training.selection.budget = absl::GetFlag(FLAGS_select_budget);
-    if (opt.engine.training.selection.budget < 0) {
-      std::cerr << "recsys-server: --select_budget must be >= 0\n";
-      return 1;
-    }
-  }
-  opt.engine.train_threads = absl::GetFlag(FLAGS_threads);
-  opt.fsync = absl::GetFlag(FLAGS_fsync);
-  opt.engine.log.interval =
-      absl::Milliseconds(absl::GetFlag(FLAGS_fsync_interval_ms));
-  opt.engine.snapshot_every = absl::GetFlag(FLAGS_snapshot_every);
-  opt.retrain_after_ratings = absl::GetFlag(FLAGS_retrain_after_ratings);
-  opt.retrain_interval =
-      absl::Hours(absl::GetFlag(FLAGS_retrain_interval_hours));
-  opt.engine.fold_in_cache_bytes = cache_mb << 20;
-  opt.grace = absl::Seconds(absl::GetFlag(FLAGS_grace_seconds));
-  opt.rate_lead_budget = absl::Milliseconds(lead_ms);
-  opt.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  opt.port_file = absl::GetFlag(FLAGS_port_file);
-  opt.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  opt.security.tls_key = absl::GetFlag(FLAGS_tls_key);
-  opt.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
-  opt.security.protect_reads = absl::GetFlag(FLAGS_protect_reads);
-  opt.health_listen = absl::GetFlag(FLAGS_health_listen);
-  opt.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+// The bearer token (--token_file, else $RECSYS_TOKEN) and the --replica_*
+// flags with the primary's token (--replica_token_file, else
+// $RECSYS_REPLICA_TOKEN). Both variables leave the environment.
+bool SetTokenAndReplicaFlags(recsys::ServerOptions& opt) {
   absl::StatusOr<std::string> token = recsys::LoadToken(
       absl::GetFlag(FLAGS_token_file), std::getenv("RECSYS_TOKEN"));
   // Children (the dataset downloader) need not inherit it.
@@ -262,7 +233,7 @@ int main(int argc, char** argv) {
   if (!token.ok()) {
     recsys::Log(recsys::LogLevel::kError, "cannot start",
                 {{"error", token.status().message()}});
-    return 1;
+    return false;
   }
   opt.security.token = std::move(*token);
   opt.replica.target = absl::GetFlag(FLAGS_replica_of);
@@ -278,16 +249,51 @@ int main(int argc, char** argv) {
   if (!replica_token.ok()) {
     recsys::Log(recsys::LogLevel::kError, "cannot start",
                 {{"error", replica_token.status().message()}});
-    return 1;
+    return false;
   }
   opt.replica.token = std::move(*replica_token);
   if (opt.replica.target.empty() &&
       (opt.replica.UsesTls() || !opt.replica.token.empty())) {
     recsys::Log(recsys::LogLevel::kError, "cannot start",
                 {{"error", "the --replica_* flags need --replica_of"}});
-    return 1;
+    return false;
   }
+  return true;
+}
 
+// ServerOptions from the flags; false (after saying why) on a bad value.
+bool FlagsToOptions(recsys::ServerOptions& opt) {
+  opt.listen = absl::GetFlag(FLAGS_listen);
+  opt.engine.data_dir = absl::GetFlag(FLAGS_data_dir);
+  opt.model_file = absl::GetFlag(FLAGS_model);
+  opt.train_data = absl::GetFlag(FLAGS_train_data);
+  if (!SetTrainingFlags(opt)) return false;
+  opt.engine.train_threads = absl::GetFlag(FLAGS_threads);
+  opt.fsync = absl::GetFlag(FLAGS_fsync);
+  opt.engine.log.interval =
+      absl::Milliseconds(absl::GetFlag(FLAGS_fsync_interval_ms));
+  opt.engine.snapshot_every = absl::GetFlag(FLAGS_snapshot_every);
+  opt.retrain_after_ratings = absl::GetFlag(FLAGS_retrain_after_ratings);
+  opt.retrain_interval =
+      absl::Hours(absl::GetFlag(FLAGS_retrain_interval_hours));
+  opt.engine.fold_in_cache_bytes = absl::GetFlag(FLAGS_fold_in_cache_mb) << 20;
+  opt.grace = absl::Seconds(absl::GetFlag(FLAGS_grace_seconds));
+  opt.rate_lead_budget =
+      absl::Milliseconds(absl::GetFlag(FLAGS_rate_lead_budget_ms));
+  opt.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  opt.port_file = absl::GetFlag(FLAGS_port_file);
+  opt.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  opt.security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  opt.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  opt.security.protect_reads = absl::GetFlag(FLAGS_protect_reads);
+  opt.health_listen = absl::GetFlag(FLAGS_health_listen);
+  opt.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  return SetTokenAndReplicaFlags(opt);
+}
+
+// Starts the server, serves until SIGTERM or SIGINT, then shuts it down;
+// the process's exit code.
+int Serve(const recsys::ServerOptions& opt) {
   recsys::Server server(opt);
   absl::Status started = server.Start();
   if (!started.ok()) {
@@ -301,4 +307,30 @@ int main(int argc, char** argv) {
   absl::Status stopped = server.Shutdown();
   if (!stopped.ok()) return 1;
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "recsys-server [--listen=127.0.0.1:50051] [--data_dir=DIR] "
+      "[--model=FILE | --train_data=ml-100k | --replica_of=HOST:PORT]");
+  std::vector<std::string> storage(argv, argv + argc);
+  std::vector<char*> args = recsys::NormalizeFlagNames(&storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  // Debian's Abseil is built without NDEBUG, so every absl::Mutex (gRPC's
+  // included) keeps a lock graph for deadlock detection: a few percent of
+  // the server's CPU under load (measured with perf). It is a debugging aid.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+
+  if (!SetUpLogging() || !FlagsInRange()) return 1;
+
+  if (!InstallSignalHandlers()) {
+    std::perror("recsys-server: signal handlers");
+    return 1;
+  }
+
+  recsys::ServerOptions opt;
+  if (!FlagsToOptions(opt)) return 1;
+  return Serve(opt);
 }

@@ -79,28 +79,6 @@ std::string LabelValue(absl::string_view s) {
   return out;
 }
 
-class Writer {
- public:
-  void Header(absl::string_view name, absl::string_view type,
-              absl::string_view help) {
-    absl::StrAppend(&out_, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
-                    type, "\n");
-  }
-  void Sample(absl::string_view name, absl::string_view labels, double v) {
-    absl::StrAppend(&out_, name, labels.empty() ? "" : "{", labels,
-                    labels.empty() ? "" : "}", " ", Num(v), "\n");
-  }
-  void One(absl::string_view name, absl::string_view type,
-           absl::string_view help, double v) {
-    Header(name, type, help);
-    Sample(name, "", v);
-  }
-  std::string Take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
-
 std::string MethodLabels(int m) {
   return absl::StrCat("service=\"", kMethods[m].service, "\",method=\"",
                       kMethods[m].method, "\"");
@@ -157,6 +135,29 @@ class MetricsInterceptorFactory final
 };
 
 }  // namespace
+
+// Builds the exposition text, one family header and sample at a time.
+class ServerMetrics::Writer {
+ public:
+  void Header(absl::string_view name, absl::string_view type,
+              absl::string_view help) {
+    absl::StrAppend(&out_, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
+                    type, "\n");
+  }
+  void Sample(absl::string_view name, absl::string_view labels, double v) {
+    absl::StrAppend(&out_, name, labels.empty() ? "" : "{", labels,
+                    labels.empty() ? "" : "}", " ", Num(v), "\n");
+  }
+  void One(absl::string_view name, absl::string_view type,
+           absl::string_view help, double v) {
+    Header(name, type, help);
+    Sample(name, "", v);
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
 
 ServerMetrics::ServerMetrics()
     : methods_(new MethodStats[kNumMethods]), start_(absl::Now()) {}
@@ -230,14 +231,7 @@ void ServerMetrics::ModelServedSince(uint64_t version, absl::Time when) {
   served_since_ = when;
 }
 
-std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
-  Writer w;
-  w.One("recsys_start_time_seconds", "gauge",
-        "Unix time the server process started.",
-        absl::ToDoubleSeconds(start_ - absl::UnixEpoch()));
-  w.One("recsys_ready", "gauge", "1 when a model is loaded and served.",
-        engine != nullptr ? 1 : 0);
-
+void ServerMetrics::RenderRequests(Writer& w) const {
   w.Header("recsys_grpc_requests_total", "counter",
            "RPCs completed, by method and status code.");
   for (int m = 0; m < kNumMethods; ++m) {
@@ -249,6 +243,9 @@ std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
                absl::StrCat(MethodLabels(m), ",code=\"", CodeName(c), "\""), n);
     }
   }
+}
+
+void ServerMetrics::RenderRequestDurations(Writer& w) const {
   w.Header("recsys_grpc_request_duration_seconds", "histogram",
            "Time from a call's start to its status; for streams, the whole "
            "stream.");
@@ -268,7 +265,9 @@ std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
     w.Sample("recsys_grpc_request_duration_seconds_count", MethodLabels(m),
              cumulative);
   }
+}
 
+void ServerMetrics::RenderRatings(Writer& w) const {
   w.One("recsys_ratings_accepted_total", "counter",
         "Ratings made durable and folded in (Rate and RateStream).",
         accepted_.load(std::memory_order_relaxed));
@@ -292,13 +291,19 @@ std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
         "Accepted ratings of items the catalogue did not hold (each folds "
         "the item in).",
         new_items_.load(std::memory_order_relaxed));
+}
+
+void ServerMetrics::RenderAuthFailures(Writer& w) const {
   w.Header("recsys_auth_failures_total", "counter",
            "Calls refused UNAUTHENTICATED, by reason.");
   w.Sample("recsys_auth_failures_total", "reason=\"missing\"",
            auth_missing_.load(std::memory_order_relaxed));
   w.Sample("recsys_auth_failures_total", "reason=\"invalid\"",
            auth_invalid_.load(std::memory_order_relaxed));
+}
 
+void ServerMetrics::RenderTraining(const Engine* engine, absl::Time now,
+                                   Writer& w) const {
   bool running;
   uint64_t succeeded, failed, cancelled, served_version;
   double last_seconds;
@@ -335,78 +340,103 @@ std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
     }
     if (engine != nullptr) {
       const EngineInfo info = engine->Info();
-      w.Header("recsys_model_info", "gauge",
-               "The serving model's kind (value always 1).");
-      w.Sample(
-          "recsys_model_info",
-          absl::StrCat("kind=\"", LabelValue(ModelKindName(info.kind)), "\""),
-          1);
-      w.One("recsys_model_version", "gauge",
-            "Version of the serving model (increases with every training).",
-            static_cast<double>(info.version));
-      w.One("recsys_model_users", "gauge",
-            "Known users, folded-in ones included.", info.users);
-      w.One("recsys_model_items", "gauge",
-            "Catalogue size, new items included.", info.items);
-      w.One("recsys_model_factors", "gauge", "Latent factors per row.",
-            info.factors);
-      w.One("recsys_model_ratings", "gauge",
-            "Ratings held: training data plus accepted since.", info.ratings);
-      w.One("recsys_model_ratings_since_training", "gauge",
-            "Ratings accepted since the serving model was trained.",
-            info.ratings_since_training);
-      w.One("recsys_model_train_seconds", "gauge",
-            "Fit time of the serving model.", info.train_seconds);
-      if (info.last_validation_rmse >= 0) {
-        w.One("recsys_model_validation_rmse", "gauge",
-              "Validation RMSE of the last training run.",
-              info.last_validation_rmse);
-      }
-      if (info.version == served_version) {
-        w.One("recsys_model_age_seconds", "gauge",
-              "Seconds since this process began serving the model version "
-              "(loaded at start or trained here).",
-              absl::ToDoubleSeconds(now - served_since));
-      }
-      w.One("recsys_log_sequence", "gauge",
-            "Last rating-log sequence number applied.",
-            static_cast<double>(info.log_sequence));
-
-      w.One("recsys_fold_in_cache_bytes", "gauge",
-            "Memory held by kept fold-in equations (--fold_in_cache_mb).",
-            static_cast<double>(info.fold_in_cache_bytes));
-      w.One("recsys_fold_in_cache_users", "gauge",
-            "Users whose fold-in equations are kept.",
-            static_cast<double>(info.fold_in_cache_users));
-      w.Header("recsys_fold_in_cache_lookups_total", "counter",
-               "User fold-ins that found the user's equations kept (hit) or "
-               "rebuilt them from all of the user's ratings (miss).");
-      w.Sample("recsys_fold_in_cache_lookups_total", "result=\"hit\"",
-               static_cast<double>(info.fold_in_cache_hits));
-      w.Sample("recsys_fold_in_cache_lookups_total", "result=\"miss\"",
-               static_cast<double>(info.fold_in_cache_misses));
-
-      const RatingLogStats log = engine->log().stats();
-      w.One("recsys_log_records_total", "counter",
-            "Records appended to the rating log.",
-            static_cast<double>(log.records));
-      w.One("recsys_log_writes_total", "counter",
-            "write() batches (group commits) to the rating log.",
-            static_cast<double>(log.writes));
-      w.One("recsys_log_bytes_total", "counter",
-            "Record bytes written to the rating log.",
-            static_cast<double>(log.bytes_written));
-      w.Header("recsys_log_fsync_seconds", "summary",
-               "fdatasync calls on log segments and the time they took.");
-      w.Sample("recsys_log_fsync_seconds_sum", "",
-               absl::ToDoubleSeconds(log.sync_time));
-      w.Sample("recsys_log_fsync_seconds_count", "",
-               static_cast<double>(log.syncs));
-      w.One("recsys_log_replayed_records", "gauge",
-            "Log records replayed at start.",
-            static_cast<double>(engine->log().recovery().replayed));
+      RenderModel(info, served_version, served_since, now, w);
+      RenderFoldInCache(info, w);
+      RenderLog(*engine, w);
     }
   }
+}
+
+void ServerMetrics::RenderModel(const EngineInfo& info, uint64_t served_version,
+                                absl::Time served_since, absl::Time now,
+                                Writer& w) {
+  w.Header("recsys_model_info", "gauge",
+           "The serving model's kind (value always 1).");
+  w.Sample("recsys_model_info",
+           absl::StrCat("kind=\"", LabelValue(ModelKindName(info.kind)), "\""),
+           1);
+  w.One("recsys_model_version", "gauge",
+        "Version of the serving model (increases with every training).",
+        static_cast<double>(info.version));
+  w.One("recsys_model_users", "gauge", "Known users, folded-in ones included.",
+        info.users);
+  w.One("recsys_model_items", "gauge", "Catalogue size, new items included.",
+        info.items);
+  w.One("recsys_model_factors", "gauge", "Latent factors per row.",
+        info.factors);
+  w.One("recsys_model_ratings", "gauge",
+        "Ratings held: training data plus accepted since.", info.ratings);
+  w.One("recsys_model_ratings_since_training", "gauge",
+        "Ratings accepted since the serving model was trained.",
+        info.ratings_since_training);
+  w.One("recsys_model_train_seconds", "gauge", "Fit time of the serving model.",
+        info.train_seconds);
+  if (info.last_validation_rmse >= 0) {
+    w.One("recsys_model_validation_rmse", "gauge",
+          "Validation RMSE of the last training run.",
+          info.last_validation_rmse);
+  }
+  if (info.version == served_version) {
+    w.One("recsys_model_age_seconds", "gauge",
+          "Seconds since this process began serving the model version "
+          "(loaded at start or trained here).",
+          absl::ToDoubleSeconds(now - served_since));
+  }
+  w.One("recsys_log_sequence", "gauge",
+        "Last rating-log sequence number applied.",
+        static_cast<double>(info.log_sequence));
+}
+
+void ServerMetrics::RenderFoldInCache(const EngineInfo& info, Writer& w) {
+  w.One("recsys_fold_in_cache_bytes", "gauge",
+        "Memory held by kept fold-in equations (--fold_in_cache_mb).",
+        static_cast<double>(info.fold_in_cache_bytes));
+  w.One("recsys_fold_in_cache_users", "gauge",
+        "Users whose fold-in equations are kept.",
+        static_cast<double>(info.fold_in_cache_users));
+  w.Header("recsys_fold_in_cache_lookups_total", "counter",
+           "User fold-ins that found the user's equations kept (hit) or "
+           "rebuilt them from all of the user's ratings (miss).");
+  w.Sample("recsys_fold_in_cache_lookups_total", "result=\"hit\"",
+           static_cast<double>(info.fold_in_cache_hits));
+  w.Sample("recsys_fold_in_cache_lookups_total", "result=\"miss\"",
+           static_cast<double>(info.fold_in_cache_misses));
+}
+
+void ServerMetrics::RenderLog(const Engine& engine, Writer& w) {
+  const RatingLogStats log = engine.log().stats();
+  w.One("recsys_log_records_total", "counter",
+        "Records appended to the rating log.",
+        static_cast<double>(log.records));
+  w.One("recsys_log_writes_total", "counter",
+        "write() batches (group commits) to the rating log.",
+        static_cast<double>(log.writes));
+  w.One("recsys_log_bytes_total", "counter",
+        "Record bytes written to the rating log.",
+        static_cast<double>(log.bytes_written));
+  w.Header("recsys_log_fsync_seconds", "summary",
+           "fdatasync calls on log segments and the time they took.");
+  w.Sample("recsys_log_fsync_seconds_sum", "",
+           absl::ToDoubleSeconds(log.sync_time));
+  w.Sample("recsys_log_fsync_seconds_count", "",
+           static_cast<double>(log.syncs));
+  w.One("recsys_log_replayed_records", "gauge",
+        "Log records replayed at start.",
+        static_cast<double>(engine.log().recovery().replayed));
+}
+
+std::string ServerMetrics::Render(const Engine* engine, absl::Time now) const {
+  Writer w;
+  w.One("recsys_start_time_seconds", "gauge",
+        "Unix time the server process started.",
+        absl::ToDoubleSeconds(start_ - absl::UnixEpoch()));
+  w.One("recsys_ready", "gauge", "1 when a model is loaded and served.",
+        engine != nullptr ? 1 : 0);
+  RenderRequests(w);
+  RenderRequestDurations(w);
+  RenderRatings(w);
+  RenderAuthFailures(w);
+  RenderTraining(engine, now, w);
   return w.Take();
 }
 

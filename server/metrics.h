@@ -11,7 +11,7 @@
 // design), two clock reads and three relaxed atomic increments; no lock.
 // Everything else (engine info, log statistics) is read when scraped.
 //
-// Names (all prefixed recsys_): see Render in metrics.cc and
+// Names (all prefixed recsys_): see Render and its helpers in metrics.cc and
 // docs/operations/metrics.md.
 #ifndef RECSYS_SERVER_METRICS_H_
 #define RECSYS_SERVER_METRICS_H_
@@ -31,6 +31,7 @@
 namespace recsys {
 
 class Engine;
+struct EngineInfo;
 
 class ServerMetrics {
  public:
@@ -69,6 +70,22 @@ class ServerMetrics {
   std::string Render(const Engine* engine, absl::Time now) const;
 
  private:
+  // Builds the exposition text (defined in metrics.cc).
+  class Writer;
+
+  // Render's parts, each writing a group of metric families: RPC counts,
+  // RPC latencies, ratings, auth failures, then training jobs (and, with an
+  // engine, the model, fold-in cache and rating log).
+  void RenderRequests(Writer& w) const;
+  void RenderRequestDurations(Writer& w) const;
+  void RenderRatings(Writer& w) const;
+  void RenderAuthFailures(Writer& w) const;
+  void RenderTraining(const Engine* engine, absl::Time now, Writer& w) const;
+  static void RenderModel(const EngineInfo& info, uint64_t served_version,
+                          absl::Time served_since, absl::Time now, Writer& w);
+  static void RenderFoldInCache(const EngineInfo& info, Writer& w);
+  static void RenderLog(const Engine& engine, Writer& w);
+
   struct alignas(64) MethodStats {
     std::array<std::atomic<uint64_t>, kCodes> codes{};
     std::array<std::atomic<uint64_t>, kBuckets.size() + 1> buckets{};

@@ -56,6 +56,29 @@ void NoSharedPort(grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
 }
 
+// Logs the model now served and what opening its rating log found.
+void LogServing(const Engine& engine, const EngineInfo& info) {
+  Log(LogLevel::kInfo, "serving",
+      {{"kind", ModelKindName(info.kind)},
+       {"version", info.version},
+       {"users", info.users},
+       {"items", info.items},
+       {"factors", info.factors},
+       {"log_sequence", info.log_sequence},
+       {"replayed", engine.log().recovery().replayed}});
+  const RatingLogRecovery& recovery = engine.log().recovery();
+  if (recovery.truncated_bytes > 0) {
+    Log(LogLevel::kWarning, "torn log tail cut off",
+        {{"file", recovery.truncated_file},
+         {"bytes", recovery.truncated_bytes}});
+  }
+  if (recovery.upgraded_from_version > 0) {
+    Log(LogLevel::kInfo,
+        "log written by an older version: appending to a new segment",
+        {{"old_version", recovery.upgraded_from_version}});
+  }
+}
+
 }  // namespace
 
 Server::Server(const ServerOptions& options)
@@ -94,64 +117,51 @@ absl::Status Server::StartHealthPort() {
   return absl::OkStatus();
 }
 
-absl::Status Server::Start() {
-  RECSYS_ASSIGN_OR_RETURN(options_.engine.log.sync,
-                          ParseSyncPolicy(options_.fsync));
-  const SecurityOptions& sec = options_.security;
-  RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
-                          MakeServerCredentials(sec, &metrics_));
-  Log(LogLevel::kInfo, "starting",
-      {{"listen", options_.listen},
-       {"data_dir", options_.engine.data_dir},
-       {"fsync", options_.fsync},
-       {"tls", sec.tls()},
-       {"mtls", !sec.tls_client_ca.empty()},
-       {"token", !sec.token.empty()},
-       {"protect_reads", sec.protect_reads}});
-  if (!options_.replica.target.empty()) {
-    if (options_.retrain_after_ratings > 0 ||
-        options_.retrain_interval > absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(
-          "a read replica does not retrain: its primary does (drop "
-          "--retrain_after_ratings and --retrain_interval_hours)");
-    }
-    // gRPC backs off up to two minutes between attempts to reach a server
-    // that is down; a replica should be back soon after its primary is.
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    // A snapshot comes in chunks, but a batch of records may be larger than
-    // gRPC's default limit of 4 MB.
-    args.SetMaxReceiveMessageSize(-1);
-    RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                            MakeChannel(options_.replica, args));
-    replicator_ = std::make_unique<Replicator>(
-        options_.replica.target, std::move(channel), options_.replica_retry);
-    Log(LogLevel::kInfo, "read replica",
-        {{"primary", options_.replica.target},
-         {"tls", options_.replica.UsesTls()}});
+absl::Status Server::MakeReplicator() {
+  if (options_.retrain_after_ratings > 0 ||
+      options_.retrain_interval > absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "a read replica does not retrain: its primary does (drop "
+        "--retrain_after_ratings and --retrain_interval_hours)");
   }
-  if (!sec.token.empty() && sec.token.size() < 16) {
-    Log(LogLevel::kWarning, "the token is shorter than 16 characters",
-        {{"hint", "openssl rand -hex 32"}});
-  }
-  if (!options_.metrics_listen.empty()) {
-    // Up before the model loads, so a slow first training shows as
-    // recsys_ready 0 rather than as a dead target.
-    RECSYS_ASSIGN_OR_RETURN(
-        http_, MetricsHttpServer::Start(options_.metrics_listen, [this] {
-          const Engine* engine = serving_engine_.load();
-          std::string text = metrics_.Render(engine, absl::Now());
-          if (replicator_ && engine != nullptr) {
-            text += RenderReplicaMetrics(replicator_->status(), absl::Now());
-          }
-          return text;
-        }));
-    Log(LogLevel::kInfo, "metrics listening",
-        {{"address", options_.metrics_listen}, {"port", http_->port()}});
-  }
+  // gRPC backs off up to two minutes between attempts to reach a server
+  // that is down; a replica should be back soon after its primary is.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // A snapshot comes in chunks, but a batch of records may be larger than
+  // gRPC's default limit of 4 MB.
+  args.SetMaxReceiveMessageSize(-1);
+  RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                          MakeChannel(options_.replica, args));
+  replicator_ = std::make_unique<Replicator>(
+      options_.replica.target, std::move(channel), options_.replica_retry);
+  Log(LogLevel::kInfo, "read replica",
+      {{"primary", options_.replica.target},
+       {"tls", options_.replica.UsesTls()}});
+  return absl::OkStatus();
+}
 
+absl::Status Server::StartMetricsPort() {
+  // Up before the model loads, so a slow first training shows as
+  // recsys_ready 0 rather than as a dead target.
+  RECSYS_ASSIGN_OR_RETURN(
+      http_, MetricsHttpServer::Start(options_.metrics_listen, [this] {
+        const Engine* engine = serving_engine_.load();
+        std::string text = metrics_.Render(engine, absl::Now());
+        if (replicator_ && engine != nullptr) {
+          text += RenderReplicaMetrics(replicator_->status(), absl::Now());
+        }
+        return text;
+      }));
+  Log(LogLevel::kInfo, "metrics listening",
+      {{"address", options_.metrics_listen}, {"port", http_->port()}});
+  return absl::OkStatus();
+}
+
+absl::Status Server::Listen(
+    const std::shared_ptr<grpc::ServerCredentials>& creds) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -175,10 +185,15 @@ absl::Status Server::Start() {
         {{"address", options_.health_listen}, {"port", health_port_}});
   }
   SetServing(false);
-  Log(LogLevel::kInfo, "listening", {{"port", port_}, {"tls", sec.tls()}});
+  Log(LogLevel::kInfo, "listening",
+      {{"port", port_}, {"tls", options_.security.tls()}});
   if (!options_.port_file.empty()) {
     RECSYS_RETURN_IF_ERROR(WritePortFile(options_.port_file, port_));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Server::OpenEngine() {
   const ServerOptions& o = options_;
   const bool replica = !o.replica.target.empty();
   if (replica) {
@@ -213,25 +228,36 @@ absl::Status Server::Start() {
   const EngineInfo info = engine_->Info();
   metrics_.ModelServedSince(info.version, absl::Now());
   serving_engine_.store(engine_.get());
-  Log(LogLevel::kInfo, "serving",
-      {{"kind", ModelKindName(info.kind)},
-       {"version", info.version},
-       {"users", info.users},
-       {"items", info.items},
-       {"factors", info.factors},
-       {"log_sequence", info.log_sequence},
-       {"replayed", engine_->log().recovery().replayed}});
-  const RatingLogRecovery& recovery = engine_->log().recovery();
-  if (recovery.truncated_bytes > 0) {
-    Log(LogLevel::kWarning, "torn log tail cut off",
-        {{"file", recovery.truncated_file},
-         {"bytes", recovery.truncated_bytes}});
+  LogServing(*engine_, info);
+  return absl::OkStatus();
+}
+
+absl::Status Server::Start() {
+  RECSYS_ASSIGN_OR_RETURN(options_.engine.log.sync,
+                          ParseSyncPolicy(options_.fsync));
+  const SecurityOptions& sec = options_.security;
+  RECSYS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
+                          MakeServerCredentials(sec, &metrics_));
+  Log(LogLevel::kInfo, "starting",
+      {{"listen", options_.listen},
+       {"data_dir", options_.engine.data_dir},
+       {"fsync", options_.fsync},
+       {"tls", sec.tls()},
+       {"mtls", !sec.tls_client_ca.empty()},
+       {"token", !sec.token.empty()},
+       {"protect_reads", sec.protect_reads}});
+  if (!options_.replica.target.empty()) {
+    RECSYS_RETURN_IF_ERROR(MakeReplicator());
   }
-  if (recovery.upgraded_from_version > 0) {
-    Log(LogLevel::kInfo,
-        "log written by an older version: appending to a new segment",
-        {{"old_version", recovery.upgraded_from_version}});
+  if (!sec.token.empty() && sec.token.size() < 16) {
+    Log(LogLevel::kWarning, "the token is shorter than 16 characters",
+        {{"hint", "openssl rand -hex 32"}});
   }
+  if (!options_.metrics_listen.empty()) {
+    RECSYS_RETURN_IF_ERROR(StartMetricsPort());
+  }
+  RECSYS_RETURN_IF_ERROR(Listen(creds));
+  RECSYS_RETURN_IF_ERROR(OpenEngine());
   SetServing(true);
   if (replicator_) {
     replicator_->Start(engine_.get(), [this](uint64_t version) {

@@ -22,9 +22,9 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "net/channel.h"
-#include "grpcpp/grpcpp.h"
 #include "engine/engine.h"
+#include "grpcpp/grpcpp.h"
+#include "net/channel.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/replication.h"
@@ -97,6 +97,16 @@ class Server final : private ServiceObserver {
  private:
   void SetServing(bool serving);
   absl::Status StartHealthPort();
+  // Start's steps, in order. A replica's Replicator, with a channel to its
+  // primary (not yet started).
+  absl::Status MakeReplicator();
+  // The HTTP /metrics port.
+  absl::Status StartMetricsPort();
+  // The gRPC port (and the health port), NOT_SERVING; writes the port file.
+  absl::Status Listen(const std::shared_ptr<grpc::ServerCredentials>& creds);
+  // Opens the engine on the data directory (a replica's first filled from
+  // its primary, a primary's first model loaded or trained) and serves it.
+  absl::Status OpenEngine();
   // ServiceObserver: feed the metrics; a training job gets a watcher thread
   // that logs its end and records it.
   void OnAccepted(int64_t accepted, int64_t new_users,

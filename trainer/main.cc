@@ -233,112 +233,137 @@ ParamOverrides ParamsFromFlags() {
   return o;
 }
 
+absl::StatusOr<TrainCommand> TrainFromFlags() {
+  TrainCommand cmd;
+  RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
+  RECSYS_ASSIGN_OR_RETURN(cmd.model.kind,
+                          ParseKindOrAuto(absl::GetFlag(FLAGS_model)));
+  cmd.model.select = absl::GetFlag(FLAGS_select);
+  cmd.model.budget = absl::GetFlag(FLAGS_budget);
+  cmd.model.max_seconds = absl::GetFlag(FLAGS_select_seconds);
+  cmd.params = ParamsFromFlags();
+  cmd.threads = absl::GetFlag(FLAGS_threads);
+  cmd.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+  cmd.out = absl::GetFlag(FLAGS_out);
+  cmd.quiet = absl::GetFlag(FLAGS_quiet);
+  return cmd;
+}
+
+absl::StatusOr<EvaluateCommand> EvaluateFromFlags() {
+  EvaluateCommand cmd;
+  RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
+  if (cmd.source.data.empty()) cmd.source.data = "ml-100k";
+  cmd.kinds.clear();
+  for (absl::string_view name :
+       absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
+    RECSYS_ASSIGN_OR_RETURN(std::optional<ModelKind> kind,
+                            ParseKindOrAuto(name));
+    cmd.kinds.push_back(kind);
+  }
+  cmd.select = absl::GetFlag(FLAGS_select);
+  cmd.budget = absl::GetFlag(FLAGS_budget);
+  cmd.folds.clear();
+  for (absl::string_view f :
+       absl::StrSplit(absl::GetFlag(FLAGS_folds), ',', absl::SkipEmpty())) {
+    int fold = 0;
+    if (!absl::SimpleAtoi(f, &fold) || fold < 1 || fold > 5) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--folds: '", f, "' is not a fold number 1..5"));
+    }
+    cmd.folds.push_back(fold);
+  }
+  cmd.params = ParamsFromFlags();
+  cmd.threads = absl::GetFlag(FLAGS_threads);
+  cmd.k = absl::GetFlag(FLAGS_k);
+  cmd.relevant_min = absl::GetFlag(FLAGS_relevant_min);
+  cmd.train_file = absl::GetFlag(FLAGS_train);
+  cmd.test_file = absl::GetFlag(FLAGS_test);
+  cmd.predictions_out = absl::GetFlag(FLAGS_predictions_out);
+  cmd.recommendations_out = absl::GetFlag(FLAGS_recommendations_out);
+  return cmd;
+}
+
+absl::StatusOr<TuneCommand> TuneFromFlags() {
+  TuneCommand cmd;
+  RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
+  if (absl::GetFlag(FLAGS_model) == "auto") {
+    return absl::InvalidArgumentError(
+        "tune searches one kind: give it with --model (auto already "
+        "searches on its own; see train)");
+  }
+  RECSYS_ASSIGN_OR_RETURN(cmd.kind, ParseModelKind(absl::GetFlag(FLAGS_model)));
+  cmd.params = ParamsFromFlags();
+  cmd.space = absl::GetFlag(FLAGS_space);
+  cmd.trials = absl::GetFlag(FLAGS_trials);
+  cmd.splits = absl::GetFlag(FLAGS_splits);
+  cmd.metric = absl::GetFlag(FLAGS_metric);
+  cmd.threads = absl::GetFlag(FLAGS_threads);
+  cmd.seed = absl::GetFlag(FLAGS_tune_seed);
+  const double fraction = absl::GetFlag(FLAGS_validation_fraction);
+  if (fraction > 0) cmd.validation_fraction = fraction;
+  return cmd;
+}
+
+ExportCommand ExportFromFlags() {
+  ExportCommand cmd;
+  cmd.model_file = absl::GetFlag(FLAGS_model_file);
+  cmd.out_dir = absl::GetFlag(FLAGS_out);
+  cmd.user = absl::GetFlag(FLAGS_user);
+  return cmd;
+}
+
+RecommendCommand RecommendFromFlags() {
+  RecommendCommand cmd;
+  cmd.model_file = absl::GetFlag(FLAGS_model_file);
+  cmd.user = absl::GetFlag(FLAGS_user);
+  cmd.k = absl::GetFlag(FLAGS_k);
+  cmd.include_rated = absl::GetFlag(FLAGS_include_rated);
+  return cmd;
+}
+
+absl::StatusOr<GenerateCommand> GenerateFromFlags() {
+  GenerateCommand cmd;
+  cmd.options.users = absl::GetFlag(FLAGS_users);
+  cmd.options.items = absl::GetFlag(FLAGS_items);
+  cmd.options.ratings = absl::GetFlag(FLAGS_ratings);
+  cmd.options.rank = absl::GetFlag(FLAGS_rank);
+  cmd.options.noise = absl::GetFlag(FLAGS_noise);
+  RECSYS_ASSIGN_OR_RETURN(DataSource source, SourceFromFlags());
+  if (source.load.scale.has_value()) {
+    cmd.options.scale = *source.load.scale;
+    // Whole-number bounds mean whole stars (1..5); otherwise half stars.
+    const bool whole =
+        cmd.options.scale.min == static_cast<int>(cmd.options.scale.min) &&
+        cmd.options.scale.max == static_cast<int>(cmd.options.scale.max);
+    cmd.options.step = whole ? 1.0f : 0.5f;
+  }
+  if (absl::GetFlag(FLAGS_seed).has_value()) {
+    cmd.options.seed = *absl::GetFlag(FLAGS_seed);
+  }
+  cmd.out = absl::GetFlag(FLAGS_out);
+  cmd.movies_out = absl::GetFlag(FLAGS_movies_out);
+  return cmd;
+}
+
 absl::Status Run(const std::string& command) {
   if (command == "train") {
-    TrainCommand cmd;
-    RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
-    RECSYS_ASSIGN_OR_RETURN(cmd.model.kind,
-                            ParseKindOrAuto(absl::GetFlag(FLAGS_model)));
-    cmd.model.select = absl::GetFlag(FLAGS_select);
-    cmd.model.budget = absl::GetFlag(FLAGS_budget);
-    cmd.model.max_seconds = absl::GetFlag(FLAGS_select_seconds);
-    cmd.params = ParamsFromFlags();
-    cmd.threads = absl::GetFlag(FLAGS_threads);
-    cmd.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
-    cmd.out = absl::GetFlag(FLAGS_out);
-    cmd.quiet = absl::GetFlag(FLAGS_quiet);
+    RECSYS_ASSIGN_OR_RETURN(const TrainCommand cmd, TrainFromFlags());
     return RunTrain(cmd, std::cout);
   }
   if (command == "evaluate") {
-    EvaluateCommand cmd;
-    RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
-    if (cmd.source.data.empty()) cmd.source.data = "ml-100k";
-    cmd.kinds.clear();
-    for (absl::string_view name :
-         absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
-      RECSYS_ASSIGN_OR_RETURN(std::optional<ModelKind> kind,
-                              ParseKindOrAuto(name));
-      cmd.kinds.push_back(kind);
-    }
-    cmd.select = absl::GetFlag(FLAGS_select);
-    cmd.budget = absl::GetFlag(FLAGS_budget);
-    cmd.folds.clear();
-    for (absl::string_view f :
-         absl::StrSplit(absl::GetFlag(FLAGS_folds), ',', absl::SkipEmpty())) {
-      int fold = 0;
-      if (!absl::SimpleAtoi(f, &fold) || fold < 1 || fold > 5) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--folds: '", f, "' is not a fold number 1..5"));
-      }
-      cmd.folds.push_back(fold);
-    }
-    cmd.params = ParamsFromFlags();
-    cmd.threads = absl::GetFlag(FLAGS_threads);
-    cmd.k = absl::GetFlag(FLAGS_k);
-    cmd.relevant_min = absl::GetFlag(FLAGS_relevant_min);
-    cmd.train_file = absl::GetFlag(FLAGS_train);
-    cmd.test_file = absl::GetFlag(FLAGS_test);
-    cmd.predictions_out = absl::GetFlag(FLAGS_predictions_out);
-    cmd.recommendations_out = absl::GetFlag(FLAGS_recommendations_out);
+    RECSYS_ASSIGN_OR_RETURN(const EvaluateCommand cmd, EvaluateFromFlags());
     return RunEvaluate(cmd, std::cout);
   }
   if (command == "tune") {
-    TuneCommand cmd;
-    RECSYS_ASSIGN_OR_RETURN(cmd.source, SourceFromFlags());
-    if (absl::GetFlag(FLAGS_model) == "auto") {
-      return absl::InvalidArgumentError(
-          "tune searches one kind: give it with --model (auto already "
-          "searches on its own; see train)");
-    }
-    RECSYS_ASSIGN_OR_RETURN(cmd.kind,
-                            ParseModelKind(absl::GetFlag(FLAGS_model)));
-    cmd.params = ParamsFromFlags();
-    cmd.space = absl::GetFlag(FLAGS_space);
-    cmd.trials = absl::GetFlag(FLAGS_trials);
-    cmd.splits = absl::GetFlag(FLAGS_splits);
-    cmd.metric = absl::GetFlag(FLAGS_metric);
-    cmd.threads = absl::GetFlag(FLAGS_threads);
-    cmd.seed = absl::GetFlag(FLAGS_tune_seed);
-    const double fraction = absl::GetFlag(FLAGS_validation_fraction);
-    if (fraction > 0) cmd.validation_fraction = fraction;
+    RECSYS_ASSIGN_OR_RETURN(const TuneCommand cmd, TuneFromFlags());
     return RunTune(cmd, std::cout);
   }
-  if (command == "export") {
-    ExportCommand cmd;
-    cmd.model_file = absl::GetFlag(FLAGS_model_file);
-    cmd.out_dir = absl::GetFlag(FLAGS_out);
-    cmd.user = absl::GetFlag(FLAGS_user);
-    return RunExport(cmd, std::cout);
-  }
+  if (command == "export") return RunExport(ExportFromFlags(), std::cout);
   if (command == "recommend") {
-    RecommendCommand cmd;
-    cmd.model_file = absl::GetFlag(FLAGS_model_file);
-    cmd.user = absl::GetFlag(FLAGS_user);
-    cmd.k = absl::GetFlag(FLAGS_k);
-    cmd.include_rated = absl::GetFlag(FLAGS_include_rated);
-    return RunRecommend(cmd, std::cout);
+    return RunRecommend(RecommendFromFlags(), std::cout);
   }
   if (command == "generate") {
-    GenerateCommand cmd;
-    cmd.options.users = absl::GetFlag(FLAGS_users);
-    cmd.options.items = absl::GetFlag(FLAGS_items);
-    cmd.options.ratings = absl::GetFlag(FLAGS_ratings);
-    cmd.options.rank = absl::GetFlag(FLAGS_rank);
-    cmd.options.noise = absl::GetFlag(FLAGS_noise);
-    RECSYS_ASSIGN_OR_RETURN(DataSource source, SourceFromFlags());
-    if (source.load.scale.has_value()) {
-      cmd.options.scale = *source.load.scale;
-      // Whole-number bounds mean whole stars (1..5); otherwise half stars.
-      const bool whole =
-          cmd.options.scale.min == static_cast<int>(cmd.options.scale.min) &&
-          cmd.options.scale.max == static_cast<int>(cmd.options.scale.max);
-      cmd.options.step = whole ? 1.0f : 0.5f;
-    }
-    if (absl::GetFlag(FLAGS_seed).has_value()) {
-      cmd.options.seed = *absl::GetFlag(FLAGS_seed);
-    }
-    cmd.out = absl::GetFlag(FLAGS_out);
-    cmd.movies_out = absl::GetFlag(FLAGS_movies_out);
+    RECSYS_ASSIGN_OR_RETURN(const GenerateCommand cmd, GenerateFromFlags());
     return RunGenerate(cmd, std::cout);
   }
   return absl::InvalidArgumentError(
