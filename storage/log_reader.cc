@@ -82,6 +82,52 @@ absl::Status LogReader::OpenSegment(const std::vector<uint64_t>& segments,
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> LogReader::WaitReadable(absl::Time deadline,
+                                             uint64_t* limit,
+                                             std::vector<uint64_t>* segments) {
+  std::unique_lock<std::mutex> lock(log_.mu_);
+  while (log_.readable_seq() <= last_ && log_.broken_.ok()) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    log_.io_done_.wait_for(lock, absl::ToChronoNanoseconds(left));
+  }
+  if (log_.readable_seq() <= last_) return log_.BrokenError();
+  *limit = log_.readable_seq();
+  *segments = log_.segment_seqs_;
+  return true;
+}
+
+absl::Status LogReader::ReadMore(std::vector<uint64_t>* segments,
+                                 uint64_t limit) {
+  buffer_.erase(0, pos_);
+  offset_ += pos_;
+  pos_ = 0;
+  const size_t have = buffer_.size();
+  constexpr size_t kChunk = size_t{1} << 20;
+  buffer_.resize(have + kChunk);
+  ssize_t n = 0;
+  do {
+    n = ::pread(fd_, buffer_.data() + have, kChunk,
+                static_cast<off_t>(offset_ + have));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return ErrnoError(errno, path_, "cannot read");
+  buffer_.resize(have + static_cast<size_t>(n));
+  if (n > 0) return absl::OkStatus();
+  if (have > 0) return CorruptAt(path_, offset_, "truncated record");
+  // The end of this segment: the rest is in the next one.
+  const uint64_t current = first_;
+  RECSYS_RETURN_IF_ERROR(OpenSegment(*segments, /*next=*/true));
+  if (first_ != current) return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(log_.mu_);
+  *segments = log_.segment_seqs_;
+  RECSYS_RETURN_IF_ERROR(OpenSegment(*segments, /*next=*/true));
+  if (first_ == current) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s ends at seq %d, but the log reached seq %d", path_, last_, limit));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status LogReader::Next(size_t max_records, absl::Time deadline,
                              std::vector<LogRecord>* out) {
   uint64_t limit = 0;
@@ -95,17 +141,9 @@ absl::Status LogReader::Next(size_t max_records, absl::Time deadline,
     }
     RECSYS_RETURN_IF_ERROR(OpenSegment(segments, /*next=*/false));
   }
-  {
-    std::unique_lock<std::mutex> lock(log_.mu_);
-    while (log_.readable_seq() <= last_ && log_.broken_.ok()) {
-      const absl::Duration left = deadline - absl::Now();
-      if (left <= absl::ZeroDuration()) return absl::OkStatus();
-      log_.io_done_.wait_for(lock, absl::ToChronoNanoseconds(left));
-    }
-    if (log_.readable_seq() <= last_) return log_.BrokenError();
-    limit = log_.readable_seq();
-    segments = log_.segment_seqs_;
-  }
+  RECSYS_ASSIGN_OR_RETURN(const bool readable,
+                          WaitReadable(deadline, &limit, &segments));
+  if (!readable) return absl::OkStatus();
   size_t taken = 0;
   while (last_ < limit && taken < max_records) {
     // Every record up to `limit` is whole in the file: a frame that is not
@@ -134,34 +172,7 @@ absl::Status LogReader::Next(size_t max_records, absl::Time deadline,
         continue;
       }
     }
-    buffer_.erase(0, pos_);
-    offset_ += pos_;
-    pos_ = 0;
-    const size_t have = buffer_.size();
-    constexpr size_t kChunk = size_t{1} << 20;
-    buffer_.resize(have + kChunk);
-    ssize_t n = 0;
-    do {
-      n = ::pread(fd_, buffer_.data() + have, kChunk,
-                  static_cast<off_t>(offset_ + have));
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return ErrnoError(errno, path_, "cannot read");
-    buffer_.resize(have + static_cast<size_t>(n));
-    if (n > 0) continue;
-    if (have > 0) return CorruptAt(path_, offset_, "truncated record");
-    // The end of this segment: the rest is in the next one.
-    const uint64_t current = first_;
-    RECSYS_RETURN_IF_ERROR(OpenSegment(segments, /*next=*/true));
-    if (first_ == current) {
-      std::lock_guard<std::mutex> lock(log_.mu_);
-      segments = log_.segment_seqs_;
-      RECSYS_RETURN_IF_ERROR(OpenSegment(segments, /*next=*/true));
-      if (first_ == current) {
-        return absl::DataLossError(
-            absl::StrFormat("%s ends at seq %d, but the log reached seq %d",
-                            path_, last_, limit));
-      }
-    }
+    RECSYS_RETURN_IF_ERROR(ReadMore(&segments, limit));
   }
   return absl::OkStatus();
 }

@@ -319,6 +319,13 @@ class LogReader {
   // Opens the segment that holds seq last_ + 1 (or the first after the
   // current one when `next`).
   absl::Status OpenSegment(const std::vector<uint64_t>& segments, bool next);
+  // Next's steps: waits until a record after last_ is readable (false when
+  // `deadline` passes first), and sets `limit` (records up to it are whole
+  // on disk) and `segments`; then reads more of the segment into buffer_,
+  // or moves on to the next segment at the end of this one.
+  absl::StatusOr<bool> WaitReadable(absl::Time deadline, uint64_t* limit,
+                                    std::vector<uint64_t>* segments);
+  absl::Status ReadMore(std::vector<uint64_t>* segments, uint64_t limit);
 
   const RatingLog& log_;
   uint64_t last_ = 0;
