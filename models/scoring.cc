@@ -334,6 +334,111 @@ void ItemPanels::ExactTopK(const float* p, float offset,
 // bias| + |u| |q|, and the approximate score (its product at most about 1.3 |u|
 // |q|) and bounds here have a few more; gamma allows (k + 16) * 2^-21 times
 // |offset + bias| + 2 |u| |q|, eight times the sum of them all.
+namespace internal {
+
+// The user's side of the int8 bounds: the codes at scale b, four to a
+// uint32 (padding factors get 0); the item codes carry +128, which adds
+// 128 times the sum of the user's codes to every item's product.
+struct UserCodes {
+  float b = 0;
+  int32_t bias_of_codes = 0;
+  float user_norm = 0;      // |u|, rounded up
+  float residual_norm = 0;  // |d|, rounded up
+};
+
+UserCodes QuantizeUser(const float* p, int32_t factors, int32_t groups,
+                       float max_abs, double user2,
+                       std::vector<uint32_t>* user) {
+  UserCodes u;
+  u.b = max_abs / 127.0f;
+  user->assign(static_cast<size_t>(groups), 0);
+  double residual2 = 0;
+  int32_t user_sum = 0;
+  for (int32_t f = 0; f < factors; ++f) {
+    const int32_t c = Code(p[f], u.b);
+    const double d = static_cast<double>(p[f]) - static_cast<double>(u.b) * c;
+    residual2 += d * d;
+    user_sum += c;
+    (*user)[static_cast<size_t>(f / 4)] |=
+        static_cast<uint32_t>(static_cast<uint8_t>(static_cast<int8_t>(c)))
+        << (8 * (f % 4));
+  }
+  u.bias_of_codes = 128 * user_sum;
+  u.user_norm = RoundUp(std::sqrt(user2));
+  u.residual_norm = RoundUp(std::sqrt(residual2));
+  return u;
+}
+
+// The k best lower bounds so far in a min-heap, whose top is a running
+// threshold that only rises; an item whose upper bound is below it cannot
+// be among the k best, and the rest are noted as (item, upper bound).
+class BoundHeap {
+ public:
+  BoundHeap(size_t k, std::vector<float>* heap, std::vector<ScoredItem>* noted)
+      : k_(k), heap_(*heap), noted_(*noted) {
+    heap_.clear();
+    noted_.clear();
+  }
+  // Item i, neither excluded nor (among the rows) outside `allowed`.
+  void Offer(int64_t i, float item_lo, float item_hi) {
+    if (!(item_hi >= threshold_)) return;
+    noted_.push_back({static_cast<int32_t>(i), item_hi});
+    if (heap_.size() < k_) {
+      heap_.push_back(item_lo);
+      std::push_heap(heap_.begin(), heap_.end(), std::greater<float>());
+    } else if (item_lo > heap_.front()) {
+      std::pop_heap(heap_.begin(), heap_.end(), std::greater<float>());
+      heap_.back() = item_lo;
+      std::push_heap(heap_.begin(), heap_.end(), std::greater<float>());
+    } else {
+      return;
+    }
+    if (heap_.size() == k_) threshold_ = heap_.front();
+  }
+  size_t k() const { return k_; }
+  float threshold() const { return threshold_; }
+  bool full() const { return heap_.size() >= k_; }
+  const std::vector<ScoredItem>& noted() const { return noted_; }
+
+ private:
+  const size_t k_;
+  std::vector<float>& heap_;
+  std::vector<ScoredItem>& noted_;
+  float threshold_ = kNegInf;
+};
+
+}  // namespace internal
+
+namespace {
+
+// Exclusions as a bit set over the items and the tail (a pass over the
+// list, and one word per 64 items to clear).
+void ExclusionBits(absl::Span<const int32_t> exclude, int64_t n,
+                   std::vector<uint64_t>* bits) {
+  bits->assign(static_cast<size_t>((n + 63) / 64), 0);
+  for (int32_t c : exclude) {
+    if (c >= 0 && c < n) {
+      (*bits)[static_cast<size_t>(c) / 64] |= uint64_t{1} << (c % 64);
+    }
+  }
+}
+
+}  // namespace
+
+// Why the interval holds. With c_u the user's codes at scale b (u = b c_u +
+// d) and item i's as above (q = a c + e), the real dot product is
+//   u . q = a b (c_u . c) + a (d . c) + u . e,
+// and by Cauchy-Schwarz the last two terms are at most |d| a|c| and |u| |e|
+// in size, where a|c| = |q - e| <= |q| + |e|. The integer product is exact
+// (at most 127 * 127 * 1024 < 2^24, so exact as a float too). Score() sums in
+// float with about k/2 + 3 roundings of at most 2^-24 relative to |offset +
+// bias| + |u| |q|, and the approximate score (its product at most about 1.3 |u|
+// |q|) and bounds here have a few more; gamma allows (k + 16) * 2^-21 times
+// |offset + bias| + 2 |u| |q|, eight times the sum of them all.
+//
+// One pass over the bounds (BoundPanels) notes the items that may be among
+// the k best; those that reach the final threshold are scored exactly
+// (ScoreNoted).
 void ItemPanels::ScoreTopK(const float* p, float offset,
                            absl::Span<const float> tail, int k,
                            absl::Span<const int32_t> exclude,
@@ -353,139 +458,101 @@ void ItemPanels::ScoreTopK(const float* p, float offset,
     user2 += static_cast<double>(p[f]) * p[f];
   }
   for (float t : tail) usable = usable && std::isfinite(t);
+  thread_local std::vector<uint32_t> user;
+  internal::UserCodes codes;
+  if (usable) {
+    codes = internal::QuantizeUser(p, factors_, groups_, max_abs, user2, &user);
+    // Every bound is a few times this at most: if it overflows, so might
+    // they.
+    usable = std::isfinite(16.0f * (std::abs(offset) + max_abs_bias_ +
+                                    codes.user_norm * max_norm_));
+  }
   if (!usable) {
     ExactTopK(p, offset, tail, k, exclude, allowed, out);
     return;
   }
-
-  // The user's codes, four to a uint32 (padding factors get 0). The item
-  // codes carry +128, which adds 128 times the sum of the user's codes to
-  // every item's product.
-  const float b = max_abs / 127.0f;
-  thread_local std::vector<uint32_t> user;
-  user.assign(static_cast<size_t>(groups_), 0);
-  double residual2 = 0;
-  int32_t user_sum = 0;
-  for (int32_t f = 0; f < factors_; ++f) {
-    const int32_t c = Code(p[f], b);
-    const double d = static_cast<double>(p[f]) - static_cast<double>(b) * c;
-    residual2 += d * d;
-    user_sum += c;
-    user[static_cast<size_t>(f / 4)] |=
-        static_cast<uint32_t>(static_cast<uint8_t>(static_cast<int8_t>(c)))
-        << (8 * (f % 4));
+  thread_local std::vector<uint64_t> excluded_bits;
+  ExclusionBits(exclude, n, &excluded_bits);
+  thread_local std::vector<float> heap;        // lower bounds, worst on top
+  thread_local std::vector<ScoredItem> noted;  // (item, upper bound)
+  internal::BoundHeap bounds(static_cast<size_t>(k), &heap, &noted);
+  bool separated =
+      BoundPanels(codes, user.data(), offset, allowed, excluded_bits, &bounds);
+  if (separated) {
+    for (size_t t = 0; t < tail.size(); ++t) {
+      const int64_t i = rows_ + static_cast<int64_t>(t);
+      if (((excluded_bits[static_cast<size_t>(i) / 64] >> (i % 64)) & 1) == 0) {
+        bounds.Offer(i, tail[t], tail[t]);
+      }
+    }
   }
-  const int32_t bias_of_codes = 128 * user_sum;
-  const float user_norm = RoundUp(std::sqrt(user2));
-  const float residual_norm = RoundUp(std::sqrt(residual2));
-  // Every bound below is a few times this at most: if it overflows, so
-  // might they.
-  if (!std::isfinite(
-          16.0f * (std::abs(offset) + max_abs_bias_ + user_norm * max_norm_))) {
+  // Where the bounds do not separate the scores (many nearly equal at the
+  // top), or fewer than k items are left (the plain path tops up with -inf
+  // scores): every item in float.
+  if (!separated || !bounds.full()) {
     ExactTopK(p, offset, tail, k, exclude, allowed, out);
     return;
   }
+  ScoreNoted(p, offset, tail, k, bounds.threshold(), bounds.noted(), out);
+}
+
+bool ItemPanels::BoundPanels(const internal::UserCodes& u, const uint32_t* user,
+                             float offset, absl::Span<const uint64_t> allowed,
+                             const std::vector<uint64_t>& excluded_bits,
+                             internal::BoundHeap* bounds) const {
   const float gamma = static_cast<float>(factors_ + 16) * 0x1p-21f;
   // margin_i = |d| a_i|c_i| + |u| |e_i| + gamma (|level_i| + 2 |u| |q_i|),
   // bounded with a_i|c_i| <= |q_i| + |e_i| by two per-item norms.
-  const float per_norm = residual_norm + 2.0f * gamma * user_norm;
-  const float per_error = residual_norm + user_norm;
-
-  // One pass over the bounds: a min-heap keeps the k best lower bounds, so
-  // its top is a running threshold that only rises; an item whose upper
-  // bound is below it cannot be among the k best, and the rest are noted
-  // as candidates. A panel's bounds are worked out together and compared
-  // with the threshold as one 64-bit mask, which the panel's words of
-  // `allowed` and of the exclusions then narrow, so only its candidates
-  // are visited one by one. Exclusions become a bit set over the items
-  // and the tail (a pass over the list, and one word per 64 items to
-  // clear).
-  thread_local std::vector<uint64_t> excluded_bits;
-  excluded_bits.assign(static_cast<size_t>((n + 63) / 64), 0);
-  for (int32_t c : exclude) {
-    if (c >= 0 && c < n) {
-      excluded_bits[static_cast<size_t>(c) / 64] |= uint64_t{1} << (c % 64);
-    }
-  }
-  thread_local std::vector<float> heap;  // lower bounds, worst on top
-  heap.clear();
-  const auto kk = static_cast<size_t>(k);
-  float threshold = kNegInf;
-  thread_local std::vector<ScoredItem> noted;  // (item, upper bound)
-  noted.clear();
-  // Item i, neither excluded nor (among the rows) outside `allowed`.
-  auto offer = [&](int64_t i, float item_lo, float item_hi) {
-    if (!(item_hi >= threshold)) return;
-    noted.push_back({static_cast<int32_t>(i), item_hi});
-    if (heap.size() < kk) {
-      heap.push_back(item_lo);
-      std::push_heap(heap.begin(), heap.end(), std::greater<float>());
-    } else if (item_lo > heap.front()) {
-      std::pop_heap(heap.begin(), heap.end(), std::greater<float>());
-      heap.back() = item_lo;
-      std::push_heap(heap.begin(), heap.end(), std::greater<float>());
-    } else {
-      return;
-    }
-    if (heap.size() == kk) threshold = heap.front();
-  };
-
+  const float per_norm = u.residual_norm + 2.0f * gamma * u.user_norm;
+  const float per_error = u.residual_norm + u.user_norm;
   const int64_t panels = (static_cast<int64_t>(rows_) + kCW - 1) / kCW;
-  const size_t max_noted = static_cast<size_t>(
-      std::max<int64_t>(4 * kk + 1024, rows_ / kMaxNotedFraction));
+  const size_t max_noted = static_cast<size_t>(std::max<int64_t>(
+      4 * static_cast<int64_t>(bounds->k()) + 1024, rows_ / kMaxNotedFraction));
   alignas(64) int32_t dots[kCW];
   alignas(64) float lo[kCW];
   alignas(64) float hi[kCW];
+  // A panel's bounds are worked out together and compared with the
+  // threshold as one 64-bit mask, which the panel's words of `allowed` and
+  // of the exclusions then narrow, so only its candidates are visited one
+  // by one.
+  static_assert(kCW == 64, "one word of bits per code panel");
   for (int64_t pb = 0; pb < panels; ++pb) {
-    // A code panel is one word of `allowed` and of the exclusions.
-    static_assert(kCW == 64, "one word of bits per code panel");
     const int m = static_cast<int>(std::min<int64_t>(kCW, rows_ - pb * kCW));
     uint64_t eligible =
         (allowed.empty() ? ~uint64_t{0} : AllowedWord(allowed, pb)) &
         ~excluded_bits[static_cast<size_t>(pb)];
     if (m < kCW) eligible &= (uint64_t{1} << m) - 1;
     if (eligible == 0) continue;
-    internal::CodePanelDot(codes_.data() + pb * groups_ * kCW * 4, user.data(),
+    internal::CodePanelDot(codes_.data() + pb * groups_ * kCW * 4, user,
                            groups_, dots);
     const size_t first = static_cast<size_t>(pb) * kCW;
     for (int j = 0; j < kCW; ++j) {
       const size_t i = first + static_cast<size_t>(j);
       const float level = offset + code_bias_[i];
-      const auto dot = static_cast<float>(dots[j] - bias_of_codes);
-      const float approx = level + (scale_[i] * b) * dot;
+      const auto dot = static_cast<float>(dots[j] - u.bias_of_codes);
+      const float approx = level + (scale_[i] * u.b) * dot;
       const float margin = per_norm * norm_[i] + per_error * error_norm_[i] +
                            gamma * std::abs(level);
       lo[j] = approx - margin;
       hi[j] = approx + margin;
     }
-    uint64_t reach = AtLeastMask(hi, threshold) & eligible;
+    uint64_t reach = AtLeastMask(hi, bounds->threshold()) & eligible;
     while (reach != 0) {
       const int j = __builtin_ctzll(reach);
       reach &= reach - 1;
-      offer(static_cast<int64_t>(first) + j, lo[j], hi[j]);
+      bounds->Offer(static_cast<int64_t>(first) + j, lo[j], hi[j]);
     }
-    if (noted.size() > max_noted) {
-      // The bounds do not separate these scores (many nearly equal at the
-      // top): scoring every item in float is cheaper than going on.
-      ExactTopK(p, offset, tail, k, exclude, allowed, out);
-      return;
-    }
+    if (bounds->noted().size() > max_noted) return false;
   }
-  auto is_excluded = [&](int64_t i) {
-    return ((excluded_bits[static_cast<size_t>(i) / 64] >> (i % 64)) & 1) != 0;
-  };
-  for (size_t t = 0; t < tail.size(); ++t) {
-    const int64_t i = rows_ + static_cast<int64_t>(t);
-    if (!is_excluded(i)) offer(i, tail[t], tail[t]);
-  }
-  if (heap.size() < kk) {
-    // Fewer than k items left: the plain path tops up with -inf scores.
-    ExactTopK(p, offset, tail, k, exclude, allowed, out);
-    return;
-  }
+  return true;
+}
 
-  // The noted items that reach the final threshold, scored exactly, with
-  // Score()'s own arithmetic (ScoreLane).
+void ItemPanels::ScoreNoted(const float* p, float offset,
+                            absl::Span<const float> tail, int k,
+                            float threshold,
+                            const std::vector<ScoredItem>& noted,
+                            std::vector<ScoredItem>* out) const {
+  // With Score()'s own arithmetic (ScoreLane).
   thread_local std::vector<ScoredItem> candidates;
   candidates.clear();
   const int64_t stride = static_cast<int64_t>(factors_) * kW;

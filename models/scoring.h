@@ -31,6 +31,11 @@
 
 namespace recsys {
 
+namespace internal {
+struct UserCodes;  // ScoreTopK's helpers, defined in scoring.cc
+class BoundHeap;
+}  // namespace internal
+
 class ItemPanels {
  public:
   // Items per panel: four vector registers' worth for the instruction set
@@ -124,6 +129,17 @@ class ItemPanels {
                  int k, absl::Span<const int32_t> exclude,
                  absl::Span<const uint64_t> allowed,
                  std::vector<ScoredItem>* out) const;
+  // ScoreTopK's steps: the int8 bounds of every eligible item, offered to
+  // `bounds` (false when too many items are noted: the bounds do not
+  // separate the scores); then the noted items that reach the final
+  // threshold, scored exactly, the k best into `out`.
+  bool BoundPanels(const internal::UserCodes& u, const uint32_t* user,
+                   float offset, absl::Span<const uint64_t> allowed,
+                   const std::vector<uint64_t>& excluded_bits,
+                   internal::BoundHeap* bounds) const;
+  void ScoreNoted(const float* p, float offset, absl::Span<const float> tail,
+                  int k, float threshold, const std::vector<ScoredItem>& noted,
+                  std::vector<ScoredItem>* out) const;
 
   int32_t rows_ = 0;
   int32_t factors_ = 0;
