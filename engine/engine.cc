@@ -15,17 +15,11 @@
 
 namespace recsys {
 
-using internal::Catalogue;
 using internal::Generation;
 using internal::ListSnapshots;
 using internal::NewItems;
-using internal::NowSeconds;
 using internal::SnapshotFile;
 using internal::SnapshotName;
-using internal::UserState;
-using internal::UserView;
-using internal::ViewItem;
-using internal::ViewUser;
 
 Engine::Engine(const EngineOptions& options) : options_(options) {}
 

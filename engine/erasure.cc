@@ -12,19 +12,9 @@
 
 namespace recsys {
 
-using internal::Catalogue;
-using internal::CheckEntrySizes;
-using internal::CheckGenre;
 using internal::CheckId;
-using internal::CheckItemUpdate;
-using internal::CheckK;
 using internal::Generation;
-using internal::NewItems;
 using internal::NowSeconds;
-using internal::SameEntry;
-using internal::UserState;
-using internal::UserView;
-using internal::ViewItem;
 using internal::ViewUser;
 
 void Engine::NoteErasure(uint64_t seq) {

@@ -16,18 +16,13 @@
 
 namespace recsys {
 
-using internal::Catalogue;
 using internal::Generation;
 using internal::ListSnapshots;
 using internal::NewItems;
-using internal::NowSeconds;
 using internal::PruneSnapshots;
 using internal::SnapshotFile;
 using internal::SnapshotName;
 using internal::UserState;
-using internal::UserView;
-using internal::ViewItem;
-using internal::ViewUser;
 
 namespace internal {
 

@@ -15,14 +15,8 @@
 
 namespace recsys {
 
-using internal::Catalogue;
 using internal::Generation;
-using internal::NewItems;
 using internal::NowSeconds;
-using internal::UserState;
-using internal::UserView;
-using internal::ViewItem;
-using internal::ViewUser;
 
 absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
   const std::shared_ptr<const Model> serving = current()->model;

@@ -15,20 +15,8 @@
 
 namespace recsys {
 
-using internal::Catalogue;
-using internal::CheckEntrySizes;
-using internal::CheckGenre;
-using internal::CheckId;
-using internal::CheckItemUpdate;
-using internal::CheckK;
 using internal::Generation;
-using internal::NewItems;
 using internal::NowSeconds;
-using internal::SameEntry;
-using internal::UserState;
-using internal::UserView;
-using internal::ViewItem;
-using internal::ViewUser;
 
 absl::StatusOr<RateResult> Engine::Rate(const RatingInput& rating) {
   std::vector<absl::StatusOr<RateResult>> r = RateBatch({rating});

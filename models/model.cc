@@ -52,6 +52,18 @@ Hyperparameters RankingPart(const Hyperparameters& hybrid) {
   return p;
 }
 
+void SetRankingPart(const Hyperparameters& rank, Hyperparameters* hybrid) {
+  hybrid->rank_factors = rank.factors;
+  hybrid->rank_epochs = rank.epochs;
+  hybrid->rank_reg = rank.reg;
+  hybrid->implicit_weight = rank.implicit_weight;
+  hybrid->reg_exponent = rank.reg_exponent;
+  hybrid->value_weight = rank.value_weight;
+  hybrid->target_min = rank.target_min;
+  hybrid->cg_steps = rank.cg_steps;
+  hybrid->popularity_weight = rank.popularity_weight;
+}
+
 void ComputeGrams(Model* m) {
   if (m->ranks_by_rating()) {
     m->item_gram.resize(0, 0);

@@ -116,6 +116,9 @@ struct Hyperparameters {
 // The settings of kHybrid's ranking part, as a model of kind
 // hybrid.rank_kind would take them.
 Hyperparameters RankingPart(const Hyperparameters& hybrid);
+// The reverse: makes `rank`'s settings the ranking part of `hybrid` (its
+// rank_* fields and the settings only a ranking part has).
+void SetRankingPart(const Hyperparameters& rank, Hyperparameters* hybrid);
 
 // kBayes (and kHybrid's Bayesian part): what fold-in needs from each kept
 // Gibbs sample s, for rows x = [bias, factors] of d = factors + 1 numbers:

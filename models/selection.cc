@@ -16,7 +16,6 @@ namespace recsys {
 using internal::selection::AlsFor;
 using internal::selection::BayesFor;
 using internal::selection::Clock;
-using internal::selection::kNoise;
 using internal::selection::MakeValidation;
 using internal::selection::ModelScores;
 using internal::selection::Ndcg;
@@ -239,15 +238,7 @@ void Assemble(const RankCandidate& best, const RatingPlan& plan,
       p.rank_factors = 1;
       p.rank_epochs = 1;
     } else {
-      p.rank_factors = rank.factors;
-      p.rank_epochs = rank.epochs;
-      p.rank_reg = rank.reg;
-      p.implicit_weight = rank.implicit_weight;
-      p.reg_exponent = rank.reg_exponent;
-      p.value_weight = rank.value_weight;
-      p.target_min = rank.target_min;
-      p.cg_steps = rank.cg_steps;
-      p.popularity_weight = rank.popularity_weight;
+      SetRankingPart(rank, &p);
     }
   } else if (best.kind == ModelKind::kPopularity) {
     out->kind = ModelKind::kPopularity;

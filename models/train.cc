@@ -59,13 +59,7 @@ Hyperparameters DefaultHyperparameters(ModelKind kind) {
       // Each part keeps the defaults it has as a kind of its own.
       const Hyperparameters rank = DefaultHyperparameters(ModelKind::kIals);
       p = DefaultHyperparameters(ModelKind::kBayes);
-      p.rank_factors = rank.factors;
-      p.rank_epochs = rank.epochs;
-      p.rank_reg = rank.reg;
-      p.implicit_weight = rank.implicit_weight;
-      p.reg_exponent = rank.reg_exponent;
-      p.value_weight = rank.value_weight;
-      p.cg_steps = rank.cg_steps;
+      SetRankingPart(rank, &p);
       break;
     }
     case ModelKind::kAls:

@@ -16,26 +16,12 @@
 
 namespace recsys {
 
-using internal::CheckGap;
 using internal::CorruptAt;
-using internal::CreateSegment;
-using internal::DataSync;
 using internal::DecodeFrame;
-using internal::EncodeRecord;
-using internal::FindValidFrame;
 using internal::Frame;
-using internal::IoFailure;
 using internal::kFrameBytes;
-using internal::kMagic;
-using internal::kOldestVersion;
-using internal::kVersion;
 using internal::Load;
-using internal::LogSegment;
-using internal::ParseSegmentName;
-using internal::ScanSegment;
 using internal::SegmentPath;
-using internal::Store;
-using internal::ValidateRecord;
 
 LogReader::~LogReader() {
   if (fd_ >= 0) ::close(fd_);
