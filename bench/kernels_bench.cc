@@ -54,7 +54,8 @@
 namespace recsys::kernels {
 namespace {
 
-void RegisterAll() {
+// Scoring and top-k, and the memory floor beside them, for every shape.
+void RegisterScoring() {
   for (int32_t items : {1682, 4096, 9742, 62423, 1000000}) {
     // 32 factors: the ranking part of the default kHybrid model.
     for (int32_t factors : {32, 64, 128}) {
@@ -98,6 +99,10 @@ void RegisterAll() {
           ->Unit(benchmark::kMicrosecond);
     }
   }
+}
+
+// Fold-in and its update for random models of 64 and 128 factors.
+void RegisterFoldIn() {
   for (int32_t factors : {64, 128}) {
     for (int32_t n : {10, 100, 1000}) {
       benchmark::RegisterBenchmark(
@@ -110,12 +115,19 @@ void RegisterAll() {
           ->Unit(benchmark::kMicrosecond);
     }
   }
+}
+
+void RegisterEngineRate() {
   for (int32_t n : {10, 100, 1000, 10000}) {
     benchmark::RegisterBenchmark(absl::StrCat("engine_rate/", n).c_str(),
                                  EngineRate, n)
         ->Unit(benchmark::kMicrosecond);
   }
-  // The hybrid model's items number 1682: up to 1000 ratings.
+}
+
+// Recommend and fold-in on the default hybrid model. Its items number 1682:
+// up to 1000 ratings.
+void RegisterHybrid() {
   for (int32_t n : {10, 100, 1000}) {
     benchmark::RegisterBenchmark(
         absl::StrCat("engine_recommend/hybrid/", n).c_str(), EngineRecommend, n,
@@ -133,6 +145,10 @@ void RegisterAll() {
         0, n)
         ->Unit(benchmark::kMicrosecond);
   }
+}
+
+// One epoch of training of each kind on each generated data size.
+void RegisterTraining() {
   for (const DataSize& size : kDataSizes) {
     for (const char* name : {"sgd", "als", "ials", "bayes", "baseline"}) {
       absl::StatusOr<ModelKind> kind = ParseModelKind(name);
@@ -144,6 +160,15 @@ void RegisterAll() {
           ->UseRealTime();
     }
   }
+}
+
+// Every kernel, in the order --benchmark_list_tests shows them.
+void RegisterAll() {
+  RegisterScoring();
+  RegisterFoldIn();
+  RegisterEngineRate();
+  RegisterHybrid();
+  RegisterTraining();
 }
 
 }  // namespace

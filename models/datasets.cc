@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -270,28 +271,20 @@ absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,
   return absl::InternalError(absl::StrCat(argv[0], ": unexpected wait status"));
 }
 
-absl::StatusOr<std::string> FetchAndUnpack(const DatasetInfo& info,
+namespace {
+
+// Creates data_dir and a fresh scratch directory in it; returns the
+// scratch's path. The scratch directory sits inside data_dir so the final
+// rename stays on one filesystem and is atomic.
+absl::StatusOr<std::string> MakeScratchDir(const DatasetInfo& info,
                                            const std::string& data_dir) {
-  RECSYS_RETURN_IF_ERROR(CheckTools());
-  const fs::path target = fs::path(data_dir) / info.name;
   std::error_code ec;
-  // Checked before downloading: the final rename could not replace it, and
-  // it may hold files the user put there by hand.
-  if (fs::exists(InstalledFile(info, data_dir), ec)) return target.string();
-  if (fs::exists(target, ec)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(target.string(), " exists but has no ", info.ratings_file,
-                     "; complete or remove it. To install by hand: ",
-                     ManualInstallHint(info, data_dir)));
-  }
   fs::create_directories(data_dir, ec);
   if (ec) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create ", data_dir, ": ", ec.message(), "; ",
                      ManualInstallHint(info, data_dir)));
   }
-  // The scratch directory sits inside data_dir so the final rename stays on
-  // one filesystem and is atomic.
   std::string scratch_template =
       (fs::path(data_dir) / absl::StrCat(".partial-", info.name, "-XXXXXX"))
           .string();
@@ -300,10 +293,15 @@ absl::StatusOr<std::string> FetchAndUnpack(const DatasetInfo& info,
         "cannot create a directory in ", data_dir, ": ", std::strerror(errno),
         "; ", ManualInstallHint(info, data_dir)));
   }
-  const ScratchDir scratch(scratch_template);
-  const std::string archive =
-      (fs::path(scratch.path()) / absl::StrCat(info.name, ".zip")).string();
+  return scratch_template;
+}
 
+// Downloads the archive to `archive` and checks its MD5 against the
+// dataset's (or, when it has none, the listing published beside it); a
+// mismatched download is deleted.
+absl::Status DownloadVerified(const DatasetInfo& info,
+                              const std::string& data_dir,
+                              const std::string& archive) {
   RECSYS_RETURN_IF_ERROR(Download(info.url, archive, info, data_dir));
   std::string expected = info.md5;
   if (expected.empty()) {
@@ -322,24 +320,39 @@ absl::StatusOr<std::string> FetchAndUnpack(const DatasetInfo& info,
   }
   RECSYS_ASSIGN_OR_RETURN(const std::string actual, Md5Of(archive));
   if (!absl::EqualsIgnoreCase(actual, expected)) {
+    std::error_code ec;
     fs::remove(archive, ec);
     return absl::DataLossError(
         absl::StrCat("MD5 mismatch for ", info.url, ": expected ", expected,
                      ", got ", actual, "; the download was deleted"));
   }
   absl::FPrintF(stderr, "verified md5 %s of %s\n", actual, info.url);
+  return absl::OkStatus();
+}
 
-  const fs::path unpacked = fs::path(scratch.path()) / "unpacked";
+// Unzips `archive` into `unpacked`, which must then hold the ratings file.
+absl::Status Unzip(const DatasetInfo& info, const std::string& archive,
+                   const fs::path& unpacked) {
   RECSYS_ASSIGN_OR_RETURN(int code, RunCommand({"unzip", "-q", "-o", archive,
                                                 "-d", unpacked.string()}));
   if (code != 0) {
     return absl::DataLossError(
         absl::StrCat("unzip of ", info.url, " failed with exit code ", code));
   }
+  std::error_code ec;
   if (!fs::exists(unpacked / info.name / info.ratings_file, ec)) {
     return absl::DataLossError(absl::StrCat(info.url, " does not contain ",
                                             info.name, "/", info.ratings_file));
   }
+  return absl::OkStatus();
+}
+
+// Renames the unpacked dataset to `target`; returns target's path.
+absl::StatusOr<std::string> MoveIntoPlace(const DatasetInfo& info,
+                                          const std::string& data_dir,
+                                          const fs::path& unpacked,
+                                          const fs::path& target) {
+  std::error_code ec;
   fs::rename(unpacked / info.name, target, ec);
   if (ec) {
     // Another process may have finished the same download first.
@@ -353,6 +366,34 @@ absl::StatusOr<std::string> FetchAndUnpack(const DatasetInfo& info,
   }
   absl::FPrintF(stderr, "installed %s in %s\n", info.name, target.string());
   return target.string();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> FetchAndUnpack(const DatasetInfo& info,
+                                           const std::string& data_dir) {
+  RECSYS_RETURN_IF_ERROR(CheckTools());
+  const fs::path target = fs::path(data_dir) / info.name;
+  std::error_code ec;
+  // Checked before downloading: the final rename could not replace it, and
+  // it may hold files the user put there by hand.
+  if (fs::exists(InstalledFile(info, data_dir), ec)) return target.string();
+  if (fs::exists(target, ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(target.string(), " exists but has no ", info.ratings_file,
+                     "; complete or remove it. To install by hand: ",
+                     ManualInstallHint(info, data_dir)));
+  }
+  RECSYS_ASSIGN_OR_RETURN(std::string scratch_path,
+                          MakeScratchDir(info, data_dir));
+  const ScratchDir scratch(std::move(scratch_path));
+  const std::string archive =
+      (fs::path(scratch.path()) / absl::StrCat(info.name, ".zip")).string();
+
+  RECSYS_RETURN_IF_ERROR(DownloadVerified(info, data_dir, archive));
+  const fs::path unpacked = fs::path(scratch.path()) / "unpacked";
+  RECSYS_RETURN_IF_ERROR(Unzip(info, archive, unpacked));
+  return MoveIntoPlace(info, data_dir, unpacked, target);
 }
 
 }  // namespace internal

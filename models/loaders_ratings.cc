@@ -98,6 +98,75 @@ class ItemLookup {
   std::vector<int32_t> table_;  // index + 1, 0 = not seen yet
 };
 
+// Sniffs the delimiter when the layout names none, and sizes
+// data->ratings for the lines of `text`.
+absl::Status PrepareParse(const std::string& path, absl::string_view text,
+                          RatingsLayout* layout, RatingData* data) {
+  if (layout->delimiter.empty()) {
+    RECSYS_ASSIGN_OR_RETURN(layout->delimiter, SniffDelimiter(path, text));
+  }
+  // One pass over the bytes to size the vector exactly is far cheaper than
+  // the reallocations of a 32M-element push_back.
+  data->ratings.reserve(
+      static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
+  return absl::OkStatus();
+}
+
+// The first problem with the fields of data line `n`, as its error (OK when
+// there is none). Parses the rating into *value and the timestamp, when
+// there is one, into *timestamp. Called for every line: inline.
+inline absl::Status CheckFields(const std::string& path, int64_t n,
+                                const RatingsLayout& layout,
+                                const LoadOptions& options, const Fields& f,
+                                float* value, int64_t* timestamp) {
+  absl::Status bad;
+  if (f.count < layout.min_fields || f.count > layout.max_fields) {
+    bad = LineError(path, n, FieldCountError(layout, f.count));
+  } else if (f.at[0].empty()) {
+    bad = LineError(path, n, "empty user id");
+  } else if (f.at[1].empty()) {
+    bad = LineError(path, n, "empty item id");
+  } else if (NumberError e = ParseRating(f.at[2], value);
+             e != NumberError::kNone) {
+    bad = LineError(path, n,
+                    absl::StrCat("rating ", Quote(f.at[2]),
+                                 e == NumberError::kNotANumber
+                                     ? " is not a number"
+                                     : " is not a finite number"));
+  } else if (options.scale && !options.scale->Contains(*value)) {
+    bad = LineError(
+        path, n,
+        absl::StrCat("rating ", f.at[2], " outside the scale [",
+                     options.scale->min, ", ", options.scale->max, "]"));
+  } else if (f.count == 4 && !ParseInt64(f.at[3], timestamp)) {
+    bad = LineError(
+        path, n,
+        absl::StrCat("timestamp ", Quote(f.at[3]), " is not an integer"));
+  }
+  return bad;
+}
+
+// Sets data->scale once every line is read: the options' scale, or the
+// range [lo, hi] of the ratings (`any`: whether there were some).
+absl::Status FinishScale(const std::string& path, bool any, float lo, float hi,
+                         const LoadOptions& options, RatingData* data) {
+  if (!any) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no ratings"));
+  }
+
+  if (options.scale) {
+    data->scale = *options.scale;
+  } else if (lo < hi) {
+    data->scale = {lo, hi};
+  } else {
+    // Every rating is the same value, typically implicit feedback where each
+    // line is a 1. Taking that value as the top of a one-point scale keeps
+    // the scale valid and clips predictions at it.
+    data->scale = {lo - 1.0f, hi};
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 RatingsLayout LayoutFor(DataFormat format, const std::string& delimiter) {
@@ -118,14 +187,8 @@ RatingsLayout LayoutFor(DataFormat format, const std::string& delimiter) {
 absl::Status ParseRatings(const std::string& path, absl::string_view text,
                           RatingsLayout layout, const LoadOptions& options,
                           RatingData* data) {
-  if (layout.delimiter.empty()) {
-    RECSYS_ASSIGN_OR_RETURN(layout.delimiter, SniffDelimiter(path, text));
-  }
+  RECSYS_RETURN_IF_ERROR(PrepareParse(path, text, &layout, data));
   const Splitter splitter(layout.delimiter);
-  // One pass over the bytes to size the vector exactly is far cheaper than
-  // the reallocations of a 32M-element push_back.
-  data->ratings.reserve(
-      static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
 
   float lo = 0, hi = 0;
   bool any = false;
@@ -148,31 +211,9 @@ absl::Status ParseRatings(const std::string& path, absl::string_view text,
       continue;  // a header names its columns; only line 1 may be one
     }
     ++data->stats.lines;  // counts bad lines too: they are data lines
-    absl::Status bad;
     int64_t timestamp = 0;
-    if (f.count < layout.min_fields || f.count > layout.max_fields) {
-      bad = LineError(path, n, FieldCountError(layout, f.count));
-    } else if (f.at[0].empty()) {
-      bad = LineError(path, n, "empty user id");
-    } else if (f.at[1].empty()) {
-      bad = LineError(path, n, "empty item id");
-    } else if (NumberError e = ParseRating(f.at[2], &value);
-               e != NumberError::kNone) {
-      bad = LineError(path, n,
-                      absl::StrCat("rating ", Quote(f.at[2]),
-                                   e == NumberError::kNotANumber
-                                       ? " is not a number"
-                                       : " is not a finite number"));
-    } else if (options.scale && !options.scale->Contains(value)) {
-      bad = LineError(
-          path, n,
-          absl::StrCat("rating ", f.at[2], " outside the scale [",
-                       options.scale->min, ", ", options.scale->max, "]"));
-    } else if (f.count == 4 && !ParseInt64(f.at[3], &timestamp)) {
-      bad = LineError(
-          path, n,
-          absl::StrCat("timestamp ", Quote(f.at[3]), " is not an integer"));
-    }
+    absl::Status bad =
+        CheckFields(path, n, layout, options, f, &value, &timestamp);
     if (!bad.ok()) {
       RECSYS_RETURN_IF_ERROR(BadLine(options, data, std::move(bad)));
       continue;
@@ -189,21 +230,7 @@ absl::Status ParseRatings(const std::string& path, absl::string_view text,
     hi = any ? std::max(hi, value) : value;
     any = true;
   }
-  if (!any) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": no ratings"));
-  }
-
-  if (options.scale) {
-    data->scale = *options.scale;
-  } else if (lo < hi) {
-    data->scale = {lo, hi};
-  } else {
-    // Every rating is the same value, typically implicit feedback where each
-    // line is a 1. Taking that value as the top of a one-point scale keeps
-    // the scale valid and clips predictions at it.
-    data->scale = {lo - 1.0f, hi};
-  }
-  return absl::OkStatus();
+  return FinishScale(path, any, lo, hi, options, data);
 }
 
 }  // namespace recsys::internal

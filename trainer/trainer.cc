@@ -4,8 +4,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -129,7 +131,10 @@ void PrintSelection(const SelectionReport& r, std::ostream& out) {
   out << "chosen: " << r.summary << "\n";
 }
 
-absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
+namespace {
+
+// The checks of the flags and of the output directory.
+absl::Status CheckTrainFlags(const TrainCommand& cmd) {
   if (cmd.out.empty()) {
     return absl::InvalidArgumentError("--out (the model file) is required");
   }
@@ -137,14 +142,98 @@ absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
     return absl::InvalidArgumentError(
         "--validation-fraction must be in [0, 1)");
   }
-  // Bad hyper-parameters and a missing output directory are reported
-  // before a long load and training, not after them.
   const std::filesystem::path out_dir =
       std::filesystem::path(cmd.out).parent_path();
   if (!out_dir.empty() && !std::filesystem::is_directory(out_dir)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--out: the directory ", out_dir.string(), " does not exist"));
   }
+  return absl::OkStatus();
+}
+
+// Prints one line per training epoch.
+std::function<void(const EpochReport&)> EpochPrinter(std::ostream& out) {
+  return [&out](const EpochReport& r) {
+    out << absl::StrFormat("epoch %3d/%d  train RMSE %.4f", r.epoch, r.epochs,
+                           r.train_rmse);
+    if (r.validation_rmse >= 0) {
+      out << absl::StrFormat("  validation RMSE %.4f", r.validation_rmse);
+    }
+    out << absl::StrFormat("  %.2fs\n", r.elapsed_seconds);
+    out.flush();
+  };
+}
+
+// Trains a spec that searches: the selection's trials as they finish, its
+// report, and what it chose.
+absl::StatusOr<Model> TrainSelecting(const RatingData& all,
+                                     const TrainCommand& cmd, TrainingSpec spec,
+                                     TrainOptions opt, std::ostream& out) {
+  if (cmd.validation_fraction > 0) {
+    spec.selection.validation_fraction = cmd.validation_fraction;
+    spec.selection.refit = false;
+  }
+  out << absl::StrFormat(
+      "selecting %s settings on a per-user %.0f%% validation split of the "
+      "training data (budget %d units)\n",
+      KindOrAutoName(spec.kind), 100 * spec.selection.validation_fraction,
+      spec.selection.budget);
+  if (!cmd.quiet) {
+    PrintTrialHeader(out);
+    spec.selection.on_trial = [&out](const SelectionTrial& t) {
+      PrintTrial(t, out);
+      out.flush();
+    };
+  }
+  opt.on_epoch = nullptr;  // the final fit's epochs add little here
+  RECSYS_ASSIGN_OR_RETURN(Model model, TrainWithSpec(all, spec, opt));
+  PrintSelection(model.selection, out);
+  out << "trained " << ModelKindName(model.kind) << ": "
+      << DescribeParams(model.kind, model.params)
+      << (spec.selection.refit ? " (refit on all the data)"
+                               : " (on the carved training part)")
+      << "\n";
+  return model;
+}
+
+// Trains the spec's kind as told, on a random split of the data when
+// --validation-fraction asks for one (its last validation RMSE is kept).
+absl::StatusOr<Model> TrainFixed(const RatingData& all, const TrainCommand& cmd,
+                                 const TrainingSpec& spec, TrainOptions opt,
+                                 std::ostream& out) {
+  const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
+  const Hyperparameters params = ResolveParams(kind, cmd.params);
+  RatingData train, validation;
+  const RatingData* fit = &all;
+  if (cmd.validation_fraction > 0) {
+    RandomSplit(all, cmd.validation_fraction, params.seed ^ 0x5eed, &train,
+                &validation);
+    out << absl::StrFormat("validation split: %d train / %d held out\n",
+                           train.ratings.size(), validation.ratings.size());
+    fit = &train;
+    opt.validation = &validation;
+  }
+  out << "training " << ModelKindName(kind) << ": "
+      << DescribeParams(kind, params) << "\n";
+  double last_validation = -1;
+  if (opt.validation != nullptr) {
+    auto print = opt.on_epoch;
+    opt.on_epoch = [print, &last_validation](const EpochReport& r) {
+      last_validation = r.validation_rmse;
+      if (print) print(r);
+    };
+  }
+  RECSYS_ASSIGN_OR_RETURN(Model model, TrainModel(*fit, kind, params, opt));
+  model.last_validation_rmse = last_validation;
+  return model;
+}
+
+}  // namespace
+
+absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
+  // Bad hyper-parameters and a missing output directory are reported
+  // before a long load and training, not after them.
+  RECSYS_RETURN_IF_ERROR(CheckTrainFlags(cmd));
   TrainingSpec spec = SpecOf(cmd.model, cmd.params);
   RECSYS_RETURN_IF_ERROR(ValidateSpec(spec));
   const auto start = std::chrono::steady_clock::now();
@@ -153,68 +242,14 @@ absl::Status RunTrain(const TrainCommand& cmd, std::ostream& out) {
 
   TrainOptions opt;
   opt.threads = cmd.threads;
-  if (!cmd.quiet) {
-    opt.on_epoch = [&out](const EpochReport& r) {
-      out << absl::StrFormat("epoch %3d/%d  train RMSE %.4f", r.epoch, r.epochs,
-                             r.train_rmse);
-      if (r.validation_rmse >= 0) {
-        out << absl::StrFormat("  validation RMSE %.4f", r.validation_rmse);
-      }
-      out << absl::StrFormat("  %.2fs\n", r.elapsed_seconds);
-      out.flush();
-    };
-  }
+  if (!cmd.quiet) opt.on_epoch = EpochPrinter(out);
   Model model;
   if (SpecSearches(spec)) {
-    if (cmd.validation_fraction > 0) {
-      spec.selection.validation_fraction = cmd.validation_fraction;
-      spec.selection.refit = false;
-    }
-    out << absl::StrFormat(
-        "selecting %s settings on a per-user %.0f%% validation split of the "
-        "training data (budget %d units)\n",
-        KindOrAutoName(spec.kind), 100 * spec.selection.validation_fraction,
-        spec.selection.budget);
-    if (!cmd.quiet) {
-      PrintTrialHeader(out);
-      spec.selection.on_trial = [&out](const SelectionTrial& t) {
-        PrintTrial(t, out);
-        out.flush();
-      };
-    }
-    opt.on_epoch = nullptr;  // the final fit's epochs add little here
-    RECSYS_ASSIGN_OR_RETURN(model, TrainWithSpec(all, spec, opt));
-    PrintSelection(model.selection, out);
-    out << "trained " << ModelKindName(model.kind) << ": "
-        << DescribeParams(model.kind, model.params)
-        << (spec.selection.refit ? " (refit on all the data)"
-                                 : " (on the carved training part)")
-        << "\n";
+    RECSYS_ASSIGN_OR_RETURN(
+        model, TrainSelecting(all, cmd, std::move(spec), std::move(opt), out));
   } else {
-    const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
-    const Hyperparameters params = ResolveParams(kind, cmd.params);
-    RatingData train, validation;
-    const RatingData* fit = &all;
-    if (cmd.validation_fraction > 0) {
-      RandomSplit(all, cmd.validation_fraction, params.seed ^ 0x5eed, &train,
-                  &validation);
-      out << absl::StrFormat("validation split: %d train / %d held out\n",
-                             train.ratings.size(), validation.ratings.size());
-      fit = &train;
-      opt.validation = &validation;
-    }
-    out << "training " << ModelKindName(kind) << ": "
-        << DescribeParams(kind, params) << "\n";
-    double last_validation = -1;
-    if (opt.validation != nullptr) {
-      auto print = opt.on_epoch;
-      opt.on_epoch = [print, &last_validation](const EpochReport& r) {
-        last_validation = r.validation_rmse;
-        if (print) print(r);
-      };
-    }
-    RECSYS_ASSIGN_OR_RETURN(model, TrainModel(*fit, kind, params, opt));
-    model.last_validation_rmse = last_validation;
+    RECSYS_ASSIGN_OR_RETURN(model,
+                            TrainFixed(all, cmd, spec, std::move(opt), out));
   }
   RECSYS_RETURN_IF_ERROR(SaveModel(model, cmd.out));
   const double total =
