@@ -108,8 +108,8 @@ absl::StatusOr<UpsertItemsResult> Engine::UpsertItems(
   UpsertItemsResult out;
   int64_t logged = 0;
   {
-    absl::MutexLock edit(&catalogue_mu_);
-    absl::ReaderMutexLock swap(&swap_mu_);
+    MutexLock edit(&catalogue_mu_);
+    ReaderMutexLock swap(&swap_mu_);
     const std::shared_ptr<Generation> g = current();
     const std::shared_ptr<const NewItems> ni = g->items();
     RECSYS_ASSIGN_OR_RETURN(std::vector<Pending> entries,

@@ -135,7 +135,7 @@ EngineInfo Engine::Info() const {
   info.fold_in_cache_users = g->equation_totals.users.load();
   info.fold_in_cache_hits = fold_in_cache_hits_.load();
   info.fold_in_cache_misses = fold_in_cache_misses_.load();
-  absl::MutexLock lock(&jobs_mu_);
+  MutexLock lock(&jobs_mu_);
   if (running_ != nullptr) info.training_job = running_->id;
   return info;
 }

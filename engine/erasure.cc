@@ -49,7 +49,7 @@ absl::StatusOr<std::vector<DeleteUserResult>> Engine::DeleteUsers(
   }
   std::vector<DeleteUserResult> out(users.size());
   {
-    absl::ReaderMutexLock swap(&swap_mu_);
+    ReaderMutexLock swap(&swap_mu_);
     std::shared_ptr<Generation> g = current();
     // The users' writers wait from before the append to after the
     // erasures, so none applies a later rating that an erasure would then
@@ -94,7 +94,7 @@ absl::StatusOr<std::vector<DeleteUserResult>> Engine::DeleteUsers(
   // One snapshot covers every erasure logged before it, so erasures that
   // arrive together mostly share one.
   const uint64_t erased = erased_seq_.load();
-  absl::MutexLock lock(&snapshot_mu_);
+  MutexLock lock(&snapshot_mu_);
   if (purged_seq_ < erased) {
     absl::Status written = WriteSnapshotLocked();
     if (!written.ok()) {

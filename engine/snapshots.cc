@@ -234,14 +234,14 @@ absl::Status Engine::InstallSnapshot(Model model, uint64_t generation) {
   const uint64_t seq = model.log_sequence;
   const std::string path =
       options_.data_dir + "/" + SnapshotName(generation, seq);
-  absl::MutexLock lock(&snapshot_mu_);
+  MutexLock lock(&snapshot_mu_);
   // On disk first: a restart then loads it, and accepts the log's gap below
   // `seq` (RatingLog::SkipTo).
   RECSYS_RETURN_IF_ERROR(SaveModel(model, path));
   auto next = std::make_shared<Generation>(
       std::make_shared<const Model>(std::move(model)), generation);
   {
-    absl::MutexLock swap(&swap_mu_);
+    MutexLock swap(&swap_mu_);
     RECSYS_RETURN_IF_ERROR(log_->SkipTo(seq));
     // Lowered first: a reader that finds the new state also finds this.
     applied_seq_.store(seq);
@@ -284,14 +284,14 @@ void Engine::CountLogged(int64_t records) {
 
 void Engine::MaybeSnapshot() {
   // One writer; a Rate that finds it busy simply moves on.
-  if (!snapshot_mu_.TryLock()) return;
+  if (!TryLock(&snapshot_mu_)) return;
   const bool due = since_snapshot_.load() >= options_.snapshot_every;
-  snapshot_mu_.Unlock();
+  Unlock(&snapshot_mu_);
   if (due) WriteSnapshot().IgnoreError();
 }
 
 absl::Status Engine::WriteSnapshot() {
-  absl::MutexLock lock(&snapshot_mu_);
+  MutexLock lock(&snapshot_mu_);
   return WriteSnapshotLocked();
 }
 
@@ -308,7 +308,7 @@ absl::Status Engine::WriteSnapshotLocked() {
   std::shared_ptr<Generation> g;
   {
     // Every record up to `seq` is applied once no Rate holds the lock.
-    absl::MutexLock swap(&swap_mu_);
+    MutexLock swap(&swap_mu_);
     seq = log_->last_seq();
     g = current();
     since_snapshot_ = 0;

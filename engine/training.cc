@@ -41,7 +41,7 @@ absl::StatusOr<std::string> Engine::StartTraining(const TrainSpec& spec) {
     model.selection.validation_fraction = fraction;
     model.selection.refit = false;
   }
-  absl::MutexLock lock(&jobs_mu_);
+  MutexLock lock(&jobs_mu_);
   if (running_ != nullptr) {
     return absl::AlreadyExistsError(
         absl::StrCat("training job ", running_->id, " is already running"));
@@ -115,31 +115,31 @@ absl::StatusOr<Model> FitForJob(internal::TrainingJob& job,
 
 void Engine::FinishJob(internal::TrainingJob& job, const TrainingUpdate& u) {
   {
-    absl::MutexLock swap(&swap_mu_);
+    MutexLock swap(&swap_mu_);
     journaling_ = false;
   }
   {
-    absl::MutexLock lock(&jobs_mu_);
+    MutexLock lock(&jobs_mu_);
     running_ = nullptr;
   }
   job.Push(u, /*last=*/true);
 }
 
 uint64_t Engine::StartJournal(std::shared_ptr<Generation>* g) {
-  absl::MutexLock swap(&swap_mu_);
+  MutexLock swap(&swap_mu_);
   *g = current();
   journaling_ = true;
-  absl::MutexLock lock(&journal_mu_);
+  MutexLock lock(&journal_mu_);
   journal_.clear();
   return log_->last_seq();
 }
 
 int64_t Engine::SwapIn(std::shared_ptr<Generation> next, uint64_t seq) {
   int64_t replayed = 0;
-  absl::MutexLock swap(&swap_mu_);
+  MutexLock swap(&swap_mu_);
   std::vector<LogRecord> journal;
   {
-    absl::MutexLock lock(&journal_mu_);
+    MutexLock lock(&journal_mu_);
     journal.swap(journal_);
   }
   // In log order, as a restart would replay them (writers of different
@@ -225,7 +225,7 @@ absl::StatusOr<std::vector<TrainingUpdate>> Engine::WatchTraining(
 
 absl::StatusOr<std::shared_ptr<internal::TrainingJob>> Engine::FindJob(
     const std::string& job_id) const {
-  absl::MutexLock lock(&jobs_mu_);
+  MutexLock lock(&jobs_mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) {
     return absl::NotFoundError(
@@ -243,7 +243,7 @@ absl::Status Engine::CancelTraining(const std::string& job_id) {
 void Engine::CancelRunningTraining() {
   std::shared_ptr<internal::TrainingJob> job;
   {
-    absl::MutexLock lock(&jobs_mu_);
+    MutexLock lock(&jobs_mu_);
     job = running_;
   }
   if (job != nullptr) Cancel(*job).IgnoreError();  // it may be ending
@@ -263,7 +263,7 @@ absl::Status Engine::Cancel(internal::TrainingJob& job) {
 void Engine::WaitForTraining() {
   std::thread t;
   {
-    absl::MutexLock lock(&jobs_mu_);
+    MutexLock lock(&jobs_mu_);
     t.swap(trainer_);
   }
   if (t.joinable()) t.join();

@@ -30,7 +30,7 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
   std::vector<LogRecord> records;
   std::vector<size_t> positions;
   {
-    absl::ReaderMutexLock swap(&swap_mu_);
+    ReaderMutexLock swap(&swap_mu_);
     std::shared_ptr<Generation> g = current();
     for (size_t k = 0; k < ratings.size(); ++k) {
       const RatingInput& r = ratings[k];
@@ -91,7 +91,7 @@ absl::StatusOr<uint64_t> Engine::Commit(std::vector<LogRecord>* records,
   RECSYS_ASSIGN_OR_RETURN(const uint64_t last, log_->Append(records));
   apply();
   if (journaling_) {
-    absl::MutexLock lock(&journal_mu_);
+    MutexLock lock(&journal_mu_);
     journal_.insert(journal_.end(), records->begin(), records->end());
   }
   NoteApplied(last);
@@ -102,7 +102,7 @@ absl::Status Engine::ApplyReplicated(std::vector<LogRecord> records) {
   int64_t logged = 0;
   bool erasures = false;
   {
-    absl::ReaderMutexLock swap(&swap_mu_);
+    ReaderMutexLock swap(&swap_mu_);
     std::shared_ptr<Generation> g = current();
     // The log takes those it does not hold yet; all are applied (after an
     // InstallSnapshot older than the log's end, the new state needs them).
@@ -122,7 +122,7 @@ absl::Status Engine::ApplyReplicated(std::vector<LogRecord> records) {
   CountLogged(logged);
   if (!erasures) return absl::OkStatus();
   // As DeleteUser on the primary: no file here holds the user any more.
-  absl::MutexLock lock(&snapshot_mu_);
+  MutexLock lock(&snapshot_mu_);
   if (purged_seq_ < erased_seq_.load()) return WriteSnapshotLocked();
   return absl::OkStatus();
 }
