@@ -799,7 +799,7 @@ TEST_F(EngineTest, ErasureDuringTrainingReachesTheNewModel) {
 // it waited as long as the writers went on (here, with four writers of one
 // user, which always overlap: one applies while the others, in the lock
 // already, wait for the user's turn): no snapshot in 30 s, twice in two
-// runs; with WriterFirstMutex it took 0.16-0.26 s.
+// runs; with a writer-first lock (now absl::Mutex) it took 0.16-0.26 s.
 TEST_F(EngineTest, SnapshotIsNotStarvedBySteadyRatings) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> writers;
