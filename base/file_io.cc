@@ -30,6 +30,28 @@ int ReadUntilEof(int fd, std::string* out) {
   return 0;
 }
 
+// The directory part of `path` ("." when it has none).
+std::string DirName(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// Reads all of `path` into `out`: 0 or the errno, with `opened` telling
+// whether the open succeeded. The file's size is a first guess of the
+// length only (pipes and /proc files report 0).
+int ReadWhole(const std::string& path, std::string* out, bool* opened) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  *opened = fd >= 0;
+  if (fd < 0) return errno;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) out->resize(st.st_size + 1);
+  const int error = ReadUntilEof(fd, out);
+  ::close(fd);
+  return error;
+}
+
 }  // namespace
 
 absl::Status ErrnoError(int error, absl::string_view path,
@@ -68,27 +90,20 @@ absl::StatusOr<FileBytes> ReadFileBytes(const std::string& path) {
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, path, "cannot open");
   std::string bytes;
-  struct stat st;
-  // The size is a hint only: pipes and /proc files report 0.
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) bytes.resize(st.st_size + 1);
-  const int error = ReadUntilEof(fd, &bytes);
-  ::close(fd);
-  if (error != 0) return ErrnoError(error, path, "cannot read");
+  bool opened = false;
+  const int error = ReadWhole(path, &bytes, &opened);
+  if (error != 0) {
+    return ErrnoError(error, path, opened ? "cannot read" : "cannot open");
+  }
   return bytes;
 }
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
                                           absl::string_view what) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  int error = fd < 0 ? errno : 0;
   std::string bytes;
-  if (fd >= 0) {
-    error = ReadUntilEof(fd, &bytes);
-    ::close(fd);
-  }
+  bool opened = false;
+  const int error = ReadWhole(path, &bytes, &opened);
   if (error != 0) {
     return absl::NotFoundError(absl::StrCat("cannot read ", what, " file ",
                                             path, ": ", std::strerror(error)));
@@ -107,13 +122,6 @@ absl::Status WriteAll(int fd, absl::string_view bytes,
     bytes.remove_prefix(static_cast<size_t>(n));
   }
   return absl::OkStatus();
-}
-
-std::string DirName(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
 }
 
 absl::Status SyncDirectory(const std::string& dir) {

@@ -28,7 +28,6 @@ absl::Status ErrnoError(int error, absl::string_view path,
 struct FileBytes {
   std::unique_ptr<char[]> data;
   size_t size = 0;
-  absl::string_view view() const { return {data.get(), size}; }
 };
 absl::StatusOr<FileBytes> ReadFileBytes(const std::string& path);
 
@@ -43,9 +42,6 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
 // Writes all of `bytes` to `fd` (retrying short writes and EINTR); errors
 // name `path`.
 absl::Status WriteAll(int fd, absl::string_view bytes, const std::string& path);
-
-// The directory part of `path` ("." when it has none).
-std::string DirName(const std::string& path);
 
 // Makes creations, renames and deletions in directory `dir` durable. A file
 // system that cannot sync directories (EINVAL) has nothing to wait for.

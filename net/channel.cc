@@ -2,11 +2,6 @@
 // plaintext, TLS, mutual TLS and the bearer token.
 #include "net/channel.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/file_io.h"
