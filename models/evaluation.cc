@@ -1,6 +1,7 @@
 #include "models/evaluation.h"
 
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_format.h"
 #include "models/topk.h"
@@ -34,6 +35,12 @@ absl::StatusOr<RatingMetrics> EvaluateRatings(const Model& model,
 
 float DefaultRelevanceThreshold(const RatingScale& scale) {
   return scale.min + 0.75f * (scale.max - scale.min);
+}
+
+float RelevanceThreshold(const RatingScale& scale, Feedback feedback) {
+  return feedback == Feedback::kImplicit
+             ? -std::numeric_limits<float>::infinity()
+             : DefaultRelevanceThreshold(scale);
 }
 
 absl::StatusOr<RankingMetrics> EvaluateTopN(const Model& model,

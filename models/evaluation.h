@@ -36,6 +36,10 @@ struct TopNOptions {
 // Rating at or above which an item counts as relevant: 4 on 1..5 (protocol
 // T), and the same relative point (75% of the way up) on other scales.
 float DefaultRelevanceThreshold(const RatingScale& scale);
+// The threshold for data or a model of `feedback`: implicit feedback has
+// no "disliked" interaction, so every one is relevant (-infinity); explicit
+// ratings take DefaultRelevanceThreshold.
+float RelevanceThreshold(const RatingScale& scale, Feedback feedback);
 
 // Protocol T: for every test user with a relevant item, rank every catalogue
 // item the user did not rate in the model's training data and keep the top k.

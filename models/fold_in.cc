@@ -284,9 +284,9 @@ Hyperparameters RankParams(const Model& m) {
 // PureSVD weigh it by its value; a popularity part counts relevant ones.
 float RankTarget(const Model& m, const Hyperparameters& rp, float value) {
   if (m.ranking_kind() == ModelKind::kPopularity) {
-    return value >= DefaultRelevanceThreshold(m.scale) ? 1.0f : 0.0f;
+    return value >= RelevanceThreshold(m.scale, m.feedback) ? 1.0f : 0.0f;
   }
-  return internal::ImplicitTarget(rp, m.scale, value);
+  return internal::ImplicitTarget(rp, m, value);
 }
 
 }  // namespace
@@ -319,11 +319,15 @@ void FoldInEquations::Add(const float* factors, float bias, float value,
   if (!m.ranks_by_rating()) {
     const int32_t r = m.rank_cols();
     Eigen::Map<const Eigen::VectorXf> q(factors, r);
-    // (Only iALS weighs the observed pairs apart from the rest.)
+    const Hyperparameters rp = RankParams(m);
+    // (Only iALS weighs the observed pairs apart from the rest, each by its
+    // confidence.)
+    float c = 1.0f;
     if (m.ranking_kind() == ModelKind::kIals) {
-      gram_.selfadjointView<Eigen::Lower>().rankUpdate(q, sign);
+      c = internal::ImplicitConfidence(rp, value);
+      gram_.selfadjointView<Eigen::Lower>().rankUpdate(q, sign * c);
     }
-    rhs_ += (sign * RankTarget(m, RankParams(m), value)) * q;
+    rhs_ += (sign * c * RankTarget(m, rp, value)) * q;
     if (m.kind == ModelKind::kHybrid) {
       bayes_.Add(factors + r, m.mu + bias, value, sign);
     }
@@ -358,13 +362,16 @@ void FoldInEquations::AddRows(RowMatrixRef rows, const Eigen::VectorXf& bias,
     const Hyperparameters p = RankParams(m);
     s.y.resize(r, n);
     s.b.resize(n);
+    const bool ials = m.ranking_kind() == ModelKind::kIals;
     for (int64_t j = 0; j < n; ++j) {
-      s.y.col(j) = rows.row(cols[j]).head(r).transpose();
-      s.b[j] = RankTarget(m, p, values[j]);
+      // With confidence c: sqrt(c) q in the Gram, so that Y Y^T sums
+      // c q q^T and Y b sums c t q.
+      const float root =
+          ials ? std::sqrt(internal::ImplicitConfidence(p, values[j])) : 1.0f;
+      s.y.col(j) = root * rows.row(cols[j]).head(r).transpose();
+      s.b[j] = root * RankTarget(m, p, values[j]);
     }
-    if (m.ranking_kind() == ModelKind::kIals) {
-      gram_.selfadjointView<Eigen::Lower>().rankUpdate(s.y);
-    }
+    if (ials) gram_.selfadjointView<Eigen::Lower>().rankUpdate(s.y);
     rhs_.noalias() += s.y * s.b;
     if (m.kind == ModelKind::kHybrid) {
       for (int64_t j = 0; j < n; ++j) {

@@ -9,6 +9,9 @@
 //   reg_u = reg * (|I_u| + a0 * n_items)^reg_exponent
 //
 // where the target t_ui is 1, or less for low ratings when value_weight > 0.
+// With confidence_alpha > 0 (implicit feedback: counts), each observed term
+// q_i q_i^T and t_ui q_i is weighted by c_ui = 1 + alpha log(1 + r_ui / eps)
+// (ImplicitConfidence), Hu, Koren & Volinsky's confidence.
 //
 // Q^T Q is computed once per half-step, so a row costs O(|I_u| k + k^2) per
 // conjugate-gradient step in training; fold-in solves the same system
@@ -34,9 +37,13 @@ namespace internal {
 // reg * (n_row + implicit_weight * n_other)^reg_exponent.
 float ImplicitPenalty(const Hyperparameters& p, int64_t n_row, int64_t n_other);
 
-// The target of an observed pair rated `value` (see value_weight).
-float ImplicitTarget(const Hyperparameters& p, const RatingScale& scale,
-                     float value);
+// The target of an observed pair rated `value` in `m` (see value_weight):
+// 1 for every pair of implicit feedback.
+float ImplicitTarget(const Hyperparameters& p, const Model& m, float value);
+
+// The weight of an observed pair of count or weight `value`: 1, or with
+// confidence_alpha > 0, 1 + alpha * log(1 + value / eps).
+float ImplicitConfidence(const Hyperparameters& p, float value);
 
 // Trains the factors of a kIals model whose biases (for predicted ratings)
 // are already fitted. `by_user` / `by_item` are the rating rows.

@@ -4,6 +4,7 @@
 #include "models/loaders.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -15,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "base/status_macros.h"
@@ -142,10 +144,32 @@ absl::StatusOr<RatingData> LoadRatings(const std::string& path,
         LayoutFor(source.format, options.delimiter), options, &data));
   }
   data.SyncItemInfo();
+  data.feedback = options.feedback;
   if (!IsStrictlySorted(data.ratings)) {
-    data.stats.duplicates_replaced = ResolveDuplicates(data.ratings);
+    if (data.feedback == Feedback::kImplicit) {
+      data.stats.duplicates_summed = SumDuplicates(data.ratings);
+    } else {
+      data.stats.duplicates_replaced = ResolveDuplicates(data.ratings);
+    }
   }
   return data;
+}
+
+std::string ImplicitFeedbackHint(const RatingData& data) {
+  if (data.feedback == Feedback::kImplicit || data.ratings.empty()) return "";
+  float lo = data.ratings[0].value, hi = lo;
+  for (const Rating& r : data.ratings) {
+    if (r.value < 0 || r.value != std::floor(r.value)) return "";
+    lo = std::min(lo, r.value);
+    hi = std::max(hi, r.value);
+  }
+  // Star scales end at 5 or 10, or at 100 for percentages.
+  if (hi <= 100) return "";
+  return absl::StrFormat(
+      "warning: the values look like counts (whole numbers from %g to %g), "
+      "not ratings on a scale; if they are plays, clicks or purchases, pass "
+      "--feedback=implicit (loaded as explicit ratings, as told)",
+      lo, hi);
 }
 
 }  // namespace recsys

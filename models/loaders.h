@@ -42,15 +42,25 @@ struct LoadOptions {
   std::optional<RatingScale> scale;
   // Read titles/genres from the companion file when it exists.
   bool load_metadata = true;
+  // Implicit: values are counts or weights >= 0 and repeated pairs add up
+  // (RatingData::feedback says which).
+  Feedback feedback = Feedback::kExplicit;
 };
 
 // Loads ratings (and metadata). Items named in the metadata file are part of
 // the catalogue even when nobody rated them: they are inserted first, in file
 // order, so item indices follow the catalogue file. Duplicate (user, item)
 // pairs keep the later rating (by timestamp, then file order) and are counted
-// in stats.duplicates_replaced.
+// in stats.duplicates_replaced; with implicit feedback they add up, counted
+// in stats.duplicates_summed.
 absl::StatusOr<RatingData> LoadRatings(const std::string& path,
                                        const LoadOptions& options);
+
+// For explicit data whose values look like counts (whole numbers >= 0 over
+// a range far wider than a rating scale: plays, clicks), a warning that
+// names --feedback=implicit; empty otherwise. Never a silent switch: the
+// caller prints it and loads as told.
+std::string ImplicitFeedbackHint(const RatingData& data);
 
 // Reads a catalogue file alone, its format named by the file name: u.item
 // (with u.genre beside it when present), *.dat (movies.dat: id::title::A|B)

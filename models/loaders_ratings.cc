@@ -133,6 +133,11 @@ inline absl::Status CheckFields(const std::string& path, int64_t n,
                                  e == NumberError::kNotANumber
                                      ? " is not a number"
                                      : " is not a finite number"));
+  } else if (options.feedback == Feedback::kImplicit && *value < 0) {
+    bad = LineError(path, n,
+                    absl::StrCat("count ", f.at[2],
+                                 " is negative (implicit feedback: counts and "
+                                 "weights are >= 0)"));
   } else if (options.scale && !options.scale->Contains(*value)) {
     bad = LineError(
         path, n,

@@ -60,6 +60,8 @@ void SetRankingPart(const Hyperparameters& rank, Hyperparameters* hybrid) {
   hybrid->reg_exponent = rank.reg_exponent;
   hybrid->value_weight = rank.value_weight;
   hybrid->target_min = rank.target_min;
+  hybrid->confidence_alpha = rank.confidence_alpha;
+  hybrid->confidence_eps = rank.confidence_eps;
   hybrid->cg_steps = rank.cg_steps;
   hybrid->popularity_weight = rank.popularity_weight;
 }
@@ -83,6 +85,7 @@ void InitModelFrom(const RatingData& data, ModelKind kind,
   m->params = params;
   m->params.factors = factors;
   m->scale = data.scale;
+  m->feedback = data.feedback;
   m->users = data.users;
   m->items = data.items;
   m->item_info = data.item_info;

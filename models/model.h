@@ -109,8 +109,14 @@ struct Hyperparameters {
   float popularity_weight = 0.0f;
   // iALS and PureSVD: a rating below this has target 0, an interaction
   // seen and not liked (0 = off: every rating's target follows
-  // value_weight).
+  // value_weight). Implicit feedback ignores both: every target is 1.
   float target_min = 0.0f;
+  // iALS on implicit feedback (Hu, Koren & Volinsky 2008): an observed
+  // pair of count or weight v weighs c = 1 + confidence_alpha *
+  // log(1 + v / confidence_eps) where a plain observed pair weighs 1, so
+  // twenty plays say more than one. 0 = every pair alike (as for ratings).
+  float confidence_alpha = 0.0f;
+  float confidence_eps = 1.0f;
 };
 
 // The settings of kHybrid's ranking part, as a model of kind
@@ -165,6 +171,10 @@ struct Model {
   ModelKind kind = ModelKind::kBaseline;
   Hyperparameters params;
   RatingScale scale;
+  // Implicit: trained on counts or events; it ranks and predicts no
+  // ratings (the server shows none). Only kinds that do not rank by rating
+  // (and kPopularity) train on implicit feedback.
+  Feedback feedback = Feedback::kExplicit;
   float mu = 0;                      // global mean of the training ratings
   Eigen::VectorXf user_bias;         // [num_users]
   Eigen::VectorXf item_bias;         // [num_items]

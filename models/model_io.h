@@ -8,9 +8,9 @@
 //   RECSYS_RETURN_IF_ERROR(SaveModel(model, "/srv/recsys/als.model"));
 //   RECSYS_ASSIGN_OR_RETURN(Model loaded, LoadModel("/srv/recsys/als.model"));
 //
-// File format, version 4 (version 1 lacks the fields marked v2, v3 and v4,
-// version 2 those marked v3 and v4, version 3 those marked v4; they load
-// with those at their defaults). All
+// File format, version 5 (version 1 lacks the fields marked v2 to v5,
+// version 2 those marked v3 to v5, version 3 those marked v4 and v5,
+// version 4 those marked v5; they load with those at their defaults). All
 // integers and floats little-endian, floats IEEE-754; offsets in bytes.
 //
 //   Header (kModelHeaderBytes = 32)
@@ -32,6 +32,8 @@
 //       i32 i32 f32  params.rank_factors, rank_epochs, rank_reg        (v2)
 //       u32      params.rank_kind (ModelKind; kIals before v4)         (v4)
 //       f32 f32  params.popularity_weight, target_min                  (v4)
+//       u32      feedback (Feedback; explicit before v5)               (v5)
+//       f32 f32  params.confidence_alpha, confidence_eps               (v5)
 //       f32 f32  scale.min, scale.max
 //       f32      mu
 //       f64      train_seconds
@@ -87,7 +89,7 @@
 namespace recsys {
 
 // The only format version this build writes and reads.
-inline constexpr uint32_t kModelFormatVersion = 4;
+inline constexpr uint32_t kModelFormatVersion = 5;
 // Files of this version onwards load (fields they lack take defaults).
 inline constexpr uint32_t kOldestModelFormatVersion = 1;
 inline constexpr char kModelMagic[8] = {'R', 'E', 'C', 'S', 'Y', 'S', 'M', 'F'};

@@ -32,7 +32,7 @@ static_assert(std::numeric_limits<float>::is_iec559 &&
 // A field added to these structs is silently left out of model files unless
 // VisitScalars writes it, and old files cannot supply it: update
 // VisitScalars, the table in model_io.h and kModelFormatVersion, then these.
-static_assert(sizeof(Hyperparameters) == 104, "update the model file format");
+static_assert(sizeof(Hyperparameters) == 112, "update the model file format");
 static_assert(sizeof(RatingScale) == 8, "update the model file format");
 static_assert(sizeof(DataWatermark) == 16, "update the model file format");
 
@@ -156,6 +156,11 @@ void VisitScalars(M& m, Io& io, uint32_t version) {
     io(m.params.rank_kind);
     io(m.params.popularity_weight);
     io(m.params.target_min);
+  }
+  if (version >= 5) {
+    io(m.feedback);
+    io(m.params.confidence_alpha);
+    io(m.params.confidence_eps);
   }
   io(m.scale.min);
   io(m.scale.max);

@@ -113,6 +113,11 @@ absl::Status ParseFixed(Reader& r, uint32_t version, Model* m, uint32_t* users,
     return absl::DataLossError(absl::StrCat("unknown model kind ", kind));
   }
   m->kind = static_cast<ModelKind>(kind);
+  if (m->feedback != Feedback::kExplicit &&
+      m->feedback != Feedback::kImplicit) {
+    return absl::DataLossError(
+        absl::StrCat("unknown feedback ", static_cast<uint32_t>(m->feedback)));
+  }
   if (const absl::Status rank = CheckRankKind(*m); !rank.ok()) {
     return absl::DataLossError(rank.message());
   }

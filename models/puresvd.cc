@@ -83,8 +83,8 @@ void TrainPureSvd(const SparseRows& by_user, const SparseRows& by_item,
   const Hyperparameters& p = m->params;
   // The matrix of targets, both ways round.
   SparseRows a = by_user, at = by_item;
-  for (float& v : a.values) v = ImplicitTarget(p, m->scale, v);
-  for (float& v : at.values) v = ImplicitTarget(p, m->scale, v);
+  for (float& v : a.values) v = ImplicitTarget(p, *m, v);
+  for (float& v : at.values) v = ImplicitTarget(p, *m, v);
   const TruncatedSvd svd =
       RandomizedSvd(a, at, p.factors, p.epochs, p.seed, threads);
   const int64_t k = svd.v.cols();

@@ -5,6 +5,8 @@
 #include <numeric>
 #include <random>
 
+#include "absl/strings/str_cat.h"
+
 namespace recsys {
 
 int32_t IdMap::Insert(absl::string_view id) {
@@ -105,7 +107,12 @@ SparseRows BuildRows(const RatingData& data, bool by_item, bool with_times) {
   return out;
 }
 
-int64_t ResolveDuplicates(std::vector<Rating>& ratings) {
+namespace {
+
+// One entry per (user, item), sorted by (user, item): the pair's last
+// rating (by timestamp, then order in `ratings`), or with `sum` its values
+// added up and its latest timestamp. Returns how many entries went.
+int64_t MergeDuplicates(std::vector<Rating>& ratings, bool sum) {
   std::vector<uint32_t> order(ratings.size());
   std::iota(order.begin(), order.end(), 0u);
   // Stable sort keeps file order among equal (user, item, timestamp), so the
@@ -119,16 +126,42 @@ int64_t ResolveDuplicates(std::vector<Rating>& ratings) {
   });
   std::vector<Rating> out;
   out.reserve(ratings.size());
+  double total = 0;  // of the run so far (sum)
   for (size_t k = 0; k < order.size(); ++k) {
     const Rating& r = ratings[order[k]];
+    total += r.value;
     const bool last_of_run = k + 1 == order.size() ||
                              ratings[order[k + 1]].user != r.user ||
                              ratings[order[k + 1]].item != r.item;
-    if (last_of_run) out.push_back(r);
+    if (!last_of_run) continue;
+    out.push_back(r);
+    if (sum) out.back().value = static_cast<float>(total);
+    total = 0;
   }
   const int64_t dropped = static_cast<int64_t>(ratings.size() - out.size());
   ratings = std::move(out);
   return dropped;
+}
+
+}  // namespace
+
+int64_t ResolveDuplicates(std::vector<Rating>& ratings) {
+  return MergeDuplicates(ratings, /*sum=*/false);
+}
+
+int64_t SumDuplicates(std::vector<Rating>& ratings) {
+  return MergeDuplicates(ratings, /*sum=*/true);
+}
+
+absl::string_view FeedbackName(Feedback feedback) {
+  return feedback == Feedback::kImplicit ? "implicit" : "explicit";
+}
+
+absl::StatusOr<Feedback> ParseFeedback(absl::string_view name) {
+  if (name == "explicit") return Feedback::kExplicit;
+  if (name == "implicit") return Feedback::kImplicit;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown feedback '", name, "'; valid values: explicit, implicit"));
 }
 
 namespace {
@@ -138,6 +171,7 @@ void EmptyLike(const RatingData& data, RatingData* out) {
   out->users = data.users;
   out->items = data.items;
   out->scale = data.scale;
+  out->feedback = data.feedback;
   out->item_info = data.item_info;
   out->ratings.clear();
 }

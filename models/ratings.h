@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace recsys {
@@ -47,6 +48,17 @@ struct Rating {
   int64_t timestamp = 0;
 };
 
+// What the values of a rating set mean. Explicit: ratings on a scale, where
+// a re-rating replaces the earlier one and a model predicts ratings.
+// Implicit: interactions (plays, clicks, purchases) whose value is a count
+// or weight >= 0; repeated pairs add up, and a model only ranks (it has no
+// ratings to predict). Numbers are stable: model files store them.
+enum class Feedback : uint32_t { kExplicit = 0, kImplicit = 1 };
+
+// "explicit" or "implicit".
+absl::string_view FeedbackName(Feedback feedback);
+absl::StatusOr<Feedback> ParseFeedback(absl::string_view name);
+
 // The closed interval ratings live in; predictions are clipped to it.
 struct RatingScale {
   float min = 1.0f;
@@ -70,6 +82,7 @@ struct ItemInfo {
 struct LoadStats {
   int64_t lines = 0;                // data lines read (headers excluded)
   int64_t duplicates_replaced = 0;  // (user,item) pairs rated more than once
+  int64_t duplicates_summed = 0;    // implicit: repeated pairs added up
   int64_t bad_lines_skipped = 0;    // only with skip_bad_lines
 };
 
@@ -79,6 +92,7 @@ struct RatingData {
   // One rating per (user, item) pair once loaded (duplicates resolved).
   std::vector<Rating> ratings;
   RatingScale scale;
+  Feedback feedback = Feedback::kExplicit;
   // Indexed by item index; item_info.size() == items.size() (items without
   // metadata have an empty title and no genres).
   std::vector<ItemInfo> item_info;
@@ -117,6 +131,11 @@ SparseRows BuildRows(const RatingData& data, bool by_item,
 // among equal timestamps the one that came later in `ratings`. Returns how
 // many were dropped. The result is sorted by (user, item).
 int64_t ResolveDuplicates(std::vector<Rating>& ratings);
+
+// Implicit feedback: one entry per (user, item) whose value is the sum of
+// the pair's values and whose timestamp is the latest. Returns how many
+// entries were merged away. The result is sorted by (user, item).
+int64_t SumDuplicates(std::vector<Rating>& ratings);
 
 // Splits `data` at random into two sets sharing the id maps, metadata and
 // scale: about `fraction` of the ratings go to `second`.

@@ -46,6 +46,10 @@ std::string DescribeCandidate(ModelKind kind, const Hyperparameters& p) {
       add("implicit_weight", p.implicit_weight);
       add("value_weight", p.value_weight);
       if (p.target_min > 0) add("target_min", p.target_min);
+      if (p.confidence_alpha > 0) {
+        add("confidence_alpha", p.confidence_alpha);
+        add("confidence_eps", p.confidence_eps);
+      }
       break;
     case ModelKind::kPuresvd:
       add("factors", p.factors);
@@ -91,6 +95,8 @@ namespace {
 bool FullyPinned(ModelKind kind, const SelectionOptions& o) {
   const RankPins r = RankingPins(o);
   if (kind == ModelKind::kIals) {
+    // (confidence_alpha, searched on implicit feedback only, is left out:
+    // pinning the rest trains as told, with the default confidence.)
     return r.factors && r.reg && r.reg_exponent && r.implicit_weight &&
            r.value_weight && r.target_min && r.epochs;
   }
@@ -129,7 +135,9 @@ struct RatingPlan {
 RatingPlan PlanRatings(const RatingData& data, const SelectionOptions& o,
                        ModelKind requested) {
   RatingPlan plan;
-  plan.wanted = requested == ModelKind::kHybrid;
+  // (Implicit feedback has no ratings to predict.)
+  plan.wanted =
+      requested == ModelKind::kHybrid && data.feedback == Feedback::kExplicit;
   plan.with_baseline = !o.kind;
   plan.bayes = BayesFor(data, o);
   plan.als = AlsFor(o);
@@ -282,7 +290,7 @@ absl::Status RunSearch(const RatingData& data, const SelectionOptions& o,
   if (best.ndcg < 0) {
     out->report.summary = absl::StrCat(
         "no ranking candidate fitted the budget of ", o.budget,
-        " units: ", ModelKindName(requested), " with its defaults");
+        " units: ", ModelKindName(out->kind), " with its defaults");
     return absl::OkStatus();
   }
   // The rating part: a model that ranks by its predicted ratings is it.
@@ -315,12 +323,14 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
                                       const SelectionOptions& o) {
   RECSYS_RETURN_IF_ERROR(CheckSelectionInput(data, o));
   const ModelKind requested = o.kind.value_or(ModelKind::kHybrid);
+  // What trains when no search can run: auto's kind for the data.
+  const ModelKind fallback = o.kind ? requested : AutoKind(data.feedback);
   const bool searchable = !o.kind || requested == ModelKind::kIals ||
                           requested == ModelKind::kPuresvd ||
                           requested == ModelKind::kHybrid;
   Selection out;
-  out.kind = requested;
-  out.params = ResolveParams(requested, o.pinned);
+  out.kind = fallback;
+  out.params = ResolveParams(fallback, o.pinned);
   out.report.budget = o.budget;
   if (!searchable || FullyPinned(requested, o)) {
     out.report.summary = absl::StrCat(
@@ -340,7 +350,7 @@ absl::StatusOr<Selection> SelectModel(const RatingData& data,
     out.report.summary = absl::StrFormat(
         "too little data to select on (no user with %d or more ratings has a "
         "relevant one held out): %s with its defaults",
-        o.min_user_ratings, ModelKindName(requested));
+        o.min_user_ratings, ModelKindName(fallback));
     return out;
   }
   RECSYS_RETURN_IF_ERROR(RunSearch(data, o, requested, s, &out));
@@ -420,7 +430,7 @@ absl::StatusOr<Model> TrainWithSpec(const RatingData& data,
                                     const TrainOptions& train) {
   RECSYS_RETURN_IF_ERROR(ValidateSpec(spec));
   if (!SpecSearches(spec)) {
-    const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
+    const ModelKind kind = spec.kind.value_or(AutoKind(data.feedback));
     return TrainModel(data, kind, ResolveParams(kind, spec.params), train);
   }
   SelectionOptions o = spec.selection;
@@ -432,6 +442,11 @@ absl::StatusOr<Model> TrainWithSpec(const RatingData& data,
   return TrainSelected(data, o, train);
 }
 
+ModelKind AutoKind(Feedback feedback) {
+  return feedback == Feedback::kImplicit ? ModelKind::kIals
+                                         : ModelKind::kHybrid;
+}
+
 std::string RankingKindName(const Model& m) {
   const bool prior = m.rank_bias.size() > 0;
   return absl::StrCat(ModelKindName(m.ranking_kind()),
@@ -439,6 +454,7 @@ std::string RankingKindName(const Model& m) {
 }
 
 std::string RatingKindName(const Model& m) {
+  if (m.feedback == Feedback::kImplicit) return "none (implicit feedback)";
   switch (m.kind) {
     case ModelKind::kHybrid:
       return "bayes";

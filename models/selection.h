@@ -2,6 +2,11 @@
 // hand, chosen on a validation split carved from the training data alone,
 // within a budget of work, and recorded in the model (Model::selection).
 //
+// Implicit feedback (RatingData::feedback) has no rating part: every held-out
+// interaction is relevant, iALS searches its confidence weighting
+// (confidence_alpha) instead of the rating targets, and the winning ranking
+// kind serves alone.
+//
 // The served model has two parts, chosen apart:
 //  - ranking, by nDCG@10 on the validation split scored like protocol T
 //    (every item the user did not rate in the carved training part is a
@@ -125,6 +130,10 @@ bool SpecSearches(const TrainingSpec& spec);
 absl::StatusOr<Model> TrainWithSpec(const RatingData& data,
                                     const TrainingSpec& spec,
                                     const TrainOptions& train);
+
+// The kind `auto` trains without a search: kHybrid for explicit ratings,
+// kIals for implicit feedback (which has no ratings to predict).
+ModelKind AutoKind(Feedback feedback);
 
 // What serves each half of a model: the ranking ("ials", "puresvd",
 // "popularity", or a rating kind, with " + popularity prior" when it has

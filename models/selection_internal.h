@@ -75,7 +75,7 @@ ScoreFn ModelScores(const Model& m);
 struct RankPins {
   std::optional<int32_t> factors, epochs, cg_steps;
   std::optional<float> reg, implicit_weight, reg_exponent, value_weight,
-      target_min;
+      target_min, confidence_alpha;
 };
 
 RankPins RankingPins(const SelectionOptions& o);

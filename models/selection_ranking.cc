@@ -104,6 +104,8 @@ void SearchPureSvd(Search& s, const RankPins& pins, RankCandidate* best,
   std::vector<float> targets;
   if (pins.value_weight) {
     targets = {*pins.value_weight};
+  } else if (d.feedback == Feedback::kImplicit) {
+    targets = {0.0f};  // (every interaction's target is 1)
   } else {
     // Every interaction alike; the raw rating (r / max); the rating's place
     // on the scale.
@@ -159,17 +161,33 @@ namespace {
 struct IalsSetting {
   int32_t factors;
   float reg, reg_exponent, implicit_weight, value_weight, target_min;
+  float confidence_alpha;
   bool operator==(const IalsSetting& b) const {
     return factors == b.factors && reg == b.reg &&
            reg_exponent == b.reg_exponent &&
            implicit_weight == b.implicit_weight &&
-           value_weight == b.value_weight && target_min == b.target_min;
+           value_weight == b.value_weight && target_min == b.target_min &&
+           confidence_alpha == b.confidence_alpha;
   }
 };
 
+// What the target varies over: for ratings, graded by the rating (value
+// weight) or "liked" at or above the relevance threshold against "seen,
+// not liked"; for implicit feedback, the confidence of a count.
+struct IalsTarget {
+  float value_weight, target_min, confidence_alpha;
+};
+
+std::vector<IalsTarget> IalsTargets(const RatingData& d) {
+  if (d.feedback == Feedback::kImplicit) {
+    return {{0, 0, 0.0f}, {0, 0, 0.3f}, {0, 0, 1.0f}, {0, 0, 3.0f}};
+  }
+  const float liked = DefaultRelevanceThreshold(d.scale);
+  return {{0.5f, 0, 0}, {1.0f, 0, 0}, {0.0f, liked, 0}};
+}
+
 // The grid: factors (by the data's size), reg with reg_exponent, implicit
-// weight, and the target (graded by the rating, or "liked" at or above the
-// relevance threshold against "seen, not liked").
+// weight, and the target (IalsTargets).
 std::vector<IalsSetting> IalsGrid(const RatingData& d) {
   const int64_t side = std::min(d.num_users(), d.num_items());
   std::vector<int32_t> factors;
@@ -179,9 +197,7 @@ std::vector<IalsSetting> IalsGrid(const RatingData& d) {
       factors.push_back(f);
     }
   }
-  const float liked = DefaultRelevanceThreshold(d.scale);
-  const std::pair<float, float> targets[] = {
-      {0.5f, 0.0f}, {1.0f, 0.0f}, {0.0f, liked}};
+  const std::vector<IalsTarget> targets = IalsTargets(d);
   std::vector<IalsSetting> grid;
   for (int32_t f : factors) {
     for (float e : {0.5f, 1.0f}) {
@@ -192,8 +208,9 @@ std::vector<IalsSetting> IalsGrid(const RatingData& d) {
                 : std::vector<float>{0.003f, 0.01f, 0.03f};
       for (float r : regs) {
         for (float a0 : {0.1f, 0.3f, 1.0f}) {
-          for (const auto& [vw, tm] : targets) {
-            grid.push_back({f, r, e, a0, vw, tm});
+          for (const IalsTarget& t : targets) {
+            grid.push_back({f, r, e, a0, t.value_weight, t.target_min,
+                            t.confidence_alpha});
           }
         }
       }
@@ -209,6 +226,7 @@ IalsSetting Pinned(const RankPins& pins, IalsSetting g) {
   if (pins.implicit_weight) g.implicit_weight = *pins.implicit_weight;
   if (pins.value_weight) g.value_weight = *pins.value_weight;
   if (pins.target_min) g.target_min = *pins.target_min;
+  if (pins.confidence_alpha) g.confidence_alpha = *pins.confidence_alpha;
   return g;
 }
 
@@ -217,10 +235,13 @@ IalsSetting Pinned(const RankPins& pins, IalsSetting g) {
 std::vector<IalsSetting> PickIalsSettings(const Search& s, const RankPins& pins,
                                           const std::vector<int32_t>& rungs) {
   const Hyperparameters defaults = DefaultHyperparameters(ModelKind::kIals);
+  // (Implicit feedback: the shipped defaults, rating targets aside, with
+  // the middle confidence.)
+  const bool implicit = s.v.train.feedback == Feedback::kImplicit;
   std::vector<IalsSetting> picks = {Pinned(
-      pins,
-      {defaults.factors, defaults.reg, defaults.reg_exponent,
-       defaults.implicit_weight, defaults.value_weight, defaults.target_min})};
+      pins, {defaults.factors, defaults.reg, defaults.reg_exponent,
+             defaults.implicit_weight, implicit ? 0 : defaults.value_weight,
+             implicit ? 0 : defaults.target_min, implicit ? 1.0f : 0.0f})};
   std::vector<IalsSetting> grid = IalsGrid(s.v.train);
   std::mt19937_64 rng(s.options->seed ^ 0x1a15);
   std::shuffle(grid.begin(), grid.end(), rng);
@@ -254,6 +275,7 @@ Hyperparameters IalsParams(const Search& s, const RankPins& pins,
   p.implicit_weight = g.implicit_weight;
   p.value_weight = g.value_weight;
   p.target_min = g.target_min;
+  p.confidence_alpha = g.confidence_alpha;
   p.epochs = pins.epochs.value_or(epochs);
   if (pins.cg_steps) p.cg_steps = *pins.cg_steps;
   if (s.options->pinned.seed) p.seed = *s.options->pinned.seed;

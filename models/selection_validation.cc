@@ -29,7 +29,7 @@ void MakeValidation(const RatingData& data, const SelectionOptions& o,
   PerUserSplit(data, o.validation_fraction, o.min_user_ratings, o.seed,
                &v->train, &v->held);
   v->train_rows = BuildRows(v->train, /*by_item=*/false);
-  v->relevant_min = DefaultRelevanceThreshold(data.scale);
+  v->relevant_min = RelevanceThreshold(data.scale, data.feedback);
   const SparseRows by_item = BuildRows(v->train, true);
   v->relevant_counts = internal::RelevantCounts(by_item, v->relevant_min);
   v->pick_counts = internal::RelevantCounts(
@@ -140,6 +140,7 @@ RankPins RankingPins(const SelectionOptions& o) {
   r.reg_exponent = p.reg_exponent;
   r.value_weight = p.value_weight;
   r.target_min = p.target_min;
+  r.confidence_alpha = p.confidence_alpha;
   return r;
 }
 

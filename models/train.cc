@@ -103,8 +103,15 @@ Hyperparameters ResolveParams(ModelKind kind, const ParamOverrides& o) {
   if (o.rank_reg) p.rank_reg = *o.rank_reg;
   if (o.popularity_weight) p.popularity_weight = *o.popularity_weight;
   if (o.target_min) p.target_min = *o.target_min;
+  if (o.confidence_alpha) p.confidence_alpha = *o.confidence_alpha;
+  if (o.confidence_eps) p.confidence_eps = *o.confidence_eps;
   if (o.seed) p.seed = *o.seed;
   return p;
+}
+
+bool RanksImplicit(ModelKind kind) {
+  return kind == ModelKind::kIals || kind == ModelKind::kPuresvd ||
+         kind == ModelKind::kPopularity;
 }
 
 float PriorMin(const Model& m) {
@@ -112,7 +119,7 @@ float PriorMin(const Model& m) {
   // an item: its prior counts every rating (how often items are picked). A
   // preference score does not: its prior counts the liked ones.
   return m.ranks_by_rating() ? -std::numeric_limits<float>::infinity()
-                             : DefaultRelevanceThreshold(m.scale);
+                             : RelevanceThreshold(m.scale, m.feedback);
 }
 
 absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
@@ -158,11 +165,16 @@ absl::Status ValidateHyperparameters(ModelKind kind, const Hyperparameters& p) {
       {"fold_in_reg", p.fold_in_reg},
       {"fold_in_reg_bias", p.fold_in_reg_bias},
       {"popularity_weight", p.popularity_weight},
-      {"target_min", p.target_min}};
+      {"target_min", p.target_min},
+      {"confidence_alpha", p.confidence_alpha}};
   for (const auto& [name, v] : non_negative) {
     if (!std::isfinite(v) || v < 0) {
       return bad(absl::StrCat(name, " must be finite and >= 0, got ", v));
     }
+  }
+  if (!(std::isfinite(p.confidence_eps) && p.confidence_eps > 0)) {
+    return bad(absl::StrCat("confidence_eps must be finite and > 0, got ",
+                            p.confidence_eps));
   }
   if (kind == ModelKind::kSgd && p.learning_rate <= 0) {
     return bad("learning_rate must be > 0");
@@ -523,6 +535,12 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
   }
   if (!data.scale.valid()) {
     return absl::InvalidArgumentError("rating scale is empty");
+  }
+  if (data.feedback == Feedback::kImplicit && !RanksImplicit(kind)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ModelKindName(kind),
+        " predicts ratings, and implicit feedback (counts, plays, clicks) has "
+        "none to learn from: train ials, puresvd or popularity (or auto)"));
   }
   const Clock::time_point start = Clock::now();
   if (kind == ModelKind::kHybrid) {

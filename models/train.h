@@ -52,6 +52,7 @@ struct ParamOverrides {
   std::optional<int32_t> rank_epochs;
   std::optional<float> rank_reg;
   std::optional<float> popularity_weight, target_min;
+  std::optional<float> confidence_alpha, confidence_eps;
   std::optional<uint64_t> seed;
 };
 // The defaults for `kind`, then every field `o` sets.
@@ -87,6 +88,11 @@ absl::StatusOr<Model> TrainModel(const RatingData& data, ModelKind kind,
                                  const Hyperparameters& params,
                                  const TrainOptions& options);
 bool TrainingDiverged(const absl::Status& status);
+
+// Whether `kind` trains on implicit feedback: the kinds that rank by a
+// score of their own (ials, puresvd) and popularity; the others predict
+// ratings. TrainModel refuses the rest on implicit data.
+bool RanksImplicit(ModelKind kind);
 
 // The rating at and above which training ratings count in `m`'s popularity
 // prior (Hyperparameters::popularity_weight): every rating for kinds that

@@ -22,8 +22,11 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 // Payload offsets from the table in model_io.h: kind (4 bytes) and the
-// fixed-width fields (140 bytes) come before the shape.
-constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 152;
+// fixed-width fields (164 bytes) come before the shape.
+constexpr size_t kShapeOffset = kModelHeaderBytes + 4 + 164;
+// The version 5 fields (feedback, confidence_alpha, confidence_eps) end 52
+// bytes before the shape (scale to last_validation_rmse follow them).
+constexpr size_t kV5Fields = kShapeOffset - 52 - 12;
 // What a version 4 file ends with when its model has no rank_bias and an
 // empty selection report: B = 0, then T = 0, budget, work, seconds,
 // validation users and ratings, and an empty summary.
@@ -114,6 +117,9 @@ Model RichModel() {
   m.user_ratings.times = {881250949, -5, 0, 1700000000123LL, 7, 8};
   m.params.popularity_weight = 0.75f;
   m.params.target_min = 2.5f;
+  m.params.confidence_alpha = 0.7f;
+  m.params.confidence_eps = 2.5f;
+  m.feedback = Feedback::kImplicit;
   m.rank_bias.resize(3);
   FillRandom(&rng, m.rank_bias.data(), m.rank_bias.size());
   SelectionTrial t;
@@ -148,6 +154,9 @@ Model PlainRichModel() {
   Model m = RichModel();
   m.params.popularity_weight = 0;
   m.params.target_min = 0;
+  m.params.confidence_alpha = 0;
+  m.params.confidence_eps = 1;
+  m.feedback = Feedback::kExplicit;
   m.rank_bias.resize(0);
   m.selection = SelectionReport();
   return m;
@@ -159,6 +168,9 @@ bool SameFloats(const float* a, const float* b, int64_t n) {
 
 void ExpectSameModel(const Model& want, const Model& got) {
   EXPECT_EQ(got.kind, want.kind);
+  EXPECT_EQ(got.feedback, want.feedback);
+  EXPECT_EQ(got.params.confidence_alpha, want.params.confidence_alpha);
+  EXPECT_EQ(got.params.confidence_eps, want.params.confidence_eps);
   EXPECT_EQ(got.params.factors, want.params.factors);
   EXPECT_EQ(got.params.epochs, want.params.epochs);
   EXPECT_EQ(got.params.learning_rate, want.params.learning_rate);
@@ -429,6 +441,19 @@ TEST(ModelIoTest, DuplicateIdsAreRefused) {
               HasSubstr("item id 'aa' at index 1 duplicates index 0"));
 }
 
+TEST(ModelIoTest, UnknownFeedbackIsDataLoss) {
+  absl::StatusOr<std::string> bytes = SerializeModel(RichModel());
+  ASSERT_TRUE(bytes.ok());
+  std::string bad = *bytes;
+  PutU32(&bad, kV5Fields, 2);  // 0 explicit, 1 implicit
+  FixChecksum(&bad);
+  absl::StatusOr<Model> loaded = ParseModel(bad, "feedback");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(loaded.status().message()),
+              HasSubstr("unknown feedback 2"));
+}
+
 TEST(ModelIoTest, OtherVersionIsFailedPrecondition) {
   const std::string path = testing::MakeTempDir("io") + "/v2.model";
   ASSERT_EQ(SaveModel(RichModel(), path), absl::OkStatus());
@@ -441,7 +466,7 @@ TEST(ModelIoTest, OtherVersionIsFailedPrecondition) {
   EXPECT_THAT(std::string(loaded.status().message()), StartsWith(path));
   EXPECT_THAT(
       std::string(loaded.status().message()),
-      HasSubstr("model format version 5, this build reads versions 1 to 4"));
+      HasSubstr("model format version 6, this build reads versions 1 to 5"));
 }
 
 // The bytes of `file` as version `version` of the format, from the current
@@ -453,10 +478,14 @@ TEST(ModelIoTest, OtherVersionIsFailedPrecondition) {
 // the rank_* fields (24 bytes before those 12) and the posterior shape (8
 // bytes before R, zeros for kinds other than bayes).
 std::string AsOlderVersion(const std::string& file, uint32_t version) {
-  const size_t v4_fields = kShapeOffset - 52 - 12;
-  std::string old =
-      file.substr(0, v4_fields) +
-      file.substr(v4_fields + 12, file.size() - kEmptyV4Tail - v4_fields - 12);
+  // Version 4 lacks the 12 bytes of version 5's fields.
+  std::string old = file.substr(0, kV5Fields) + file.substr(kV5Fields + 12);
+  const size_t v4_fields = kV5Fields - 12;
+  if (version <= 3) {
+    old =
+        old.substr(0, v4_fields) +
+        old.substr(v4_fields + 12, old.size() - kEmptyV4Tail - v4_fields - 12);
+  }
   if (version <= 2) {
     EXPECT_EQ(old.substr(old.size() - 12), std::string(12, '\0'));
     old = old.substr(0, old.size() - 4);
@@ -474,11 +503,15 @@ std::string AsOlderVersion(const std::string& file, uint32_t version) {
 }
 
 // Older files must still load, with the fields they lack at defaults.
-TEST(ModelIoTest, VersionOneTwoAndThreeFilesStillLoad) {
+TEST(ModelIoTest, VersionOneToFourFilesStillLoad) {
   Model model = PlainRichModel();
   model.item_info[1].retired = true;
   absl::StatusOr<std::string> v4 = SerializeModel(model);
   ASSERT_TRUE(v4.ok());
+  absl::StatusOr<Model> four = ParseModel(AsOlderVersion(*v4, 4), "v4");
+  ASSERT_TRUE(four.ok()) << four.status();
+  ExpectSameModel(model, *four);
+  EXPECT_EQ(four->feedback, Feedback::kExplicit);
   absl::StatusOr<Model> v3 = ParseModel(AsOlderVersion(*v4, 3), "v3");
   ASSERT_TRUE(v3.ok()) << v3.status();
   ExpectSameModel(model, *v3);
@@ -707,8 +740,7 @@ TEST(ModelIoTest, BadRankKindOrRankBiasIsRefused) {
   // The kind and the ranking kind: hybrid with a Bayesian "ranking part".
   std::string bad = *bytes;
   PutU32(&bad, kModelHeaderBytes, static_cast<uint32_t>(ModelKind::kHybrid));
-  PutU32(&bad, kShapeOffset - 52 - 12,
-         static_cast<uint32_t>(ModelKind::kBayes));
+  PutU32(&bad, kV5Fields - 12, static_cast<uint32_t>(ModelKind::kBayes));
   FixChecksum(&bad);
   absl::StatusOr<Model> loaded = ParseModel(bad, "rank");
   ASSERT_FALSE(loaded.ok());

@@ -130,7 +130,7 @@ TEST(PureSvdTest, FoldInIsTheProjection) {
       const int32_t i = m->user_ratings.cols[k];
       const float v = m->user_ratings.values[k];
       mine.push_back({i, v});
-      direct += internal::ImplicitTarget(m->params, m->scale, v) *
+      direct += internal::ImplicitTarget(m->params, *m, v) *
                 m->item_factors.row(i).transpose();
     }
     absl::StatusOr<FoldInResult> row = FoldInUser(*m, mine);
@@ -148,7 +148,7 @@ TEST(PureSvdTest, FoldInIsTheProjection) {
     for (int64_t k = by_item.offsets[i]; k < by_item.offsets[i + 1]; ++k) {
       const float v = by_item.values[k];
       theirs.push_back({by_item.cols[k], v});
-      rhs += internal::ImplicitTarget(m->params, m->scale, v) *
+      rhs += internal::ImplicitTarget(m->params, *m, v) *
              m->user_factors.row(by_item.cols[k]).transpose().cast<double>();
     }
     const Eigen::MatrixXd ptp =

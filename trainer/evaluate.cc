@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -53,11 +54,17 @@ absl::StatusOr<FoldResult> EvaluateOne(const RatingData& train,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
   r.chosen = model.selection.summary;
-  RECSYS_ASSIGN_OR_RETURN(r.rating, EvaluateRatings(model, test, predictions));
+  if (model.feedback == Feedback::kImplicit) {
+    // No ratings to predict: RMSE and MAE are not defined.
+    r.rating.rmse = r.rating.mae = std::numeric_limits<double>::quiet_NaN();
+  } else {
+    RECSYS_ASSIGN_OR_RETURN(r.rating,
+                            EvaluateRatings(model, test, predictions));
+  }
   TopNOptions topn;
   topn.k = cmd.k;
-  topn.relevant_min =
-      cmd.relevant_min.value_or(DefaultRelevanceThreshold(model.scale));
+  topn.relevant_min = cmd.relevant_min.value_or(
+      RelevanceThreshold(model.scale, model.feedback));
   RECSYS_ASSIGN_OR_RETURN(r.ranking,
                           EvaluateTopN(model, test, topn, recommendations));
   return r;
@@ -80,10 +87,17 @@ absl::Status EvaluateFiles(const EvaluateCommand& cmd, std::ostream& out) {
         "--predictions-out/--recommendations-out need exactly one --models");
   }
   LoadOptions load = cmd.source.load;
+  if (load.feedback == Feedback::kImplicit && !cmd.predictions_out.empty()) {
+    return absl::InvalidArgumentError(
+        "--predictions-out: implicit feedback has no ratings to predict");
+  }
   RECSYS_ASSIGN_OR_RETURN(RatingData train, LoadRatings(cmd.train_file, load));
-  // The test file is matched by ids; its own metadata adds nothing.
+  // The test file is matched by ids; its own metadata adds nothing. (Counts
+  // have no scale to hold the test file to.)
   load.load_metadata = false;
-  if (!load.scale) load.scale = train.scale;
+  if (!load.scale && load.feedback == Feedback::kExplicit) {
+    load.scale = train.scale;
+  }
   RECSYS_ASSIGN_OR_RETURN(RatingData test, LoadRatings(cmd.test_file, load));
   PrintLoadSummary(cmd.train_file, train, out);
   PrintLoadSummary(cmd.test_file, test, out);

@@ -42,6 +42,10 @@ ABSL_FLAG(bool, skip_bad_lines, false,
 ABSL_FLAG(std::string, scale, "",
           "Rating scale 'min,max' (e.g. 0.5,5); ratings outside it are bad "
           "lines. Empty = taken from the data");
+ABSL_FLAG(std::string, feedback, "explicit",
+          "What the values are: explicit (ratings on a scale) or implicit "
+          "(counts or weights of plays, clicks, purchases: repeated pairs add "
+          "up, every interaction is relevant, no predicted ratings)");
 ABSL_FLAG(std::string, data_dir, "",
           "Directory for named datasets (default $RECSYS_DATA_DIR, else "
           "~/.cache/recsys)");
@@ -137,6 +141,12 @@ ABSL_FLAG(std::optional<float>, popularity_weight, std::nullopt,
 ABSL_FLAG(std::optional<float>, target_min, std::nullopt,
           "iALS, PureSVD: ratings below this are interactions not liked "
           "(target 0); 0 = off");
+ABSL_FLAG(std::optional<float>, confidence_alpha, std::nullopt,
+          "iALS on implicit feedback: an interaction of count v weighs 1 + "
+          "alpha * log(1 + v / eps); 0 = every interaction alike");
+ABSL_FLAG(std::optional<float>, confidence_eps, std::nullopt,
+          "iALS on implicit feedback: the count scale eps of the confidence "
+          "(default 1)");
 ABSL_FLAG(std::optional<int32_t>, burn_in, std::nullopt,
           "bayes: Gibbs sweeps discarded before the first kept sample");
 ABSL_FLAG(std::optional<int32_t>, samples, std::nullopt,
@@ -191,6 +201,8 @@ absl::StatusOr<DataSource> SourceFromFlags() {
   if (delim == "space") delim = " ";
   s.load.delimiter = delim;
   s.load.skip_bad_lines = absl::GetFlag(FLAGS_skip_bad_lines);
+  RECSYS_ASSIGN_OR_RETURN(s.load.feedback,
+                          ParseFeedback(absl::GetFlag(FLAGS_feedback)));
   const std::string scale = absl::GetFlag(FLAGS_scale);
   if (!scale.empty()) {
     std::vector<std::string> parts = absl::StrSplit(scale, ',');
@@ -230,6 +242,8 @@ ParamOverrides ParamsFromFlags() {
   o.rank_reg = absl::GetFlag(FLAGS_rank_reg);
   o.popularity_weight = absl::GetFlag(FLAGS_popularity_weight);
   o.target_min = absl::GetFlag(FLAGS_target_min);
+  o.confidence_alpha = absl::GetFlag(FLAGS_confidence_alpha);
+  o.confidence_eps = absl::GetFlag(FLAGS_confidence_eps);
   return o;
 }
 

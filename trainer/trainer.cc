@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "models/loaders.h"
 #include "models/model_io.h"
 #include "models/topk.h"
 #include "models/train.h"
@@ -31,10 +32,18 @@ void PrintLoadSummary(const std::string& what, const RatingData& d,
     out << absl::StrFormat(", %d duplicates replaced by the later rating",
                            d.stats.duplicates_replaced);
   }
+  if (d.stats.duplicates_summed > 0) {
+    out << absl::StrFormat(", %d repeated pairs added up",
+                           d.stats.duplicates_summed);
+  }
   if (d.stats.bad_lines_skipped > 0) {
     out << absl::StrFormat(", %d bad lines skipped", d.stats.bad_lines_skipped);
   }
+  if (d.feedback == Feedback::kImplicit) out << ", implicit feedback";
   out << "\n";
+  if (const std::string hint = ImplicitFeedbackHint(d); !hint.empty()) {
+    out << hint << "\n";
+  }
 }
 
 TrainingSpec SpecOf(const ModelChoice& choice, const ParamOverrides& params) {
@@ -71,10 +80,11 @@ std::string DescribeParams(ModelKind kind, const Hyperparameters& p) {
       return absl::StrFormat(
           "factors=%d iterations=%d reg=%g implicit_weight=%g "
           "reg_exponent=%g value_weight=%g target_min=%g cg_steps=%d "
-          "init_std=%g popularity_weight=%g seed=%d",
+          "init_std=%g popularity_weight=%g confidence_alpha=%g "
+          "confidence_eps=%g seed=%d",
           p.factors, p.epochs, p.reg, p.implicit_weight, p.reg_exponent,
           p.value_weight, p.target_min, p.cg_steps, p.init_std,
-          p.popularity_weight, p.seed);
+          p.popularity_weight, p.confidence_alpha, p.confidence_eps, p.seed);
     case ModelKind::kBayes:
       return absl::StrFormat(
           "factors=%d sweeps=%d burn_in=%d samples=%d init_std=%g seed=%d",

@@ -250,7 +250,7 @@ absl::StatusOr<Trial> RunTrial(
       score += r.rmse;
     } else {
       TopNOptions topn;
-      topn.relevant_min = DefaultRelevanceThreshold(m.scale);
+      topn.relevant_min = RelevanceThreshold(m.scale, m.feedback);
       RECSYS_ASSIGN_OR_RETURN(RankingMetrics r,
                               EvaluateTopN(m, validation, topn, nullptr));
       score += r.ndcg;
