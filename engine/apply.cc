@@ -5,12 +5,15 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "base/parallel.h"
 #include "base/status_macros.h"
 #include "engine/checks.h"
 #include "engine/engine.h"
+#include "engine/events.h"
 #include "engine/state.h"
 #include "models/fold_in.h"
 
@@ -28,12 +31,78 @@ absl::Status Engine::ValidateRating(const Generation& g,
                                     const RatingInput& r) const {
   RECSYS_RETURN_IF_ERROR(CheckId("user id", r.user));
   RECSYS_RETURN_IF_ERROR(CheckId("item id", r.item));
+  const bool implicit = g.model->feedback == Feedback::kImplicit;
+  if (!r.event_type.empty()) return ValidateEvent(implicit, r);
+  if (!r.event_id.empty()) {
+    return absl::InvalidArgumentError(
+        "event_id is set without an event_type: only events have ids");
+  }
+  if (implicit) {
+    if (!(std::isfinite(r.value) && r.value >= 0)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "rating %g must be finite and >= 0 (the model learnt from implicit "
+          "feedback: a rating is the pair's weight)",
+          r.value));
+    }
+    return absl::OkStatus();
+  }
   const RatingScale& s = g.model->scale;
   if (!std::isfinite(r.value) || !s.Contains(r.value)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "rating %g is outside the scale [%g, %g]", r.value, s.min, s.max));
   }
   return absl::OkStatus();
+}
+
+absl::Status Engine::ValidateEvent(bool implicit, const RatingInput& r) const {
+  if (!implicit) {
+    return absl::FailedPreconditionError(
+        "events need a model of implicit feedback, and this one learnt from "
+        "ratings on a scale (train it with --feedback=implicit), or send a "
+        "rating");
+  }
+  if (r.value != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "rating %g is set beside event_type '%s': an event's weight comes "
+        "from its type and count",
+        r.value, absl::CHexEscape(r.event_type.substr(0, 64))));
+  }
+  if (options_.event_weights.count(r.event_type) == 0) {
+    std::vector<std::string> known;
+    for (const auto& [type, w] : options_.event_weights) known.push_back(type);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "event_type '", absl::CHexEscape(r.event_type.substr(0, 64)),
+        "' is not one of this server's (--event_weights): ",
+        known.empty() ? std::string("none") : absl::StrJoin(known, ", ")));
+  }
+  const float weight =
+      options_.event_weights.at(r.event_type) * (r.count == 0 ? 1.0f : r.count);
+  if (!(std::isfinite(r.count) && r.count >= 0) || !std::isfinite(weight)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "count %g must be finite and >= 0 (0 means 1)", r.count));
+  }
+  if (r.event_id.size() > kMaxIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("event_id is %d bytes, more than the limit of %d",
+                        r.event_id.size(), kMaxIdBytes));
+  }
+  return absl::OkStatus();
+}
+
+LogRecord Engine::RecordOf(const RatingInput& r) const {
+  LogRecord rec;
+  rec.user = r.user;
+  rec.item = r.item;
+  rec.value = r.value;
+  rec.timestamp = r.timestamp != 0 ? r.timestamp : internal::NowSeconds();
+  if (!r.event_type.empty()) {
+    rec.add = true;
+    rec.value = options_.event_weights.at(r.event_type) *
+                (r.count == 0 ? 1.0f : r.count);
+    rec.event_type = r.event_type;
+    rec.event_id = r.event_id;
+  }
+  return rec;
 }
 
 void Engine::AddNewItemRow(Generation& g, NewItems* next) {
@@ -128,7 +197,7 @@ int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
       raters.emplace_back(rec.user, rec.value);
       ++next->counts[local];
     } else {
-      it->second = rec.value;
+      it->second = rec.add ? it->second + rec.value : rec.value;
     }
     // Fold the item's vector in again from everyone who rated it (this
     // user's current vector included): at every rating while it has up to
@@ -196,6 +265,7 @@ void Engine::FoldNewItemAgain(Generation& g, int32_t local,
 int64_t Engine::Erase(Generation& g, const LogRecord& rec) {
   const Model& m = *g.model;
   const size_t shard = g.ShardOf(rec.user);
+  event_ids_->EraseUser(rec.user);
   const internal::UserView user =
       internal::ViewUser(g, rec.user, /*with_ratings=*/true,
                          /*with_vector=*/false);
@@ -327,6 +397,35 @@ FoldInResult SolveUser(Generation& g, size_t shard, const std::string& user_id,
   return row;
 }
 
+// Record `rec` of `item` into the user's entries (and their kept
+// equations, when not null): a new entry, a rating replacing an older one
+// (an older record replayed after a newer one does not overwrite), or an
+// event adding its weight (in whatever order racing writers apply them; a
+// sum does not care, but the same record twice is once).
+void UpdateEntry(const Model& m, int32_t item, const LogRecord& rec,
+                 std::vector<UserState::Entry>* entries,
+                 FoldInEquations* kept) {
+  auto e =
+      std::find_if(entries->begin(), entries->end(),
+                   [&](const UserState::Entry& x) { return x.item == item; });
+  if (e == entries->end()) {
+    entries->push_back({item, rec.value, rec.timestamp, rec.seq});
+    if (kept != nullptr) AddEntry(m, kept, entries->back(), 1.0f);
+    return;
+  }
+  UserState::Entry next = {item, rec.value, rec.timestamp, rec.seq};
+  if (rec.add) {
+    if (e->seq == rec.seq) return;
+    next = {item, e->value + rec.value, std::max(e->timestamp, rec.timestamp),
+            std::max(e->seq, rec.seq)};
+  } else if (e->seq > rec.seq) {
+    return;
+  }
+  if (kept != nullptr) AddEntry(m, kept, *e, -1.0f);
+  *e = next;
+  if (kept != nullptr) AddEntry(m, kept, *e, 1.0f);
+}
+
 }  // namespace
 
 std::vector<RateResult> Engine::ApplyUser(
@@ -357,8 +456,13 @@ std::vector<RateResult> Engine::ApplyUser(
     const LogRecord& rec = *recs[r];
     RateResult& result = results[r];
     result.sequence = rec.seq;
-    // Logged before an erasure of the user that was applied first.
+    // Logged before an erasure of the user that was applied first; or an
+    // event whose id another record holds (a retry that reached the log).
     if (rec.seq <= user.erased_seq) continue;
+    if (!rec.event_id.empty() &&
+        !event_ids_->Apply(rec.event_id, rec.user, rec.seq)) {
+      continue;
+    }
     applied = true;
     // The item, added to the catalogue when new.
     int32_t item = g.FindItem(rec.item, *ni);
@@ -371,18 +475,7 @@ std::vector<RateResult> Engine::ApplyUser(
       item = FoldInNewItem(g, rec, user);
       ni = g.items();
     }
-    // An older record (replayed after a newer one) does not overwrite.
-    auto e =
-        std::find_if(entries.begin(), entries.end(),
-                     [&](const UserState::Entry& x) { return x.item == item; });
-    if (e == entries.end()) {
-      entries.push_back({item, rec.value, rec.timestamp, rec.seq});
-      if (kept != nullptr) AddEntry(m, kept, entries.back(), 1.0f);
-    } else if (e->seq <= rec.seq) {
-      if (kept != nullptr) AddEntry(m, kept, *e, -1.0f);
-      *e = {item, rec.value, rec.timestamp, rec.seq};
-      if (kept != nullptr) AddEntry(m, kept, *e, 1.0f);
-    }
+    UpdateEntry(m, item, rec, &entries, kept);
   }
   if (!applied) return results;
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "base/parallel.h"
 #include "base/status_macros.h"
+#include "engine/events.h"
 #include "engine/replay.h"
 #include "engine/state.h"
 #include "models/model_io.h"
@@ -21,7 +22,14 @@ using internal::NewItems;
 using internal::SnapshotFile;
 using internal::SnapshotName;
 
-Engine::Engine(const EngineOptions& options) : options_(options) {}
+Engine::Engine(const EngineOptions& options)
+    : options_(options),
+      event_ids_(
+          std::make_unique<internal::EventIds>(options.event_id_window)) {
+  for (const auto& [type, weight] : options_.event_weights) {
+    event_counts_[type] = std::make_unique<std::atomic<uint64_t>>(0);
+  }
+}
 
 Engine::~Engine() {
   CancelRunningTraining();
@@ -125,6 +133,11 @@ EngineInfo Engine::Info() const {
       static_cast<int64_t>(m.user_ratings.cols.size()) + extra_ratings;
   info.train_seconds = m.train_seconds;
   info.scale = m.scale;
+  info.feedback = m.feedback;
+  info.event_weights = options_.event_weights;
+  for (const auto& [type, count] : event_counts_) {
+    info.events_accepted.emplace_back(type, count->load());
+  }
   info.last_validation_rmse = m.last_validation_rmse;
   info.ranking_kind = RankingKindName(m);
   info.rating_kind = RatingKindName(m);

@@ -76,6 +76,12 @@ struct EngineOptions {
   // rating updates them instead of re-solving from all of the user's
   // ratings (hybrid: ~15 KB per user; sgd at 128 factors: ~67 KB). 0 = none.
   int64_t fold_in_cache_bytes = int64_t{256} << 20;
+  // Events of implicit feedback (RatingInput::event_type): the weight of
+  // one event of each type the engine accepts.
+  std::map<std::string, float> event_weights = {
+      {"click", 1.0f}, {"play", 1.0f}, {"purchase", 1.0f}, {"view", 1.0f}};
+  // Event ids remembered (the newest), so that a retried event counts once.
+  int64_t event_id_window = 1000000;
 };
 
 struct RatingInput {
@@ -83,12 +89,22 @@ struct RatingInput {
   std::string item;
   float value = 0;
   int64_t timestamp = 0;  // 0 = now
+  // An event instead of a rating (a model of implicit feedback only): its
+  // type, one of EngineOptions::event_weights, and how many times it
+  // happened (0 = once). Its weight, the type's times the count, adds to
+  // the pair's. `value` must be 0.
+  std::string event_type = {};
+  float count = 0;
+  // Optional: an event whose id the engine remembers is not recorded again
+  // (RateResult::duplicate, with the first one's sequence).
+  std::string event_id = {};
 };
 
 struct RateResult {
   uint64_t sequence = 0;
   bool new_user = false;
   bool new_item = false;
+  bool duplicate = false;  // an event id already recorded: nothing new
 };
 
 struct ItemView {
@@ -123,8 +139,9 @@ struct RecommendQuery {
 
 struct RecommendedItem {
   ItemView item;
-  float predicted_rating = 0;
+  float predicted_rating = 0;  // when has_predicted_rating
   float score = 0;
+  bool has_predicted_rating = true;  // false: implicit feedback
 };
 
 // One recommended item as the visitor of Engine::Recommend sees it:
@@ -132,8 +149,10 @@ struct RecommendedItem {
 struct RecommendedItemRef {
   const std::string& id;
   const ItemInfo& info;
-  float predicted_rating = 0;
+  float predicted_rating = 0;  // when has_predicted_rating
   float score = 0;
+  // A model of implicit feedback predicts no ratings.
+  bool has_predicted_rating = true;
 };
 
 struct RecommendResult {
@@ -142,6 +161,7 @@ struct RecommendResult {
   uint64_t model_version = 0;
   // Candidate and session items the model does not know.
   std::vector<std::string> unknown_items;
+  Feedback feedback = Feedback::kExplicit;  // implicit: no predicted ratings
 };
 
 struct SimilarResult {
@@ -196,6 +216,10 @@ struct EngineInfo {
   int64_t ratings = 0;
   double train_seconds = 0;
   RatingScale scale;
+  Feedback feedback = Feedback::kExplicit;
+  std::map<std::string, float> event_weights;  // EngineOptions'
+  // Events accepted since start, by type (every configured type listed).
+  std::vector<std::pair<std::string, uint64_t>> events_accepted;
   double last_validation_rmse = -1;
   // What ranks and what predicts ratings, and how selection chose them.
   std::string ranking_kind, rating_kind;
@@ -251,6 +275,7 @@ struct TrainingUpdate {
 };
 
 namespace internal {
+class EventIds;
 struct Generation;
 struct NewItems;
 struct TrainingJob;
@@ -382,6 +407,8 @@ class Engine {
   absl::Status Cancel(internal::TrainingJob& job);
   absl::Status ValidateRating(const internal::Generation& g,
                               const RatingInput& r) const;
+  // ValidateRating's checks of an event (`implicit`: the model's feedback).
+  absl::Status ValidateEvent(bool implicit, const RatingInput& r) const;
   // The one write path, with swap_mu_ held shared: appends `records` to the
   // log (durable per its policy; each gets its seq), applies them with
   // `apply` (to the generation the caller holds), journals them for a
@@ -443,8 +470,24 @@ class Engine {
   int64_t SwapIn(std::shared_ptr<internal::Generation> next, uint64_t seq);
   void FinishJob(internal::TrainingJob& job, const TrainingUpdate& u);
 
+  // The resolved record of a valid input (value = an event's weight).
+  LogRecord RecordOf(const RatingInput& r) const;
+  // Records (in `records`, each from input positions[j]) whose event ids
+  // the engine has seen: their results are set (a duplicate, or UNAVAILABLE
+  // while the first is being recorded) and they are dropped; the ids of the
+  // rest are reserved. Returns the reserved ids.
+  std::vector<std::string> ClaimEventIds(
+      std::vector<LogRecord>* records, std::vector<size_t>* positions,
+      std::vector<absl::StatusOr<RateResult>>* results);
+  // Counts the accepted events among `records` by type.
+  void CountEvents(const std::vector<LogRecord>& records);
+
   EngineOptions options_;
   std::unique_ptr<RatingLog> log_;
+  // Recent event ids (engine/events.h); accepted events by type, one
+  // counter per configured type (the map is fixed at construction).
+  std::unique_ptr<internal::EventIds> event_ids_;
+  std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>> event_counts_;
   // The serving generation; replaced (under swap_mu_ exclusive) when a new
   // model is trained. Accessed with std::atomic_load/store.
   std::shared_ptr<internal::Generation> current_;

@@ -116,7 +116,15 @@ absl::Status ReadSession(const Call& c, std::vector<std::string>* unknown) {
       return absl::InvalidArgumentError(
           absl::StrCat("session_items[", k, "]: ", id.message()));
     }
-    if (!std::isfinite(r.value) || !scale.Contains(r.value)) {
+    if (c.m.feedback == Feedback::kImplicit) {
+      // (A weight, as a count or an event gives.)
+      if (!(std::isfinite(r.value) && r.value >= 0)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "session_items[%d]: rating %g must be finite and >= 0 (the model "
+            "learnt from implicit feedback)",
+            k, r.value));
+      }
+    } else if (!std::isfinite(r.value) || !scale.Contains(r.value)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "session_items[%d]: rating %g is outside the scale [%g, %g]", k,
           r.value, scale.min, scale.max));
@@ -445,14 +453,17 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
          0.0f};
   RecommendResult out;
   out.model_version = g->version;
+  out.feedback = m.feedback;
   RECSYS_RETURN_IF_ERROR(FindUserRow(c, &out.unknown_items));
   out.personalized = c.user.rated > 0;
   const Filter filter = BuildFilter(c, &out.unknown_items);
   Score(c, filter);
+  const bool rates = m.feedback == Feedback::kExplicit;
   for (const ScoredItem& s : c.s.best) {
     emit({s.item < c.base ? c.m.items.External(s.item)
                           : ni->ids->External(s.item - c.base),
-          ni->Describe(s.item), PredictedRating(c, s.item, s.score), s.score});
+          ni->Describe(s.item),
+          rates ? PredictedRating(c, s.item, s.score) : 0.0f, s.score, rates});
   }
   return out;
 }
@@ -464,7 +475,8 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
       RecommendResult out, Recommend(q, [&](const RecommendedItemRef& r) {
         items.push_back({{r.id, r.info.title, r.info.genres, r.info.retired},
                          r.predicted_rating,
-                         r.score});
+                         r.score,
+                         r.has_predicted_rating});
       }));
   out.items = std::move(items);
   return out;

@@ -219,6 +219,7 @@ RatingData RatingsOf(const Model& m) {
   d.items = m.items;
   d.item_info = m.item_info;
   d.scale = m.scale;
+  d.feedback = m.feedback;
   const SparseRows& r = m.user_ratings;
   d.ratings.reserve(r.cols.size());
   for (int32_t u = 0; u < r.rows(); ++u) {

@@ -4,19 +4,20 @@
 #include <algorithm>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/parallel.h"
 #include "base/status_macros.h"
 #include "engine/checks.h"
 #include "engine/engine.h"
+#include "engine/events.h"
 #include "engine/replay.h"
 #include "engine/state.h"
 
 namespace recsys {
 
 using internal::Generation;
-using internal::NowSeconds;
 
 absl::StatusOr<RateResult> Engine::Rate(const RatingInput& rating) {
   std::vector<absl::StatusOr<RateResult>> r = RateBatch({rating});
@@ -33,20 +34,16 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
     ReaderMutexLock swap(&swap_mu_);
     std::shared_ptr<Generation> g = current();
     for (size_t k = 0; k < ratings.size(); ++k) {
-      const RatingInput& r = ratings[k];
-      absl::Status valid = ValidateRating(*g, r);
+      absl::Status valid = ValidateRating(*g, ratings[k]);
       if (!valid.ok()) {
         results[k] = valid;
         continue;
       }
-      LogRecord rec;
-      rec.user = r.user;
-      rec.item = r.item;
-      rec.value = r.value;
-      rec.timestamp = r.timestamp != 0 ? r.timestamp : NowSeconds();
-      records.push_back(std::move(rec));
+      records.push_back(RecordOf(ratings[k]));
       positions.push_back(k);
     }
+    const std::vector<std::string> reserved =
+        ClaimEventIds(&records, &positions, &results);
     if (!records.empty()) {
       absl::StatusOr<uint64_t> committed = Commit(&records, [&] {
         // Each user's ratings are folded in once per batch, and different
@@ -77,13 +74,62 @@ std::vector<absl::StatusOr<RateResult>> Engine::RateBatch(
                        });
       });
       if (!committed.ok()) {
+        for (const std::string& id : reserved) event_ids_->Release(id);
         for (size_t k : positions) results[k] = committed.status();
         return results;
       }
     }
   }
+  CountEvents(records);
   CountLogged(static_cast<int64_t>(records.size()));
   return results;
+}
+
+std::vector<std::string> Engine::ClaimEventIds(
+    std::vector<LogRecord>* records, std::vector<size_t>* positions,
+    std::vector<absl::StatusOr<RateResult>>* results) {
+  std::vector<std::string> reserved;
+  size_t kept = 0;
+  for (size_t j = 0; j < records->size(); ++j) {
+    LogRecord& rec = (*records)[j];
+    uint64_t seq = 0;
+    const auto claim = rec.event_id.empty()
+                           ? internal::EventIds::Claim::kNew
+                           : event_ids_->Reserve(rec.event_id, rec.user, &seq);
+    switch (claim) {
+      case internal::EventIds::Claim::kNew:
+        if (!rec.event_id.empty()) reserved.push_back(rec.event_id);
+        (*positions)[kept] = (*positions)[j];
+        if (kept != j) (*records)[kept] = std::move(rec);
+        ++kept;
+        break;
+      case internal::EventIds::Claim::kDuplicate: {
+        RateResult r;
+        r.sequence = seq;
+        r.duplicate = true;
+        (*results)[(*positions)[j]] = r;
+        break;
+      }
+      case internal::EventIds::Claim::kPending:
+        (*results)[(*positions)[j]] = absl::UnavailableError(absl::StrCat(
+            "an event with id '", absl::CHexEscape(rec.event_id.substr(0, 64)),
+            "' is being recorded by another call; retry to learn its fate"));
+        break;
+    }
+  }
+  records->resize(kept);
+  positions->resize(kept);
+  return reserved;
+}
+
+void Engine::CountEvents(const std::vector<LogRecord>& records) {
+  for (const LogRecord& rec : records) {
+    if (!rec.add) continue;
+    auto it = event_counts_.find(rec.event_type);
+    if (it != event_counts_.end()) {
+      it->second->fetch_add(1, std::memory_order_relaxed);
+    }
+  }
 }
 
 absl::StatusOr<uint64_t> Engine::Commit(std::vector<LogRecord>* records,

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "base/flag_names.h"
+#include "engine/events.h"
 #include "server/log.h"
 #include "server/security.h"
 #include "server/server.h"
@@ -45,6 +47,17 @@ ABSL_FLAG(std::string, model, "",
 ABSL_FLAG(std::string, train_data, "ml-100k",
           "Without a snapshot or --model: dataset name or path to train the "
           "first model on");
+ABSL_FLAG(std::string, feedback, "explicit",
+          "What --train_data's values are: explicit (ratings on a scale) or "
+          "implicit (counts of plays, clicks, purchases; repeated pairs add "
+          "up and the model predicts no ratings)");
+ABSL_FLAG(std::string, event_weights, "click:1,play:1,purchase:1,view:1",
+          "Event types a model of implicit feedback accepts through Rate and "
+          "RateStream (event_type), each with the weight one event adds, e.g. "
+          "play:1,click:0.5,purchase:4");
+ABSL_FLAG(int64_t, event_id_window, 1000000,
+          "How many recent event ids the server remembers, so that a retried "
+          "event (same event_id) counts once");
 ABSL_FLAG(std::string, model_kind, "auto",
           "Kind of that first model and of Train calls that name none: auto "
           "(chosen by model selection on a validation split of the data), "
@@ -261,13 +274,32 @@ bool SetTokenAndReplicaFlags(recsys::ServerOptions& opt) {
   return true;
 }
 
+// --feedback and the event flags; false (after saying why) on a bad value.
+bool SetEventFlags(recsys::ServerOptions& opt) {
+  absl::StatusOr<recsys::Feedback> feedback =
+      recsys::ParseFeedback(absl::GetFlag(FLAGS_feedback));
+  absl::StatusOr<std::map<std::string, float>> weights =
+      recsys::internal::ParseEventWeights(absl::GetFlag(FLAGS_event_weights));
+  for (const absl::Status& s : {feedback.status(), weights.status()}) {
+    if (!s.ok()) {
+      recsys::Log(recsys::LogLevel::kError, "cannot start",
+                  {{"error", s.message()}});
+      return false;
+    }
+  }
+  opt.feedback = *feedback;
+  opt.engine.event_weights = *std::move(weights);
+  opt.engine.event_id_window = absl::GetFlag(FLAGS_event_id_window);
+  return true;
+}
+
 // ServerOptions from the flags; false (after saying why) on a bad value.
 bool FlagsToOptions(recsys::ServerOptions& opt) {
   opt.listen = absl::GetFlag(FLAGS_listen);
   opt.engine.data_dir = absl::GetFlag(FLAGS_data_dir);
   opt.model_file = absl::GetFlag(FLAGS_model);
   opt.train_data = absl::GetFlag(FLAGS_train_data);
-  if (!SetTrainingFlags(opt)) return false;
+  if (!SetTrainingFlags(opt) || !SetEventFlags(opt)) return false;
   opt.engine.train_threads = absl::GetFlag(FLAGS_threads);
   opt.fsync = absl::GetFlag(FLAGS_fsync);
   opt.engine.log.interval =

@@ -71,6 +71,7 @@ void RateBatcher::Commit(std::vector<Call>* batch,
         calls[j].resp->set_sequence(r->sequence);
         calls[j].resp->set_new_user(r->new_user);
         calls[j].resp->set_new_item(r->new_item);
+        calls[j].resp->set_duplicate(r->duplicate);
       }
       calls[j].reactor->Finish(ToGrpcStatus(r.status()));
     }

@@ -77,6 +77,9 @@ void ToLogEntry(const LogRecord& r, v1::LogEntry* out) {
   out->set_rating(r.value);
   out->set_timestamp(r.timestamp);
   out->set_erase_user(r.erase_user);
+  out->set_add(r.add);
+  out->set_event_type(r.event_type);
+  out->set_event_id(r.event_id);
   if (r.entry != nullptr) {
     v1::LogItemEntry* e = out->mutable_entry();
     e->set_title(r.entry->title);
@@ -93,6 +96,9 @@ LogRecord FromLogEntry(const v1::LogEntry& e) {
   r.value = e.rating();
   r.timestamp = e.timestamp();
   r.erase_user = e.erase_user();
+  r.add = e.add();
+  r.event_type = e.event_type();
+  r.event_id = e.event_id();
   if (e.has_entry()) {
     auto info = std::make_shared<ItemInfo>();
     info->title = e.entry().title();

@@ -8,6 +8,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "models/datasets.h"
+#include "models/loaders.h"
 #include "models/model_io.h"
 #include "models/train.h"
 #include "server/log.h"
@@ -28,12 +29,18 @@ absl::StatusOr<Model> FirstModel(const ServerOptions& o) {
   }
   DataSource source;
   source.data = o.train_data;
+  source.load.feedback = o.feedback;
   RECSYS_ASSIGN_OR_RETURN(RatingData data, LoadSource(source));
+  if (const std::string hint = ImplicitFeedbackHint(data); !hint.empty()) {
+    Log(LogLevel::kWarning, "the training data look like counts",
+        {{"data", o.train_data}, {"hint", hint}});
+  }
   const TrainingSpec& spec = o.engine.training;
   Log(LogLevel::kInfo, "training first model",
       {{"kind", KindOrAutoName(spec.kind)},
        {"select", spec.select},
        {"data", o.train_data},
+       {"feedback", std::string(FeedbackName(data.feedback))},
        {"ratings", data.ratings.size()}});
   TrainOptions topt;
   topt.threads = o.engine.train_threads;

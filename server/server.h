@@ -39,6 +39,8 @@ struct ServerOptions {
   EngineOptions engine;
   std::string model_file;              // first start: serve this model
   std::string train_data = "ml-100k";  // first start without model_file
+  // What train_data's values are (explicit ratings, or implicit counts).
+  Feedback feedback = Feedback::kExplicit;
   // The first model's kind and selection: engine.training.
   std::string fsync = "always";
   absl::Duration grace = absl::Seconds(5);

@@ -52,6 +52,23 @@ void FillItem(const ItemView& v, v1::Item* out) {
 
 int KOrDefault(int32_t k) { return k == 0 ? 10 : k; }
 
+v1::Feedback FeedbackProto(Feedback f) {
+  return f == Feedback::kImplicit ? v1::FEEDBACK_IMPLICIT
+                                  : v1::FEEDBACK_EXPLICIT;
+}
+
+RatingInput RatingInputOf(const v1::RateRequest& r) {
+  RatingInput in;
+  in.user = r.user_id();
+  in.item = r.item_id();
+  in.value = r.rating();
+  in.timestamp = r.timestamp();
+  in.event_type = r.event_type();
+  in.count = r.count();
+  in.event_id = r.event_id();
+  return in;
+}
+
 // Runs `body` with the engine, converting errors; the one shape every unary
 // handler has.
 template <typename Fn>
@@ -147,12 +164,17 @@ grpc::ServerUnaryReactor* RecommenderService::Recommend(
         // The strings go from the serving state straight into the bytes.
         RECSYS_ASSIGN_OR_RETURN(
             RecommendResult r, e.Recommend(q, [](const RecommendedItemRef& it) {
-              internal::AppendScoredItem(it.id, it.info.title, it.info.genres,
-                                         it.predicted_rating, it.score, &body);
+              internal::AppendScoredItem(
+                  it.id, it.info.title, it.info.genres,
+                  it.has_predicted_rating
+                      ? std::optional<float>(it.predicted_rating)
+                      : std::nullopt,
+                  it.score, &body);
             }));
         internal::AppendRecommendTail(r.personalized ? v1::STRATEGY_PERSONALIZED
                                                      : v1::STRATEGY_POPULARITY,
-                                      r.model_version, r.unknown_items, &body);
+                                      r.model_version, r.unknown_items,
+                                      FeedbackProto(r.feedback), &body);
         return absl::OkStatus();
       });
   if (status.ok()) {
@@ -177,11 +199,7 @@ grpc::ServerUnaryReactor* RecommenderService::Rate(
     reactor->Finish(ToGrpcStatus(e.status()));
     return reactor;
   }
-  rate_batcher_->Add(
-      {*e,
-       {req->user_id(), req->item_id(), req->rating(), req->timestamp()},
-       resp,
-       reactor});
+  rate_batcher_->Add({*e, RatingInputOf(*req), resp, reactor});
   return reactor;
 }
 
@@ -227,7 +245,7 @@ grpc::Status RecommenderService::RateStream(
       if (queue.empty()) break;
       while (!queue.empty() && batch.size() < kMaxBatch) {
         const v1::RateRequest& r = queue.front();
-        batch.push_back({r.user_id(), r.item_id(), r.rating(), r.timestamp()});
+        batch.push_back(RatingInputOf(r));
         queue.pop_front();
       }
       cv.notify_all();
@@ -242,6 +260,7 @@ grpc::Status RecommenderService::RateStream(
       ack->set_accepted(r.ok());
       if (r.ok()) {
         ack->set_sequence(r->sequence);
+        ack->set_duplicate(r->duplicate);
       } else {
         ack->set_code(static_cast<int32_t>(r.status().code()));
         ack->set_error(std::string(r.status().message()));
@@ -503,6 +522,10 @@ grpc::ServerUnaryReactor* RecommenderService::GetModelInfo(
     resp->set_retired_items(info.retired_items);
     resp->set_ranking_kind(info.ranking_kind);
     resp->set_rating_kind(info.rating_kind);
+    resp->set_feedback(FeedbackProto(info.feedback));
+    for (const auto& [type, weight] : info.event_weights) {
+      (*resp->mutable_event_weights())[type] = weight;
+    }
     if (!info.selection.empty() || !info.selection.summary.empty()) {
       const SelectionReport& r = info.selection;
       v1::ModelSelection* sel = resp->mutable_selection();

@@ -37,11 +37,15 @@ size_t StringSize(int field, absl::string_view s) {
   return s.empty() ? 0 : DelimitedSize(field, s.size());
 }
 
+// An optional float, present: written whatever its value.
+size_t PresentFloatSize(int field) {
+  return CodedOutputStream::VarintSize32(
+             Tag(field, WireFormatLite::WIRETYPE_FIXED32)) +
+         sizeof(uint32_t);
+}
+
 size_t FloatSize(int field, float v) {
-  return IsDefault(v) ? 0
-                      : CodedOutputStream::VarintSize32(
-                            Tag(field, WireFormatLite::WIRETYPE_FIXED32)) +
-                            sizeof(uint32_t);
+  return IsDefault(v) ? 0 : PresentFloatSize(field);
 }
 
 size_t Varint64Size(int field, uint64_t v) {
@@ -76,7 +80,9 @@ class Writer {
     p_ += s.size();
   }
   void Float(int field, float v) {
-    if (IsDefault(v)) return;
+    if (!IsDefault(v)) PresentFloat(field, v);
+  }
+  void PresentFloat(int field, float v) {
     Varint32(Tag(field, WireFormatLite::WIRETYPE_FIXED32));
     p_ = CodedOutputStream::WriteLittleEndian32ToArray(
         WireFormatLite::EncodeFloat(v), p_);
@@ -98,7 +104,8 @@ class Writer {
 
 void AppendScoredItem(absl::string_view id, absl::string_view title,
                       const std::vector<std::string>& genres,
-                      float predicted_rating, float score, std::string* out) {
+                      std::optional<float> predicted_rating, float score,
+                      std::string* out) {
   size_t item = StringSize(v1::Item::kIdFieldNumber, id) +
                 StringSize(v1::Item::kTitleFieldNumber, title);
   for (const std::string& g : genres) {
@@ -106,7 +113,9 @@ void AppendScoredItem(absl::string_view id, absl::string_view title,
   }
   const size_t scored =
       DelimitedSize(v1::ScoredItem::kItemFieldNumber, item) +
-      FloatSize(v1::ScoredItem::kPredictedRatingFieldNumber, predicted_rating) +
+      (predicted_rating
+           ? PresentFloatSize(v1::ScoredItem::kPredictedRatingFieldNumber)
+           : 0) +
       FloatSize(v1::ScoredItem::kScoreFieldNumber, score);
   Writer w(out,
            DelimitedSize(v1::RecommendResponse::kItemsFieldNumber, scored));
@@ -117,13 +126,16 @@ void AppendScoredItem(absl::string_view id, absl::string_view title,
   for (const std::string& g : genres) {
     w.Element(v1::Item::kGenresFieldNumber, g);
   }
-  w.Float(v1::ScoredItem::kPredictedRatingFieldNumber, predicted_rating);
+  if (predicted_rating) {
+    w.PresentFloat(v1::ScoredItem::kPredictedRatingFieldNumber,
+                   *predicted_rating);
+  }
   w.Float(v1::ScoredItem::kScoreFieldNumber, score);
 }
 
 void AppendRecommendTail(int strategy, uint64_t model_version,
                          const std::vector<std::string>& unknown_item_ids,
-                         std::string* out) {
+                         int feedback, std::string* out) {
   // An enum is written as its int32 value, sign-extended to 64 bits.
   const uint64_t strategy_bits =
       static_cast<uint64_t>(static_cast<int64_t>(strategy));
@@ -135,12 +147,17 @@ void AppendRecommendTail(int strategy, uint64_t model_version,
     bytes += DelimitedSize(v1::RecommendResponse::kUnknownItemIdsFieldNumber,
                            id.size());
   }
+  const uint64_t feedback_bits =
+      static_cast<uint64_t>(static_cast<int64_t>(feedback));
+  bytes +=
+      Varint64Size(v1::RecommendResponse::kFeedbackFieldNumber, feedback_bits);
   Writer w(out, bytes);
   w.Varint64(v1::RecommendResponse::kStrategyFieldNumber, strategy_bits);
   w.Varint64(v1::RecommendResponse::kModelVersionFieldNumber, model_version);
   for (const std::string& id : unknown_item_ids) {
     w.Element(v1::RecommendResponse::kUnknownItemIdsFieldNumber, id);
   }
+  w.Varint64(v1::RecommendResponse::kFeedbackFieldNumber, feedback_bits);
 }
 
 }  // namespace recsys::internal

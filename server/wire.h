@@ -15,6 +15,7 @@
 #define RECSYS_SERVER_WIRE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,18 +24,20 @@
 namespace recsys::internal {
 
 // Appends one entry of RecommendResponse.items: a ScoredItem holding an Item
-// (id, title, genres), the predicted rating and the score. The strings must
-// be valid UTF-8, as the catalogue's are (protobuf checks this when it
-// serializes; these bytes are not checked again).
+// (id, title, genres), the predicted rating (an optional field: written
+// whenever present, 0 included; absent for implicit feedback) and the
+// score. The strings must be valid UTF-8, as the catalogue's are (protobuf
+// checks this when it serializes; these bytes are not checked again).
 void AppendScoredItem(absl::string_view id, absl::string_view title,
                       const std::vector<std::string>& genres,
-                      float predicted_rating, float score, std::string* out);
+                      std::optional<float> predicted_rating, float score,
+                      std::string* out);
 
-// Appends RecommendResponse's fields after `items`: the strategy (an enum
-// value), the model version and the unknown candidate ids.
+// Appends RecommendResponse's fields after `items`: the strategy and the
+// feedback (enum values), the model version and the unknown candidate ids.
 void AppendRecommendTail(int strategy, uint64_t model_version,
                          const std::vector<std::string>& unknown_item_ids,
-                         std::string* out);
+                         int feedback, std::string* out);
 
 }  // namespace recsys::internal
 

@@ -26,8 +26,8 @@
 //
 //   Segment header (kHeaderBytes = 12)
 //   0   char[8]  magic "RSYSLOG1"
-//   8   u32      format version: 3 is written; 1 (only ratings) and 2 (no
-//                catalogue entries) are read too
+//   8   u32      format version: 4 is written; 1 (only ratings), 2 (no
+//                catalogue entries) and 3 (no events) are read too
 //   Records, back to back until the end of the file
 //   0   u32      L = payload length, 28 + U + I (+ E, below; at most
 //                kMaxPayloadBytes)
@@ -50,7 +50,13 @@
 //   4   u32 T    title length (at most kMaxTitleBytes), then T bytes
 //   .   u32 G    genre count (at most kMaxGenres), then G times: u32 length
 //                (at most kMaxGenreBytes) and that many bytes
-// Older readers would take either kind for a rating, hence the versions.
+// A rating record may carry an event tail after its item id (version 4 on):
+// the record is an event, whose value adds to the pair's (LogRecord::add):
+//   0   u32      flags: 1 = add (no other value is valid)
+//   4   u32 T    event type length (1..kMaxIdBytes), then T bytes
+//   .   u32 E    event id length (at most kMaxIdBytes), then E bytes
+// Older readers would take any of these kinds for a rating, hence the
+// versions.
 //
 // Sequence numbers increase by one from record to record, within and across
 // segments; the only gaps allowed are at or below `after_seq`, which Open
@@ -110,6 +116,12 @@ struct LogRecord {
   bool erase_user = false;
   // When set, the record is `item`'s catalogue entry (no user, value 0).
   std::shared_ptr<const ItemInfo> entry;
+  // An event (implicit feedback): `value`, the event's resolved weight,
+  // adds to the pair's instead of replacing it. Its type (for metrics) and
+  // the caller's optional event id (so a retry counts once) come along.
+  bool add = false;
+  std::string event_type;
+  std::string event_id;
 };
 
 enum class SyncPolicy {
@@ -162,9 +174,12 @@ class RatingLog {
   static constexpr size_t kMaxGenreBytes = 128;
   static constexpr size_t kMaxEntryBytes =
       12 + kMaxTitleBytes + kMaxGenres * (4 + kMaxGenreBytes);
+  static constexpr size_t kEventTailBytes = 12 + 2 * kMaxIdBytes;
   static constexpr size_t kMaxPayloadBytes =
       kMinPayloadBytes + kMaxIdBytes +
-      (kMaxEntryBytes > kMaxIdBytes ? kMaxEntryBytes : kMaxIdBytes);
+      (kMaxEntryBytes > kMaxIdBytes + kEventTailBytes
+           ? kMaxEntryBytes
+           : kMaxIdBytes + kEventTailBytes);
 
   // Opens the log in `dir`, creating both when missing, and recovers it as
   // described above, calling `replay` (may be empty) for each record with

@@ -34,9 +34,10 @@ size_t EntryBytes(const ItemInfo& e) {
 }
 
 void EncodeRecord(const LogRecord& r, std::string* out) {
+  const size_t tail = r.add ? 12 + r.event_type.size() + r.event_id.size() : 0;
   const uint32_t size = static_cast<uint32_t>(
       RatingLog::kMinPayloadBytes + r.user.size() + r.item.size() +
-      (r.entry != nullptr ? EntryBytes(*r.entry) : 0));
+      (r.entry != nullptr ? EntryBytes(*r.entry) : 0) + tail);
   const size_t start = out->size();
   out->resize(start + kFrameBytes + size);
   char* frame = out->data() + start;
@@ -51,6 +52,15 @@ void EncodeRecord(const LogRecord& r, std::string* out) {
   Store(p, static_cast<uint32_t>(r.item.size()));
   std::memcpy(p + 4, r.item.data(), r.item.size());
   p += 4 + r.item.size();
+  if (r.add) {
+    Store(p, uint32_t{1});
+    Store(p + 4, static_cast<uint32_t>(r.event_type.size()));
+    std::memcpy(p + 8, r.event_type.data(), r.event_type.size());
+    p += 8 + r.event_type.size();
+    Store(p, static_cast<uint32_t>(r.event_id.size()));
+    std::memcpy(p + 4, r.event_id.data(), r.event_id.size());
+    p += 4 + r.event_id.size();
+  }
   if (r.entry != nullptr) {
     const ItemInfo& e = *r.entry;
     Store(p, uint32_t{e.retired ? 1u : 0u});
@@ -101,6 +111,26 @@ std::shared_ptr<ItemInfo> DecodeEntry(const char* q, const char* const end) {
   }
   if (!ok || q != end) return nullptr;
   return entry;
+}
+
+// An event tail's fields (see rating_log.h), from `q` to `end`; false when
+// malformed. Every length is checked against the bytes left first.
+bool DecodeEventTail(const char* q, const char* const end, std::string* type,
+                     std::string* id) {
+  auto str = [&](std::string* out) {
+    if (end - q < 4) return false;
+    const uint32_t n = Load<uint32_t>(q);
+    q += 4;
+    if (n > RatingLog::kMaxIdBytes || static_cast<size_t>(end - q) < n) {
+      return false;
+    }
+    out->assign(q, n);
+    q += n;
+    return true;
+  };
+  if (end - q < 4 || Load<uint32_t>(q) != 1) return false;
+  q += 4;
+  return str(type) && !type->empty() && str(id) && q == end;
 }
 
 // The frame's length and checksum: kValid with the payload's size, or
@@ -155,16 +185,27 @@ Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
   }
   const uint32_t item_size = Load<uint32_t>(p + 24 + user_size);
   const size_t rest = size - RatingLog::kMinPayloadBytes - user_size;
-  // A catalogue entry (no user id) follows its item id; a rating's or an
-  // erasure's item id ends the record.
-  if (user_size == 0 ? item_size == 0 || item_size > rest : item_size != rest) {
+  // A catalogue entry (no user id) follows its item id, and so does an
+  // event's tail; a rating's or an erasure's item id ends the record.
+  const bool fits =
+      user_size == 0 ? item_size > 0 && item_size <= rest : item_size <= rest;
+  if (!fits) {
     *why =
         absl::StrFormat("item id length %d does not fit the record", item_size);
     return Frame::kCorruptPayload;
   }
+  const char* const after_item = p + 28 + user_size + item_size;
+  const char* const end = frame + kFrameBytes + size;
+  std::string event_type, event_id;
+  const bool event = user_size != 0 && item_size < rest;
+  if (event && (item_size == 0 ||
+                !DecodeEventTail(after_item, end, &event_type, &event_id))) {
+    *why = "malformed event tail";
+    return Frame::kCorruptPayload;
+  }
   std::shared_ptr<ItemInfo> entry;
   if (user_size == 0) {
-    entry = DecodeEntry(p + 28 + item_size, frame + kFrameBytes + size);
+    entry = DecodeEntry(after_item, end);
     if (entry == nullptr) {
       *why = "malformed catalogue entry";
       return Frame::kCorruptPayload;
@@ -178,6 +219,9 @@ Frame DecodeFrame(absl::string_view bytes, size_t offset, LogRecord* r,
     r->item.assign(p + 28 + user_size, item_size);
     r->erase_user = item_size == 0;
     r->entry = std::move(entry);
+    r->add = event;
+    r->event_type = std::move(event_type);
+    r->event_id = std::move(event_id);
   }
   return Frame::kValid;
 }
@@ -228,6 +272,21 @@ absl::Status ValidateRecord(const LogRecord& r) {
     return absl::OkStatus();
   }
   RECSYS_RETURN_IF_ERROR(check_id("user", r.user));
+  if (r.add || !r.event_type.empty() || !r.event_id.empty()) {
+    if (!r.add || r.erase_user || r.event_type.empty() ||
+        r.event_type.size() > RatingLog::kMaxIdBytes ||
+        r.event_id.size() > RatingLog::kMaxIdBytes) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the event of user '%s' needs add, a type and ids within %d bytes",
+          r.user, RatingLog::kMaxIdBytes));
+    }
+    if (!(std::isfinite(r.value) && r.value >= 0)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the event of user '%s' for item '%s' has a weight that is not "
+          "finite and >= 0",
+          r.user, r.item));
+    }
+  }
   if (r.erase_user) {
     if (!r.item.empty() || r.value != 0) {
       return absl::InvalidArgumentError(absl::StrFormat(

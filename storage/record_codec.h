@@ -18,7 +18,7 @@ namespace recsys {
 namespace internal {
 
 inline constexpr char kMagic[8] = {'R', 'S', 'Y', 'S', 'L', 'O', 'G', '1'};
-inline constexpr uint32_t kVersion = 3;        // written
+inline constexpr uint32_t kVersion = 4;        // written
 inline constexpr uint32_t kOldestVersion = 1;  // read too (see the header)
 inline constexpr size_t kFrameBytes = 8;       // length and checksum
 

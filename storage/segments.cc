@@ -130,6 +130,12 @@ absl::StatusOr<size_t> ScanSegment(
       return CorruptAt(path, offset,
                        "empty item id (a version 1 segment has no erasures)");
     }
+    if (frame == Frame::kValid && r.add && version < 4) {
+      return CorruptAt(
+          path, offset,
+          absl::StrFormat("an event tail (a version %d segment has no events)",
+                          version));
+    }
     if (frame == Frame::kValid && r.entry != nullptr && version < 3) {
       return CorruptAt(
           path, offset,

@@ -568,12 +568,72 @@ TEST(RatingLogTest, RefusesForeignOrNewerSegments) {
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(status.message(), HasSubstr("bad header"));
   other = bytes;
-  other[8] = 4;
+  other[8] = 5;
   testing::WriteFile(FirstSegment(dir), other);
   status = Replay(dir).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(),
-              HasSubstr("log format version 4, this build reads 1..3"));
+              HasSubstr("log format version 5, this build reads 1..4"));
+}
+
+LogRecord Event(std::string user, std::string item, float weight,
+                std::string type, std::string id) {
+  LogRecord r;
+  r.user = std::move(user);
+  r.item = std::move(item);
+  r.value = weight;
+  r.add = true;
+  r.event_type = std::move(type);
+  r.event_id = std::move(id);
+  return r;
+}
+
+// Events (version 4) keep their weight, type and id through the log, beside
+// ratings; in an older segment an event tail is damage.
+TEST(RatingLogTest, EventsRoundTripAndOlderSegmentsHaveNone) {
+  const std::string dir = testing::MakeTempDir("log");
+  {
+    std::unique_ptr<RatingLog> log = MustOpen(dir);
+    ASSERT_NE(log, nullptr);
+    std::vector<LogRecord> batch = {Event("u", "i1", 2.5f, "play", "e-1"),
+                                    Rec("u", "i2", 4, 0),
+                                    Event("u", "i1", 0.5f, "click", "")};
+    ASSERT_EQ(log->Append(&batch).value_or(0), 3u);
+  }
+  absl::StatusOr<std::vector<LogRecord>> got = Replay(dir);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_TRUE((*got)[0].add);
+  EXPECT_EQ((*got)[0].value, 2.5f);
+  EXPECT_EQ((*got)[0].event_type, "play");
+  EXPECT_EQ((*got)[0].event_id, "e-1");
+  EXPECT_EQ((*got)[0].item, "i1");
+  EXPECT_FALSE((*got)[1].add);
+  EXPECT_EQ((*got)[1].item, "i2");
+  EXPECT_TRUE((*got)[2].add);
+  EXPECT_EQ((*got)[2].event_type, "click");
+  EXPECT_EQ((*got)[2].event_id, "");
+
+  std::string bytes = ReadBytes(FirstSegment(dir));
+  bytes[8] = 3;
+  testing::WriteFile(FirstSegment(dir), bytes);
+  const absl::Status status = Replay(dir).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), HasSubstr("no events"));
+}
+
+// An event without a type, or with a negative weight, never reaches the log.
+TEST(RatingLogTest, MalformedEventsAreRefused) {
+  const std::string dir = testing::MakeTempDir("log");
+  std::unique_ptr<RatingLog> log = MustOpen(dir);
+  ASSERT_NE(log, nullptr);
+  for (LogRecord bad :
+       {Event("u", "i", 1, "", ""), Event("u", "i", -1, "play", ""),
+        Event("u", "i", std::nanf(""), "play", "")}) {
+    std::vector<LogRecord> batch = {bad};
+    EXPECT_EQ(log->Append(&batch).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
 }
 
 LogRecord Erasure(std::string user) {
@@ -611,7 +671,7 @@ TEST(RatingLogTest, ReadsVersionOneSegments) {
   const std::string dir = testing::MakeTempDir("log");
   WriteLog(dir, 2);
   std::string bytes = ReadBytes(FirstSegment(dir));
-  ASSERT_EQ(bytes[8], 3);
+  ASSERT_EQ(bytes[8], 4);
   bytes[8] = 1;
   testing::WriteFile(FirstSegment(dir), bytes);
   absl::StatusOr<std::vector<LogRecord>> got = Replay(dir);

@@ -55,6 +55,9 @@ TEST(WireTest, RecommendResponseBytesEqualProtobufs) {
     const int items = trial % 50 == 0
                           ? 300  // a response longer than a few KB
                           : std::uniform_int_distribution<int>(0, 12)(rng);
+    // Every few responses come from a model of implicit feedback: no
+    // predicted ratings (an optional field, absent, not zero).
+    const bool implicit = trial % 5 == 4;
     for (int i = 0; i < items; ++i) {
       const std::string id = RandomText(rng);
       const std::string title = RandomText(rng);
@@ -67,9 +70,12 @@ TEST(WireTest, RecommendResponseBytesEqualProtobufs) {
       s->mutable_item()->set_id(id);
       s->mutable_item()->set_title(title);
       for (const std::string& g : genres) s->mutable_item()->add_genres(g);
-      s->set_predicted_rating(predicted);
+      if (!implicit) s->set_predicted_rating(predicted);
       s->set_score(score);
-      internal::AppendScoredItem(id, title, genres, predicted, score, &got);
+      internal::AppendScoredItem(
+          id, title, genres,
+          implicit ? std::nullopt : std::optional<float>(predicted), score,
+          &got);
     }
     const v1::Strategy strategy = static_cast<v1::Strategy>(trial % 3);
     const uint64_t version = trial % 4 == 0   ? 0
@@ -78,10 +84,15 @@ TEST(WireTest, RecommendResponseBytesEqualProtobufs) {
                                               : (uint64_t{1} << 63) + trial;
     std::vector<std::string> unknown;
     for (int u = 0; u < trial % 3; ++u) unknown.push_back(RandomText(rng));
+    const v1::Feedback feedback =
+        implicit ? v1::FEEDBACK_IMPLICIT
+                 : (trial % 2 == 0 ? v1::FEEDBACK_EXPLICIT
+                                   : v1::FEEDBACK_UNSPECIFIED);
     want.set_strategy(strategy);
     want.set_model_version(version);
     for (const std::string& id : unknown) want.add_unknown_item_ids(id);
-    internal::AppendRecommendTail(strategy, version, unknown, &got);
+    want.set_feedback(feedback);
+    internal::AppendRecommendTail(strategy, version, unknown, feedback, &got);
 
     ASSERT_EQ(got, want.SerializeAsString()) << "trial " << trial;
     v1::RecommendResponse parsed;
@@ -96,13 +107,30 @@ TEST(WireTest, AnItemWithNoFieldsSetIsStillPresent) {
   v1::RecommendResponse want;
   want.add_items()->mutable_item();
   std::string got;
-  internal::AppendScoredItem("", "", {}, 0.0f, 0.0f, &got);
-  internal::AppendRecommendTail(0, 0, {}, &got);
+  internal::AppendScoredItem("", "", {}, std::nullopt, 0.0f, &got);
+  internal::AppendRecommendTail(0, 0, {}, 0, &got);
   EXPECT_EQ(got, want.SerializeAsString());
   v1::RecommendResponse parsed;
   ASSERT_TRUE(parsed.ParseFromString(got));
   ASSERT_EQ(parsed.items_size(), 1);
   EXPECT_TRUE(parsed.items(0).has_item());
+  EXPECT_FALSE(parsed.items(0).has_predicted_rating());
+}
+
+TEST(WireTest, APredictedRatingOfZeroIsPresent) {
+  // An optional field set to its default is still written (and parsed back
+  // as present): a rating of 0 on a scale [-5, 5] is not "no rating".
+  v1::RecommendResponse want;
+  v1::ScoredItem* s = want.add_items();
+  s->mutable_item();
+  s->set_predicted_rating(0.0f);
+  std::string got;
+  internal::AppendScoredItem("", "", {}, 0.0f, 0.0f, &got);
+  internal::AppendRecommendTail(0, 0, {}, 0, &got);
+  EXPECT_EQ(got, want.SerializeAsString());
+  v1::RecommendResponse parsed;
+  ASSERT_TRUE(parsed.ParseFromString(got));
+  EXPECT_TRUE(parsed.items(0).has_predicted_rating());
 }
 
 }  // namespace
