@@ -156,7 +156,7 @@ void MergeRound(WorkloadResult* into, const WorkloadResult& r) {
 
 Json ResultJson(const Row& row) {
   const WorkloadResult& r = row.result;
-  const bool stream = r.workload == Workload::kStream;
+  const bool stream = IsStreamWorkload(r.workload);
   Json j;
   j["workload"] = WorkloadName(r.workload);
   j["loop"] = r.open_loop ? "open" : "closed";
@@ -166,9 +166,13 @@ Json ResultJson(const Row& row) {
     j["streams"] = row.load.streams;
     j["stream_window"] = row.load.stream_window;
   }
+  if (r.workload == Workload::kEvents) j["event_type"] = row.load.event_type;
   j["seconds"] = JsonNumber(r.seconds);
   j["qps"] = JsonNumber(r.qps);
-  if (stream) j["ratings_per_s"] = JsonNumber(r.qps);
+  if (stream) {
+    j[r.workload == Workload::kEvents ? "events_per_s" : "ratings_per_s"] =
+        JsonNumber(r.qps);
+  }
   j["ok"] = r.total.ok;
   j["errors"] = r.total.errors;
   j["first_error"] = r.total.first_error;
@@ -205,6 +209,8 @@ void PrintTable(const std::vector<Row>& rows, std::ostream& out) {
     std::string name = WorkloadName(r.workload);
     if (r.workload == Workload::kStream) {
       name += " (ratings/s)";
+    } else if (r.workload == Workload::kEvents) {
+      name += " (events/s)";
     } else if (r.open_loop) {
       name += absl::StrFormat(" @%.0f/s", r.offered_qps);
     } else {
@@ -281,6 +287,7 @@ absl::Status CheckRanges(const BenchOptions& o) {
       {l.streams >= 1, "--streams must be at least 1"},
       {l.stream_window >= 1, "--stream_window must be at least 1"},
       {l.stream_flush_every >= 1, "--stream_flush_every must be at least 1"},
+      {!l.event_type.empty(), "--event_type must not be empty"},
       {o.open_fraction >= 0 && o.open_fraction <= 1,
        "--open_fraction must be 0..1"}};
   for (const auto& [ok, message] : checks) {
@@ -384,8 +391,8 @@ std::vector<Row> AddOpenLoopRows(const BenchOptions& o, std::vector<Row> closed,
     LoadOptions lo = row.load;
     const double measured_qps = row.result.qps;
     rows.push_back(std::move(row));
-    if (o.open_fraction > 0 && lo.qps <= 0 &&
-        lo.workload != Workload::kStream && measured_qps > 0) {
+    if (o.open_fraction > 0 && lo.qps <= 0 && !IsStreamWorkload(lo.workload) &&
+        measured_qps > 0) {
       lo.qps = measured_qps * o.open_fraction;
       Row open;
       open.load = lo;
@@ -419,7 +426,7 @@ absl::StatusOr<std::vector<Row>> Measure(const BenchOptions& o,
 
   const RunFn run = [&](LoadOptions lo) {
     log << "recsys-bench: " << WorkloadName(lo.workload) << ", "
-        << (lo.workload == Workload::kStream
+        << (IsStreamWorkload(lo.workload)
                 ? absl::StrCat(lo.streams, " stream(s), window ",
                                lo.stream_window)
             : lo.qps > 0 ? absl::StrFormat("open loop at %.0f/s", lo.qps)

@@ -48,9 +48,10 @@ absl::StatusOr<Workload> ParseWorkload(absl::string_view name) {
   if (n == "mix") return Workload::kMix;
   if (n == "info") return Workload::kInfo;
   if (n == "similar") return Workload::kSimilar;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown workload '", name,
-                   "' (empty, recommend, rate, stream, mix, info, similar)"));
+  if (n == "events") return Workload::kEvents;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown workload '", name,
+      "' (empty, recommend, rate, stream, events, mix, info, similar)"));
 }
 
 std::string WorkloadName(Workload w) {
@@ -69,6 +70,8 @@ std::string WorkloadName(Workload w) {
       return "info";
     case Workload::kSimilar:
       return "similar";
+    case Workload::kEvents:
+      return "events";
   }
   return "?";
 }
@@ -97,7 +100,7 @@ WorkloadResult RunWorkload(
     if (mine.empty()) mine.push_back(channels[t % channels.size()]);
     workers.push_back(std::make_unique<Worker>(mine, ids, o, t));
   }
-  if (o.workload == Workload::kStream) {
+  if (IsStreamWorkload(o.workload)) {
     for (int s = 0; s < std::max(1, o.streams); ++s) {
       workers[s % threads]->AddStream();
     }
@@ -105,7 +108,7 @@ WorkloadResult RunWorkload(
 
   WorkloadResult result;
   result.workload = o.workload;
-  result.open_loop = o.qps > 0 && o.workload != Workload::kStream;
+  result.open_loop = o.qps > 0 && !IsStreamWorkload(o.workload);
   result.offered_qps = result.open_loop ? o.qps : 0;
   const int64_t start = NowNs() + 1'000'000;
   const int64_t warm_end = start + static_cast<int64_t>(o.warmup_seconds * 1e9);

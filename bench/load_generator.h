@@ -48,10 +48,19 @@ enum class Workload {
   kInfo,
   // SimilarItems of items drawn uniformly, k from the options.
   kSimilar,
+  // kStream's twin for implicit feedback: events (event_type, count 1, no
+  // rating) over RateStream calls. The server needs an implicit model and
+  // the type in its --event_weights.
+  kEvents,
 };
 
 absl::StatusOr<Workload> ParseWorkload(absl::string_view name);
 std::string WorkloadName(Workload w);
+// kStream and kEvents: RateStream calls kept busy, measured by their acks
+// (never open loop).
+inline bool IsStreamWorkload(Workload w) {
+  return w == Workload::kStream || w == Workload::kEvents;
+}
 
 // What requests are made of: external ids the server knows and the rating
 // values it accepts.
@@ -76,12 +85,15 @@ struct LoadOptions {
   std::string recommend_genre;
   int recommend_candidates = 0;
   int mix_rate_percent = 10;
-  // kStream: concurrent RateStream calls, ratings sent but not yet
-  // acknowledged per call, and how many writes may be coalesced before the
-  // transport is told to flush (1 = every write goes out at once).
+  // kStream and kEvents: concurrent RateStream calls, ratings (events) sent
+  // but not yet acknowledged per call, and how many writes may be coalesced
+  // before the transport is told to flush (1 = every write goes out at
+  // once).
   int streams = 1;
   int stream_window = 1024;
   int stream_flush_every = 32;
+  // kEvents: the event_type of every event.
+  std::string event_type = "play";
   uint64_t seed = 1;
   // Unary calls: false sends encoded bytes and takes the response as bytes
   // (the way `empty` always does), so the generator's own CPU per call is
@@ -105,11 +117,12 @@ struct WorkloadResult {
   bool open_loop = false;
   double offered_qps = 0;  // open loop
   double seconds = 0;      // measured window
-  // Successful calls (kStream: accepted ratings) per second of the window.
+  // Successful calls (kStream: accepted ratings; kEvents: accepted events)
+  // per second of the window.
   double qps = 0;
   OpStats total;
-  // Per RPC ("recommend", "rate", "empty", "stream", "info"); one entry
-  // unless kMix.
+  // Per RPC ("recommend", "rate", "empty", "stream", "events", "info",
+  // "similar"); one entry unless kMix.
   std::map<std::string, OpStats> by_op;
   // Open loop: how late the client started each call after its scheduled
   // time (its own scheduling delay, already inside the latencies above).

@@ -37,10 +37,11 @@ enum Op {
   kOpStream,
   kOpInfo,
   kOpSimilar,
+  kOpEvents,
   kNumOps
 };
-constexpr const char* kOpNames[kNumOps] = {"empty",  "recommend", "rate",
-                                           "stream", "info",      "similar"};
+constexpr const char* kOpNames[kNumOps] = {
+    "empty", "recommend", "rate", "stream", "info", "similar", "events"};
 
 // What a completion-queue tag points at.
 class Tag {
@@ -51,9 +52,10 @@ class Tag {
 
 class Worker;
 
-// One RateStream call kept busy: at most `window` ratings written and not
-// yet acknowledged, one Write and one Read outstanding at a time (what the
-// async API allows), closed with WritesDone when the run ends.
+// One RateStream call kept busy: at most `window` ratings (or, for
+// kEvents, events) written and not yet acknowledged, one Write and one Read
+// outstanding at a time (what the async API allows), closed with WritesDone
+// when the run ends.
 class RatingStream {
  public:
   RatingStream(Worker* worker, Recommender::Stub* stub);
@@ -84,6 +86,7 @@ class RatingStream {
 
   Worker* worker_;
   Recommender::Stub* stub_;
+  Op op_;  // kOpStream or kOpEvents: what the acks are recorded as
   Step started_{this, &RatingStream::OnStarted};
   Step written_{this, &RatingStream::OnWritten};
   Step read_{this, &RatingStream::OnRead};
@@ -137,6 +140,8 @@ class Worker {
   void SetDeadline(grpc::ClientContext* ctx) const;
 
   v1::RateRequest RandomRating();
+  // An event of the options' event_type, count 1, on a random (user, item).
+  v1::RateRequest RandomEvent();
 
  private:
   const std::string& Pick(const std::vector<std::string>& v) {

@@ -71,6 +71,15 @@ v1::RateRequest Worker::RandomRating() {
   return r;
 }
 
+v1::RateRequest Worker::RandomEvent() {
+  v1::RateRequest r;
+  r.set_user_id(Pick(ids_.users));
+  r.set_item_id(Pick(ids_.items));
+  r.set_event_type(o_.event_type);
+  r.set_count(1);
+  return r;
+}
+
 void Worker::Issue(int64_t scheduled) {
   const size_t c = next_channel_++ % stubs_.size();
   Op op = kOpRecommend;

@@ -1,5 +1,6 @@
-// One RateStream call of the stream workload: the window of ratings in
-// flight, coalesced writes, and acks matched to their send times.
+// One RateStream call of the stream and events workloads: the window of
+// ratings (events) in flight, coalesced writes, and acks matched to their
+// send times.
 #include <algorithm>
 #include <cstdint>
 
@@ -11,7 +12,9 @@
 namespace recsys::bench::internal {
 
 RatingStream::RatingStream(Worker* worker, Recommender::Stub* stub)
-    : worker_(worker), stub_(stub) {
+    : worker_(worker),
+      stub_(stub),
+      op_(worker->o_.workload == Workload::kEvents ? kOpEvents : kOpStream) {
   const size_t window =
       static_cast<size_t>(std::max(1, worker->o_.stream_window));
   sent_ns_.assign(window, 0);
@@ -49,7 +52,7 @@ void RatingStream::MaybeWrite() {
   }
   const uint64_t window = sent_ns_.size();
   if (next_ - oldest_ >= window) return;  // wait for acks
-  out_ = worker_->RandomRating();
+  out_ = op_ == kOpEvents ? worker_->RandomEvent() : worker_->RandomRating();
   sent_ns_[next_ % window] = now;
   acked_[next_ % window] = 0;
   ++next_;
@@ -90,7 +93,7 @@ void RatingStream::OnRead(bool ok) {
         ack.accepted() ? grpc::Status::OK
                        : grpc::Status(static_cast<grpc::StatusCode>(ack.code()),
                                       ack.error());
-    worker_->Record(kOpStream, sent_ns_[i % window], now, status);
+    worker_->Record(op_, sent_ns_[i % window], now, status);
   }
   while (oldest_ < next_ && acked_[oldest_ % window]) ++oldest_;
   rw_->Read(&in_, &read_);
@@ -100,7 +103,7 @@ void RatingStream::OnRead(bool ok) {
 void RatingStream::OnFinished(bool) {
   finished_ = true;
   if (!status_.ok() && status_.error_code() != grpc::StatusCode::CANCELLED) {
-    worker_->Record(kOpStream, worker_->end() - 1, worker_->end(), status_);
+    worker_->Record(op_, worker_->end() - 1, worker_->end(), status_);
   }
 }
 

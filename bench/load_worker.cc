@@ -58,7 +58,7 @@ void Worker::Run(int64_t start, int64_t warm_end, int64_t end, int inflight,
   const bool open_loop = interval_ns > 0;
   closed_loop_ = !open_loop;
   int64_t next_send = start + offset_ns;
-  if (o_.workload == Workload::kStream) {
+  if (IsStreamWorkload(o_.workload)) {
     closed_loop_ = false;
     for (auto& s : streams_) s->Begin(&cq_);
   } else if (!open_loop) {
@@ -69,7 +69,7 @@ void Worker::Run(int64_t start, int64_t warm_end, int64_t end, int inflight,
   // this loop once did, left sends 0.5 ms late at the median and 1.9 ms
   // at p99 at only 4,000 calls/s with the client on a core of its own
   // (gRPC's timers are coarse), and a late send counts as latency.
-  const bool paced = open_loop && o_.workload != Workload::kStream;
+  const bool paced = open_loop && !IsStreamWorkload(o_.workload);
   std::atomic<bool> sending{paced};
   std::thread sender;
   if (paced) {

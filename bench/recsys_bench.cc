@@ -3,11 +3,14 @@
 //   recsys-bench --model=/tmp/ml100k.rsm --workloads=empty,recommend,rate
 //   recsys-bench --target=127.0.0.1:50051 --workloads=recommend --qps=5000
 //   recsys-bench --train-data=ratings.csv --workloads=stream --json
+//   recsys-bench --target=127.0.0.1:50051 --workloads=stream,events
 //
 // With --model or --train-data (and no --target) it starts its own
 // recsys-server on a free loopback port and a temporary data directory, and
 // stops it at the end. Workloads run one after another in one process, so
 // each is reported as a ratio to the empty RPC measured in the same run.
+// `events` (of --event-type, "play" by default) needs a server whose model
+// learnt from implicit feedback and whose --event_weights weighs that type.
 // Flag names accept dashes or underscores.
 #include <iostream>
 #include <string>
@@ -41,8 +44,10 @@ ABSL_FLAG(double, server_start_timeout, 600,
           "Seconds the started server may take to load or train its model");
 ABSL_FLAG(std::string, workloads, "empty,recommend",
           "Comma-separated, run in order: empty, recommend, rate, stream, "
-          "mix, info (GetModelInfo: the service's own per-call cost), "
-          "similar (SimilarItems of items drawn from the model)");
+          "events (stream's twin: events of --event_type over RateStream; "
+          "needs an implicit model and the server's --event_weights), mix, "
+          "info (GetModelInfo: the service's own per-call cost), similar "
+          "(SimilarItems of items drawn from the model)");
 ABSL_FLAG(int, channels, 4, "gRPC channels (one TCP connection each)");
 ABSL_FLAG(int, threads, 1, "Client threads, one completion queue each");
 ABSL_FLAG(int, inflight, 64, "Closed loop: calls in flight over all channels");
@@ -67,11 +72,16 @@ ABSL_FLAG(int, recommend_candidates, 0,
           "model (0 = the whole catalogue)");
 ABSL_FLAG(int, mix_rate_percent, 10,
           "mix: share of calls that are Rate (the rest Recommend)");
-ABSL_FLAG(int, streams, 1, "stream: concurrent RateStream calls");
+ABSL_FLAG(int, streams, 1, "stream, events: concurrent RateStream calls");
 ABSL_FLAG(int, stream_window, 1024,
-          "stream: ratings sent but not yet acknowledged, per stream");
+          "stream, events: ratings (events) sent but not yet acknowledged, "
+          "per stream");
 ABSL_FLAG(int, stream_flush_every, 32,
-          "stream: writes coalesced before a flush (1 = flush every write)");
+          "stream, events: writes coalesced before a flush (1 = flush every "
+          "write)");
+ABSL_FLAG(std::string, event_type, "play",
+          "events: the event type of every event (count 1), one of the "
+          "server's --event_weights");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for the ids and ratings drawn");
 ABSL_FLAG(bool, decode_responses, false,
           "Decode unary responses into their messages (a real client's "
@@ -81,7 +91,7 @@ ABSL_FLAG(bool, json, false, "Print the results as one JSON object");
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "recsys-bench [--target=HOST:PORT | --model=FILE | --train-data=D] "
-      "[--workloads=empty,recommend,rate,stream,mix,info,similar] "
+      "[--workloads=empty,recommend,rate,stream,events,mix,info,similar] "
       "[--inflight=64 | "
       "--qps=R] [--json] [--tls-ca=F --token-file=F ...]");
   std::vector<std::string> storage(argv, argv + argc);
@@ -118,6 +128,7 @@ int main(int argc, char** argv) {
   o.load.streams = absl::GetFlag(FLAGS_streams);
   o.load.stream_window = absl::GetFlag(FLAGS_stream_window);
   o.load.stream_flush_every = absl::GetFlag(FLAGS_stream_flush_every);
+  o.load.event_type = absl::GetFlag(FLAGS_event_type);
   o.load.seed = absl::GetFlag(FLAGS_seed);
   o.load.decode_responses = absl::GetFlag(FLAGS_decode_responses);
   o.json = absl::GetFlag(FLAGS_json);

@@ -2,6 +2,7 @@
 // its progress), cancel-training, info, delete-user and delete-users.
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -244,6 +245,29 @@ absl::Status RunCancelTraining(const ClientOptions& options,
   return absl::OkStatus();
 }
 
+namespace {
+
+// The model's kind of feedback and, for implicit feedback, the event types
+// the server weighs (what `event --type` takes), by name.
+void PrintFeedback(const v1::ModelInfo& info, std::ostream& out) {
+  if (info.feedback() == v1::FEEDBACK_UNSPECIFIED) return;
+  out << "feedback: "
+      << (info.feedback() == v1::FEEDBACK_IMPLICIT ? "implicit" : "explicit")
+      << "\n";
+  if (info.event_weights().empty()) return;
+  const std::map<std::string, float> weights(info.event_weights().begin(),
+                                             info.event_weights().end());
+  out << "event_weights: "
+      << absl::StrJoin(weights, ", ",
+                       [](std::string* to, const auto& type_weight) {
+                         absl::StrAppendFormat(to, "%s=%g", type_weight.first,
+                                               type_weight.second);
+                       })
+      << "\n";
+}
+
+}  // namespace
+
 absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
                      const Streams& io) {
   const v1::GetModelInfoRequest request;
@@ -274,6 +298,7 @@ absl::Status RunInfo(const ClientOptions& options, RecommenderStub& stub,
       << "training_job_id: "
       << (info.training_job_id().empty() ? "none" : info.training_job_id())
       << "\n";
+  PrintFeedback(info, out);
   const v1::ModelSelection& sel = info.selection();
   if (!sel.summary().empty()) {
     out << "selection: " << sel.summary() << "\n";

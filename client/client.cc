@@ -2,7 +2,8 @@
 // failures turned into messages and exit codes. Here: recommend, rate,
 // similar, user, the interactive prompt and the shared plumbing; the
 // administrative commands live in admin.cc, the catalogue's in
-// catalogue.cc, `rate --file` in rate_file.cc, health in health.cc.
+// catalogue.cc, `rate --file` and `event --file` in rate_file.cc, `event` in
+// event.cc, health in health.cc.
 #include "client/client.h"
 
 #include <algorithm>

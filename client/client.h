@@ -16,11 +16,12 @@
 //     return f.exit_code;
 //   }
 //
-// Deadlines: every unary call gets `timeout`. `rate --file` streams for as
-// long as the file lasts, so `timeout` there bounds how long the client waits
-// for the next acknowledgement while ratings are in flight. `train --wait`
-// has no deadline, since one epoch on a large data set can outlast any
-// sensible default; interrupt the client to stop watching (the job goes on).
+// Deadlines: every unary call gets `timeout`. `rate --file` and `event
+// --file` stream for as long as the file lasts, so `timeout` there bounds how
+// long the client waits for the next acknowledgement while ratings are in
+// flight. `train --wait` has no deadline, since one epoch on a large data set
+// can outlast any sensible default; interrupt the client to stop watching
+// (the job goes on).
 //
 // Channels: MakeChannel builds one from ChannelOptions: plaintext, TLS
 // (server verified against --tls-ca or the system roots), mutual TLS (a
@@ -62,7 +63,7 @@ struct ClientOptions {
 };
 
 // Where commands read and write. `err` takes diagnostics and, when
-// `err_is_tty`, the live progress line of `rate --file`.
+// `err_is_tty`, the live progress line of `rate --file` and `event --file`.
 struct Streams {
   std::istream* in = &std::cin;
   std::ostream* out = &std::cout;
@@ -91,8 +92,22 @@ struct RateOptions {
   int64_t timestamp = 0;  // 0 = the server's clock
 };
 
+// One event of an implicit-feedback model (a play, a click): a Rate with
+// event_type set and no rating.
+struct EventOptions {
+  std::string user;
+  std::string item;
+  std::string type;       // one of the server's --event_weights
+  float count = 1;        // how many times it happened; 0 also means 1
+  std::string event_id;   // optional: the server counts an id only once
+  int64_t timestamp = 0;  // 0 = the server's clock
+};
+
 struct RateFileOptions {
   std::string path;  // "-" reads Streams::in
+  // The lines are events (`event --file`: ParseEventLine, ParseEventJson),
+  // not ratings.
+  bool events = false;
   // Ratings sent but not yet acknowledged; bounds the client's memory and
   // the server's backlog however large the file is.
   int max_in_flight = 1024;
@@ -108,9 +123,13 @@ struct LineProblem {
 
 struct RateFileSummary {
   std::string file;
-  int64_t lines = 0;  // lines read, header and blank ones included
+  bool events = false;  // as in RateFileOptions
+  int64_t lines = 0;    // lines read, header and blank ones included
   int64_t sent = 0;
   int64_t accepted = 0;
+  // Of those accepted: events whose event_id the server had already
+  // accepted, so they were not counted again.
+  int64_t duplicates = 0;
   int64_t rejected = 0;
   int64_t unparsable = 0;  // not sent
   // Protocol breaches: acknowledgements for no rating in flight (unknown or
@@ -180,9 +199,20 @@ absl::Status RunRate(const ClientOptions& options, const RateOptions& command,
 // first non-blank line decides); that line is skipped as a header when its
 // rating is not a number. Prints a summary; `summary`, when given, receives
 // it too. Fails when any rating was rejected or any line unparsable.
+//
+// With `events`, lines are events instead (`event --file`): either
+// `user,item,type[,count[,timestamp[,event_id]]]` (same delimiters; a first
+// line whose third field is `type` or `event_type` is a header), or a JSON
+// object per line (a line starting with '{'), {"user": "7", "item": "51",
+// "type": "play", "count": 3, "timestamp": 0, "event_id": "e1"}. The
+// summary counts the acknowledgements marked duplicate.
 absl::Status RunRateFile(const ClientOptions& options,
                          const RateFileOptions& command, RecommenderStub& stub,
                          const Streams& io, RateFileSummary* summary = nullptr);
+// One event through Rate (event_type, count, event_id; rating 0). Prints the
+// acknowledgement, and says so when the server had seen its event_id.
+absl::Status RunEvent(const ClientOptions& options, const EventOptions& command,
+                      RecommenderStub& stub, const Streams& io);
 absl::Status RunSimilar(const ClientOptions& options,
                         const SimilarOptions& command, RecommenderStub& stub,
                         const Streams& io);
@@ -295,10 +325,25 @@ inline bool PrintJson(const ClientOptions& options,
 
 // "::", tab or "," (tried in that order), or "" when the line has none.
 std::string DetectDelimiter(absl::string_view line);
-// Parses `user<d>item<d>rating[<d>timestamp]`, fields trimmed.
+// Parses `user<d>item<d>rating[<d>timestamp]`, fields trimmed. Each parser
+// here clears `request` first.
 absl::Status ParseRatingLine(absl::string_view line,
                              absl::string_view delimiter,
                              v1::RateRequest* request);
+// Parses `user<d>item<d>type[<d>count[<d>timestamp[<d>event_id]]]`, fields
+// trimmed; empty optional fields keep their defaults (count 0 means 1).
+absl::Status ParseEventLine(absl::string_view line, absl::string_view delimiter,
+                            v1::RateRequest* request);
+// Parses one JSON object with the keys "user", "item" (strings or integers),
+// "type" (a string), and optionally "count" (a number), "timestamp" (an
+// integer) and "event_id" (a string). Other keys are refused, so that a
+// misspelt one does not go unnoticed.
+absl::Status ParseEventJson(absl::string_view line, v1::RateRequest* request);
+// Whether the event-file line is JSON: its first non-blank character is '{'.
+bool IsJsonLine(absl::string_view line);
+// Whether a first line of an event file names its columns (its third field
+// is `type` or `event_type`, in any case).
+bool IsEventHeader(absl::string_view line, absl::string_view delimiter);
 
 // grpc.health.v1 messages, hand-serialised: the request has one string field
 // (service, 1) and the response one enum field (status, 1).

@@ -3,6 +3,8 @@
 //   recsys-client recommend --user=1 -k 10 [--genre=Comedy] [--json]
 //   recsys-client rate --user=1 --item=50 --rating=4.5
 //   recsys-client rate --file=ratings.csv        # or --file=- for stdin
+//   recsys-client event --user=1 --item=50 --type=play --count=3
+//   recsys-client event --file=events.jsonl      # CSV or JSON lines
 //   recsys-client train --model=als --wait
 //   recsys-client delete-user --user=1
 //   recsys-client health --target=recsys:50051 --timeout=2
@@ -34,10 +36,10 @@
 // Every command.
 ABSL_FLAG(std::string, target, "localhost:50051", "Server address host:port");
 ABSL_FLAG(double, timeout, 10,
-          "Seconds allowed for each call (rate --file: for each "
+          "Seconds allowed for each call (rate --file, event --file: for each "
           "acknowledgement; train --wait: not applied); 0 = no limit");
 ABSL_FLAG(bool, json, false, "Print one JSON object per result");
-// recommend, rate, user, delete-user.
+// recommend, rate, event, user, delete-user.
 ABSL_FLAG(std::string, user, "", "User id");
 ABSL_FLAG(int, k, 10, "recommend, similar: how many items");
 ABSL_FLAG(std::string, genre, "", "recommend: only items of this genre");
@@ -50,16 +52,28 @@ ABSL_FLAG(std::vector<std::string>, candidates, {},
 ABSL_FLAG(std::vector<std::string>, session, {},
           "recommend without --user: a visitor's ratings, ITEM=RATING "
           "comma-separated (nothing is stored)");
-// rate, similar.
-ABSL_FLAG(std::string, item, "", "rate, similar: item id");
+// rate, event, similar.
+ABSL_FLAG(std::string, item, "", "rate, event, similar: item id");
 ABSL_FLAG(std::optional<float>, rating, std::nullopt, "rate: the rating");
 ABSL_FLAG(int64_t, timestamp, 0,
-          "rate: seconds since the epoch (0 = the server's clock)");
+          "rate, event: seconds since the epoch (0 = the server's clock)");
 ABSL_FLAG(std::string, file, "",
           "rate: stream this file of user,item,rating[,timestamp] lines "
-          "(',', tab or '::' separated; '-' = stdin)");
+          "(',', tab or '::' separated; '-' = stdin); event: of "
+          "user,item,type[,count[,timestamp[,event_id]]] lines or JSON "
+          "objects");
 ABSL_FLAG(int, max_in_flight, 1024,
-          "rate --file: ratings sent but not yet acknowledged, at most");
+          "rate --file, event --file: ratings or events sent but not yet "
+          "acknowledged, at most");
+ABSL_FLAG(std::string, type, "",
+          "event: the event type, one the server weighs in --event_weights "
+          "(e.g. play)");
+ABSL_FLAG(float, count, 1,
+          "event: how many times it happened (the weight is the type's "
+          "times this)");
+ABSL_FLAG(std::string, event_id, "",
+          "event: an id for the event; the server counts an id once, so a "
+          "retry is safe (empty: none)");
 // train.
 ABSL_FLAG(std::string, model, "",
           "train: auto (model selection), hybrid, puresvd, bayes, ials, sgd, "
@@ -113,6 +127,11 @@ constexpr char kUsage[] =
     "visitor\n"
     "  rate      --user=U --item=I --rating=R [--timestamp=T]\n"
     "  rate      --file=ratings.csv|-   stream user,item,rating[,timestamp]\n"
+    "  event     --user=U --item=I --type=play [--count=1] [--event_id=ID]\n"
+    "            [--timestamp=T]   an event (implicit-feedback models)\n"
+    "  event     --file=events.csv|-   stream events: lines of\n"
+    "            user,item,type[,count[,timestamp[,event_id]]] or JSON\n"
+    "            {\"user\":..,\"item\":..,\"type\":..}\n"
     "  similar   --item=I [-k 10]\n"
     "  train     [--model=als] [--factors=N] [--epochs=N] [--wait]\n"
     "            [--learning_rate=R] [--reg=R] [--reg_bias=R] [--seed=N]\n"
@@ -172,10 +191,22 @@ RateOptions RateFromFlags() {
   return o;
 }
 
-RateFileOptions RateFileFromFlags() {
+RateFileOptions RateFileFromFlags(bool events) {
   RateFileOptions o;
   o.path = absl::GetFlag(FLAGS_file);
+  o.events = events;
   o.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+  return o;
+}
+
+EventOptions EventFromFlags() {
+  EventOptions o;
+  o.user = absl::GetFlag(FLAGS_user);
+  o.item = absl::GetFlag(FLAGS_item);
+  o.type = absl::GetFlag(FLAGS_type);
+  o.count = absl::GetFlag(FLAGS_count);
+  o.event_id = absl::GetFlag(FLAGS_event_id);
+  o.timestamp = absl::GetFlag(FLAGS_timestamp);
   return o;
 }
 
@@ -233,6 +264,21 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFromFlags(
   return MakeChannel(*o);
 }
 
+// `rate` and `event`: one through Rate, or a file through RateStream.
+absl::Status RunRateOrEvent(const std::string& command,
+                            const ClientOptions& options, RecommenderStub& stub,
+                            const Streams& io) {
+  const bool events = command == "event";
+  if (events && absl::GetFlag(FLAGS_rating)) {
+    return UsageError("event takes --type and --count, not --rating");
+  }
+  if (!absl::GetFlag(FLAGS_file).empty()) {
+    return RunRateFile(options, RateFileFromFlags(events), stub, io);
+  }
+  if (events) return RunEvent(options, EventFromFlags(), stub, io);
+  return RunRate(options, RateFromFlags(), stub, io);
+}
+
 absl::Status Run(const std::string& command, const ClientOptions& options,
                  const std::shared_ptr<grpc::Channel>& channel,
                  const Streams& io) {
@@ -244,11 +290,8 @@ absl::Status Run(const std::string& command, const ClientOptions& options,
   if (command == "recommend") {
     return RunRecommend(options, RecommendFromFlags(), *stub, io);
   }
-  if (command == "rate") {
-    if (!absl::GetFlag(FLAGS_file).empty()) {
-      return RunRateFile(options, RateFileFromFlags(), *stub, io);
-    }
-    return RunRate(options, RateFromFlags(), *stub, io);
+  if (command == "rate" || command == "event") {
+    return RunRateOrEvent(command, options, *stub, io);
   }
   if (command == "similar") {
     return RunSimilar(options, SimilarFromFlags(), *stub, io);

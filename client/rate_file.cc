@@ -1,7 +1,9 @@
-// `rate --file`: a ratings file streamed through RateStream.
+// `rate --file` and `event --file`: a file of ratings or events streamed
+// through RateStream (the event lines' parsers are in event.cc).
 //
 // Two threads share one call: a writer reads and parses the file and sends
-// ratings while the caller's thread reads acknowledgements. At most
+// ratings while the caller's thread reads acknowledgements (an event is a
+// rating here: one RateRequest, one acknowledgement). At most
 // `max_in_flight` ratings are unacknowledged at any time, and the map from
 // stream index to file line holds exactly those, so memory stays flat for
 // any file size while the map still catches a missing or repeated
@@ -39,6 +41,7 @@ std::string DetectDelimiter(absl::string_view line) {
 absl::Status ParseRatingLine(absl::string_view line,
                              absl::string_view delimiter,
                              v1::RateRequest* request) {
+  request->Clear();
   std::vector<absl::string_view> fields = absl::StrSplit(line, delimiter);
   if (fields.size() < 3 || fields.size() > 4) {
     return absl::InvalidArgumentError(
@@ -88,31 +91,45 @@ void KeepEarliest(LineProblem problem, int n, std::vector<LineProblem>* kept) {
   if (static_cast<int>(kept->size()) > n) kept->pop_back();
 }
 
+// Whether the first line of a ratings file is a header: its rating is not
+// a number.
+bool IsRatingHeader(absl::string_view line, absl::string_view delimiter) {
+  std::vector<absl::string_view> fields = absl::StrSplit(line, delimiter);
+  float unused = 0;
+  return fields.size() >= 3 &&
+         !absl::SimpleAtof(absl::StripAsciiWhitespace(fields[2]), &unused);
+}
+
+// Reads a file of ratings or, with `events`, of events (CSV or JSON lines),
+// one RateRequest per line.
 class RatingFileReader {
  public:
   enum class Result { kRating, kBadLine, kEnd };
 
-  explicit RatingFileReader(std::istream& in) : in_(in) {}
+  RatingFileReader(std::istream& in, bool events) : in_(in), events_(events) {}
 
   // Reads up to the first non-blank line, which picks the delimiter and is
   // skipped when it is a header. Fails only when no line could be parsed
-  // with any delimiter: then nothing in the file is usable.
+  // with any delimiter: then nothing in the file is usable. (An event file
+  // whose first line is JSON needs no delimiter.)
   absl::Status Start(const std::string& name) {
     std::string text;
     while (NextLine(&text)) {
       if (absl::StripAsciiWhitespace(text).empty()) continue;
+      if (events_ && internal::IsJsonLine(text)) {
+        pending_ = std::move(text);
+        return absl::OkStatus();
+      }
       delimiter_ = internal::DetectDelimiter(text);
       if (delimiter_.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, ":", line_,
-                         ": no ',', tab or '::' between fields; expected "
-                         "user,item,rating[,timestamp]"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, ":", line_, ": no ',', tab or '::' between fields; expected ",
+            events_ ? "user,item,type[,count[,timestamp[,event_id]]] or a "
+                      "JSON object"
+                    : "user,item,rating[,timestamp]"));
       }
-      std::vector<absl::string_view> fields = absl::StrSplit(text, delimiter_);
-      float unused = 0;
-      const bool header =
-          fields.size() >= 3 &&
-          !absl::SimpleAtof(absl::StripAsciiWhitespace(fields[2]), &unused);
+      const bool header = events_ ? internal::IsEventHeader(text, delimiter_)
+                                  : IsRatingHeader(text, delimiter_);
       if (!header) pending_ = std::move(text);
       return absl::OkStatus();
     }
@@ -129,8 +146,7 @@ class RatingFileReader {
         if (!NextLine(&text)) return Result::kEnd;
       } while (absl::StripAsciiWhitespace(text).empty());
     }
-    const absl::Status parsed =
-        internal::ParseRatingLine(text, delimiter_, request);
+    const absl::Status parsed = Parse(text, request);
     if (parsed.ok()) return Result::kRating;
     bad->line = line_;
     bad->code.clear();
@@ -148,7 +164,20 @@ class RatingFileReader {
     return true;
   }
 
+  // An event file may hold JSON and delimited lines alike; a delimited line
+  // after JSON ones brings its own delimiter.
+  absl::Status Parse(absl::string_view text, v1::RateRequest* request) const {
+    if (!events_) return internal::ParseRatingLine(text, delimiter_, request);
+    if (internal::IsJsonLine(text)) {
+      return internal::ParseEventJson(text, request);
+    }
+    const std::string delimiter =
+        delimiter_.empty() ? internal::DetectDelimiter(text) : delimiter_;
+    return internal::ParseEventLine(text, delimiter, request);
+  }
+
   std::istream& in_;
+  const bool events_;
   std::string delimiter_;
   std::optional<std::string> pending_;  // the first line, when it is data
   int64_t line_ = 0;
@@ -169,60 +198,81 @@ struct Shared {
   RateFileSummary summary;
 };
 
+// "rating" or "event": what the file's lines are.
+const char* Noun(const RateFileSummary& s) {
+  return s.events ? "event" : "rating";
+}
+
+// What the server accepted, with the duplicates among them for events.
+std::string Accepted(const RateFileSummary& s) {
+  if (!s.events && s.duplicates == 0) return absl::StrCat(s.accepted);
+  return absl::StrFormat("%d (%d duplicate%s)", s.accepted, s.duplicates,
+                         s.duplicates == 1 ? "" : "s");
+}
+
 void PrintProgress(const RateFileSummary& s, double elapsed,
                    std::ostream& err) {
   const double rate =
       elapsed > 0 ? static_cast<double>(s.accepted + s.rejected) / elapsed : 0;
   err << absl::StrFormat(
-             "\r%s: sent %d, accepted %d, rejected %d, unparsable %d, %.0f/s",
-             s.file, s.sent, s.accepted, s.rejected, s.unparsable, rate)
+             "\r%s: sent %d, accepted %s, rejected %d, unparsable %d, %.0f/s",
+             s.file, s.sent, Accepted(s), s.rejected, s.unparsable, rate)
       << "\033[K" << std::flush;
 }
 
+// Acknowledgements per second over the whole call.
+double PerSecond(const RateFileSummary& s) {
+  return s.elapsed_seconds > 0
+             ? static_cast<double>(s.accepted + s.rejected) / s.elapsed_seconds
+             : 0;
+}
+
+Json SummaryJson(const RateFileSummary& s) {
+  auto list = [](const std::vector<LineProblem>& problems) {
+    Json json = Json::array();
+    for (const LineProblem& p : problems) {
+      Json o;
+      o["line"] = p.line;
+      if (!p.code.empty()) o["code"] = p.code;
+      o["error"] = p.message;
+      json.push_back(std::move(o));
+    }
+    return json;
+  };
+  Json j;
+  j["file"] = s.file;
+  j["lines"] = s.lines;
+  j["sent"] = s.sent;
+  j["accepted"] = s.accepted;
+  j["duplicates"] = s.duplicates;
+  j["rejected"] = s.rejected;
+  j["unparsable"] = s.unparsable;
+  j["unexpected_acks"] = s.unexpected_acks;
+  j["unacknowledged"] = s.unacknowledged;
+  j["elapsed_seconds"] = JsonNumber(s.elapsed_seconds);
+  j[s.events ? "events_per_second" : "ratings_per_second"] =
+      JsonNumber(PerSecond(s));
+  j["rejections"] = list(s.rejections);
+  j["bad_lines"] = list(s.bad_lines);
+  return j;
+}
+
 void PrintSummary(const RateFileSummary& s, bool json, std::ostream& out) {
-  const double rate =
-      s.elapsed_seconds > 0
-          ? static_cast<double>(s.accepted + s.rejected) / s.elapsed_seconds
-          : 0;
   if (json) {
-    auto list = [](const std::vector<LineProblem>& problems) {
-      Json json = Json::array();
-      for (const LineProblem& p : problems) {
-        Json o;
-        o["line"] = p.line;
-        if (!p.code.empty()) o["code"] = p.code;
-        o["error"] = p.message;
-        json.push_back(std::move(o));
-      }
-      return json;
-    };
-    Json j;
-    j["file"] = s.file;
-    j["lines"] = s.lines;
-    j["sent"] = s.sent;
-    j["accepted"] = s.accepted;
-    j["rejected"] = s.rejected;
-    j["unparsable"] = s.unparsable;
-    j["unexpected_acks"] = s.unexpected_acks;
-    j["unacknowledged"] = s.unacknowledged;
-    j["elapsed_seconds"] = JsonNumber(s.elapsed_seconds);
-    j["ratings_per_second"] = JsonNumber(rate);
-    j["rejections"] = list(s.rejections);
-    j["bad_lines"] = list(s.bad_lines);
-    out << DumpJson(j) << "\n";
+    out << DumpJson(SummaryJson(s)) << "\n";
     return;
   }
   out << absl::StrFormat(
-      "%s: %d line%s, sent %d, accepted %d, rejected %d, unparsable %d\n",
-      s.file, s.lines, s.lines == 1 ? "" : "s", s.sent, s.accepted, s.rejected,
+      "%s: %d line%s, sent %d, accepted %s, rejected %d, unparsable %d\n",
+      s.file, s.lines, s.lines == 1 ? "" : "s", s.sent, Accepted(s), s.rejected,
       s.unparsable);
-  out << absl::StrFormat("elapsed %.2fs, %.0f ratings/s\n", s.elapsed_seconds,
-                         rate);
+  out << absl::StrFormat("elapsed %.2fs, %.0f %ss/s\n", s.elapsed_seconds,
+                         PerSecond(s), Noun(s));
   if (s.unexpected_acks > 0 || s.unacknowledged > 0) {
     out << absl::StrFormat(
-        "server protocol errors: %d unexpected acknowledgements, %d ratings "
+        "server protocol errors: %d unexpected acknowledgements, %d %ss "
         "never acknowledged\n",
-        s.unexpected_acks, s.unacknowledged);
+        s.unexpected_acks, s.unacknowledged, Noun(s));
   }
   auto list = [&](const char* what, int64_t total,
                   const std::vector<LineProblem>& problems) {
@@ -351,6 +401,7 @@ void CountAcks(const v1::RateStreamResponse& response, int max_reported,
     shared.in_flight.erase(it);
     if (ack.accepted()) {
       ++s.accepted;
+      if (ack.duplicate()) ++s.duplicates;
     } else {
       ++s.rejected;
       KeepEarliest(
@@ -399,14 +450,14 @@ absl::Status Outcome(const Shared& shared, const grpc::Status& status,
   if (s.unexpected_acks > 0 || s.unacknowledged > 0) {
     return absl::InternalError(absl::StrFormat(
         "the server broke the RateStream contract: %d unexpected "
-        "acknowledgements, %d ratings never acknowledged",
-        s.unexpected_acks, s.unacknowledged));
+        "acknowledgements, %d %ss never acknowledged",
+        s.unexpected_acks, s.unacknowledged, Noun(s)));
   }
   if (s.rejected > 0 || s.unparsable > 0) {
     return internal::OutcomeError(
         absl::StatusCode::kAborted,
-        absl::StrFormat("%d rating%s rejected, %d line%s unparsable",
-                        s.rejected, s.rejected == 1 ? "" : "s", s.unparsable,
+        absl::StrFormat("%d %s%s rejected, %d line%s unparsable", s.rejected,
+                        Noun(s), s.rejected == 1 ? "" : "s", s.unparsable,
                         s.unparsable == 1 ? "" : "s"));
   }
   return absl::OkStatus();
@@ -417,18 +468,22 @@ absl::Status Outcome(const Shared& shared, const grpc::Status& status,
 absl::Status RunRateFile(const ClientOptions& options,
                          const RateFileOptions& command, RecommenderStub& stub,
                          const Streams& io, RateFileSummary* summary_out) {
-  if (command.path.empty()) return UsageError("rate --file needs a path");
+  if (command.path.empty()) {
+    return UsageError(command.events ? "event --file needs a path"
+                                     : "rate --file needs a path");
+  }
   if (command.max_in_flight < 1) {
     return UsageError("--max-in-flight must be at least 1");
   }
   std::ifstream file;
   RECSYS_ASSIGN_OR_RETURN(std::istream* const in, OpenInput(command, io, file));
   const std::string name = command.path == "-" ? "stdin" : command.path;
-  RatingFileReader reader(*in);
+  RatingFileReader reader(*in, command.events);
   RECSYS_RETURN_IF_ERROR(reader.Start(name));
 
   Shared shared;
   shared.summary.file = name;
+  shared.summary.events = command.events;
   shared.in_flight.reserve(static_cast<size_t>(command.max_in_flight));
   const Clock::time_point start = Clock::now();
   shared.last_activity = start;

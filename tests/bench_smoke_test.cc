@@ -274,6 +274,11 @@ TEST(BenchSmokeTest, RefusesOptionsOutOfRangeBeforeConnecting) {
       {"--k=0", "--k must be 1..1000 (the server's limit)"},
       {"--mix-rate-percent=200", "--mix_rate_percent must be 0..100"},
       {"--stream-window=0", "--stream_window must be at least 1"},
+      {"--workloads=stream,events --event-type=",
+       "--event_type must not be empty"},
+      {"--workloads=stream,event",
+       "unknown workload 'event' (empty, recommend, rate, stream, events, "
+       "mix, info, similar)"},
       {"--open-fraction=2", "--open_fraction must be 0..1"},
       {"--timeout=0", "--timeout must be > 0 seconds"}};
   for (const auto& [flag, message] : bad) {

@@ -8,12 +8,17 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -41,9 +46,11 @@ void SetItem(v1::Item* item, const std::string& id, const std::string& title,
   for (auto& g : genres) item->add_genres(g);
 }
 
-// Canned answers, plus a record of what RateStream saw. Ratings above 5 are
-// rejected, as a server on the 1..5 scale would. RateStream acknowledges in
-// batches of kAckBatch, newest first, to exercise the index-to-line mapping.
+// Canned answers, plus a record of what Rate and RateStream saw. Ratings
+// above 5 are rejected, as a server on the 1..5 scale would, and so are
+// events of type "bogus"; an event with event_id "dup" is acknowledged as a
+// duplicate. RateStream acknowledges in batches of kAckBatch, newest first,
+// to exercise the index-to-line mapping.
 class FakeRecommender final : public v1::Recommender::Service {
  public:
   static constexpr int kAckBatch = 3;
@@ -84,14 +91,26 @@ class FakeRecommender final : public v1::Recommender::Service {
     return grpc::Status::OK;
   }
 
+  // Why the server would refuse `request`, or "" when it would not.
+  static std::string Refusal(const v1::RateRequest& request) {
+    if (request.rating() > 5) return "rating outside [1, 5]";
+    if (request.event_type() == "bogus") return "unknown event type 'bogus'";
+    return "";
+  }
+
   grpc::Status Rate(grpc::ServerContext*, const v1::RateRequest* request,
                     v1::RateResponse* response) override {
-    if (request->rating() > 5) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "rating outside [1, 5]");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last_rate_ = *request;
+    }
+    const std::string refusal = Refusal(*request);
+    if (!refusal.empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, refusal);
     }
     response->set_sequence(42);
     response->set_new_user(request->user_id() == "newbie");
+    response->set_duplicate(request->event_id() == "dup");
     return grpc::Status::OK;
   }
 
@@ -124,12 +143,14 @@ class FakeRecommender final : public v1::Recommender::Service {
       if (stall) continue;  // never acknowledge: the client must give up
       v1::RatingAck* ack = pending.add_acks();
       ack->set_index(index++);
-      if (request.rating() > 5) {
+      const std::string refusal = Refusal(request);
+      if (!refusal.empty()) {
         ack->set_code(3);
-        ack->set_error("rating outside [1, 5]");
+        ack->set_error(refusal);
       } else {
         ack->set_accepted(true);
         ack->set_sequence(index);
+        ack->set_duplicate(request.event_id() == "dup");
       }
       if (pending.acks_size() >= kAckBatch) flush();
     }
@@ -245,11 +266,15 @@ class FakeRecommender final : public v1::Recommender::Service {
     sel->add_trials()->set_candidate("popularity");
     sel->set_budget(400);
     sel->set_work(351);
+    info->set_feedback(v1::FEEDBACK_IMPLICIT);
+    (*info->mutable_event_weights())["play"] = 1;
+    (*info->mutable_event_weights())["click"] = 0.25f;
     return grpc::Status::OK;
   }
 
   std::mutex mu_;
   v1::RecommendRequest last_recommend_;
+  v1::RateRequest last_rate_;
   v1::TrainRequest last_train_;
   int64_t stream_received_ = 0;
   int64_t stream_acked_ = 0;
@@ -291,6 +316,23 @@ class ClientTest : public ::testing::Test {
     command.path = path;
     command.max_in_flight = max_in_flight;
     return RunRateFile(options_, command, *stub_, io_, summary);
+  }
+
+  // `event --file` of `contents`, written to a file named `name`.
+  absl::Status EventText(const std::string& contents, RateFileSummary* summary,
+                         const std::string& name = "events.csv") {
+    const std::string path = testing::MakeTempDir("event") + "/" + name;
+    testing::WriteFile(path, contents);
+    RateFileOptions command;
+    command.path = path;
+    command.events = true;
+    return RunRateFile(options_, command, *stub_, io_, summary);
+  }
+
+  // What RateStream received, in order.
+  std::vector<v1::RateRequest> StreamRequests() {
+    std::lock_guard<std::mutex> lock(service_.mu_);
+    return service_.stream_requests_;
   }
 
   FakeRecommender service_;
@@ -633,6 +675,221 @@ TEST_F(ClientTest, RateFileGivesUpWhenAcknowledgementsStop) {
   EXPECT_EQ(summary.unacknowledged, 2);
 }
 
+// The fields of an event RateRequest, as one string to compare.
+std::string EventFields(const v1::RateRequest& r) {
+  return absl::StrCat(r.user_id(), "|", r.item_id(), "|", r.event_type(), "|",
+                      r.count(), "|", r.timestamp(), "|", r.event_id(), "|",
+                      r.rating());
+}
+
+TEST_F(ClientTest, EventSendsTheEventFields) {
+  EventOptions command;
+  command.user = "newbie";
+  command.item = "51";
+  command.type = "play";
+  command.count = 3;
+  command.event_id = "e1";
+  command.timestamp = 978300760;
+  ASSERT_TRUE(RunEvent(options_, command, *stub_, io_).ok());
+  {
+    std::lock_guard<std::mutex> lock(service_.mu_);
+    EXPECT_EQ(EventFields(service_.last_rate_),
+              "newbie|51|play|3|978300760|e1|0");
+  }
+  EXPECT_EQ(out_.str(),
+            "accepted: user newbie, item 51: play x3 at log sequence 42 (new "
+            "user: yes, new item: no)\n");
+
+  // The defaults: count 1, no id, the server's clock.
+  out_.str("");
+  EventOptions plain;
+  plain.user = "7";
+  plain.item = "50";
+  plain.type = "click";
+  ASSERT_TRUE(RunEvent(options_, plain, *stub_, io_).ok());
+  {
+    std::lock_guard<std::mutex> lock(service_.mu_);
+    EXPECT_EQ(EventFields(service_.last_rate_), "7|50|click|1|0||0");
+  }
+  EXPECT_THAT(out_.str(), HasSubstr("user 7, item 50: click x1 at log"));
+
+  command.type = "bogus";
+  EXPECT_THAT(DescribeFailure("event", RunEvent(options_, command, *stub_, io_),
+                              options_)
+                  .message,
+              HasSubstr("event failed: INVALID_ARGUMENT: unknown event type"));
+}
+
+TEST_F(ClientTest, EventSaysWhenItWasADuplicate) {
+  EventOptions command;
+  command.user = "7";
+  command.item = "51";
+  command.type = "play";
+  command.event_id = "dup";
+  ASSERT_TRUE(RunEvent(options_, command, *stub_, io_).ok());
+  EXPECT_EQ(out_.str(),
+            "accepted as a duplicate: event dup (user 7, item 51: play x1) "
+            "was already recorded at log sequence 42; nothing new recorded\n");
+
+  options_.json = true;
+  out_.str("");
+  ASSERT_TRUE(RunEvent(options_, command, *stub_, io_).ok());
+  const auto json = FromJson<v1::RateResponse>(out_.str());
+  EXPECT_TRUE(json.duplicate());
+  EXPECT_EQ(json.sequence(), 42u);
+  EXPECT_THAT(out_.str(), HasSubstr("\"duplicate\":true"));
+
+  // Not a duplicate: the field is printed all the same.
+  out_.str("");
+  command.event_id = "e2";
+  ASSERT_TRUE(RunEvent(options_, command, *stub_, io_).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("\"duplicate\":false"));
+}
+
+TEST_F(ClientTest, EventNeedsUserItemAndType) {
+  EventOptions full;
+  full.user = "7";
+  full.item = "51";
+  full.type = "play";
+  const std::pair<std::function<void(EventOptions&)>, const char*> cases[] = {
+      {[](EventOptions& o) { o.user.clear(); }, "event needs --user"},
+      {[](EventOptions& o) { o.item.clear(); }, "event needs --item"},
+      {[](EventOptions& o) { o.type.clear(); }, "event needs --type"},
+      {[](EventOptions& o) { o.count = -1; },
+       "event: --count must be a finite number >= 0, got -1"},
+  };
+  for (const auto& [change, message] : cases) {
+    EventOptions command = full;
+    change(command);
+    const Failure f = DescribeFailure(
+        "event", RunEvent(options_, command, *stub_, io_), options_);
+    EXPECT_EQ(f.exit_code, 2) << message;
+    EXPECT_THAT(f.message, HasSubstr(message));
+  }
+  // Nothing reached the server.
+  std::lock_guard<std::mutex> lock(service_.mu_);
+  EXPECT_EQ(service_.last_rate_.user_id(), "");
+}
+
+TEST_F(ClientTest, EventFileCsvWithHeader) {
+  RateFileSummary summary;
+  const absl::Status s = EventText(
+      "user,item,type,count,timestamp,event_id\n"  // 1: header
+      "7,51,play\n"                                // 2
+      "7,52,play,3\n"                              // 3
+      "8,51,click,,100\n"                          // 4
+      "8,53,play,2,200,e1\n"                       // 5
+      "8,53,play,2,200,dup\r\n",                   // 6: a duplicate
+      &summary);
+  ASSERT_TRUE(s.ok()) << s << "\n" << out_.str();
+  EXPECT_TRUE(summary.events);
+  EXPECT_EQ(summary.lines, 6);
+  EXPECT_EQ(summary.sent, 5);
+  EXPECT_EQ(summary.accepted, 5);
+  EXPECT_EQ(summary.duplicates, 1);
+  EXPECT_THAT(out_.str(),
+              AllOf(HasSubstr("events.csv: 6 lines, sent 5, accepted 5 (1 "
+                              "duplicate), rejected 0, unparsable 0\n"),
+                    HasSubstr(" events/s\n")));
+  const std::vector<v1::RateRequest> sent = StreamRequests();
+  ASSERT_EQ(sent.size(), 5u);
+  EXPECT_EQ(EventFields(sent[0]), "7|51|play|0|0||0");
+  EXPECT_EQ(EventFields(sent[1]), "7|52|play|3|0||0");
+  EXPECT_EQ(EventFields(sent[2]), "8|51|click|0|100||0");
+  EXPECT_EQ(EventFields(sent[3]), "8|53|play|2|200|e1|0");
+  EXPECT_EQ(EventFields(sent[4]), "8|53|play|2|200|dup|0");
+}
+
+TEST_F(ClientTest, EventFileCsvWithoutHeaderFromStdin) {
+  RateFileOptions command;
+  command.path = "-";
+  command.events = true;
+  RateFileSummary summary;
+  in_.str("7\t51\tplay\t1\n\n8\t52\tclick\n");
+  ASSERT_TRUE(RunRateFile(options_, command, *stub_, io_, &summary).ok())
+      << out_.str();
+  EXPECT_EQ(summary.file, "stdin");
+  EXPECT_EQ(summary.accepted, 2);
+  EXPECT_EQ(summary.duplicates, 0);
+  EXPECT_THAT(out_.str(), HasSubstr("accepted 2 (0 duplicates)"));
+  const std::vector<v1::RateRequest> sent = StreamRequests();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(EventFields(sent[0]), "7|51|play|1|0||0");
+  EXPECT_EQ(EventFields(sent[1]), "8|52|click|0|0||0");
+}
+
+TEST_F(ClientTest, EventFileJsonLines) {
+  RateFileSummary summary;
+  options_.json = true;
+  const absl::Status s = EventText(
+      R"({"user":"7","item":"51","type":"play","count":3,"timestamp":0,"event_id":"e1"})"
+      "\n"
+      R"({"user":8,"item":52,"type":"click"})"
+      "\n"
+      R"(  {"user":"8","item":"53","type":"play","event_id":"dup"})"
+      "\n",
+      &summary, "events.jsonl");
+  ASSERT_TRUE(s.ok()) << s << "\n" << out_.str();
+  EXPECT_EQ(summary.accepted, 3);
+  EXPECT_EQ(summary.duplicates, 1);
+  const std::string out = out_.str();
+  ASSERT_TRUE(IsJson(out));
+  EXPECT_THAT(out, AllOf(HasSubstr("\"accepted\":3,\"duplicates\":1,"),
+                         HasSubstr("\"events_per_second\":")));
+  const std::vector<v1::RateRequest> sent = StreamRequests();
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(EventFields(sent[0]), "7|51|play|3|0|e1|0");
+  EXPECT_EQ(EventFields(sent[1]), "8|52|click|0|0||0");
+  EXPECT_EQ(EventFields(sent[2]), "8|53|play|0|0|dup|0");
+}
+
+TEST_F(ClientTest, EventFileNamesTheLinesOfBadAndRejectedEvents) {
+  // Lines 2 and 6 are bad CSV, 4, 5 and 7 bad JSON (no type, cut short, an
+  // unknown key), and the server refuses the type of line 3.
+  const std::vector<std::string> lines = {
+      "7,51,play",
+      "7,51",
+      "7,52,bogus",
+      R"({"user":"7","item":"53"})",
+      R"({"user":"7","item":"53","type":)",
+      "8,51,play,lots",
+      R"({"user":"8","item":"9","type":"play","weight":2})",
+      R"({"user":"8","item":"54","type":"play"})",
+  };
+  RateFileSummary summary;
+  const absl::Status s =
+      EventText(absl::StrCat(absl::StrJoin(lines, "\n"), "\n"), &summary);
+  const Failure f = DescribeFailure("event", s, options_);
+  EXPECT_EQ(f.exit_code, 1);
+  EXPECT_THAT(f.message, HasSubstr("1 event rejected, 5 lines unparsable"));
+  EXPECT_EQ(summary.sent, 3);
+  EXPECT_EQ(summary.accepted, 2);
+  EXPECT_EQ(summary.rejected, 1);
+  ASSERT_EQ(summary.bad_lines.size(), 5u);
+  EXPECT_EQ(summary.bad_lines[0].line, 2);
+  EXPECT_EQ(summary.bad_lines[4].line, 7);
+  EXPECT_THAT(
+      out_.str(),
+      AllOf(HasSubstr("events.csv:3: INVALID_ARGUMENT: unknown event type"),
+            HasSubstr("events.csv:2: expected user,item,type[,count[,"
+                      "timestamp[,event_id]]] but found 2 fields"),
+            HasSubstr("events.csv:4: \"type\" is missing or empty"),
+            HasSubstr("events.csv:5: not a JSON object"),
+            HasSubstr("events.csv:6: count 'lots' is not a number"),
+            HasSubstr("events.csv:7: unknown key \"weight\"")));
+}
+
+TEST_F(ClientTest, EventFileWithoutDelimiterOrJsonIsUnusable) {
+  RateFileSummary summary;
+  const absl::Status s = EventText("\nplay\n", &summary);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr("events.csv:2: no ','"),
+                    HasSubstr("user,item,type[,count[,timestamp[,event_id]]] "
+                              "or a JSON object")));
+  EXPECT_TRUE(StreamRequests().empty());
+}
+
 TEST_F(ClientTest, TrainWaitPrintsEpochsAndFinalState) {
   TrainRpcOptions command;
   command.model = "als";
@@ -710,7 +967,9 @@ TEST_F(ClientTest, SimilarUserAndInfo) {
                     HasSubstr("ratings_by: bayes\n"),
                     HasSubstr("selection: hybrid: ranking ials; ratings "
                               "bayes\n"),
-                    HasSubstr("selection_trials: 1 (work 351 of 400 units")));
+                    HasSubstr("selection_trials: 1 (work 351 of 400 units"),
+                    HasSubstr("feedback: implicit\n"),
+                    HasSubstr("event_weights: click=0.25, play=1\n")));
 }
 
 TEST_F(ClientTest, Health) {
@@ -818,6 +1077,74 @@ TEST(ClientParseTest, RatingLines) {
   EXPECT_FALSE(internal::ParseRatingLine(",i,1", ",", &r).ok());
   EXPECT_FALSE(internal::ParseRatingLine("u,i,x", ",", &r).ok());
   EXPECT_FALSE(internal::ParseRatingLine("u,i,1,yesterday", ",", &r).ok());
+}
+
+TEST(ClientParseTest, EventLines) {
+  v1::RateRequest r;
+  ASSERT_TRUE(
+      internal::ParseEventLine(" u1 , i9 , play , 2.5 , 77 , e-1 \r", ",", &r)
+          .ok());
+  EXPECT_EQ(EventFields(r), "u1|i9|play|2.5|77|e-1|0");
+  // A request reused for the next line keeps nothing of the last one.
+  ASSERT_TRUE(internal::ParseEventLine("u2::i3::click", "::", &r).ok());
+  EXPECT_EQ(EventFields(r), "u2|i3|click|0|0||0");
+  ASSERT_TRUE(internal::ParseEventLine("u,i,play,,,e2", ",", &r).ok());
+  EXPECT_EQ(EventFields(r), "u|i|play|0|0|e2|0");
+  for (const char* bad : {"u,i", "u,i,play,1,2,e,extra", ",i,play", "u,,play",
+                          "u,i,", "u,i,play,x", "u,i,play,1,yesterday"}) {
+    EXPECT_FALSE(internal::ParseEventLine(bad, ",", &r).ok()) << bad;
+  }
+  EXPECT_FALSE(internal::ParseEventLine("u i play", "", &r).ok());
+
+  EXPECT_TRUE(internal::IsEventHeader("user,item,type", ","));
+  EXPECT_TRUE(
+      internal::IsEventHeader("userId\titemId\tEvent_Type\tcount", "\t"));
+  EXPECT_FALSE(internal::IsEventHeader("7,51,play", ","));
+  EXPECT_FALSE(internal::IsEventHeader("user,item", ","));
+  EXPECT_TRUE(internal::IsJsonLine("  {\"user\":1}"));
+  EXPECT_FALSE(internal::IsJsonLine("7,51,play"));
+}
+
+TEST(ClientParseTest, EventJson) {
+  v1::RateRequest r;
+  ASSERT_TRUE(internal::ParseEventJson(
+                  R"({"user":"7","item":"51","type":"play","count":3,)"
+                  R"("timestamp":978300760,"event_id":"e1"})",
+                  &r)
+                  .ok());
+  EXPECT_EQ(EventFields(r), "7|51|play|3|978300760|e1|0");
+  // Ids may be integers; the optional keys may be left out.
+  ASSERT_TRUE(internal::ParseEventJson(
+                  R"( {"item": 51, "user": 7, "type": "click"} )", &r)
+                  .ok());
+  EXPECT_EQ(EventFields(r), "7|51|click|0|0||0");
+
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"user":"7","item":"51"})", "\"type\" is missing or empty"},
+      {R"({"user":"","item":"51","type":"play"})",
+       "\"user\" is missing or empty"},
+      {R"({"user":7.5,"item":"51","type":"play"})",
+       "\"user\" must be a string or an integer"},
+      {R"({"user":"7","item":null,"type":"play"})",
+       "\"item\" must be a string or an integer"},
+      {R"({"user":"7","item":"51","type":1})", "\"type\" must be a string"},
+      {R"({"user":"7","item":"51","type":"play","count":"3"})",
+       "\"count\" must be a number"},
+      {R"({"user":"7","item":"51","type":"play","timestamp":1.5})",
+       "\"timestamp\" must be an integer"},
+      {R"({"user":"7","item":"51","type":"play","timestamp":18446744073709551615})",
+       "\"timestamp\" must be an integer"},
+      {R"({"user":"7","item":"51","type":"play","event_id":5})",
+       "\"event_id\" must be a string"},
+      {R"({"user":"7","item":"51","type":"play","rating":5})",
+       "unknown key \"rating\""},
+      {R"({"user":"7",)", "not a JSON object"},
+      {R"(["7","51","play"])", "not a JSON object"},
+  };
+  for (const auto& [line, message] : bad) {
+    const absl::Status s = internal::ParseEventJson(line, &r);
+    EXPECT_THAT(s.message(), HasSubstr(message)) << line;
+  }
 }
 
 TEST(ClientHealthWireTest, HandSerialisedMessages) {
