@@ -41,7 +41,7 @@ absl::Status Engine::ValidateRating(const Generation& g,
     if (!(std::isfinite(r.value) && r.value >= 0)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "rating %g must be finite and >= 0 (the model learnt from implicit "
-          "feedback: a rating is the pair's weight)",
+          "feedback: a rating is a weight added to the pair's)",
           r.value));
     }
     return absl::OkStatus();
@@ -197,7 +197,8 @@ int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
       raters.emplace_back(rec.user, rec.value);
       ++next->counts[local];
     } else {
-      it->second = rec.add ? it->second + rec.value : rec.value;
+      const bool adds = rec.add || m.feedback == Feedback::kImplicit;
+      it->second = adds ? it->second + rec.value : rec.value;
     }
     // Fold the item's vector in again from everyone who rated it (this
     // user's current vector included): at every rating while it has up to
@@ -398,13 +399,15 @@ FoldInResult SolveUser(Generation& g, size_t shard, const std::string& user_id,
 }
 
 // Record `rec` of `item` into the user's entries (and their kept
-// equations, when not null): a new entry, a rating replacing an older one
-// (an older record replayed after a newer one does not overwrite), or an
-// event adding its weight (in whatever order racing writers apply them; a
-// sum does not care, but the same record twice is once).
+// equations, when not null). Two writers of one user may apply their
+// records out of log order, so each rule gives the same value in any
+// order: a rating replaces the pair's older rating (an older record does
+// not overwrite a newer one); on implicit feedback every record adds its
+// weight, a plain rating's too (a sum does not care about order).
 void UpdateEntry(const Model& m, int32_t item, const LogRecord& rec,
                  std::vector<UserState::Entry>* entries,
                  FoldInEquations* kept) {
+  const bool adds = rec.add || m.feedback == Feedback::kImplicit;
   auto e =
       std::find_if(entries->begin(), entries->end(),
                    [&](const UserState::Entry& x) { return x.item == item; });
@@ -414,8 +417,7 @@ void UpdateEntry(const Model& m, int32_t item, const LogRecord& rec,
     return;
   }
   UserState::Entry next = {item, rec.value, rec.timestamp, rec.seq};
-  if (rec.add) {
-    if (e->seq == rec.seq) return;
+  if (adds) {
     next = {item, e->value + rec.value, std::max(e->timestamp, rec.timestamp),
             std::max(e->seq, rec.seq)};
   } else if (e->seq > rec.seq) {

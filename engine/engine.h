@@ -92,7 +92,8 @@ struct RatingInput {
   // An event instead of a rating (a model of implicit feedback only): its
   // type, one of EngineOptions::event_weights, and how many times it
   // happened (0 = once). Its weight, the type's times the count, adds to
-  // the pair's. `value` must be 0.
+  // the pair's (as a plain rating's value does on implicit feedback).
+  // `value` must be 0.
   std::string event_type = {};
   float count = 0;
   // Optional: an event whose id the engine remembers is not recorded again

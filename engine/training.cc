@@ -97,7 +97,7 @@ absl::StatusOr<Model> FitForJob(internal::TrainingJob& job,
     if (trained.ok()) last->validation_rmse = trained->last_validation_rmse;
     return trained;
   }
-  const ModelKind kind = spec.kind.value_or(ModelKind::kHybrid);
+  const ModelKind kind = spec.kind.value_or(AutoKind(all.feedback));
   const Hyperparameters params =
       exact ? *exact : ResolveParams(kind, spec.params);
   RatingData train, validation;
