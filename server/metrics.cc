@@ -342,6 +342,7 @@ void ServerMetrics::RenderTraining(const Engine* engine, absl::Time now,
       const EngineInfo info = engine->Info();
       RenderModel(info, served_version, served_since, now, w);
       RenderFoldInCache(info, w);
+      RenderEvents(info, w);
       RenderLog(*engine, w);
     }
   }
@@ -385,6 +386,17 @@ void ServerMetrics::RenderModel(const EngineInfo& info, uint64_t served_version,
   w.One("recsys_log_sequence", "gauge",
         "Last rating-log sequence number applied.",
         static_cast<double>(info.log_sequence));
+}
+
+void ServerMetrics::RenderEvents(const EngineInfo& info, Writer& w) {
+  w.Header("recsys_events_accepted_total", "counter",
+           "Events (implicit feedback) made durable and folded in, by type "
+           "(--event_weights); also counted in recsys_ratings_accepted_total.");
+  for (const auto& [type, n] : info.events_accepted) {
+    w.Sample("recsys_events_accepted_total",
+             absl::StrCat("type=\"", LabelValue(type), "\""),
+             static_cast<double>(n));
+  }
 }
 
 void ServerMetrics::RenderFoldInCache(const EngineInfo& info, Writer& w) {

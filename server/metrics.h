@@ -84,6 +84,7 @@ class ServerMetrics {
   static void RenderModel(const EngineInfo& info, uint64_t served_version,
                           absl::Time served_since, absl::Time now, Writer& w);
   static void RenderFoldInCache(const EngineInfo& info, Writer& w);
+  static void RenderEvents(const EngineInfo& info, Writer& w);
   static void RenderLog(const Engine& engine, Writer& w);
 
   struct alignas(64) MethodStats {
