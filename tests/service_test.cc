@@ -105,12 +105,15 @@ class ServiceTest : public ::testing::Test {
       EXPECT_THAT(got.item().genres(),
                   ::testing::ElementsAreArray(w.item.genres))
           << "rank " << r;
+      EXPECT_EQ(got.has_predicted_rating(), w.has_predicted_rating)
+          << "rank " << r;
       EXPECT_EQ(got.predicted_rating(), w.predicted_rating) << "rank " << r;
       EXPECT_EQ(got.score(), w.score) << "rank " << r;
     }
     EXPECT_EQ(resp.strategy(), want->personalized ? v1::STRATEGY_PERSONALIZED
                                                   : v1::STRATEGY_POPULARITY);
     EXPECT_EQ(resp.model_version(), want->model_version);
+    EXPECT_EQ(resp.feedback(), v1::FEEDBACK_EXPLICIT);
     EXPECT_THAT(resp.unknown_item_ids(),
                 ::testing::ElementsAreArray(want->unknown_items));
   }
@@ -535,6 +538,61 @@ TEST_F(ServiceTest, TrainWithNothingPinnedSelectsAndReportsTheTrials) {
   grpc::ClientContext bad_ctx;
   EXPECT_EQ(stub_->Train(&bad_ctx, bad, &started).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// A model of implicit feedback: Recommend's items carry no predicted_rating
+// and the response says why; Rate takes events, and a retried one (same
+// event_id) is a duplicate with the first one's sequence.
+TEST(ImplicitServiceTest, NoPredictedRatingsAndRetriedEventsCountOnce) {
+  RatingData data = testing::PlantedData(80, 60, 4, 0.2, 0.3, 5, true);
+  data.feedback = Feedback::kImplicit;
+  EngineOptions opt;
+  opt.data_dir = testing::MakeTempDir("service-implicit");
+  opt.snapshot_every = 0;
+  auto engine =
+      Engine::Open(opt, [&data] { return testing::SmallIalsModel(data); });
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  RecommenderService service;
+  service.SetEngine(engine->get());
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::Recommender::NewStub(
+      server->InProcessChannel(grpc::ChannelArguments()));
+
+  v1::RecommendRequest req;
+  req.set_user_id("u0");
+  grpc::ClientContext ctx;
+  v1::RecommendResponse resp;
+  ASSERT_TRUE(stub->Recommend(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.feedback(), v1::FEEDBACK_IMPLICIT);
+  ASSERT_GT(resp.items_size(), 0);
+  for (const v1::ScoredItem& it : resp.items()) {
+    EXPECT_FALSE(it.has_predicted_rating()) << it.item().id();
+  }
+
+  v1::RateRequest play;
+  play.set_user_id("u0");
+  play.set_item_id("i7");
+  play.set_event_type("play");
+  play.set_count(2);
+  play.set_event_id("play-1");
+  v1::RateResponse first, retry;
+  grpc::ClientContext ctx1, ctx2;
+  ASSERT_TRUE(stub->Rate(&ctx1, play, &first).ok());
+  EXPECT_FALSE(first.duplicate());
+  ASSERT_TRUE(stub->Rate(&ctx2, play, &retry).ok());
+  EXPECT_TRUE(retry.duplicate());
+  EXPECT_EQ(retry.sequence(), first.sequence());
+  EXPECT_EQ((*engine)->log().last_seq(), first.sequence());
+
+  grpc::ClientContext info_ctx;
+  v1::ModelInfo info;
+  ASSERT_TRUE(stub->GetModelInfo(&info_ctx, {}, &info).ok());
+  EXPECT_EQ(info.feedback(), v1::FEEDBACK_IMPLICIT);
+  EXPECT_EQ(info.event_weights().at("play"), 1.0f);
+  server->Shutdown();
 }
 
 // Before a model is loaded (the server answers while its first model

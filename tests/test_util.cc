@@ -195,15 +195,27 @@ RatingData PlantedData(int32_t users, int32_t items, int32_t rank,
   return data;
 }
 
-Model SmallAlsModel(const RatingData& data) {
-  Hyperparameters p = DefaultHyperparameters(ModelKind::kAls);
+namespace {
+
+Model SmallModel(const RatingData& data, ModelKind kind) {
+  Hyperparameters p = DefaultHyperparameters(kind);
   p.factors = 8;
   p.epochs = 8;
   TrainOptions opt;
   opt.threads = 2;
-  absl::StatusOr<Model> m = TrainModel(data, ModelKind::kAls, p, opt);
+  absl::StatusOr<Model> m = TrainModel(data, kind, p, opt);
   EXPECT_TRUE(m.ok()) << m.status();
   return *std::move(m);
+}
+
+}  // namespace
+
+Model SmallAlsModel(const RatingData& data) {
+  return SmallModel(data, ModelKind::kAls);
+}
+
+Model SmallIalsModel(const RatingData& data) {
+  return SmallModel(data, ModelKind::kIals);
 }
 
 }  // namespace recsys::testing

@@ -47,6 +47,9 @@ RatingData PlantedData(int32_t users, int32_t items, int32_t rank,
 // A small ALS model of `data` (8 factors, 8 iterations, 2 threads): the
 // first model of the engine tests' servers.
 Model SmallAlsModel(const RatingData& data);
+// The same for implicit feedback: a small iALS model of `data` (whose
+// feedback must be Feedback::kImplicit).
+Model SmallIalsModel(const RatingData& data);
 
 }  // namespace recsys::testing
 
