@@ -150,13 +150,19 @@ void PrintRecommendations(const RecommendOptions& command,
            "them)\n";
   }
   if (response.items_size() == 0) return;
-  Table table({"rank", "item", "rating", "title", "genres"},
-              {true, false, true, false, false});
+  // A model of implicit feedback predicts no ratings: its score ranks.
+  const bool implicit = response.feedback() == v1::FEEDBACK_IMPLICIT;
+  Table table(
+      {"rank", "item", implicit ? "score" : "rating", "title", "genres"},
+      {true, false, true, false, false});
   int rank = 0;
   for (const v1::ScoredItem& s : response.items()) {
-    table.AddRow({absl::StrCat(++rank), s.item().id(),
-                  absl::StrFormat("%.2f", s.predicted_rating()),
-                  s.item().title(), Genres(s.item())});
+    const std::string value =
+        s.has_predicted_rating()
+            ? absl::StrFormat("%.2f", s.predicted_rating())
+            : (implicit ? absl::StrFormat("%.3f", s.score()) : "-");
+    table.AddRow({absl::StrCat(++rank), s.item().id(), value, s.item().title(),
+                  Genres(s.item())});
   }
   table.Print(out);
 }

@@ -78,12 +78,16 @@ class FakeRecommender final : public v1::Recommender::Service {
                                ? v1::STRATEGY_POPULARITY
                                : v1::STRATEGY_PERSONALIZED);
     response->set_model_version(7);
+    // User "plays" stands for a model of implicit feedback: no ratings.
+    const bool implicit = request->user_id() == "plays";
+    response->set_feedback(implicit ? v1::FEEDBACK_IMPLICIT
+                                    : v1::FEEDBACK_EXPLICIT);
     auto add = [&](const std::string& id, const std::string& title,
                    std::vector<std::string> genres, float rating) {
       v1::ScoredItem* s = response->add_items();
       SetItem(s->mutable_item(), id, title, std::move(genres));
-      s->set_predicted_rating(rating);
-      s->set_score(rating);
+      if (!implicit) s->set_predicted_rating(rating);
+      s->set_score(implicit ? rating / 10 : rating);
     };
     add("50", "Star Wars (1977)", {"Action", "Sci-Fi"}, 4.871f);
     add("408", "Close Shave, A (1995)", {"Animation", "Comedy"}, 4.5f);
@@ -431,6 +435,15 @@ TEST_F(ClientTest, RecommendSaysPopularityForNewUsers) {
   command.user = "new";
   ASSERT_TRUE(RunRecommend(options_, command, *stub_, io_).ok());
   EXPECT_THAT(out_.str(), HasSubstr("popularity"));
+}
+
+TEST_F(ClientTest, RecommendOfImplicitModelShowsScoresNotRatings) {
+  RecommendOptions command;
+  command.user = "plays";
+  ASSERT_TRUE(RunRecommend(options_, command, *stub_, io_).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("score"));
+  EXPECT_THAT(out_.str(), HasSubstr("0.487"));  // 4.871 / 10, a score
+  EXPECT_THAT(out_.str(), Not(HasSubstr("4.87")));
 }
 
 TEST_F(ClientTest, RecommendJsonIsOneObject) {
