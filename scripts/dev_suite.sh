@@ -11,6 +11,11 @@
 #                   and T over u1..u5); checks RMSE <= 0.900, nDCG@10 >= 0.420.
 #   mls             ml-latest-small (DATA/ml-latest-small/ratings.csv), split
 #                   80/20 by ../shared/tools/split.py (seed 2026).
+#   lastfm          lastfm-2k play counts (DATA/lastfm-2k/user_artists.tsv),
+#                   split likewise; implicit feedback: trained with
+#                   --feedback=implicit, every test pair relevant (rel-min
+#                   1), PureSVD's reference on the binarised matrix, kinds
+#                   that predict ratings (baseline) and RMSE left out.
 #   synth-longtail  recsys-trainer generate, 120k items, 1M ratings, Zipf tail.
 #   synth-sparse    91k items, 226k ratings, 8k users (>= 20 ratings each).
 #   synth-ml1m      3,000 users x 3,700 items, 600k ratings (ML-1M density).
@@ -43,7 +48,7 @@ set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-ALL_SETS=(ml100k mls synth-longtail synth-sparse synth-ml1m)
+ALL_SETS=(ml100k mls lastfm synth-longtail synth-sparse synth-ml1m)
 SETS="$(IFS=,; echo "${ALL_SETS[*]}")"
 MODELS="popularity,puresvd,auto,baseline"
 CANDIDATE=""
@@ -52,6 +57,14 @@ BUILD=1
 FRESH=0
 SPLIT_SEED=2026
 REL_MIN=4
+# What the set being run needs (run_split_set sets them): its relevance
+# threshold, split.py's flags, recsys-trainer's extra flags, PureSVD
+# reference flags, and whether it is implicit feedback.
+SET_REL_MIN=$REL_MIN
+SET_SPLIT_ARGS=(--sep , --skip-header)
+SET_TRAINER_ARGS=()
+SET_SVD_ARGS=(--k 20)
+SET_IMPLICIT=0
 # The synthetic sets: exact recsys-trainer generate flags (1..5 whole stars,
 # fixed seed, so every run sees the same data).
 declare -A SYNTH_ARGS=(
@@ -316,7 +329,7 @@ prepare_split() {
   fi
   rm -f "$work/split.log" "$work"/ref_*.txt
   step "$set" "split.py (seed $SPLIT_SEED)" "$work/split.log.tmp" \
-    "$PY" "$TOOLS/split.py" --in "$src" --out "$work" --sep , --skip-header --seed "$SPLIT_SEED"
+    "$PY" "$TOOLS/split.py" --in "$src" --out "$work" "${SET_SPLIT_ARGS[@]}" --seed "$SPLIT_SEED"
   echo "$STEP_SECONDS" >"$work/split.seconds"
   mv "$work/split.log.tmp" "$work/split.log"
 }
@@ -333,17 +346,32 @@ reference() {
   fi
   step "$set" "$script${*:+ $*}" "$out.tmp" \
     "$PY" "$TOOLS/$script" --train "$work/train.tsv" --test "$work/test.tsv" \
-    --out "$work/ref_$name.recs.tsv" --rel-min "$REL_MIN" "$@"
+    --out "$work/ref_$name.recs.tsv" --rel-min "$SET_REL_MIN" "$@"
   grep -q "nDCG@10" "$out.tmp" || die "$set: no nDCG@10 in $out.tmp"
   echo "$STEP_SECONDS" >"$work/ref_$name.seconds"
   mv "$out.tmp" "$out"
 }
 
+# implicit_kind KIND: whether KIND trains on implicit feedback.
+implicit_kind() { case "$1" in auto|ials|puresvd|popularity) return 0 ;; esac; return 1; }
+
 run_split_set() {
   local set="$1" work="$SUITE/$1" src
   if [ "$FRESH" -eq 1 ]; then rm -rf "$work"; fi
   mkdir -p "$work"
-  if [ "$set" = mls ]; then
+  SET_REL_MIN=$REL_MIN SET_SPLIT_ARGS=(--sep , --skip-header) SET_TRAINER_ARGS=()
+  SET_SVD_ARGS=(--k 20) SET_IMPLICIT=0
+  if [ "$set" = lastfm ]; then
+    SET_REL_MIN=1 SET_SPLIT_ARGS=(--skip-header) SET_TRAINER_ARGS=(--feedback=implicit)
+    SET_SVD_ARGS=(--k 20 --binary) SET_IMPLICIT=1
+    src="$DATA/lastfm-2k/user_artists.tsv"
+    if [ ! -f "$src" ]; then
+      note "lastfm: SKIPPED, no $src (set RECSYS_DATA_DIR)"
+      ROWS+=("| lastfm | skipped: no $src |")
+      SKIPPED+=(lastfm)
+      return
+    fi
+  elif [ "$set" = mls ]; then
     src="$DATA/ml-latest-small/ratings.csv"
     if [ ! -f "$src" ]; then
       note "mls: SKIPPED, no $src (set RECSYS_DATA_DIR)"
@@ -364,19 +392,26 @@ run_split_set() {
   fi
   prepare_split "$set" "$src" "$work"
   reference "$set" "$work" popularity ref_popularity.py
-  reference "$set" "$work" puresvd ref_puresvd.py --k 20
+  reference "$set" "$work" puresvd ref_puresvd.py "${SET_SVD_ARGS[@]}"
 
   local train="$work/train.tsv" test="$work/test.tsv"
-  if [ ${#OTHERS[@]} -gt 0 ]; then
-    step "$set" "evaluate $OTHERS_CSV" "$work/eval.log" \
-      "$TRAINER" evaluate --train="$train" --test="$test" --models="$OTHERS_CSV" \
-      --relevant-min="$REL_MIN" --threads="$THREADS"
-    DETAILS+=("$set: $OTHERS_CSV" "$work/eval.log")
+  # (Kinds that predict ratings do not train on implicit feedback.)
+  local others=() m
+  for m in "${OTHERS[@]}"; do
+    if [ "$SET_IMPLICIT" -eq 0 ] || implicit_kind "$m"; then others+=("$m"); fi
+  done
+  local others_csv
+  others_csv="$(IFS=,; echo "${others[*]}")"
+  if [ ${#others[@]} -gt 0 ]; then
+    step "$set" "evaluate $others_csv" "$work/eval.log" \
+      "$TRAINER" evaluate --train="$train" --test="$test" --models="$others_csv" \
+      --relevant-min="$SET_REL_MIN" --threads="$THREADS" "${SET_TRAINER_ARGS[@]}"
+    DETAILS+=("$set: $others_csv" "$work/eval.log")
   fi
   step "$set" "evaluate $CANDIDATE (recommendations, /usr/bin/time -v)" "$work/cand.log" \
     "$TIME" -v -o "$work/cand.time" \
     "$TRAINER" evaluate --train="$train" --test="$test" --models="$CANDIDATE" \
-    --relevant-min="$REL_MIN" --threads="$THREADS" \
+    --relevant-min="$SET_REL_MIN" --threads="$THREADS" "${SET_TRAINER_ARGS[@]}" \
     --recommendations-out="$work/cand.recs.tsv"
   DETAILS+=("$set: $CANDIDATE" "$work/cand.log")
   chosen "$set" "$work/cand.log"
@@ -385,7 +420,7 @@ run_split_set() {
   local t0
   t0="$(now)"
   if ! "$PY" "$TOOLS/score_topn.py" --train "$train" --test "$test" --items-from-data \
-       --rel-min "$REL_MIN" --recs "$work/cand.recs.tsv" >"$work/cand.score.txt" 2>&1; then
+       --rel-min "$SET_REL_MIN" --recs "$work/cand.recs.tsv" >"$work/cand.score.txt" 2>&1; then
     scored=0
     note "$set: score_topn.py REJECTED the $CANDIDATE recommendations:"
     sed 's/^/    /' "$work/cand.score.txt" >&2
@@ -401,10 +436,12 @@ run_split_set() {
   bar="$(awk -v a="$pop" -v b="$svd" 'BEGIN { printf "%.4f", 1.05 * (a > b ? a : b) }')"
   local row
   row="| $set | $users | $items | $n | $(fmt4 "$pop") | $(fmt4 "$svd") | $bar"
-  local m v i=0 bpos=0
+  local v i=0 bpos=0
   for m in "${MODEL_LIST[@]}"; do
     if [ "$m" = "$CANDIDATE" ]; then
       v="$(table_field "$work/cand.log" "$m" 1 6)"
+    elif [ "$SET_IMPLICIT" -eq 1 ] && ! implicit_kind "$m"; then
+      v="—"
     else
       i=$((i + 1))
       [ "$m" = baseline ] && bpos=$i
@@ -428,9 +465,12 @@ run_split_set() {
     row+=" | rejected"
     why+=("score_topn.py rejected the recommendations (see $work/cand.score.txt)")
   fi
+  [ "$SET_IMPLICIT" -eq 1 ] && c_rmse="— (implicit)"
   row+=" | $c_p | $c_rmse"
   num_le "$bar" "$c_ndcg" || why+=("nDCG $c_ndcg < bar $bar")
-  if has_model baseline && [ "$CANDIDATE" != baseline ]; then
+  if [ "$SET_IMPLICIT" -eq 1 ] && has_model baseline && [ "$CANDIDATE" != baseline ]; then
+    row+=" | —"
+  elif has_model baseline && [ "$CANDIDATE" != baseline ]; then
     b_rmse="$(table_field "$work/eval.log" baseline "$bpos" 2)"
     row+=" | $b_rmse"
     num_le "$c_rmse" "$b_rmse" || why+=("RMSE $c_rmse > baseline $b_rmse")
@@ -482,7 +522,7 @@ report() {
   fi
   echo
   echo "Kinds $MODELS; $CANDIDATE is held to the bar (nDCG@10 ≥ bar, RMSE ≤ baseline's)." \
-    "Relevant = test rating ≥ $REL_MIN; --threads=$THREADS; splits: split.py seed $SPLIT_SEED."
+    "Relevant = test rating ≥ $REL_MIN (lastfm, implicit: every test pair); --threads=$THREADS; splits: split.py seed $SPLIT_SEED."
   echo
   echo "$header"
   echo "$sep"
