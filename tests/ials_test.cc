@@ -101,6 +101,86 @@ TEST(IalsTest, FoldInIsTheExactSolveOfTheNormalEquations) {
   for (int f = 0; f < k; ++f) EXPECT_NEAR(got->factors[f], want[f], 1e-4);
 }
 
+// Implicit feedback: counts weigh their pairs by confidence c = 1 + alpha
+// log(1 + v / eps), targets are all 1, and fold-in solves the weighted
+// normal equations exactly (oracle: least squares with rows sqrt(c) q).
+TEST(IalsTest, ConfidenceWeightsCountsInTrainingAndFoldIn) {
+  RatingData data = testing::PlantedData(120, 90, 3, 0.2, 0.3, 4, true);
+  data.feedback = Feedback::kImplicit;
+  for (Rating& r : data.ratings) r.value = std::round(r.value * 7);  // counts
+  Hyperparameters p = SmallIals();
+  p.confidence_alpha = 2;
+  p.confidence_eps = 3;
+  const Model m = Train(data, p);
+  EXPECT_EQ(m.feedback, Feedback::kImplicit);
+  std::vector<IndexedRating> mine = {{3, 40}, {10, 1}, {42, 0}, {77, 300}};
+  absl::StatusOr<FoldInResult> got = FoldInUser(m, mine);
+  ASSERT_TRUE(got.ok());
+  const int k = m.factors();
+  const int n = static_cast<int>(mine.size());
+  const double reg_u = internal::ImplicitPenalty(m.params, n, m.num_items());
+  Eigen::MatrixXd a = Eigen::MatrixXd::Zero(n + m.num_items() + k, k);
+  Eigen::VectorXd b = Eigen::VectorXd::Zero(n + m.num_items() + k);
+  for (int j = 0; j < n; ++j) {
+    const double c = 1 + 2 * std::log1p(mine[j].value / 3.0);
+    EXPECT_NEAR(internal::ImplicitConfidence(m.params, mine[j].value), c, 1e-5);
+    a.row(j) = std::sqrt(c) * m.item_factors.row(mine[j].index).cast<double>();
+    b[j] = std::sqrt(c);  // target 1, whatever the count
+  }
+  a.block(n, 0, m.num_items(), k) =
+      std::sqrt(m.params.implicit_weight) * m.item_factors.cast<double>();
+  a.block(n + m.num_items(), 0, k, k) =
+      std::sqrt(reg_u) * Eigen::MatrixXd::Identity(k, k);
+  const Eigen::VectorXd want = a.colPivHouseholderQr().solve(b);
+  for (int f = 0; f < k; ++f) EXPECT_NEAR(got->factors[f], want[f], 1e-4);
+
+  // The kept equations, one count at a time (a re-count out, then in),
+  // give the same row.
+  FoldInEquations eq(m, /*user_side=*/true);
+  eq.Add(m.item_factors.row(3).data(), m.item_bias[3], 5);
+  eq.Add(m.item_factors.row(3).data(), m.item_bias[3], 5, -1.0f);
+  for (const IndexedRating& r : mine) {
+    eq.Add(m.item_factors.row(r.index).data(), m.item_bias[r.index], r.value);
+  }
+  const FoldInResult kept = eq.Solve();
+  for (int f = 0; f < k; ++f) {
+    EXPECT_NEAR(kept.factors[f], got->factors[f], 1e-4);
+  }
+
+  // Without confidence the counts would not matter at all.
+  Hyperparameters flat = p;
+  flat.confidence_alpha = 0;
+  const Model plain = Train(data, flat);
+  std::vector<IndexedRating> ones = mine;
+  for (IndexedRating& r : ones) r.value = 1;
+  EXPECT_TRUE(FoldInUser(plain, mine)
+                  ->factors.isApprox(FoldInUser(plain, ones)->factors));
+  EXPECT_FALSE(FoldInUser(m, mine)->factors.isApprox(
+      FoldInUser(m, ones)->factors, 1e-3f));
+}
+
+// Kinds that predict ratings have nothing to learn from counts.
+TEST(IalsTest, ImplicitDataTrainsOnlyRankingKinds) {
+  RatingData data = testing::PlantedData(60, 40, 3, 0.2, 0.3, 4, true);
+  data.feedback = Feedback::kImplicit;
+  for (ModelKind kind : {ModelKind::kAls, ModelKind::kHybrid,
+                         ModelKind::kBaseline, ModelKind::kBayes}) {
+    absl::StatusOr<Model> m =
+        TrainModel(data, kind, DefaultHyperparameters(kind), TrainOptions());
+    ASSERT_FALSE(m.ok()) << ModelKindName(kind);
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(m.status().message().find("implicit feedback"),
+              absl::string_view::npos);
+  }
+  for (ModelKind kind :
+       {ModelKind::kIals, ModelKind::kPuresvd, ModelKind::kPopularity}) {
+    absl::StatusOr<Model> m =
+        TrainModel(data, kind, DefaultHyperparameters(kind), TrainOptions());
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->feedback, Feedback::kImplicit);
+  }
+}
+
 // With value_weight 1, an interaction at the bottom of the scale has target
 // 0: a user who only rated items 1 star gets no ranking vector, and mixing
 // in such ratings never raises the pull towards the items rated highly.

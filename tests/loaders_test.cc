@@ -51,6 +51,47 @@ std::string UItemLine(const std::string& id, const std::string& title,
   return line + "\n";
 }
 
+// Implicit feedback: repeated pairs add up (the latest timestamp kept),
+// negative counts are bad lines naming file and line, and counts loaded as
+// explicit ratings get a warning naming the flag.
+TEST(LoadRatingsTest, ImplicitCountsAddUpAndAreChecked) {
+  const std::string path =
+      WriteTemp("plays.tsv", "u1\ta\t3\t10\nu1\tb\t1\t5\nu1\ta\t4\t20\n");
+  LoadOptions implicit;
+  implicit.feedback = Feedback::kImplicit;
+  absl::StatusOr<RatingData> d = LoadRatings(path, implicit);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->feedback, Feedback::kImplicit);
+  EXPECT_EQ(d->ratings.size(), 2u);
+  EXPECT_EQ(RatingOf(*d, "u1", "a"), 7);
+  EXPECT_EQ(d->stats.duplicates_summed, 1);
+  EXPECT_EQ(d->stats.duplicates_replaced, 0);
+  for (const Rating& r : d->ratings) {
+    if (r.item == d->items.Find("a")) {
+      EXPECT_EQ(r.timestamp, 20);
+    }
+  }
+  EXPECT_EQ(ImplicitFeedbackHint(*d), "");
+  // The same file as ratings: the later one wins.
+  absl::StatusOr<RatingData> e = LoadRatings(path, LoadOptions());
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(RatingOf(*e, "u1", "a"), 4);
+
+  const std::string bad = WriteTemp("bad.tsv", "u1\ta\t3\nu1\tb\t-2\n");
+  absl::StatusOr<RatingData> refused = LoadRatings(bad, implicit);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("bad.tsv:2: count -2 is negative"));
+
+  const std::string counts =
+      WriteTemp("counts.tsv", "u1\ta\t3\nu1\tb\t13883\nu2\ta\t0\n");
+  absl::StatusOr<RatingData> looks = LoadRatings(counts, LoadOptions());
+  ASSERT_TRUE(looks.ok());
+  EXPECT_THAT(ImplicitFeedbackHint(*looks), HasSubstr("--feedback=implicit"));
+  const std::string stars = WriteTemp("stars.tsv", "u1\ta\t3\nu1\tb\t5\n");
+  EXPECT_EQ(ImplicitFeedbackHint(*LoadRatings(stars, LoadOptions())), "");
+}
+
 TEST(ToUtf8Test, KeepsUtf8AndConvertsLatin1) {
   EXPECT_EQ(ToUtf8("plain"), "plain");
   EXPECT_EQ(ToUtf8("Cin\xc3\xa9ma"), "Cin\xc3\xa9ma");

@@ -3,6 +3,8 @@
 #include "models/selection.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <set>
 #include <string>
 
@@ -285,6 +287,41 @@ TEST(SelectionTest, TooLittleDataChoosesTheDefaultsAndSaysSo) {
   EXPECT_TRUE(s->report.empty());
   EXPECT_THAT(s->report.summary, HasSubstr("too little data"));
   EXPECT_EQ(s->kind, ModelKind::kHybrid);
+}
+
+// Implicit feedback: no rating part is tried or served, iALS searches its
+// confidence, every held-out interaction is relevant, and the fallback
+// without a search is ials, not the hybrid.
+TEST(SelectionTest, ImplicitFeedbackSelectsARankingKindAlone) {
+  RatingData data = testing::PlantedData(150, 90, 4, 0.15, 0.4, 21);
+  data.feedback = Feedback::kImplicit;
+  for (Rating& r : data.ratings) r.value = std::round(r.value * r.value);
+  absl::StatusOr<Model> m = TrainSelected(data, Small(), TrainOptions());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->feedback, Feedback::kImplicit);
+  EXPECT_TRUE(m->kind == ModelKind::kIals || m->kind == ModelKind::kPuresvd ||
+              m->kind == ModelKind::kPopularity)
+      << ModelKindName(m->kind);
+  EXPECT_EQ(RatingKindName(*m), "none (implicit feedback)");
+  std::set<float> alphas;
+  for (const SelectionTrial& t : m->selection.trials) {
+    EXPECT_EQ(t.part, SelectionTrial::kRanking) << t.candidate;
+    EXPECT_THAT(t.candidate, ::testing::Not(HasSubstr("bayes")));
+    const size_t at = t.candidate.find("confidence_alpha=");
+    if (at != std::string::npos) {
+      alphas.insert(std::stof(t.candidate.substr(at + 17)));
+    }
+  }
+  EXPECT_GE(alphas.size(), 2u);  // the confidence is searched
+  // Every held-out interaction is relevant, whatever its count.
+  EXPECT_EQ(RelevanceThreshold(data.scale, data.feedback),
+            -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(AutoKind(Feedback::kImplicit), ModelKind::kIals);
+  RatingData tiny = testing::PlantedData(6, 5, 1, 0.5, 0.3, 2);
+  tiny.feedback = Feedback::kImplicit;
+  absl::StatusOr<Selection> s = SelectModel(tiny, Small());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->kind, ModelKind::kIals);
 }
 
 TEST(SelectionTest, KindNames) {
