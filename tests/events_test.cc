@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/model_io.h"
+#include "server/metrics.h"
 #include "storage/rating_log.h"
 #include "tests/test_util.h"
 
@@ -201,6 +202,12 @@ TEST_F(EventsTest, EventsAddTheirTypesWeightTimesTheirCount) {
             (std::map<std::string, float>{{"click", 0.5f}, {"play", 2.0f}}));
   EXPECT_THAT(info.events_accepted,
               ElementsAre(Pair("click", 1u), Pair("play", 4u)));
+  // And the metrics page counts them by type.
+  const std::string text = ServerMetrics().Render(engine_.get(), absl::Now());
+  EXPECT_THAT(text,
+              HasSubstr("recsys_events_accepted_total{type=\"click\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("recsys_events_accepted_total{type=\"play\"} 4\n"));
 }
 
 TEST_F(EventsTest, EventsAddToTrainedPairsAndToNewItems) {

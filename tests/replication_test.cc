@@ -14,14 +14,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/engine.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "models/model_io.h"
 #include "proto/recsys.grpc.pb.h"
-#include "engine/engine.h"
-#include "storage/rating_log.h"
 #include "server/server.h"
+#include "storage/rating_log.h"
 #include "tests/test_certs.h"
 #include "tests/test_util.h"
 
@@ -378,6 +378,40 @@ class SilentPrimary final : public v1::Replication::Service {
   }
   std::atomic<int> calls{0};
 };
+
+// What FollowLog sends carries an event whole: the resolved weight, that it
+// adds, its type and id, so a replica folds in exactly what the primary did.
+TEST(LogEntryTest, EventsRoundTripThroughTheWireForm) {
+  LogRecord r;
+  r.seq = 42;
+  r.user = "u7";
+  r.item = "a51";
+  r.value = 1.5f;
+  r.timestamp = 1700000000;
+  r.add = true;
+  r.event_type = "play";
+  r.event_id = "session-9/3";
+  v1::LogEntry e;
+  ToLogEntry(r, &e);
+  const LogRecord back = FromLogEntry(e);
+  EXPECT_EQ(back.seq, 42u);
+  EXPECT_EQ(back.user, "u7");
+  EXPECT_EQ(back.item, "a51");
+  EXPECT_EQ(back.value, 1.5f);
+  EXPECT_EQ(back.timestamp, 1700000000);
+  EXPECT_TRUE(back.add);
+  EXPECT_EQ(back.event_type, "play");
+  EXPECT_EQ(back.event_id, "session-9/3");
+  EXPECT_FALSE(back.erase_user);
+  // A rating stays a rating.
+  LogRecord rating = r;
+  rating.add = false;
+  rating.event_type.clear();
+  rating.event_id.clear();
+  ToLogEntry(rating, &e);
+  EXPECT_FALSE(FromLogEntry(e).add);
+  EXPECT_EQ(FromLogEntry(e).event_type, "");
+}
 
 TEST(ReplicatorTest, GivesUpAStreamThePrimaryKeepsSilentAndOpensAnother) {
   SilentPrimary silent;

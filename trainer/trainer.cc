@@ -291,14 +291,17 @@ absl::Status RunRecommend(const RecommendCommand& cmd, std::ostream& out) {
         "top %d for user %s (%s model; %d rated films excluded)\n", cmd.k,
         cmd.user, ModelKindName(model.kind), cmd.include_rated ? 0 : rated);
   }
+  // A model of implicit feedback predicts no ratings: its score ranks.
+  const bool implicit = model.feedback == Feedback::kImplicit;
   out << absl::StrFormat("%4s  %-8s  %-6s  %-55s  %s\n", "rank", "item",
-                         "rating", "title", "genres");
+                         implicit ? "score" : "rating", "title", "genres");
   int rank = 0;
   for (const ScoredItem& s : best) {
     const ItemInfo& info = model.item_info[s.item];
-    out << absl::StrFormat(
-        "%4d  %-8s  %6.2f  %-55s  %s\n", ++rank, model.items.External(s.item),
-        model.Predict(u, s.item), info.title, absl::StrJoin(info.genres, "|"));
+    out << absl::StrFormat("%4d  %-8s  %6.2f  %-55s  %s\n", ++rank,
+                           model.items.External(s.item),
+                           implicit ? s.score : model.Predict(u, s.item),
+                           info.title, absl::StrJoin(info.genres, "|"));
   }
   return absl::OkStatus();
 }
