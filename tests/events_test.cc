@@ -4,6 +4,8 @@
 // restart, a snapshot, a replica and an erasure; a retried event (same
 // event_id) counts once; bad inputs are refused naming the field; an implicit
 // model predicts no ratings.
+#include "engine/events.h"
+
 #include <functional>
 #include <limits>
 #include <map>
@@ -609,6 +611,33 @@ TEST_F(EventsTest, RetrainingKeepsTheValuesAndImplicitFeedback) {
     Play("listener", "i3", 1);
     EXPECT_THAT(Value("listener", "i3"),
                 Optional(FloatEq(before.at("i3") + 2)));
+  }
+}
+
+// --event_weights: types with finite weights > 0, each named once; the
+// message names the bad part.
+TEST(EventWeightsTest, ParsesAndRefusesNamingThePart) {
+  absl::StatusOr<std::map<std::string, float>> w =
+      internal::ParseEventWeights("play:1, click:0.5,purchase:4");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(*w, (std::map<std::string, float>{
+                    {"click", 0.5f}, {"play", 1.0f}, {"purchase", 4.0f}}));
+  EXPECT_EQ(internal::FormatEventWeights(*w), "click:0.5,play:1,purchase:4");
+  for (const auto& [spec, part] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"play", "'play'"},
+           {"play:x", "'play:x'"},
+           {":1", "':1'"},
+           {"play:-1", "finite and > 0"},
+           {"play:0", "finite and > 0"},
+           {"play:inf", "finite and > 0"},
+           {"play:nan", "finite and > 0"},
+           {"play:1,play:2", "named twice"}}) {
+    absl::StatusOr<std::map<std::string, float>> bad =
+        internal::ParseEventWeights(spec);
+    ASSERT_FALSE(bad.ok()) << spec;
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(part)) << spec;
   }
 }
 
