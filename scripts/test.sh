@@ -12,7 +12,8 @@ recsys_build
 ctest --test-dir "$RECSYS_BUILD" --output-on-failure -j "$(nproc)" "$@"
 
 # Concurrency under ThreadSanitizer: the engine (snapshots, per-user state,
-# training while serving, catalogue edits, a replica's copying) and the
+# training while serving, catalogue edits, a replica's copying, racing
+# writers of events and their ids) and the
 # rating log (group commit, readers following it). gRPC and
 # protobuf are not built with TSan, so the RPC layer is left out.
 tsan="$RECSYS_ROOT/build/tsan"
@@ -21,7 +22,7 @@ if [ ! -f "$tsan/build.ninja" ]; then
     -DRECSYS_TSAN=ON
 fi
 cmake --build "$tsan" -j "$(nproc)" --target engine_test rating_log_test \
-  catalogue_test replication_test
+  catalogue_test replication_test events_test
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir "$tsan" --output-on-failure -j "$(nproc)" \
-  -R '^(EngineTest|RatingLog|LogReader|Policies|CatalogueTest|ReplicaEngineTest)'
+  -R '^(EngineTest|RatingLog|LogReader|Policies|CatalogueTest|ReplicaEngineTest|EventsTest)'
