@@ -280,8 +280,22 @@ class EventIds;
 struct Generation;
 struct NewItems;
 struct TrainingJob;
+struct UserState;
 struct UserView;
 }  // namespace internal
+
+// A generation's per-user states and new items at one moment: pointers to
+// immutable objects, taken while no writer applies (swap_mu_ held
+// exclusive), so that materialising them afterwards, while writers go on,
+// holds exactly the records up to that moment. (Replaying a rating twice
+// is harmless, but an event adds: a snapshot or a training cut must not
+// hold records after its log sequence.)
+struct GenerationView {
+  std::shared_ptr<const internal::NewItems> items;
+  std::vector<
+      std::pair<std::string, std::shared_ptr<const internal::UserState>>>
+      users;
+};
 
 class Engine {
  public:
@@ -467,7 +481,8 @@ class Engine {
   // the seq every applied record is at or below); the new generation
   // swapped in with the journal replayed into it (returns how many
   // records); the job's end published.
-  uint64_t StartJournal(std::shared_ptr<internal::Generation>* g);
+  uint64_t StartJournal(std::shared_ptr<internal::Generation>* g,
+                        GenerationView* view);
   int64_t SwapIn(std::shared_ptr<internal::Generation> next, uint64_t seq);
   void FinishJob(internal::TrainingJob& job, const TrainingUpdate& u);
 
@@ -544,10 +559,13 @@ std::string SnapshotFileName(uint64_t generation, uint64_t seq);
 // exist).
 bool HasSnapshot(const std::string& dir);
 
+GenerationView ViewOf(const internal::Generation& g);
+
 // The materialised state of a generation as one Model (trained rows plus
-// folded users and new items, every rating in user_ratings): what snapshots
-// store and what retraining starts from.
-Model Materialize(const internal::Generation& g, uint64_t log_sequence);
+// folded users and new items, every rating in user_ratings), as `view`
+// holds it: what snapshots store and what retraining starts from.
+Model Materialize(const internal::Generation& g, const GenerationView& view,
+                  uint64_t log_sequence);
 // The ratings of a model as training data (same ids, catalogue and scale).
 RatingData RatingsOf(const Model& m);
 

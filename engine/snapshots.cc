@@ -94,19 +94,15 @@ void MaterializeItems(const NewItems& ni, Model* m) {
 // Folded users: trained users get their rows replaced, new users appended.
 // Returns each user's state (null: as trained); `erasures` says whether any
 // is erased.
-std::vector<const UserState*> MaterializeUsers(
-    const Generation& g, Model* m,
-    std::vector<std::shared_ptr<const UserState>>* keep, bool* erasures) {
-  std::vector<std::pair<int32_t, std::shared_ptr<const UserState>>> folded;
+std::vector<const UserState*> MaterializeUsers(const GenerationView& view,
+                                               Model* m, bool* erasures) {
+  std::vector<std::pair<int32_t, const UserState*>> folded;
   *erasures = false;
-  for (const auto& shard : g.shards) {
-    std::lock_guard<std::mutex> lock(shard.mu);
-    for (const auto& [id, st] : shard.users) {
-      *erasures = *erasures || st->erased;
-      if (st->erased && st->base < 0) continue;
-      const int32_t u = st->base >= 0 ? st->base : m->users.Insert(id);
-      folded.emplace_back(u, st);
-    }
+  for (const auto& [id, st] : view.users) {
+    *erasures = *erasures || st->erased;
+    if (st->erased && st->base < 0) continue;
+    const int32_t u = st->base >= 0 ? st->base : m->users.Insert(id);
+    folded.emplace_back(u, st.get());
   }
   const int32_t users = m->users.size();
   m->user_bias.conservativeResize(users);
@@ -117,8 +113,7 @@ std::vector<const UserState*> MaterializeUsers(
     if (m->factors() > 0 && !st->erased) {
       m->user_factors.row(u) = st->vec.transpose();
     }
-    by_user[u] = st.get();
-    keep->push_back(st);
+    by_user[u] = st;
   }
   return by_user;
 }
@@ -191,13 +186,22 @@ SparseRows MaterializeRatings(const SparseRows& old,
 
 }  // namespace
 
-Model Materialize(const Generation& g, uint64_t log_sequence) {
+GenerationView ViewOf(const Generation& g) {
+  GenerationView view;
+  view.items = g.items();
+  for (const auto& shard : g.shards) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    view.users.insert(view.users.end(), shard.users.begin(), shard.users.end());
+  }
+  return view;
+}
+
+Model Materialize(const Generation& g, const GenerationView& view,
+                  uint64_t log_sequence) {
   Model m = *g.model;  // copy: the trained rows are the starting point
-  MaterializeItems(*g.items(), &m);
-  std::vector<std::shared_ptr<const UserState>> states;  // kept alive
+  MaterializeItems(*view.items, &m);
   bool erasures = false;
-  std::vector<const UserState*> by_user =
-      MaterializeUsers(g, &m, &states, &erasures);
+  std::vector<const UserState*> by_user = MaterializeUsers(view, &m, &erasures);
   std::vector<int32_t> old_user;  // empty when no user was erased
   if (erasures) old_user = DropErasedUsers(&m, &by_user);
   m.user_ratings = MaterializeRatings(g.model->user_ratings, by_user, old_user);
@@ -307,14 +311,18 @@ absl::Status Engine::WriteSnapshotLocked() {
   RECSYS_RETURN_IF_ERROR(log_->Rotate());
   uint64_t seq = 0;
   std::shared_ptr<Generation> g;
+  GenerationView view;
   {
-    // Every record up to `seq` is applied once no Rate holds the lock.
+    // Every record up to `seq` is applied once no Rate holds the lock, and
+    // none after it: the view holds exactly those.
     MutexLock swap(&swap_mu_);
     seq = log_->last_seq();
     g = current();
+    view = ViewOf(*g);
     since_snapshot_ = 0;
   }
-  const Model m = Materialize(*g, seq);
+  const Model m = Materialize(*g, view, seq);
+  view = GenerationView();
   const std::string path =
       options_.data_dir + "/" + SnapshotName(g->version, seq);
   RECSYS_RETURN_IF_ERROR(SaveModel(m, path));

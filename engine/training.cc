@@ -125,9 +125,11 @@ void Engine::FinishJob(internal::TrainingJob& job, const TrainingUpdate& u) {
   job.Push(u, /*last=*/true);
 }
 
-uint64_t Engine::StartJournal(std::shared_ptr<Generation>* g) {
+uint64_t Engine::StartJournal(std::shared_ptr<Generation>* g,
+                              GenerationView* view) {
   MutexLock swap(&swap_mu_);
   *g = current();
+  *view = ViewOf(**g);
   journaling_ = true;
   MutexLock lock(&journal_mu_);
   journal_.clear();
@@ -165,8 +167,10 @@ void Engine::RunTraining(std::shared_ptr<internal::TrainingJob> job,
                          double validation_fraction) {
   // Start the journal and fix the cut: every record <= seq is applied.
   std::shared_ptr<Generation> g;
-  const uint64_t seq = StartJournal(&g);
-  const Model state = Materialize(*g, seq);
+  GenerationView view;
+  const uint64_t seq = StartJournal(&g, &view);
+  const Model state = Materialize(*g, view, seq);
+  view = GenerationView();
   TrainingUpdate last;
   absl::StatusOr<Model> trained =
       FitForJob(*job, RatingsOf(state), std::move(spec), exact,
