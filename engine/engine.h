@@ -18,8 +18,10 @@
 // before it is applied and acknowledged. The data directory holds snapshot
 // files "snapshot-<generation>-<log seq>.rsm" (whole models, ratings
 // included) and the log; Open loads the newest snapshot and replays the log
-// records after its log_sequence. Replaying a record twice is harmless: a
-// rating replaces the user's earlier rating of the same item.
+// records after its log_sequence. A snapshot holds exactly the records up to
+// its log_sequence (GenerationView), which matters for events: an event adds
+// to its pair, so one applied twice would count twice (a rating applied
+// twice is harmless: it replaces the same value).
 //
 // Training runs in the background on a materialised copy of the state; when
 // it ends, the new model becomes the next generation and every rating
