@@ -32,6 +32,7 @@ Engine::Engine(const EngineOptions& options)
 }
 
 Engine::~Engine() {
+  StopSnapshotThread();
   CancelRunningTraining();
   WaitForTraining();
   if (log_) log_->Sync().IgnoreError();
@@ -77,6 +78,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   // An erasure replayed from the log may have been logged just before a
   // crash, with the user still in the older files: they go now.
   if (e->erased_seq_.load() > after) RECSYS_RETURN_IF_ERROR(e->WriteSnapshot());
+  e->StartSnapshotThread();
   return e;
 }
 

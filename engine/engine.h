@@ -378,6 +378,10 @@ class Engine {
   void CancelRunningTraining();
   // Waits for the running job (if any) to end.
   void WaitForTraining();
+  // Periodic snapshots (EngineOptions::snapshot_every) are written on a
+  // thread of their own, off the write path; this waits until none is due
+  // or being written (tests; shutdown).
+  void WaitForSnapshots();
 
   // Writes a snapshot of the current state and drops the log segments it
   // covers (and the older snapshots: those past `keep_snapshots`, and any
@@ -471,9 +475,14 @@ class Engine {
   absl::Status WriteSnapshotLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(snapshot_mu_);
   // Adds `records` just logged to the count since the last snapshot, and
-  // writes one when the count reaches options_.snapshot_every.
+  // asks the snapshot thread for one when the count reaches
+  // options_.snapshot_every (requests while one is written coalesce).
   void CountLogged(int64_t records);
-  void MaybeSnapshot();
+  // The snapshot thread: writes a snapshot whenever one is asked for and
+  // still due, until the engine stops it.
+  void SnapshotLoop();
+  void StartSnapshotThread();
+  void StopSnapshotThread();
   // Trains as `spec` asks (with `exact`, those hyper-parameters for the
   // spec's kind) and swaps the result in.
   void RunTraining(std::shared_ptr<internal::TrainingJob> job,
@@ -534,6 +543,13 @@ class Engine {
   std::atomic<uint64_t> fold_in_cache_hits_{0};
   std::atomic<uint64_t> fold_in_cache_misses_{0};
   absl::Mutex snapshot_mu_;  // one snapshot writer at a time
+  // The snapshot thread's requests, and whether it is writing one.
+  std::mutex snapshot_request_mu_;
+  std::condition_variable snapshot_cv_;
+  bool snapshot_requested_ = false;  // guarded by snapshot_request_mu_
+  bool snapshot_running_ = false;    // guarded by snapshot_request_mu_
+  bool stop_snapshots_ = false;      // guarded by snapshot_request_mu_
+  std::thread snapshotter_;
   // One UpsertItems at a time, from reading the entries it changes to
   // applying the new ones, so that no change is lost to a concurrent one.
   absl::Mutex catalogue_mu_;

@@ -283,16 +283,55 @@ absl::StatusOr<SnapshotRef> Engine::NewestSnapshot() const {
 void Engine::CountLogged(int64_t records) {
   if (options_.snapshot_every > 0 && records > 0 &&
       since_snapshot_.fetch_add(records) + records >= options_.snapshot_every) {
-    MaybeSnapshot();
+    {
+      std::lock_guard<std::mutex> lock(snapshot_request_mu_);
+      snapshot_requested_ = true;
+    }
+    snapshot_cv_.notify_all();
   }
 }
 
-void Engine::MaybeSnapshot() {
-  // One writer; a Rate that finds it busy simply moves on.
-  if (!TryLock(&snapshot_mu_)) return;
-  const bool due = since_snapshot_.load() >= options_.snapshot_every;
-  Unlock(&snapshot_mu_);
-  if (due) WriteSnapshot().IgnoreError();
+void Engine::StartSnapshotThread() {
+  if (options_.snapshot_every <= 0) return;
+  snapshotter_ = std::thread([this] { SnapshotLoop(); });
+}
+
+void Engine::StopSnapshotThread() {
+  {
+    std::lock_guard<std::mutex> lock(snapshot_request_mu_);
+    stop_snapshots_ = true;
+  }
+  snapshot_cv_.notify_all();
+  if (snapshotter_.joinable()) snapshotter_.join();
+}
+
+void Engine::SnapshotLoop() {
+  std::unique_lock<std::mutex> lock(snapshot_request_mu_);
+  while (true) {
+    snapshot_cv_.wait(lock,
+                      [&] { return snapshot_requested_ || stop_snapshots_; });
+    if (stop_snapshots_) break;
+    snapshot_requested_ = false;
+    snapshot_running_ = true;
+    lock.unlock();
+    // (Still due: an erasure's or a training's snapshot may have come
+    // first.) A failure is retried at the next request; the log keeps
+    // every record meanwhile.
+    if (since_snapshot_.load() >= options_.snapshot_every) {
+      WriteSnapshot().IgnoreError();
+    }
+    lock.lock();
+    snapshot_running_ = false;
+    snapshot_cv_.notify_all();
+  }
+}
+
+void Engine::WaitForSnapshots() {
+  std::unique_lock<std::mutex> lock(snapshot_request_mu_);
+  snapshot_cv_.wait(lock, [&] {
+    return (!snapshot_requested_ && !snapshot_running_) || stop_snapshots_ ||
+           !snapshotter_.joinable();
+  });
 }
 
 absl::Status Engine::WriteSnapshot() {

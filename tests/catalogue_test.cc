@@ -12,9 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "engine/engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "engine/engine.h"
 #include "tests/test_util.h"
 
 namespace recsys {
@@ -561,8 +561,11 @@ TEST_F(CatalogueTest, CatalogueEntriesCountTowardSnapshots) {
       {Describe("n1", "One", {}), Describe("n2", "Two", {}), Retire("n1"),
        Describe("i5", "Five", {}),
        Describe("i4", MustGetItem("i4").title, MustGetItem("i4").genres)});
+  engine_->WaitForSnapshots();
   EXPECT_EQ(NewestSnapshotSeq(), first);
   const UpsertItemsResult fourth = MustUpsert({Retire("n2")});
+  // (Written by the snapshot thread, off the write path.)
+  engine_->WaitForSnapshots();
   EXPECT_EQ(NewestSnapshotSeq(), fourth.sequence);
   EXPECT_GT(fourth.sequence, first);
   Open();  // from that snapshot, with nothing to replay
