@@ -261,6 +261,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFromFlags(
   absl::StatusOr<ChannelOptions> o = SecurityFromFlags();
   if (!o.ok()) return o.status();
   o->target = target;
+  // A server that is starting answers UNAVAILABLE: ride through it.
+  o->retry_unavailable = true;
   return MakeChannel(*o);
 }
 

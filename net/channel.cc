@@ -27,8 +27,24 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   return MakeChannel(options, grpc::ChannelArguments());
 }
 
+const char kRetryServiceConfig[] = R"json({
+  "methodConfig": [{
+    "name": [{"service": "recsys.v1.Recommender"}],
+    "retryPolicy": {
+      "maxAttempts": 5,
+      "initialBackoff": "0.2s",
+      "maxBackoff": "3s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+})json";
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const ChannelOptions& options, grpc::ChannelArguments args) {
+  if (options.retry_unavailable) {
+    args.SetServiceConfigJSON(kRetryServiceConfig);
+  }
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     return UsageError("--tls-cert and --tls-key go together");
   }

@@ -32,11 +32,23 @@ struct ChannelOptions {
   // target's host (tests, or an address reached through a tunnel).
   std::string tls_server_name;
   std::string token;  // sent as "authorization: Bearer <token>"
+  // Retry calls that fail UNAVAILABLE (a server that is starting, replaying
+  // its log or loading its model, or shutting down; a connection lost),
+  // with backoff, under kRetryServiceConfig. Off for load generators and
+  // replicas, which count or handle such failures themselves.
+  bool retry_unavailable = false;
   bool UsesTls() const {
     return tls || !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty() ||
            !tls_server_name.empty();
   }
 };
+
+// The service config of a channel with retry_unavailable: every Recommender
+// method retried on UNAVAILABLE, up to 5 attempts, backing off from 0.2 s
+// by x2 to 3 s (gRPC jitters each wait). A call that was applied before the
+// connection failed may be applied again: a rating replaces itself, and an
+// event needs its event_id to count once.
+extern const char kRetryServiceConfig[];
 
 // A usage error (exit code 2) for contradictory options; NOT_FOUND for a
 // file that cannot be read.

@@ -112,7 +112,9 @@ LogRecord FromLogEntry(const v1::LogEntry& e) {
 absl::StatusOr<Engine*> ReplicationService::engine() const {
   Engine* e = engine_.load();
   if (e == nullptr) {
-    return absl::FailedPreconditionError("no model is loaded yet");
+    return absl::UnavailableError(
+        "no model is loaded yet (the server is loading its model or "
+        "replaying its log): retry shortly");
   }
   if (is_replica_.load()) {
     return absl::FailedPreconditionError(

@@ -102,7 +102,9 @@ RecommenderService::~RecommenderService() = default;
 absl::StatusOr<Engine*> RecommenderService::engine() const {
   Engine* e = engine_.load();
   if (e == nullptr) {
-    return absl::FailedPreconditionError("no model is loaded yet");
+    return absl::UnavailableError(
+        "no model is loaded yet (the server is loading its model or "
+        "replaying its log): retry shortly");
   }
   return e;
 }

@@ -7,7 +7,7 @@
 //   ...                                  // later, once a model is loaded:
 //   service.SetEngine(engine.get());
 //
-// Until SetEngine is called every RPC answers FAILED_PRECONDITION.
+// Until SetEngine is called every RPC answers UNAVAILABLE (retryable).
 // An optional ServiceObserver hears about ratings and training jobs (for
 // metrics and logs), set before the server starts.
 #ifndef RECSYS_SERVER_SERVICE_H_
@@ -145,7 +145,7 @@ class RecommenderService final
                                     v1::GetItemResponse* resp) override;
 
  private:
-  // The engine, or FAILED_PRECONDITION while no model is loaded.
+  // The engine, or UNAVAILABLE (retryable) while no model is loaded.
   absl::StatusOr<Engine*> engine() const;
   // The same, or FAILED_PRECONDITION on a read replica: for writes.
   absl::StatusOr<Engine*> writable_engine() const;

@@ -21,6 +21,7 @@
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "models/train.h"
+#include "net/channel.h"
 #include "tests/test_util.h"
 
 namespace recsys {
@@ -595,9 +596,60 @@ TEST(ImplicitServiceTest, NoPredictedRatingsAndRetriedEventsCountOnce) {
   server->Shutdown();
 }
 
+// A client with the retry policy (recsys-client's) rides through a server
+// that is still loading: its call waits, backing off, and succeeds once the
+// model is in; without the policy the same call fails UNAVAILABLE at once.
+TEST(ServiceWithoutModelTest, ARetryingClientRidesThroughTheLoad) {
+  RecommenderService service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ChannelOptions o;
+  o.target = absl::StrCat("127.0.0.1:", port);
+  auto plain = v1::Recommender::NewStub(*MakeChannel(o));
+  o.retry_unavailable = true;
+  auto retrying = v1::Recommender::NewStub(*MakeChannel(o));
+  {
+    grpc::ClientContext ctx;
+    v1::ModelInfo info;
+    EXPECT_EQ(plain->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info)
+                  .error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+  const RatingData data = testing::PlantedData(40, 30, 3, 0.3, 0.3, 5, true);
+  EngineOptions opt;
+  opt.data_dir = testing::MakeTempDir("service-load");
+  opt.snapshot_every = 0;
+  std::unique_ptr<Engine> engine;
+  std::thread loader([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    auto e = Engine::Open(opt, [&] { return testing::SmallAlsModel(data); });
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine = *std::move(e);
+    service.SetEngine(engine.get());
+  });
+  const auto start = std::chrono::steady_clock::now();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  v1::ModelInfo info;
+  const grpc::Status s =
+      retrying->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
+  loader.join();
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(info.kind(), "als");
+  EXPECT_GE(std::chrono::steady_clock::now() - start,
+            std::chrono::milliseconds(300));
+  server->Shutdown();
+}
+
 // Before a model is loaded (the server answers while its first model
-// trains), every call fails with FAILED_PRECONDITION and says why.
-TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {
+// trains, or its log replays), every call fails UNAVAILABLE, the code
+// clients retry, and says why.
+TEST(ServiceWithoutModelTest, EveryCallIsUnavailableAndSaysWhy) {
   RecommenderService service;
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
@@ -606,8 +658,9 @@ TEST(ServiceWithoutModelTest, EveryCallFailsPrecondition) {
   auto stub = v1::Recommender::NewStub(
       server->InProcessChannel(grpc::ChannelArguments()));
   auto expect = [](const std::string& call, const grpc::Status& s) {
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << call;
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << call;
     EXPECT_THAT(s.error_message(), ::testing::HasSubstr("no model")) << call;
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("retry")) << call;
   };
   // One unary call (a method of the stub) with its own context.
   auto expect_unary = [&](const std::string& call, auto method, const auto& req,
