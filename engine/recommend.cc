@@ -408,6 +408,25 @@ void Score(const Call& c, const Filter& f) {
   }
 }
 
+// Asks the memory for the rating part of every row PredictedRating will
+// read, all at once: fetched one row after another, each row's first line
+// missed the cache in turn (a hybrid's 480 rating columns are 30 lines a
+// row, ten rows a call).
+void PrefetchRatingRows(const Call& c) {
+  const Model& m = c.m;
+  const int32_t first = m.rating_col(), n = m.factors() - first;
+  if (n <= 0 || c.user.rated == 0 ||
+      (c.by_factors && m.ranks_by_rating() && m.rank_bias.size() == 0)) {
+    return;
+  }
+  for (const ScoredItem& s : c.s.best) {
+    const float* row = s.item < c.base ? m.item_factors.row(s.item).data()
+                                       : c.ni.Row(s.item - c.base);
+    const char* p = reinterpret_cast<const char*>(row + first);
+    for (int32_t b = 0; b < n * 4; b += 64) __builtin_prefetch(p + b);
+  }
+}
+
 // The rating shown: the score itself when it is one; for a model that
 // ranks by other scores, its rating part (kHybrid) or its biases (kIals);
 // for a user without ratings, the biases.
@@ -459,6 +478,7 @@ absl::StatusOr<RecommendResult> Engine::Recommend(
   const Filter filter = BuildFilter(c, &out.unknown_items);
   Score(c, filter);
   const bool rates = m.feedback == Feedback::kExplicit;
+  if (rates) PrefetchRatingRows(c);
   for (const ScoredItem& s : c.s.best) {
     emit({s.item < c.base ? c.m.items.External(s.item)
                           : ni->ids->External(s.item - c.base),
