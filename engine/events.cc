@@ -52,11 +52,23 @@ std::string FormatEventWeights(const std::map<std::string, float>& weights) {
 EventIds::EventIds(int64_t window)
     : window_(static_cast<size_t>(std::max<int64_t>(0, window))) {}
 
+void EventIds::Forget(const std::string& id) {
+  auto it = ids_.find(id);
+  if (it == ids_.end()) return;
+  auto mine = by_user_.find(it->second.user);
+  if (mine != by_user_.end()) {
+    mine->second.erase(id);
+    if (mine->second.empty()) by_user_.erase(mine);
+  }
+  ids_.erase(it);
+}
+
 void EventIds::Insert(const std::string& id, Entry e) {
+  by_user_[e.user].insert(id);
   ids_[id] = std::move(e);
   order_.push_back(id);
   while (ids_.size() > window_ && !order_.empty()) {
-    ids_.erase(order_.front());
+    Forget(order_.front());
     order_.pop_front();
   }
   // Ids erased with their user leave stale names behind; drop them once
@@ -85,7 +97,7 @@ EventIds::Claim EventIds::Reserve(const std::string& id,
 void EventIds::Release(const std::string& id) {
   MutexLock lock(&mu_);
   if (auto it = ids_.find(id); it != ids_.end() && it->second.seq == 0) {
-    ids_.erase(it);
+    Forget(id);
   }
 }
 
@@ -106,7 +118,10 @@ bool EventIds::Apply(const std::string& id, const std::string& user,
 
 void EventIds::EraseUser(const std::string& user) {
   MutexLock lock(&mu_);
-  absl::erase_if(ids_, [&](const auto& kv) { return kv.second.user == user; });
+  auto mine = by_user_.find(user);
+  if (mine == by_user_.end()) return;
+  for (const std::string& id : mine->second) ids_.erase(id);
+  by_user_.erase(mine);
 }
 
 int64_t EventIds::size() const {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -49,7 +50,7 @@ class EventIds {
   // the log): true to apply it; false when the id was recorded by another
   // record (a retry that also reached the log).
   bool Apply(const std::string& id, const std::string& user, uint64_t seq);
-  // Forgets every id of `user` (an erasure).
+  // Forgets every id of `user` (an erasure): O(the user's ids).
   void EraseUser(const std::string& user);
   int64_t size() const;
 
@@ -60,11 +61,16 @@ class EventIds {
   };
   void Insert(const std::string& id, Entry e)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Forget(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const size_t window_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Entry> ids_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> order_ ABSL_GUARDED_BY(mu_);  // oldest first
+  // Each user's ids, so that an erasure (DeleteUsers: thousands at once)
+  // does not scan the whole window per user.
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> by_user_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace internal
