@@ -45,7 +45,8 @@ absl::StatusOr<std::map<std::string, float>> ParseEventWeights(
 
 std::string FormatEventWeights(const std::map<std::string, float>& weights) {
   return absl::StrJoin(weights, ",", [](std::string* out, const auto& tw) {
-    absl::StrAppend(out, tw.first, ":", absl::StrFormat("%g", tw.second));
+    // (%.9g: every float reads back as itself.)
+    absl::StrAppend(out, tw.first, ":", absl::StrFormat("%.9g", tw.second));
   });
 }
 
