@@ -10,9 +10,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto w = recsys::internal::ParseEventWeights(spec);
   if (w.ok()) {
     // What is printed reads back as the same table.
-    auto again =
-        recsys::internal::ParseEventWeights(
-            recsys::internal::FormatEventWeights(*w));
+    auto again = recsys::internal::ParseEventWeights(
+        recsys::internal::FormatEventWeights(*w));
     if (!again.ok() || *again != *w) __builtin_trap();
   }
   return 0;

@@ -12,8 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t mode = data[0];
   static const char* const kNames[] = {"u.data", "ratings.dat", "ratings.csv",
                                        "plays.tsv"};
-  const std::string path = recsys::fuzz::WriteScratch(
-      kNames[mode & 3], data + 1, size - 1);
+  const std::string path =
+      recsys::fuzz::WriteScratch(kNames[mode & 3], data + 1, size - 1);
   recsys::LoadOptions o;
   o.load_metadata = false;
   o.skip_bad_lines = (mode & 4) != 0;
