@@ -38,9 +38,9 @@ absl::Status Engine::ValidateRating(const Generation& g,
         "event_id is set without an event_type: only events have ids");
   }
   if (implicit) {
-    if (!(std::isfinite(r.value) && r.value >= 0)) {
+    if (!(r.value >= 0 && r.value <= kMaxWeight)) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "rating %g must be finite and >= 0 (the model learnt from implicit "
+          "rating %g must be in [0, 1e9] (the model learnt from implicit "
           "feedback: a rating is a weight added to the pair's)",
           r.value));
     }
@@ -77,9 +77,11 @@ absl::Status Engine::ValidateEvent(bool implicit, const RatingInput& r) const {
   }
   const float weight =
       options_.event_weights.at(r.event_type) * (r.count == 0 ? 1.0f : r.count);
-  if (!(std::isfinite(r.count) && r.count >= 0) || !std::isfinite(weight)) {
+  if (!(std::isfinite(r.count) && r.count >= 0) || !(weight <= kMaxWeight)) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "count %g must be finite and >= 0 (0 means 1)", r.count));
+        "count %g must be finite and >= 0 (0 means 1), and its weight at "
+        "most 1e9",
+        r.count));
   }
   if (r.event_id.size() > kMaxIdBytes) {
     return absl::InvalidArgumentError(

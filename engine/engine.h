@@ -60,6 +60,11 @@ namespace recsys {
 inline constexpr size_t kMaxIdBytes = 256;
 inline constexpr int kMaxK = 1000;
 inline constexpr size_t kMaxListItems = 10000;
+// The largest weight one record of implicit feedback may add (a plain
+// rating's value, or an event's type weight times its count), so that a
+// pair's sum stays finite (a sum past float's range would poison the
+// user's vector with infinities).
+inline constexpr float kMaxWeight = 1e9f;
 
 struct EngineOptions {
   // What training means when a caller names nothing (Train with no kind,

@@ -118,10 +118,10 @@ absl::Status ReadSession(const Call& c, std::vector<std::string>* unknown) {
     }
     if (c.m.feedback == Feedback::kImplicit) {
       // (A weight, as a count or an event gives.)
-      if (!(std::isfinite(r.value) && r.value >= 0)) {
+      if (!(r.value >= 0 && r.value <= kMaxWeight)) {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "session_items[%d]: rating %g must be finite and >= 0 (the model "
-            "learnt from implicit feedback)",
+            "session_items[%d]: rating %g must be in [0, 1e9] (the model "
+            "learnt from implicit feedback: a weight)",
             k, r.value));
       }
     } else if (!std::isfinite(r.value) || !scale.Contains(r.value)) {

@@ -497,6 +497,8 @@ TEST_F(EventsTest, BadEventsAreRefusedNamingTheField) {
       {Event("listener", "i3", "play", kNaN), "count"},
       {Event("listener", "i3", "play", kInf), "count"},
       {Event("listener", "i3", "play", 3e38f), "count"},  // weight overflows
+      {Event("listener", "i3", "play", 6e8f), "count"},   // weight 1.2e9 > 1e9
+      {Plain("listener", "i3", 2e9f), "rating"},          // over 1e9
       {WithValue(play, 3), "rating"},
       {WithValue(play, -1), "rating"},
       {WithId(Plain("listener", "i3", 1), "id-1"), "event_id"},
