@@ -27,6 +27,21 @@ using internal::UserState;
 using internal::UserView;
 using internal::ViewUser;
 
+namespace {
+
+// Whether `rec` adds to its pair rather than replacing it: an event, or any
+// record of a model of implicit feedback.
+bool Adds(const Model& m, const LogRecord& rec) {
+  return rec.add || m.feedback == Feedback::kImplicit;
+}
+
+}  // namespace
+
+float Engine::EventWeight(const RatingInput& r) const {
+  return options_.event_weights.at(r.event_type) *
+         (r.count == 0 ? 1.0f : r.count);
+}
+
 absl::Status Engine::ValidateRating(const Generation& g,
                                     const RatingInput& r) const {
   RECSYS_RETURN_IF_ERROR(CheckId("user id", r.user));
@@ -75,9 +90,8 @@ absl::Status Engine::ValidateEvent(bool implicit, const RatingInput& r) const {
         "' is not one of this server's (--event_weights): ",
         known.empty() ? std::string("none") : absl::StrJoin(known, ", ")));
   }
-  const float weight =
-      options_.event_weights.at(r.event_type) * (r.count == 0 ? 1.0f : r.count);
-  if (!(std::isfinite(r.count) && r.count >= 0) || !(weight <= kMaxWeight)) {
+  if (!(std::isfinite(r.count) && r.count >= 0) ||
+      !(EventWeight(r) <= kMaxWeight)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "count %g must be finite and >= 0 (0 means 1), and its weight at "
         "most 1e9",
@@ -99,8 +113,7 @@ LogRecord Engine::RecordOf(const RatingInput& r) const {
   rec.timestamp = r.timestamp != 0 ? r.timestamp : internal::NowSeconds();
   if (!r.event_type.empty()) {
     rec.add = true;
-    rec.value = options_.event_weights.at(r.event_type) *
-                (r.count == 0 ? 1.0f : r.count);
+    rec.value = EventWeight(r);
     rec.event_type = r.event_type;
     rec.event_id = r.event_id;
   }
@@ -199,8 +212,7 @@ int32_t Engine::FoldInNewItem(Generation& g, const LogRecord& rec,
       raters.emplace_back(rec.user, rec.value);
       ++next->counts[local];
     } else {
-      const bool adds = rec.add || m.feedback == Feedback::kImplicit;
-      it->second = adds ? it->second + rec.value : rec.value;
+      it->second = Adds(m, rec) ? it->second + rec.value : rec.value;
     }
     // Fold the item's vector in again from everyone who rated it (this
     // user's current vector included): at every rating while it has up to
@@ -409,7 +421,6 @@ FoldInResult SolveUser(Generation& g, size_t shard, const std::string& user_id,
 void UpdateEntry(const Model& m, int32_t item, const LogRecord& rec,
                  std::vector<UserState::Entry>* entries,
                  FoldInEquations* kept) {
-  const bool adds = rec.add || m.feedback == Feedback::kImplicit;
   auto e =
       std::find_if(entries->begin(), entries->end(),
                    [&](const UserState::Entry& x) { return x.item == item; });
@@ -419,7 +430,7 @@ void UpdateEntry(const Model& m, int32_t item, const LogRecord& rec,
     return;
   }
   UserState::Entry next = {item, rec.value, rec.timestamp, rec.seq};
-  if (adds) {
+  if (Adds(m, rec)) {
     next = {item, e->value + rec.value, std::max(e->timestamp, rec.timestamp),
             std::max(e->seq, rec.seq)};
   } else if (e->seq > rec.seq) {

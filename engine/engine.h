@@ -433,6 +433,9 @@ class Engine {
   absl::Status Cancel(internal::TrainingJob& job);
   absl::Status ValidateRating(const internal::Generation& g,
                               const RatingInput& r) const;
+  // An event's weight: its type's times its count (0 = once). The type
+  // must be one of options_.event_weights.
+  float EventWeight(const RatingInput& r) const;
   // ValidateRating's checks of an event (`implicit`: the model's feedback).
   absl::Status ValidateEvent(bool implicit, const RatingInput& r) const;
   // The one write path, with swap_mu_ held shared: appends `records` to the

@@ -408,6 +408,12 @@ void Score(const Call& c, const Filter& f) {
   }
 }
 
+// Whether the rating shown is the ranking score itself (a model that ranks
+// by predicted rating, with no popularity prior making the scores more).
+bool ScoreIsRating(const Call& c) {
+  return c.by_factors && c.m.ranks_by_rating() && c.m.rank_bias.size() == 0;
+}
+
 // Asks the memory for the rating part of every row PredictedRating will
 // read, all at once: fetched one row after another, each row's first line
 // missed the cache in turn (a hybrid's 480 rating columns are 30 lines a
@@ -415,8 +421,7 @@ void Score(const Call& c, const Filter& f) {
 void PrefetchRatingRows(const Call& c) {
   const Model& m = c.m;
   const int32_t first = m.rating_col(), n = m.factors() - first;
-  if (n <= 0 || c.user.rated == 0 ||
-      (c.by_factors && m.ranks_by_rating() && m.rank_bias.size() == 0)) {
+  if (n <= 0 || c.user.rated == 0 || ScoreIsRating(c)) {
     return;
   }
   for (const ScoredItem& s : c.s.best) {
@@ -433,8 +438,7 @@ void PrefetchRatingRows(const Call& c) {
 float PredictedRating(const Call& c, int32_t i, float score) {
   const Model& m = c.m;
   const bool personalized = c.user.rated > 0;
-  // (A popularity prior makes the scores more than ratings.)
-  if (c.by_factors && m.ranks_by_rating() && m.rank_bias.size() == 0) {
+  if (ScoreIsRating(c)) {
     return m.scale.Clip(score);
   }
   const float item_bias = i < c.base ? m.item_bias[i] : c.ni.bias[i - c.base];
